@@ -1,0 +1,96 @@
+use getlood_config::ConfigError;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Token verification settings, shared by the gateway and every service that re-verifies the
+/// caller's token on its gRPC API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Expected `iss` claim.
+    pub issuer: String,
+    /// Expected `aud` claim.
+    pub audience: String,
+    /// Shared secret for HS256 tokens (development). Unset disables HS256.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub hs256_secret: Option<SecretString>,
+    /// Public keys for RS256/ES256 tokens, selected by the token's `kid`.
+    pub public_keys: Vec<PublicKeyConfig>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// One asymmetric verification key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyConfig {
+    /// Key id matched against the token header's `kid`.
+    pub kid: String,
+    /// `RS256` or `ES256`.
+    pub algorithm: String,
+    /// The PEM-encoded public key.
+    pub pem: String,
+}
+
+/// The development secret `make dev` signs its token with. Never valid in production because
+/// production values replace it; the gateway logs a warning when it is in use.
+pub const DEV_HS256_SECRET: &str = "getlood-dev-secret-change-me-0123456789abcdef";
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "getlood".to_owned(),
+            audience: "getlood".to_owned(),
+            hs256_secret: Some(SecretString::from(DEV_HS256_SECRET)),
+            public_keys: Vec::new(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Checks the values, naming the offending key under `prefix` (e.g. `auth`).
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        if self.issuer.is_empty() {
+            return Err(ConfigError::invalid(format!("{prefix}.issuer"), "must not be empty"));
+        }
+        if self.audience.is_empty() {
+            return Err(ConfigError::invalid(format!("{prefix}.audience"), "must not be empty"));
+        }
+        if let Some(secret) = &self.hs256_secret {
+            // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (256 bits).
+            if secret.expose_secret().len() < 32 {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.hs256_secret"),
+                    "must be at least 32 bytes",
+                ));
+            }
+        }
+        if self.hs256_secret.is_none() && self.public_keys.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{prefix}.public_keys"),
+                "no verification key: set hs256_secret or at least one public key",
+            ));
+        }
+        for (i, key) in self.public_keys.iter().enumerate() {
+            if !matches!(key.algorithm.as_str(), "RS256" | "ES256") {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.public_keys[{i}].algorithm"),
+                    format!("'{}' is not one of RS256, ES256", key.algorithm),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn serialize_secret_opt<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    // Serialized only as the defaults layer of figment; the value must survive that round trip.
+    match secret {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}

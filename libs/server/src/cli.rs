@@ -1,0 +1,164 @@
+//! The shared `main` of every service binary: parse flags, load config, init telemetry, bind,
+//! run until SIGTERM, then flush telemetry last.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use getlood_config::Validate;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Infra, Listeners, Result, ServiceConfig, ServiceSpec, shutdown_signal};
+
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Optional TOML config file; env `GETLOOD_<SERVICE>_*` overrides it.
+    #[arg(long, env = "GETLOOD_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Create the service's Postgres schema, apply its migrations, and exit.
+    Migrate,
+    /// Print the effective configuration (secrets redacted) and exit.
+    PrintConfig,
+}
+
+/// Runs a service binary. `run` is the service's library entry point.
+pub async fn main<A, F, Fut>(
+    spec: ServiceSpec,
+    defaults: ServiceConfig<A>,
+    migrator: Option<&'static sqlx::migrate::Migrator>,
+    run: F,
+) -> ExitCode
+where
+    A: Serialize + DeserializeOwned + Validate,
+    F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let cli = Cli::parse();
+    let config: ServiceConfig<A> = match getlood_config::load(spec.name, cli.config.as_deref(), &defaults) {
+        Ok(config) => config,
+        Err(err) => {
+            // Telemetry is not up yet, and this must reach the operator: stderr it is.
+            eprintln!("{}: refusing to start: {err}", spec.name);
+            return ExitCode::from(2);
+        }
+    };
+    let telemetry = match getlood_telemetry::init(spec.name, config.log_format) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("{}: refusing to start: {err}", spec.name);
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config, run).await,
+        Command::Migrate => migrate(spec, &config, migrator).await,
+        Command::PrintConfig => {
+            let mut value = serde_json::to_value(&config).unwrap_or_default();
+            redact(&mut value);
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            Ok(())
+        }
+    };
+    let code = match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(service = spec.name, error = %err, "service failed");
+            ExitCode::FAILURE
+        }
+    };
+    // Last: flush spans recorded during the drain.
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve<A, F, Fut>(config: ServiceConfig<A>, run: F) -> Result<()>
+where
+    F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let listeners = Listeners::bind(config.http_addr, config.grpc_addr).await?;
+    let shutdown = CancellationToken::new();
+    let signal = tokio::spawn(shutdown_signal(shutdown.clone()));
+    let result = run(config, listeners, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = signal.await;
+    result
+}
+
+async fn migrate<A>(
+    spec: ServiceSpec,
+    config: &ServiceConfig<A>,
+    migrator: Option<&'static sqlx::migrate::Migrator>,
+) -> Result<()> {
+    if !spec.needs.postgres {
+        tracing::info!(service = spec.name, "no postgres schema to migrate");
+        return Ok(());
+    }
+    let infra = Infra::connect(crate::Needs { postgres: true, ..Default::default() }, config, spec.name).await?;
+    infra.migrate(&config.postgres.schema, migrator).await?;
+    tracing::info!(service = spec.name, schema = %config.postgres.schema, "migrations applied");
+    Ok(())
+}
+
+/// Blanks every value whose key looks secret, and passwords inside URLs.
+fn redact(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let k = key.to_ascii_lowercase();
+                if k.contains("secret") || k.contains("password") || k.contains("token") || k == "pem" {
+                    if !v.is_null() {
+                        *v = serde_json::Value::String("[redacted]".to_owned());
+                    }
+                } else if k == "url" {
+                    if let serde_json::Value::String(s) = v {
+                        *s = redact_url(s);
+                    }
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    // scheme://user:password@host -> scheme://user:[redacted]@host
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        let mut v = serde_json::json!({
+            "postgres": {"url": "postgres://app:hunter2@db:5432/x"},
+            "auth": {"hs256_secret": "s", "public_keys": [{"pem": "k", "kid": "a"}]},
+        });
+        redact(&mut v);
+        assert_eq!(v["postgres"]["url"], "postgres://app:[redacted]@db:5432/x");
+        assert_eq!(v["auth"]["hs256_secret"], "[redacted]");
+        assert_eq!(v["auth"]["public_keys"][0]["pem"], "[redacted]");
+        assert_eq!(v["auth"]["public_keys"][0]["kid"], "a");
+    }
+}

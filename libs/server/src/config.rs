@@ -1,0 +1,259 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use getlood_auth::AuthConfig;
+use getlood_config::{ConfigError, Validate};
+use getlood_telemetry::LogFormat;
+use serde::{Deserialize, Serialize};
+
+/// Settings every service shares, plus the service's own settings `A` under the `app` key.
+///
+/// Env: `GETLOOD_<SERVICE>_HTTP_ADDR`, `GETLOOD_<SERVICE>_POSTGRES__URL`,
+/// `GETLOOD_<SERVICE>_APP__<KEY>`, and so on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig<A> {
+    /// HTTP listener: `/livez`, `/readyz`, `/metrics`, and the service's HTTP API if any.
+    pub http_addr: SocketAddr,
+    /// gRPC listener: the service API, `grpc.health.v1` and reflection.
+    pub grpc_addr: SocketAddr,
+    /// How long in-flight requests may take to finish after SIGTERM. Keep it below the pod's
+    /// `terminationGracePeriodSeconds`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Per-request deadline on the gRPC server (time to the response headers).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How often dependencies are probed for readiness.
+    #[serde(with = "humantime_serde")]
+    pub readiness_interval: Duration,
+    /// `pretty` for terminals, `json` for Kubernetes.
+    pub log_format: LogFormat,
+    /// The service's Postgres schema and connection (ignored by services without one).
+    pub postgres: PostgresConfig,
+    /// Redis connection (ignored by services without one).
+    pub redis: RedisConfig,
+    /// NATS connection.
+    pub nats: NatsConfig,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Where the other services' gRPC endpoints are.
+    pub services: ServiceUrls,
+    /// The service's own settings.
+    pub app: A,
+}
+
+/// Postgres settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection URL.
+    pub url: String,
+    /// Schema owned by this service; its tables and migration history live there.
+    pub schema: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Run migrations at start (Helm runs them once per release in a hook Job instead).
+    pub run_migrations: bool,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/test".to_owned(),
+            schema: String::new(),
+            max_connections: 10,
+            run_migrations: true,
+        }
+    }
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Connection URL.
+    pub url: String,
+    /// Prefix of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: "redis://127.0.0.1:6379".to_owned(), key_prefix: "getlood".to_owned() }
+    }
+}
+
+/// NATS settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// Server URL (comma-separated for a cluster).
+    pub url: String,
+    /// Prefix of every subject and stream name.
+    pub subject_prefix: String,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self { url: "nats://127.0.0.1:4222".to_owned(), subject_prefix: "getlood".to_owned() }
+    }
+}
+
+/// gRPC endpoints of the services (`http://host:port`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceUrls {
+    /// gateway gRPC.
+    pub gateway: String,
+    /// pipeline gRPC.
+    pub pipeline: String,
+    /// desktop-state gRPC.
+    pub desktop_state: String,
+    /// workflow gRPC.
+    pub workflow: String,
+    /// agent-registry gRPC.
+    pub agent_registry: String,
+    /// event-dispatcher gRPC.
+    pub event_dispatcher: String,
+}
+
+impl Default for ServiceUrls {
+    fn default() -> Self {
+        Self {
+            gateway: "http://127.0.0.1:9090".to_owned(),
+            pipeline: "http://127.0.0.1:9091".to_owned(),
+            desktop_state: "http://127.0.0.1:9092".to_owned(),
+            workflow: "http://127.0.0.1:9093".to_owned(),
+            agent_registry: "http://127.0.0.1:9094".to_owned(),
+            event_dispatcher: "http://127.0.0.1:9095".to_owned(),
+        }
+    }
+}
+
+impl<A: Default> ServiceConfig<A> {
+    /// The defaults of a service listening on `http_port` and `grpc_port`, with its Postgres
+    /// schema named `schema`.
+    pub fn with_ports(http_port: u16, grpc_port: u16, schema: &str) -> Self {
+        Self {
+            http_addr: SocketAddr::from(([0, 0, 0, 0], http_port)),
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], grpc_port)),
+            shutdown_timeout: Duration::from_secs(25),
+            request_timeout: Duration::from_secs(60),
+            readiness_interval: Duration::from_secs(2),
+            log_format: LogFormat::Pretty,
+            postgres: PostgresConfig { schema: schema.to_owned(), ..PostgresConfig::default() },
+            redis: RedisConfig::default(),
+            nats: NatsConfig::default(),
+            auth: AuthConfig::default(),
+            services: ServiceUrls::default(),
+            app: A::default(),
+        }
+    }
+}
+
+impl<A: Validate> Validate for ServiceConfig<A> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_url("postgres.url", &self.postgres.url, &["postgres", "postgresql"])?;
+        check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
+        for (i, url) in self.nats.url.split(',').enumerate() {
+            check_url(&format!("nats.url[{i}]"), url.trim(), &["nats", "tls", "ws", "wss"])?;
+        }
+        if !is_identifier(&self.postgres.schema) {
+            return Err(ConfigError::invalid("postgres.schema", "must match [a-z][a-z0-9_]{0,62}"));
+        }
+        if !is_subject_token(&self.nats.subject_prefix) {
+            return Err(ConfigError::invalid("nats.subject_prefix", "must match [a-zA-Z0-9_-]+"));
+        }
+        if self.postgres.max_connections == 0 {
+            return Err(ConfigError::invalid("postgres.max_connections", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("request_timeout", self.request_timeout),
+            ("readiness_interval", self.readiness_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        let urls = &self.services;
+        for (key, url) in [
+            ("services.gateway", &urls.gateway),
+            ("services.pipeline", &urls.pipeline),
+            ("services.desktop_state", &urls.desktop_state),
+            ("services.workflow", &urls.workflow),
+            ("services.agent_registry", &urls.agent_registry),
+            ("services.event_dispatcher", &urls.event_dispatcher),
+        ] {
+            check_url(key, url, &["http", "https"])?;
+        }
+        self.auth.validate("auth")?;
+        self.app.validate()
+    }
+}
+
+/// The `app` settings of a service that has none of its own yet: any `APP__*` key is refused.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl Validate for NoSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some(s) if schemes.contains(&s) => Ok(()),
+        _ => Err(ConfigError::invalid(key, format!("'{url}' is not a {} url", schemes.join("/")))),
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z'))
+        && s.len() <= 63
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn is_subject_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct App {
+        limit: u32,
+    }
+
+    impl Validate for App {
+        fn validate(&self) -> Result<(), ConfigError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        ServiceConfig::<App>::with_ports(8080, 9090, "gateway").validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+        c.postgres.url = "mysql://x".into();
+        assert!(c.validate().unwrap_err().to_string().contains("postgres.url"));
+        let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "Gate-way");
+        c.postgres.schema = "Gate-way".into();
+        assert!(c.validate().unwrap_err().to_string().contains("postgres.schema"));
+        let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+        c.shutdown_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().to_string().contains("shutdown_timeout"));
+    }
+}

@@ -1,0 +1,132 @@
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::OnceCell;
+
+use crate::{Error, Result, ServiceConfig};
+
+/// Which shared dependencies a service uses; only these are connected and probed for readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Its own Postgres schema.
+    pub postgres: bool,
+    /// Redis.
+    pub redis: bool,
+    /// NATS JetStream.
+    pub nats: bool,
+}
+
+/// The service's connections to Postgres, Redis and NATS, created without waiting for the
+/// servers: each reconnects on its own, and readiness reports what answers.
+#[derive(Clone)]
+pub struct Infra {
+    /// Pool whose connections use the service's schema as `search_path`.
+    pub postgres: Option<PgPool>,
+    /// Redis connection manager, created on first use.
+    pub redis: Option<RedisHandle>,
+    /// NATS client (reconnects forever).
+    pub nats: Option<async_nats::Client>,
+}
+
+impl std::fmt::Debug for Infra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Infra")
+            .field("postgres", &self.postgres.is_some())
+            .field("redis", &self.redis.is_some())
+            .field("nats", &self.nats.is_some())
+            .finish()
+    }
+}
+
+impl Infra {
+    /// Creates the clients `needs` asks for. Only a malformed URL fails here.
+    pub async fn connect<A>(needs: Needs, config: &ServiceConfig<A>, name: &str) -> Result<Self> {
+        let postgres = if needs.postgres {
+            let options = PgConnectOptions::from_str(&config.postgres.url)
+                .map_err(|e| Error::Url { what: "postgres", message: e.to_string() })?
+                .application_name(name)
+                .options([("search_path", config.postgres.schema.as_str())]);
+            Some(
+                PgPoolOptions::new()
+                    .max_connections(config.postgres.max_connections)
+                    .acquire_timeout(Duration::from_secs(3))
+                    .connect_lazy_with(options),
+            )
+        } else {
+            None
+        };
+        let redis = if needs.redis {
+            let client = redis::Client::open(config.redis.url.as_str())
+                .map_err(|e| Error::Url { what: "redis", message: e.to_string() })?;
+            Some(RedisHandle { client, manager: Arc::new(OnceCell::new()) })
+        } else {
+            None
+        };
+        let nats = if needs.nats {
+            let client = async_nats::ConnectOptions::new()
+                .name(name)
+                // Start even when NATS is down; the client keeps trying and readiness says so.
+                .retry_on_initial_connect()
+                .connection_timeout(Duration::from_secs(2))
+                .connect(config.nats.url.as_str())
+                .await
+                .map_err(|e| Error::Url { what: "nats", message: e.to_string() })?;
+            Some(client)
+        } else {
+            None
+        };
+        Ok(Self { postgres, redis, nats })
+    }
+
+    /// Connects what `spec` needs and, unless a release job does it, applies the migrations.
+    pub async fn start<A>(
+        spec: crate::ServiceSpec,
+        config: &ServiceConfig<A>,
+        migrator: Option<&sqlx::migrate::Migrator>,
+    ) -> Result<Self> {
+        let infra = Self::connect(spec.needs, config, spec.name).await?;
+        if spec.needs.postgres && config.postgres.run_migrations {
+            infra.migrate(&config.postgres.schema, migrator).await?;
+        }
+        Ok(infra)
+    }
+
+    /// Creates the service's schema and applies its migrations, if it has any.
+    pub async fn migrate(&self, schema: &str, migrator: Option<&sqlx::migrate::Migrator>) -> Result<()> {
+        let Some(pool) = &self.postgres else { return Ok(()) };
+        // The schema name was validated against [a-z][a-z0-9_]* at config load.
+        let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+        sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(pool).await?;
+        if let Some(migrator) = migrator {
+            migrator.run(pool).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A Redis connection manager created on first successful use, then shared (it multiplexes one
+/// connection and reconnects by itself).
+#[derive(Clone)]
+pub struct RedisHandle {
+    client: redis::Client,
+    manager: Arc<OnceCell<redis::aio::ConnectionManager>>,
+}
+
+impl RedisHandle {
+    /// The shared connection, connecting if this is the first use.
+    pub async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
+        let manager = self
+            .manager
+            .get_or_try_init(|| async {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(2);
+                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+}

@@ -1,0 +1,27 @@
+//! The service skeleton every GETLOOD binary is built on, so there is one way to do each thing:
+//!
+//! * [`ServiceConfig`]: the settings every service shares (listen addresses, dependencies,
+//!   auth, shutdown), plus the service's own settings under `app`;
+//! * [`Infra`]: lazily connected Postgres, Redis and NATS clients, so a service starts even when
+//!   a dependency is down and reports it through readiness instead of crash-looping;
+//! * [`serve`]: gRPC (with `grpc.health.v1` and reflection) and HTTP (`/livez`, `/readyz`,
+//!   `/metrics`, plus the service's routes) on caller-bound listeners, draining in-flight requests
+//!   on shutdown within `shutdown_timeout`;
+//! * [`shutdown_signal`]: SIGINT/SIGTERM to a `CancellationToken`.
+
+pub mod cli;
+mod config;
+mod error;
+mod infra;
+mod metrics_layer;
+mod readiness;
+mod serve;
+mod shutdown;
+
+pub use config::{NoSettings, NatsConfig, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
+pub use error::{Error, Result};
+pub use infra::{Infra, Needs, RedisHandle};
+pub use metrics_layer::{GrpcMetricsLayer, http_metrics};
+pub use readiness::{Readiness, ReadinessReport};
+pub use serve::{Listeners, ServiceSpec, serve};
+pub use shutdown::shutdown_signal;

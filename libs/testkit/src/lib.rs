@@ -1,0 +1,36 @@
+//! Test harness: starts any set of the six services in-process, each on port 0, against the real
+//! Postgres, Redis and NATS of the machine, with a private Postgres schema per service and test.
+//!
+//! Addresses of the shared servers come from `GETLOOD_TEST_POSTGRES_URL`, `GETLOOD_TEST_REDIS_URL`
+//! and `GETLOOD_TEST_NATS_URL`, defaulting to the standard local ports.
+
+mod platform;
+mod proxy;
+
+pub use platform::{Platform, PlatformBuilder, RunningService, Service, TEST_SECRET};
+pub use proxy::TcpProxy;
+
+/// Postgres URL of the test database.
+pub fn postgres_url() -> String {
+    std::env::var("GETLOOD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Redis URL of the test server.
+pub fn redis_url() -> String {
+    std::env::var("GETLOOD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// NATS URL of the test server.
+pub fn nats_url() -> String {
+    std::env::var("GETLOOD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// Installs a test log subscriber once; `TEST_LOG=1` shows the services' logs.
+pub fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,226 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+pub use getlood::Service;
+use getlood::Overrides;
+use getlood_server::Listeners;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// HS256 secret every in-process service of a test platform trusts.
+pub const TEST_SECRET: &str = "getlood-test-secret-0123456789abcdef";
+
+/// Chooses which services to start and how they reach their dependencies.
+#[derive(Debug)]
+pub struct PlatformBuilder {
+    services: Vec<Service>,
+    nats_url: String,
+    redis_url: String,
+    postgres_url: String,
+    shutdown_timeout: Duration,
+}
+
+/// A started service.
+#[derive(Debug)]
+pub struct RunningService {
+    /// Which one.
+    pub service: Service,
+    /// Its HTTP address.
+    pub http_addr: SocketAddr,
+    /// Its gRPC address.
+    pub grpc_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<getlood_server::Result<()>>,
+}
+
+/// Services running in this process.
+#[derive(Debug)]
+pub struct Platform {
+    services: BTreeMap<Service, RunningService>,
+    run_id: String,
+    postgres_url: String,
+}
+
+impl Default for PlatformBuilder {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            nats_url: crate::nats_url(),
+            redis_url: crate::redis_url(),
+            postgres_url: crate::postgres_url(),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PlatformBuilder {
+    /// Adds `service`.
+    pub fn service(mut self, service: Service) -> Self {
+        if !self.services.contains(&service) {
+            self.services.push(service);
+        }
+        self
+    }
+
+    /// Adds all six services.
+    pub fn all(mut self) -> Self {
+        self.services = Service::ALL.to_vec();
+        self
+    }
+
+    /// Points the services at this NATS URL (a [`crate::TcpProxy`] in failure tests).
+    pub fn nats_url(mut self, url: impl Into<String>) -> Self {
+        self.nats_url = url.into();
+        self
+    }
+
+    /// How long a stopping service waits for in-flight requests.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Binds every service on `127.0.0.1:0`, then starts them.
+    pub async fn start(self) -> anyhow::Result<Platform> {
+        crate::init_test_logging();
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let mut bound = Vec::new();
+        for service in &self.services {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            bound.push((*service, Listeners::bind(loopback, loopback).await?));
+        }
+        let addrs: Vec<_> = bound.iter().map(|(s, l)| (*s, l.grpc_addr())).collect();
+        let overrides = Overrides {
+            load_environment: false,
+            postgres_url: Some(self.postgres_url.clone()),
+            // A private schema per service and test run: tests never see each other's rows.
+            schema_suffix: Some(run_id.clone()),
+            postgres_max_connections: Some(4),
+            redis_url: Some(self.redis_url.clone()),
+            redis_key_prefix: Some(format!("getlood_test_{run_id}")),
+            nats_url: Some(self.nats_url.clone()),
+            hs256_secret: Some(TEST_SECRET.to_owned()),
+            services: Some(getlood::service_urls(&addrs)),
+            shutdown_timeout: Some(self.shutdown_timeout),
+            readiness_interval: Some(Duration::from_millis(100)),
+            config_file: None,
+        };
+        let mut services = BTreeMap::new();
+        for (service, listeners) in bound {
+            let shutdown = CancellationToken::new();
+            let started = getlood::start(service, &overrides, Some(listeners), shutdown.clone()).await?;
+            services.insert(
+                service,
+                RunningService {
+                    service,
+                    http_addr: started.http_addr,
+                    grpc_addr: started.grpc_addr,
+                    shutdown,
+                    task: started.task,
+                },
+            );
+        }
+        Ok(Platform { services, run_id, postgres_url: self.postgres_url })
+    }
+}
+
+impl Platform {
+    /// A builder with no services yet.
+    pub fn builder() -> PlatformBuilder {
+        PlatformBuilder::default()
+    }
+
+    /// The running `service`; panics in a test that did not start it.
+    pub fn get(&self, service: Service) -> &RunningService {
+        match self.services.get(&service) {
+            Some(s) => s,
+            None => panic!("service {} was not started", service.name()),
+        }
+    }
+
+    /// `http://<addr>` of `service`'s HTTP listener.
+    pub fn http_url(&self, service: Service) -> String {
+        format!("http://{}", self.get(service).http_addr)
+    }
+
+    /// A lazily connecting channel to `service`'s gRPC listener.
+    pub fn grpc_channel(&self, service: Service) -> Channel {
+        let endpoint = format!("http://{}", self.get(service).grpc_addr);
+        match Channel::from_shared(endpoint) {
+            Ok(e) => e.connect_lazy(),
+            Err(e) => panic!("bad endpoint: {e}"),
+        }
+    }
+
+    /// An HS256 token every service of this platform accepts.
+    pub fn token(&self, tenant: &str, user: &str, roles: &[&str]) -> String {
+        match getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", tenant, user, roles, 3600) {
+            Ok(t) => t,
+            Err(e) => panic!("cannot sign a test token: {e}"),
+        }
+    }
+
+    /// The gRPC health status of `service` (`""`, the whole server).
+    pub async fn health(&self, service: Service) -> anyhow::Result<ServingStatus> {
+        let mut client = HealthClient::new(self.grpc_channel(service));
+        let resp = client.check(HealthCheckRequest { service: String::new() }).await?;
+        Ok(resp.into_inner().status())
+    }
+
+    /// Waits until every service reports SERVING over gRPC health.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for service in self.services.keys() {
+            loop {
+                if matches!(self.health(*service).await, Ok(ServingStatus::Serving)) {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("{} not ready within {timeout:?}", service.name());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Signals `service` to stop (as SIGTERM would) and waits for it to exit.
+    pub async fn stop_service(&mut self, service: Service) -> anyhow::Result<()> {
+        let running = self.services.remove(&service).context("service not running")?;
+        running.shutdown.cancel();
+        running.task.await.context("service task panicked")??;
+        Ok(())
+    }
+
+    /// Stops every service and drops the test run's Postgres schemas.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for running in self.services.values() {
+            running.shutdown.cancel();
+        }
+        let services = std::mem::take(&mut self.services);
+        for (_, running) in services {
+            running.task.await.context("service task panicked")??;
+        }
+        self.drop_schemas().await
+    }
+
+    async fn drop_schemas(&self) -> anyhow::Result<()> {
+        let pool = sqlx::PgPool::connect(&self.postgres_url).await?;
+        let schemas: Vec<(String,)> = sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '%' || $1")
+            .bind(format!("_{}", self.run_id))
+            .fetch_all(&pool)
+            .await?;
+        for (schema,) in schemas {
+            // Names come from pg_namespace and end in our run id; quoting keeps them literal.
+            let ddl = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));
+            sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&pool).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! `getlood-agent-registry`: the agent-registry service binary.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    getlood_server::cli::main(getlood_agent_registry::SPEC, getlood_agent_registry::default_config(), None, getlood_agent_registry::run).await
+}

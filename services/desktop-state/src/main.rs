@@ -1,0 +1,6 @@
+//! `getlood-desktop-state`: the desktop-state service binary.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    getlood_server::cli::main(getlood_desktop_state::SPEC, getlood_desktop_state::default_config(), None, getlood_desktop_state::run).await
+}

@@ -1,0 +1,198 @@
+//! Runs any of the six GETLOOD services inside the current process, like Loki's monolithic
+//! mode: the `getlood dev` launcher and the test kit both start services through [`start`].
+//! In Kubernetes each service runs as its own binary instead.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use getlood_config::Validate;
+use getlood_server::{Listeners, ServiceConfig, ServiceUrls};
+use secrecy::SecretString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One of the six services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    /// The authenticated public edge.
+    Gateway,
+    /// The 5-stage chat pipeline.
+    Pipeline,
+    /// Desktops and windows.
+    DesktopState,
+    /// Workflows and runs.
+    Workflow,
+    /// Agents and skills.
+    AgentRegistry,
+    /// Event streams and memory.
+    EventDispatcher,
+}
+
+impl Service {
+    /// All six, in start order (the gateway's upstreams first).
+    pub const ALL: [Service; 6] = [
+        Service::AgentRegistry,
+        Service::EventDispatcher,
+        Service::DesktopState,
+        Service::Workflow,
+        Service::Pipeline,
+        Service::Gateway,
+    ];
+
+    /// The service name, e.g. `desktop-state`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gateway => getlood_gateway::SPEC.name,
+            Self::Pipeline => getlood_pipeline::SPEC.name,
+            Self::DesktopState => getlood_desktop_state::SPEC.name,
+            Self::Workflow => getlood_workflow::SPEC.name,
+            Self::AgentRegistry => getlood_agent_registry::SPEC.name,
+            Self::EventDispatcher => getlood_event_dispatcher::SPEC.name,
+        }
+    }
+}
+
+/// Settings forced onto every started service, on top of its own configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Load `GETLOOD_<SERVICE>_*` and the config file first (dev mode), or start from the
+    /// built-in defaults only (tests, which must not depend on the caller's environment).
+    pub load_environment: bool,
+    /// Optional TOML file, as `--config` of a service binary.
+    pub config_file: Option<std::path::PathBuf>,
+    /// Postgres URL.
+    pub postgres_url: Option<String>,
+    /// Appended to each service's schema name (`pipeline_<suffix>`).
+    pub schema_suffix: Option<String>,
+    /// Pool size per service.
+    pub postgres_max_connections: Option<u32>,
+    /// Redis URL.
+    pub redis_url: Option<String>,
+    /// Redis key prefix.
+    pub redis_key_prefix: Option<String>,
+    /// NATS URL.
+    pub nats_url: Option<String>,
+    /// HS256 secret.
+    pub hs256_secret: Option<String>,
+    /// gRPC endpoints of the other services.
+    pub services: Option<ServiceUrls>,
+    /// Drain deadline.
+    pub shutdown_timeout: Option<Duration>,
+    /// Readiness probe period.
+    pub readiness_interval: Option<Duration>,
+}
+
+/// A service started in this process.
+#[derive(Debug)]
+pub struct Started {
+    /// Which one.
+    pub service: Service,
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Completes when the service has stopped.
+    pub task: JoinHandle<getlood_server::Result<()>>,
+}
+
+/// Starts `service` on `listeners` (or on its configured addresses when `None`) until `shutdown`.
+pub async fn start(
+    service: Service,
+    overrides: &Overrides,
+    listeners: Option<Listeners>,
+    shutdown: CancellationToken,
+) -> getlood_server::Result<Started> {
+    let (http_addr, grpc_addr, task) = match service {
+        Service::Gateway => spawn(getlood_gateway::default_config(), service, overrides, listeners, shutdown, getlood_gateway::run).await?,
+        Service::Pipeline => spawn(getlood_pipeline::default_config(), service, overrides, listeners, shutdown, getlood_pipeline::run).await?,
+        Service::DesktopState => spawn(getlood_desktop_state::default_config(), service, overrides, listeners, shutdown, getlood_desktop_state::run).await?,
+        Service::Workflow => spawn(getlood_workflow::default_config(), service, overrides, listeners, shutdown, getlood_workflow::run).await?,
+        Service::AgentRegistry => spawn(getlood_agent_registry::default_config(), service, overrides, listeners, shutdown, getlood_agent_registry::run).await?,
+        Service::EventDispatcher => spawn(getlood_event_dispatcher::default_config(), service, overrides, listeners, shutdown, getlood_event_dispatcher::run).await?,
+    };
+    Ok(Started { service, http_addr, grpc_addr, task })
+}
+
+async fn spawn<A, F, Fut>(
+    defaults: ServiceConfig<A>,
+    service: Service,
+    overrides: &Overrides,
+    listeners: Option<Listeners>,
+    shutdown: CancellationToken,
+    run: F,
+) -> getlood_server::Result<(SocketAddr, SocketAddr, JoinHandle<getlood_server::Result<()>>)>
+where
+    A: Serialize + DeserializeOwned + Validate,
+    F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
+    Fut: Future<Output = getlood_server::Result<()>> + Send + 'static,
+{
+    let mut config = if overrides.load_environment {
+        getlood_config::load(service.name(), overrides.config_file.as_deref().map(Path::new), &defaults)?
+    } else {
+        defaults
+    };
+    apply(&mut config, overrides);
+    config.validate()?;
+    let listeners = match listeners {
+        Some(l) => l,
+        None => Listeners::bind(config.http_addr, config.grpc_addr).await?,
+    };
+    let (http_addr, grpc_addr) = (listeners.http_addr(), listeners.grpc_addr());
+    config.http_addr = http_addr;
+    config.grpc_addr = grpc_addr;
+    Ok((http_addr, grpc_addr, tokio::spawn(run(config, listeners, shutdown))))
+}
+
+fn apply<A>(config: &mut ServiceConfig<A>, o: &Overrides) {
+    if let Some(v) = &o.postgres_url {
+        config.postgres.url.clone_from(v);
+    }
+    if let Some(suffix) = &o.schema_suffix {
+        config.postgres.schema = format!("{}_{suffix}", config.postgres.schema);
+    }
+    if let Some(v) = o.postgres_max_connections {
+        config.postgres.max_connections = v;
+    }
+    if let Some(v) = &o.redis_url {
+        config.redis.url.clone_from(v);
+    }
+    if let Some(v) = &o.redis_key_prefix {
+        config.redis.key_prefix.clone_from(v);
+    }
+    if let Some(v) = &o.nats_url {
+        config.nats.url.clone_from(v);
+    }
+    if let Some(v) = &o.hs256_secret {
+        config.auth.hs256_secret = Some(SecretString::from(v.as_str()));
+    }
+    if let Some(v) = &o.services {
+        config.services = v.clone();
+    }
+    if let Some(v) = o.shutdown_timeout {
+        config.shutdown_timeout = v;
+    }
+    if let Some(v) = o.readiness_interval {
+        config.readiness_interval = v;
+    }
+}
+
+/// The gRPC endpoints of services bound at `addrs`, for [`Overrides::services`].
+pub fn service_urls(addrs: &[(Service, SocketAddr)]) -> ServiceUrls {
+    let mut urls = ServiceUrls::default();
+    for (service, addr) in addrs {
+        let url = format!("http://{addr}");
+        match service {
+            Service::Gateway => urls.gateway = url,
+            Service::Pipeline => urls.pipeline = url,
+            Service::DesktopState => urls.desktop_state = url,
+            Service::Workflow => urls.workflow = url,
+            Service::AgentRegistry => urls.agent_registry = url,
+            Service::EventDispatcher => urls.event_dispatcher = url,
+        }
+    }
+    urls
+}

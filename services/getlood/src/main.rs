@@ -1,0 +1,148 @@
+//! `getlood`: the all-in-one development launcher.
+//!
+//! `getlood dev` runs the six services in this process on their default ports (each still reads
+//! its own `GETLOOD_<SERVICE>_*` settings), prints the gateway URL and a development token, and
+//! stops everything on Ctrl-C. `getlood token` signs a development token.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use getlood::{Overrides, Service};
+use secrecy::ExposeSecret as _;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(about = "GETLOOD all-in-one launcher")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all six services in this process until Ctrl-C.
+    Dev {
+        /// TOML file applied to every service (env still overrides it).
+        #[arg(long, env = "GETLOOD_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        /// Tenant of the printed development token.
+        #[arg(long, default_value = "dev")]
+        tenant: String,
+    },
+    /// Print a development (HS256) token signed with the gateway's configured secret.
+    Token {
+        /// Tenant claim.
+        #[arg(long, default_value = "dev")]
+        tenant: String,
+        /// Subject (user id).
+        #[arg(long, default_value = "developer")]
+        user: String,
+        /// Comma-separated roles.
+        #[arg(long, default_value = "admin")]
+        roles: String,
+        /// Lifetime, e.g. `12h`.
+        #[arg(long, default_value = "12h", value_parser = humantime_serde::re::humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Dev { config, tenant } => dev(config, &tenant).await,
+        Command::Token { tenant, user, roles, ttl } => {
+            token(&tenant, &user, &roles.split(',').map(str::trim).collect::<Vec<_>>(), ttl).map(|t| {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{t}");
+                }
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("getlood: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn gateway_config() -> anyhow::Result<getlood_gateway::Config> {
+    Ok(getlood_config::load("gateway", None, &getlood_gateway::default_config())?)
+}
+
+fn token(tenant: &str, user: &str, roles: &[&str], ttl: Duration) -> anyhow::Result<String> {
+    let config = gateway_config()?;
+    let secret = config.auth.hs256_secret.context("the gateway has no hs256_secret configured")?;
+    Ok(getlood_auth::dev_token(
+        secret.expose_secret(),
+        &config.auth.issuer,
+        &config.auth.audience,
+        tenant,
+        user,
+        roles,
+        ttl.as_secs(),
+    )?)
+}
+
+async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
+    let telemetry = getlood_telemetry::init("getlood", getlood_telemetry::LogFormat::Pretty)?;
+    let shutdown = CancellationToken::new();
+    let overrides = Overrides { load_environment: true, config_file, ..Overrides::default() };
+    let mut started = Vec::new();
+    for service in Service::ALL {
+        match getlood::start(service, &overrides, None, shutdown.clone()).await {
+            Ok(s) => started.push(s),
+            Err(err) => {
+                shutdown.cancel();
+                for s in started {
+                    let _ = s.task.await;
+                }
+                return Err(anyhow::anyhow!("{} cannot start: {err}", service.name()));
+            }
+        }
+    }
+    let gateway = started.iter().find(|s| s.service == Service::Gateway).context("gateway not started")?;
+    let url = format!("http://{}", local(gateway.http_addr));
+    let token = token(tenant, "developer", &["admin"], Duration::from_secs(12 * 3600))?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!();
+        println!("GETLOOD is up (all six services in one process).");
+        for s in &started {
+            println!("  {:<17} http://{}  grpc://{}", s.service.name(), local(s.http_addr), local(s.grpc_addr));
+        }
+        println!();
+        println!("Gateway:  {url}");
+        println!("Token:    {token}");
+        println!("Try:      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
+        println!("Ctrl-C stops everything.");
+    }
+    tokio::spawn(getlood_server::shutdown_signal(shutdown.clone()));
+    let mut failed = None;
+    for s in started {
+        match s.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                shutdown.cancel();
+                failed.get_or_insert(anyhow::anyhow!("{} failed: {err}", s.service.name()));
+            }
+            Err(err) => {
+                shutdown.cancel();
+                failed.get_or_insert(anyhow::anyhow!("{} panicked: {err}", s.service.name()));
+            }
+        }
+    }
+    telemetry.shutdown().await;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Shows `0.0.0.0:8080` as `127.0.0.1:8080`, the address a developer can click.
+fn local(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+}
