@@ -52,10 +52,16 @@ impl AuthConfig {
     /// Checks the values, naming the offending key under `prefix` (e.g. `auth`).
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         if self.issuer.is_empty() {
-            return Err(ConfigError::invalid(format!("{prefix}.issuer"), "must not be empty"));
+            return Err(ConfigError::invalid(
+                format!("{prefix}.issuer"),
+                "must not be empty",
+            ));
         }
         if self.audience.is_empty() {
-            return Err(ConfigError::invalid(format!("{prefix}.audience"), "must not be empty"));
+            return Err(ConfigError::invalid(
+                format!("{prefix}.audience"),
+                "must not be empty",
+            ));
         }
         if let Some(secret) = &self.hs256_secret {
             // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (256 bits).

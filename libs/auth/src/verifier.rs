@@ -107,8 +107,14 @@ impl Verifier {
         let mut by_kid = HashMap::new();
         for (i, key) in config.public_keys.iter().enumerate() {
             let (alg, decoding) = match key.algorithm.as_str() {
-                "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(key.pem.as_bytes())),
-                "ES256" => (Algorithm::ES256, DecodingKey::from_ec_pem(key.pem.as_bytes())),
+                "RS256" => (
+                    Algorithm::RS256,
+                    DecodingKey::from_rsa_pem(key.pem.as_bytes()),
+                ),
+                "ES256" => (
+                    Algorithm::ES256,
+                    DecodingKey::from_ec_pem(key.pem.as_bytes()),
+                ),
                 other => {
                     return Err(getlood_config::ConfigError::invalid(
                         format!("auth.public_keys[{i}].algorithm"),
@@ -117,7 +123,10 @@ impl Verifier {
                 }
             };
             let decoding = decoding.map_err(|e| {
-                getlood_config::ConfigError::invalid(format!("auth.public_keys[{i}].pem"), e.to_string())
+                getlood_config::ConfigError::invalid(
+                    format!("auth.public_keys[{i}].pem"),
+                    e.to_string(),
+                )
             })?;
             by_kid.insert(key.kid.clone(), (alg, decoding));
         }
@@ -150,8 +159,15 @@ impl Verifier {
     }
 
     /// Verifies the bearer token in gRPC request metadata.
-    pub fn verify_metadata(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, AuthError> {
-        self.verify_header(metadata.get(crate::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+    pub fn verify_metadata(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Principal, AuthError> {
+        self.verify_header(
+            metadata
+                .get(crate::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
     }
 
     /// Verifies `token` and returns the caller it names.
@@ -160,10 +176,13 @@ impl Verifier {
         let (algorithm, key) = match alg.as_str() {
             "HS256" => (
                 Algorithm::HS256,
-                self.hs256.as_ref().ok_or_else(|| AuthError::AlgorithmNotAllowed(alg.clone()))?,
+                self.hs256
+                    .as_ref()
+                    .ok_or_else(|| AuthError::AlgorithmNotAllowed(alg.clone()))?,
             ),
             "RS256" | "ES256" => {
-                let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|e| AuthError::Malformed(e.to_string()))?;
                 let (key_alg, key) = match header.kid {
                     Some(kid) => self.by_kid.get(&kid).ok_or(AuthError::UnknownKey(kid))?,
                     None => self
@@ -188,14 +207,23 @@ impl Verifier {
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
 
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| self.map_error(e))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| self.map_error(e))?;
         let claims = data.claims;
-        let tenant_raw = claims.tenant.ok_or_else(|| AuthError::MissingClaim("tenant".to_owned()))?;
+        let tenant_raw = claims
+            .tenant
+            .ok_or_else(|| AuthError::MissingClaim("tenant".to_owned()))?;
         let tenant = TenantId::parse(&tenant_raw).map_err(AuthError::InvalidTenant)?;
         if claims.sub.is_empty() {
             return Err(AuthError::MissingClaim("sub".to_owned()));
         }
-        Ok(Principal { tenant, user: claims.sub, roles: claims.roles, expires_at: claims.exp, token: token.to_owned() })
+        Ok(Principal {
+            tenant,
+            user: claims.sub,
+            roles: claims.roles,
+            expires_at: claims.exp,
+            token: token.to_owned(),
+        })
     }
 
     fn map_error(&self, err: jsonwebtoken::errors::Error) -> AuthError {
@@ -216,8 +244,12 @@ impl Verifier {
 /// client deserves to hear that the algorithm, not the token's shape, is the problem.
 fn raw_algorithm(token: &str) -> Result<String, AuthError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(AuthError::Malformed("expected three dot-separated segments".to_owned()));
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed(
+            "expected three dot-separated segments".to_owned(),
+        ));
     };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header.trim_end_matches('='))
@@ -226,9 +258,10 @@ fn raw_algorithm(token: &str) -> Result<String, AuthError> {
     struct RawHeader {
         alg: Option<String>,
     }
-    let raw: RawHeader =
-        serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("header is not a JSON object".to_owned()))?;
-    raw.alg.ok_or_else(|| AuthError::Malformed("header has no 'alg'".to_owned()))
+    let raw: RawHeader = serde_json::from_slice(&bytes)
+        .map_err(|_| AuthError::Malformed("header is not a JSON object".to_owned()))?;
+    raw.alg
+        .ok_or_else(|| AuthError::Malformed("header has no 'alg'".to_owned()))
 }
 
 /// Signs an HS256 development token (used by `make dev`, the testkit and benchmarks).
@@ -251,7 +284,11 @@ pub fn dev_token(
         aud: audience.to_owned(),
         iss: issuer.to_owned(),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
 }
 
 #[cfg(test)]
@@ -265,12 +302,19 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     fn config() -> AuthConfig {
-        AuthConfig { hs256_secret: Some(SecretString::from(SECRET)), ..AuthConfig::default() }
+        AuthConfig {
+            hs256_secret: Some(SecretString::from(SECRET)),
+            ..AuthConfig::default()
+        }
     }
 
     fn sign(claims: serde_json::Value, secret: &str) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-            .unwrap()
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn claims() -> serde_json::Value {
@@ -283,7 +327,9 @@ mod tests {
     #[test]
     fn valid_token_yields_principal() {
         let v = Verifier::new(&config()).unwrap();
-        let p = v.verify_header(Some(&format!("Bearer {}", sign(claims(), SECRET)))).unwrap();
+        let p = v
+            .verify_header(Some(&format!("Bearer {}", sign(claims(), SECRET))))
+            .unwrap();
         assert_eq!(p.tenant.as_str(), "acme");
         assert_eq!(p.user, "alice");
         assert!(p.has_role("admin"));
@@ -302,60 +348,122 @@ mod tests {
         no_tenant.as_object_mut().unwrap().remove("tenant");
         let mut bad_tenant = claims();
         bad_tenant["tenant"] = serde_json::json!("a`b");
-        let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-        let alg_none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&claims()));
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let alg_none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims())
+        );
 
         let cases = [
             (sign(expired, SECRET), AuthError::Expired),
-            (sign(claims(), "another-secret-another-secret-xx"), AuthError::InvalidSignature),
-            (sign(wrong_aud, SECRET), AuthError::InvalidAudience("getlood".into())),
-            (sign(wrong_iss, SECRET), AuthError::InvalidIssuer("getlood".into())),
-            (sign(no_tenant, SECRET), AuthError::MissingClaim("tenant".into())),
-            (sign(bad_tenant, SECRET), AuthError::InvalidTenant("a`b".into())),
+            (
+                sign(claims(), "another-secret-another-secret-xx"),
+                AuthError::InvalidSignature,
+            ),
+            (
+                sign(wrong_aud, SECRET),
+                AuthError::InvalidAudience("getlood".into()),
+            ),
+            (
+                sign(wrong_iss, SECRET),
+                AuthError::InvalidIssuer("getlood".into()),
+            ),
+            (
+                sign(no_tenant, SECRET),
+                AuthError::MissingClaim("tenant".into()),
+            ),
+            (
+                sign(bad_tenant, SECRET),
+                AuthError::InvalidTenant("a`b".into()),
+            ),
             (alg_none, AuthError::AlgorithmNotAllowed("none".into())),
-            ("abc".to_owned(), AuthError::Malformed("expected three dot-separated segments".into())),
+            (
+                "abc".to_owned(),
+                AuthError::Malformed("expected three dot-separated segments".into()),
+            ),
         ];
         for (token, want) in cases {
             assert_eq!(v.verify(&token), Err(want));
         }
         assert_eq!(v.verify_header(None), Err(AuthError::MissingToken));
-        assert_eq!(v.verify_header(Some("Basic abc")), Err(AuthError::MissingToken));
+        assert_eq!(
+            v.verify_header(Some("Basic abc")),
+            Err(AuthError::MissingToken)
+        );
     }
 
     #[test]
     fn rs256_with_kid_and_no_algorithm_confusion() {
         let mut rng = rand::thread_rng();
         let private = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
-        let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let public_pem = private
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
         let private_pem = private.to_pkcs8_pem(LineEnding::LF).unwrap();
         let cfg = AuthConfig {
             hs256_secret: None,
-            public_keys: vec![PublicKeyConfig { kid: "k1".into(), algorithm: "RS256".into(), pem: public_pem.clone() }],
+            public_keys: vec![PublicKeyConfig {
+                kid: "k1".into(),
+                algorithm: "RS256".into(),
+                pem: public_pem.clone(),
+            }],
             ..AuthConfig::default()
         };
         cfg.validate("auth").unwrap();
         let v = Verifier::new(&cfg).unwrap();
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("k1".into());
-        let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap())
-            .unwrap();
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(),
+            &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(v.verify(&token).unwrap().user, "alice");
 
         // HS256 signed with the public key as secret (the classic confusion attack) is refused.
         let forged = sign(claims(), &public_pem);
-        assert_eq!(v.verify(&forged), Err(AuthError::AlgorithmNotAllowed("HS256".into())));
+        assert_eq!(
+            v.verify(&forged),
+            Err(AuthError::AlgorithmNotAllowed("HS256".into()))
+        );
         // An unknown kid is named.
         header.kid = Some("k2".into());
-        let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap())
-            .unwrap();
+        let token = jsonwebtoken::encode(
+            &header,
+            &claims(),
+            &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(v.verify(&token), Err(AuthError::UnknownKey("k2".into())));
     }
 
     #[test]
     fn config_validation_names_keys() {
-        let short = AuthConfig { hs256_secret: Some(SecretString::from("short")), ..AuthConfig::default() };
-        assert!(short.validate("auth").unwrap_err().to_string().contains("auth.hs256_secret"));
-        let none = AuthConfig { hs256_secret: None, ..AuthConfig::default() };
-        assert!(none.validate("auth").unwrap_err().to_string().contains("auth.public_keys"));
+        let short = AuthConfig {
+            hs256_secret: Some(SecretString::from("short")),
+            ..AuthConfig::default()
+        };
+        assert!(
+            short
+                .validate("auth")
+                .unwrap_err()
+                .to_string()
+                .contains("auth.hs256_secret")
+        );
+        let none = AuthConfig {
+            hs256_secret: None,
+            ..AuthConfig::default()
+        };
+        assert!(
+            none.validate("auth")
+                .unwrap_err()
+                .to_string()
+                .contains("auth.public_keys")
+        );
     }
 }

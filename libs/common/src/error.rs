@@ -150,7 +150,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `code` with `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `INVALID_ARGUMENT` with `message`.
@@ -181,7 +184,10 @@ impl ApiError {
 
     /// The JSON body for this error.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code, message: self.message.clone() }
+        ErrorBody {
+            code: self.code,
+            message: self.message.clone(),
+        }
     }
 }
 

@@ -42,7 +42,13 @@ pub enum Domain {
 
 impl Domain {
     /// Every domain.
-    pub const ALL: [Domain; 5] = [Domain::Agent, Domain::Turn, Domain::Window, Domain::Workflow, Domain::Audit];
+    pub const ALL: [Domain; 5] = [
+        Domain::Agent,
+        Domain::Turn,
+        Domain::Window,
+        Domain::Workflow,
+        Domain::Audit,
+    ];
 
     /// The subject token (`workflow`).
     pub fn token(self) -> &'static str {
@@ -79,12 +85,19 @@ pub struct ReceivedEvent {
 impl EventBus {
     /// A bus over `client`, with subjects and stream names under `prefix` (normally `getlood`).
     pub fn new(client: async_nats::Client, prefix: &str) -> Self {
-        Self { js: jetstream::new(client), prefix: prefix.to_owned() }
+        Self {
+            js: jetstream::new(client),
+            prefix: prefix.to_owned(),
+        }
     }
 
     /// The stream name of `domain`: `GETLOOD_WORKFLOW`.
     pub fn stream_name(&self, domain: Domain) -> String {
-        format!("{}_{}", self.prefix.to_ascii_uppercase().replace('-', "_"), domain.token().to_ascii_uppercase())
+        format!(
+            "{}_{}",
+            self.prefix.to_ascii_uppercase().replace('-', "_"),
+            domain.token().to_ascii_uppercase()
+        )
     }
 
     /// The subject of an event: `getlood.<tenant>.<domain>.<type>`.
@@ -110,7 +123,11 @@ impl EventBus {
     }
 
     /// Publishes `envelope` to its domain and waits for the JetStream ack; returns the sequence.
-    pub async fn publish(&self, domain: Domain, envelope: &EventEnvelope) -> Result<u64, EventError> {
+    pub async fn publish(
+        &self,
+        domain: Domain,
+        envelope: &EventEnvelope,
+    ) -> Result<u64, EventError> {
         let subject = self.subject(&envelope.tenant_id, domain, &envelope.r#type);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.id.as_str());
@@ -140,11 +157,17 @@ impl EventBus {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<ReceivedEvent>, EventError> {
-        let stream = self.js.get_stream(self.stream_name(domain)).await.map_err(js_err)?;
+        let stream = self
+            .js
+            .get_stream(self.stream_name(domain))
+            .await
+            .map_err(js_err)?;
         let deliver_policy = if after_sequence == 0 {
             consumer::DeliverPolicy::All
         } else {
-            consumer::DeliverPolicy::ByStartSequence { start_sequence: after_sequence + 1 }
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after_sequence + 1,
+            }
         };
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
@@ -157,7 +180,9 @@ impl EventBus {
         let mut messages = consumer.messages().await.map_err(js_err)?;
         let mut out = Vec::new();
         while out.len() < max {
-            let Ok(next) = tokio::time::timeout(wait, messages.next()).await else { break };
+            let Ok(next) = tokio::time::timeout(wait, messages.next()).await else {
+                break;
+            };
             let Some(msg) = next else { break };
             let msg = msg.map_err(js_err)?;
             let info = msg.info().map_err(js_err)?;
@@ -186,7 +211,9 @@ pub fn new_envelope(
     event_type: &str,
     payload: Payload,
 ) -> EventEnvelope {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     EventEnvelope {
         id: uuid::Uuid::now_v7().to_string(),
         r#type: event_type.to_owned(),

@@ -45,7 +45,10 @@ impl Infra {
     pub async fn connect<A>(needs: Needs, config: &ServiceConfig<A>, name: &str) -> Result<Self> {
         let postgres = if needs.postgres {
             let options = PgConnectOptions::from_str(&config.postgres.url)
-                .map_err(|e| Error::Url { what: "postgres", message: e.to_string() })?
+                .map_err(|e| Error::Url {
+                    what: "postgres",
+                    message: e.to_string(),
+                })?
                 .application_name(name)
                 .options([("search_path", config.postgres.schema.as_str())]);
             Some(
@@ -58,9 +61,15 @@ impl Infra {
             None
         };
         let redis = if needs.redis {
-            let client = redis::Client::open(config.redis.url.as_str())
-                .map_err(|e| Error::Url { what: "redis", message: e.to_string() })?;
-            Some(RedisHandle { client, manager: Arc::new(OnceCell::new()) })
+            let client =
+                redis::Client::open(config.redis.url.as_str()).map_err(|e| Error::Url {
+                    what: "redis",
+                    message: e.to_string(),
+                })?;
+            Some(RedisHandle {
+                client,
+                manager: Arc::new(OnceCell::new()),
+            })
         } else {
             None
         };
@@ -72,12 +81,19 @@ impl Infra {
                 .connection_timeout(Duration::from_secs(2))
                 .connect(config.nats.url.as_str())
                 .await
-                .map_err(|e| Error::Url { what: "nats", message: e.to_string() })?;
+                .map_err(|e| Error::Url {
+                    what: "nats",
+                    message: e.to_string(),
+                })?;
             Some(client)
         } else {
             None
         };
-        Ok(Self { postgres, redis, nats })
+        Ok(Self {
+            postgres,
+            redis,
+            nats,
+        })
     }
 
     /// Connects what `spec` needs and, unless a release job does it, applies the migrations.
@@ -94,8 +110,14 @@ impl Infra {
     }
 
     /// Creates the service's schema and applies its migrations, if it has any.
-    pub async fn migrate(&self, schema: &str, migrator: Option<&sqlx::migrate::Migrator>) -> Result<()> {
-        let Some(pool) = &self.postgres else { return Ok(()) };
+    pub async fn migrate(
+        &self,
+        schema: &str,
+        migrator: Option<&sqlx::migrate::Migrator>,
+    ) -> Result<()> {
+        let Some(pool) = &self.postgres else {
+            return Ok(());
+        };
         // The schema name was validated against [a-z][a-z0-9_]* at config load.
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
         sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(pool).await?;

@@ -18,7 +18,7 @@ mod readiness;
 mod serve;
 mod shutdown;
 
-pub use config::{NoSettings, NatsConfig, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
+pub use config::{NatsConfig, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
 pub use error::{Error, Result};
 pub use infra::{Infra, Needs, RedisHandle};
 pub use metrics_layer::{GrpcMetricsLayer, http_metrics};

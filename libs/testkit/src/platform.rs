@@ -3,15 +3,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-pub use getlood::Service;
 use getlood::Overrides;
+pub use getlood::Service;
 use getlood_server::Listeners;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// HS256 secret every in-process service of a test platform trusts.
 pub const TEST_SECRET: &str = "getlood-test-secret-0123456789abcdef";
@@ -114,7 +114,8 @@ impl PlatformBuilder {
         let mut services = BTreeMap::new();
         for (service, listeners) in bound {
             let shutdown = CancellationToken::new();
-            let started = getlood::start(service, &overrides, Some(listeners), shutdown.clone()).await?;
+            let started =
+                getlood::start(service, &overrides, Some(listeners), shutdown.clone()).await?;
             services.insert(
                 service,
                 RunningService {
@@ -126,7 +127,11 @@ impl PlatformBuilder {
                 },
             );
         }
-        Ok(Platform { services, run_id, postgres_url: self.postgres_url })
+        Ok(Platform {
+            services,
+            run_id,
+            postgres_url: self.postgres_url,
+        })
     }
 }
 
@@ -160,7 +165,8 @@ impl Platform {
 
     /// An HS256 token every service of this platform accepts.
     pub fn token(&self, tenant: &str, user: &str, roles: &[&str]) -> String {
-        match getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", tenant, user, roles, 3600) {
+        match getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", tenant, user, roles, 3600)
+        {
             Ok(t) => t,
             Err(e) => panic!("cannot sign a test token: {e}"),
         }
@@ -169,7 +175,11 @@ impl Platform {
     /// The gRPC health status of `service` (`""`, the whole server).
     pub async fn health(&self, service: Service) -> anyhow::Result<ServingStatus> {
         let mut client = HealthClient::new(self.grpc_channel(service));
-        let resp = client.check(HealthCheckRequest { service: String::new() }).await?;
+        let resp = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
         Ok(resp.into_inner().status())
     }
 
@@ -192,7 +202,10 @@ impl Platform {
 
     /// Signals `service` to stop (as SIGTERM would) and waits for it to exit.
     pub async fn stop_service(&mut self, service: Service) -> anyhow::Result<()> {
-        let running = self.services.remove(&service).context("service not running")?;
+        let running = self
+            .services
+            .remove(&service)
+            .context("service not running")?;
         running.shutdown.cancel();
         running.task.await.context("service task panicked")??;
         Ok(())
@@ -212,13 +225,17 @@ impl Platform {
 
     async fn drop_schemas(&self) -> anyhow::Result<()> {
         let pool = sqlx::PgPool::connect(&self.postgres_url).await?;
-        let schemas: Vec<(String,)> = sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '%' || $1")
-            .bind(format!("_{}", self.run_id))
-            .fetch_all(&pool)
-            .await?;
+        let schemas: Vec<(String,)> =
+            sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '%' || $1")
+                .bind(format!("_{}", self.run_id))
+                .fetch_all(&pool)
+                .await?;
         for (schema,) in schemas {
             // Names come from pg_namespace and end in our run id; quoting keeps them literal.
-            let ddl = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));
+            let ddl = format!(
+                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+                schema.replace('"', "\"\"")
+            );
             sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&pool).await?;
         }
         Ok(())

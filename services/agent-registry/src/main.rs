@@ -2,5 +2,11 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    getlood_server::cli::main(getlood_agent_registry::SPEC, getlood_agent_registry::default_config(), None, getlood_agent_registry::run).await
+    getlood_server::cli::main(
+        getlood_agent_registry::SPEC,
+        getlood_agent_registry::default_config(),
+        None,
+        getlood_agent_registry::run,
+    )
+    .await
 }

@@ -2,5 +2,11 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    getlood_server::cli::main(getlood_desktop_state::SPEC, getlood_desktop_state::default_config(), None, getlood_desktop_state::run).await
+    getlood_server::cli::main(
+        getlood_desktop_state::SPEC,
+        getlood_desktop_state::default_config(),
+        None,
+        getlood_desktop_state::run,
+    )
+    .await
 }

@@ -20,29 +20,40 @@ use crate::auth::require_auth;
 /// layer stack. Health, readiness and metrics are added by the server skeleton, unauthenticated.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
-    let api = Router::new()
-        .route("/api/v1/me", get(me))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
+    let api = Router::new().route("/api/v1/me", get(me)).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), require_auth),
+    );
 
     api.fallback(not_found).with_state(state).layer(
         // Outermost first.
         ServiceBuilder::new()
             // Tokens must never reach a log line, whatever layer logs headers later.
-            .layer(SetSensitiveRequestHeadersLayer::new([http::header::AUTHORIZATION]))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                http::header::AUTHORIZATION,
+            ]))
             // The id exists before the span is made, so every log line of the request carries it.
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
             // Echo the id back so a client can quote it in a support request.
             .layer(PropagateRequestIdLayer::x_request_id())
             // Plain requests only; streaming routes added later opt out of this deadline.
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.http_request_timeout))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                settings.http_request_timeout,
+            ))
             // Refuse oversized bodies before a handler buffers them.
-            .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes)),
+            .layer(axum::extract::DefaultBodyLimit::max(
+                settings.max_body_bytes,
+            )),
     )
 }
 
 fn make_span(req: &Request) -> tracing::Span {
-    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let span = tracing::info_span!(
         "gateway.http",
         method = %req.method(),
@@ -73,6 +84,8 @@ async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
 }
-

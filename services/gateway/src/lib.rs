@@ -19,7 +19,14 @@ use tokio_util::task::TaskTracker;
 pub use http_api::router;
 
 /// Name and dependencies of the gateway: Redis for rate limits and caches, NATS for audit events.
-pub const SPEC: ServiceSpec = ServiceSpec { name: "gateway", needs: Needs { postgres: false, redis: true, nats: true } };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "gateway",
+    needs: Needs {
+        postgres: false,
+        redis: true,
+        nats: true,
+    },
+};
 
 /// Gateway-specific settings (`GETLOOD_GATEWAY_APP__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,17 +41,26 @@ pub struct GatewaySettings {
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024, http_request_timeout: Duration::from_secs(30) }
+        Self {
+            max_body_bytes: 1024 * 1024,
+            http_request_timeout: Duration::from_secs(30),
+        }
     }
 }
 
 impl Validate for GatewaySettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError::invalid("app.max_body_bytes", "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                "app.max_body_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.http_request_timeout.is_zero() {
-            return Err(ConfigError::invalid("app.http_request_timeout", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "app.http_request_timeout",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }
@@ -70,13 +86,38 @@ pub struct AppState {
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> getlood_server::Result<()> {
     let verifier = Arc::new(Verifier::new(&config.auth)?);
-    if config.auth.hs256_secret.as_ref().is_some_and(|s| s.expose_secret() == getlood_auth::DEV_HS256_SECRET) {
-        tracing::warn!("auth uses the built-in development secret; set GETLOOD_GATEWAY_AUTH__HS256_SECRET or public keys in production");
+    if config
+        .auth
+        .hs256_secret
+        .as_ref()
+        .is_some_and(|s| s.expose_secret() == getlood_auth::DEV_HS256_SECRET)
+    {
+        tracing::warn!(
+            "auth uses the built-in development secret; set GETLOOD_GATEWAY_AUTH__HS256_SECRET or public keys in production"
+        );
     }
     let infra = Infra::start(SPEC, &config, None).await?;
-    let state = AppState { verifier: verifier.clone(), infra: infra.clone(), settings: Arc::new(config.app.clone()) };
+    let state = AppState {
+        verifier: verifier.clone(),
+        infra: infra.clone(),
+        settings: Arc::new(config.app.clone()),
+    };
     let grpc = grpc::routes(verifier);
-    getlood_server::serve(SPEC, &config, infra, listeners, grpc, router(state), shutdown, TaskTracker::new()).await
+    getlood_server::serve(
+        SPEC,
+        &config,
+        infra,
+        listeners,
+        grpc,
+        router(state),
+        shutdown,
+        TaskTracker::new(),
+    )
+    .await
 }

@@ -107,14 +107,79 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> getlood_server::Result<Started> {
     let (http_addr, grpc_addr, task) = match service {
-        Service::Gateway => spawn(getlood_gateway::default_config(), service, overrides, listeners, shutdown, getlood_gateway::run).await?,
-        Service::Pipeline => spawn(getlood_pipeline::default_config(), service, overrides, listeners, shutdown, getlood_pipeline::run).await?,
-        Service::DesktopState => spawn(getlood_desktop_state::default_config(), service, overrides, listeners, shutdown, getlood_desktop_state::run).await?,
-        Service::Workflow => spawn(getlood_workflow::default_config(), service, overrides, listeners, shutdown, getlood_workflow::run).await?,
-        Service::AgentRegistry => spawn(getlood_agent_registry::default_config(), service, overrides, listeners, shutdown, getlood_agent_registry::run).await?,
-        Service::EventDispatcher => spawn(getlood_event_dispatcher::default_config(), service, overrides, listeners, shutdown, getlood_event_dispatcher::run).await?,
+        Service::Gateway => {
+            spawn(
+                getlood_gateway::default_config(),
+                service,
+                overrides,
+                listeners,
+                shutdown,
+                getlood_gateway::run,
+            )
+            .await?
+        }
+        Service::Pipeline => {
+            spawn(
+                getlood_pipeline::default_config(),
+                service,
+                overrides,
+                listeners,
+                shutdown,
+                getlood_pipeline::run,
+            )
+            .await?
+        }
+        Service::DesktopState => {
+            spawn(
+                getlood_desktop_state::default_config(),
+                service,
+                overrides,
+                listeners,
+                shutdown,
+                getlood_desktop_state::run,
+            )
+            .await?
+        }
+        Service::Workflow => {
+            spawn(
+                getlood_workflow::default_config(),
+                service,
+                overrides,
+                listeners,
+                shutdown,
+                getlood_workflow::run,
+            )
+            .await?
+        }
+        Service::AgentRegistry => {
+            spawn(
+                getlood_agent_registry::default_config(),
+                service,
+                overrides,
+                listeners,
+                shutdown,
+                getlood_agent_registry::run,
+            )
+            .await?
+        }
+        Service::EventDispatcher => {
+            spawn(
+                getlood_event_dispatcher::default_config(),
+                service,
+                overrides,
+                listeners,
+                shutdown,
+                getlood_event_dispatcher::run,
+            )
+            .await?
+        }
     };
-    Ok(Started { service, http_addr, grpc_addr, task })
+    Ok(Started {
+        service,
+        http_addr,
+        grpc_addr,
+        task,
+    })
 }
 
 async fn spawn<A, F, Fut>(
@@ -124,14 +189,22 @@ async fn spawn<A, F, Fut>(
     listeners: Option<Listeners>,
     shutdown: CancellationToken,
     run: F,
-) -> getlood_server::Result<(SocketAddr, SocketAddr, JoinHandle<getlood_server::Result<()>>)>
+) -> getlood_server::Result<(
+    SocketAddr,
+    SocketAddr,
+    JoinHandle<getlood_server::Result<()>>,
+)>
 where
     A: Serialize + DeserializeOwned + Validate,
     F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
     Fut: Future<Output = getlood_server::Result<()>> + Send + 'static,
 {
     let mut config = if overrides.load_environment {
-        getlood_config::load(service.name(), overrides.config_file.as_deref().map(Path::new), &defaults)?
+        getlood_config::load(
+            service.name(),
+            overrides.config_file.as_deref().map(Path::new),
+            &defaults,
+        )?
     } else {
         defaults
     };
@@ -144,7 +217,11 @@ where
     let (http_addr, grpc_addr) = (listeners.http_addr(), listeners.grpc_addr());
     config.http_addr = http_addr;
     config.grpc_addr = grpc_addr;
-    Ok((http_addr, grpc_addr, tokio::spawn(run(config, listeners, shutdown))))
+    Ok((
+        http_addr,
+        grpc_addr,
+        tokio::spawn(run(config, listeners, shutdown)),
+    ))
 }
 
 fn apply<A>(config: &mut ServiceConfig<A>, o: &Overrides) {

@@ -54,14 +54,23 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev { config, tenant } => dev(config, &tenant).await,
-        Command::Token { tenant, user, roles, ttl } => {
-            token(&tenant, &user, &roles.split(',').map(str::trim).collect::<Vec<_>>(), ttl).map(|t| {
-                #[allow(clippy::print_stdout)]
-                {
-                    println!("{t}");
-                }
-            })
-        }
+        Command::Token {
+            tenant,
+            user,
+            roles,
+            ttl,
+        } => token(
+            &tenant,
+            &user,
+            &roles.split(',').map(str::trim).collect::<Vec<_>>(),
+            ttl,
+        )
+        .map(|t| {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{t}");
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,12 +82,19 @@ async fn main() -> ExitCode {
 }
 
 fn gateway_config() -> anyhow::Result<getlood_gateway::Config> {
-    Ok(getlood_config::load("gateway", None, &getlood_gateway::default_config())?)
+    Ok(getlood_config::load(
+        "gateway",
+        None,
+        &getlood_gateway::default_config(),
+    )?)
 }
 
 fn token(tenant: &str, user: &str, roles: &[&str], ttl: Duration) -> anyhow::Result<String> {
     let config = gateway_config()?;
-    let secret = config.auth.hs256_secret.context("the gateway has no hs256_secret configured")?;
+    let secret = config
+        .auth
+        .hs256_secret
+        .context("the gateway has no hs256_secret configured")?;
     Ok(getlood_auth::dev_token(
         secret.expose_secret(),
         &config.auth.issuer,
@@ -93,7 +109,11 @@ fn token(tenant: &str, user: &str, roles: &[&str], ttl: Duration) -> anyhow::Res
 async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
     let telemetry = getlood_telemetry::init("getlood", getlood_telemetry::LogFormat::Pretty)?;
     let shutdown = CancellationToken::new();
-    let overrides = Overrides { load_environment: true, config_file, ..Overrides::default() };
+    let overrides = Overrides {
+        load_environment: true,
+        config_file,
+        ..Overrides::default()
+    };
     let mut started = Vec::new();
     for service in Service::ALL {
         match getlood::start(service, &overrides, None, shutdown.clone()).await {
@@ -107,15 +127,28 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
             }
         }
     }
-    let gateway = started.iter().find(|s| s.service == Service::Gateway).context("gateway not started")?;
+    let gateway = started
+        .iter()
+        .find(|s| s.service == Service::Gateway)
+        .context("gateway not started")?;
     let url = format!("http://{}", local(gateway.http_addr));
-    let token = token(tenant, "developer", &["admin"], Duration::from_secs(12 * 3600))?;
+    let token = token(
+        tenant,
+        "developer",
+        &["admin"],
+        Duration::from_secs(12 * 3600),
+    )?;
     #[allow(clippy::print_stdout)]
     {
         println!();
         println!("GETLOOD is up (all six services in one process).");
         for s in &started {
-            println!("  {:<17} http://{}  grpc://{}", s.service.name(), local(s.http_addr), local(s.grpc_addr));
+            println!(
+                "  {:<17} http://{}  grpc://{}",
+                s.service.name(),
+                local(s.http_addr),
+                local(s.grpc_addr)
+            );
         }
         println!();
         println!("Gateway:  {url}");
@@ -144,5 +177,9 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
 
 /// Shows `0.0.0.0:8080` as `127.0.0.1:8080`, the address a developer can click.
 fn local(addr: std::net::SocketAddr) -> std::net::SocketAddr {
-    if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+    if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
 }

@@ -2,5 +2,11 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    getlood_server::cli::main(getlood_pipeline::SPEC, getlood_pipeline::default_config(), None, getlood_pipeline::run).await
+    getlood_server::cli::main(
+        getlood_pipeline::SPEC,
+        getlood_pipeline::default_config(),
+        None,
+        getlood_pipeline::run,
+    )
+    .await
 }

@@ -1,0 +1,64 @@
+# GETLOOD developer entry points. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+TOOLS := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS):$(PATH)
+CARGO ?= cargo
+
+.PHONY: help
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build every crate (debug)
+	$(CARGO) build --workspace --all-targets
+
+.PHONY: release
+release: ## Build the service binaries (release)
+	$(CARGO) build --release --workspace --bins
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: fmt-check
+fmt-check: ## Check formatting
+	$(CARGO) fmt --all -- --check
+
+.PHONY: lint
+lint: ## Clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: tools
+tools: ## Install the offline tools (helm, kubernetes-validate, check-jsonschema, buf) into .tools/
+	scripts/install-deploy-tools.sh .tools
+
+.PHONY: infra
+infra: ## Start Postgres, Redis and NATS if they are not running
+	scripts/infra.sh
+
+.PHONY: proto-lint
+proto-lint: tools ## buf lint the gRPC contracts
+	cd proto && buf lint && buf build -o /dev/null
+
+.PHONY: deploy-check
+deploy-check: tools ## helm lint/template + kubernetes-validate over every values file, compose schema
+	scripts/validate-deploy.sh
+
+.PHONY: test
+test: infra proto-lint deploy-check ## Everything CI runs: contracts, deployment files, all tests
+	$(CARGO) nextest run --workspace --profile ci
+
+.PHONY: bench
+bench: infra ## Print the benchmark figures
+	$(CARGO) bench --workspace
+
+.PHONY: dev
+dev: infra ## Run all six services in one process with embedded defaults (Ctrl-C stops)
+	$(CARGO) run --bin getlood -- dev
+
+.PHONY: token
+token: ## Print a development token (TENANT=dev USER=developer)
+	@$(CARGO) run -q --bin getlood -- token --tenant $${TENANT:-dev} --user $${USER_ID:-developer}

@@ -1,0 +1,8 @@
+-- One database per Postgres-owning service: each service owns its schema and its own sqlx
+-- migration table (_sqlx_migrations), so they must not share a database.
+-- Used by docker-compose (mounted into /docker-entrypoint-initdb.d/); production creates these
+-- databases (and per-service roles) in the managed Postgres instead.
+CREATE DATABASE agent_registry;
+CREATE DATABASE pipeline;
+CREATE DATABASE desktop_state;
+CREATE DATABASE workflow;

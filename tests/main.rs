@@ -1,0 +1,5 @@
+//! The platform's integration tests: services started in-process on port 0 by the test kit,
+//! against the machine's real Postgres, Redis and NATS.
+
+mod auth;
+mod platform;
