@@ -1,0 +1,1 @@
+//! MindsDB client, safe SQL builder and adapters (arriving with the MindsDB backbone).
