@@ -53,6 +53,7 @@ test: infra proto-lint deploy-check ## Everything CI runs: contracts, deployment
 
 .PHONY: bench
 bench: infra ## Print the benchmark figures
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench --workspace
 
 .PHONY: dev
