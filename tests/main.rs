@@ -1,5 +1,8 @@
 //! The platform's integration tests: services started in-process on port 0 by the test kit,
 //! against the machine's real Postgres, Redis and NATS.
 
+mod agent_registry;
 mod auth;
 mod platform;
+mod gateway_chat;
+mod rate_limit;

@@ -7,10 +7,12 @@
 
 mod bus;
 mod headers;
+mod outbox;
 
 pub use bus::{Domain, EventBus, EventError, ReceivedEvent, new_envelope};
 pub use getlood_proto::events::v1::{EventEnvelope, event_envelope::Payload};
 pub use headers::{NatsHeaderExtractor, NatsHeaderInjector};
+pub use outbox::Outbox;
 
 /// Header carrying [`EventEnvelope::r#type`].
 pub const HEADER_TYPE: &str = "Getlood-Type";

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use getlood_auth::AuthConfig;
 use getlood_config::{ConfigError, Validate};
+use getlood_mindsdb::MindsdbConfig;
 use getlood_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,8 @@ pub struct ServiceConfig<A> {
     pub redis: RedisConfig,
     /// NATS connection.
     pub nats: NatsConfig,
+    /// MindsDB connection (ignored by services without a MindsDB adapter).
+    pub mindsdb: MindsdbConfig,
     /// Token verification.
     pub auth: AuthConfig,
     /// Where the other services' gRPC endpoints are.
@@ -154,6 +157,7 @@ impl<A: Default> ServiceConfig<A> {
             },
             redis: RedisConfig::default(),
             nats: NatsConfig::default(),
+            mindsdb: MindsdbConfig::default(),
             auth: AuthConfig::default(),
             services: ServiceUrls::default(),
             app: A::default(),
@@ -215,6 +219,7 @@ impl<A: Validate> Validate for ServiceConfig<A> {
             check_url(key, url, &["http", "https"])?;
         }
         self.auth.validate("auth")?;
+        self.mindsdb.validate("mindsdb")?;
         self.app.validate()
     }
 }

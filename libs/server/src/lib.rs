@@ -12,6 +12,7 @@
 pub mod cli;
 mod config;
 mod error;
+mod grpc_auth;
 mod infra;
 mod metrics_layer;
 mod readiness;
@@ -20,6 +21,7 @@ mod shutdown;
 
 pub use config::{NatsConfig, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
 pub use error::{Error, Result};
+pub use grpc_auth::{authenticate, principal};
 pub use infra::{Infra, Needs, RedisHandle};
 pub use metrics_layer::{GrpcMetricsLayer, http_metrics};
 pub use readiness::{Readiness, ReadinessReport};

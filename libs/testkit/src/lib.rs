@@ -4,10 +4,12 @@
 //! Addresses of the shared servers come from `GETLOOD_TEST_POSTGRES_URL`, `GETLOOD_TEST_REDIS_URL`
 //! and `GETLOOD_TEST_NATS_URL`, defaulting to the standard local ports.
 
+mod openai_double;
 mod platform;
 mod proxy;
 
 pub use platform::{Platform, PlatformBuilder, RunningService, Service, TEST_SECRET};
+pub use openai_double::{DOUBLE_EMBEDDING_DIM, DOUBLE_MODELS, OpenAiDouble, RecordedCall, double_embedding};
 pub use proxy::TcpProxy;
 pub use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -25,6 +27,11 @@ pub fn redis_url() -> String {
 /// NATS URL of the test server.
 pub fn nats_url() -> String {
     std::env::var("GETLOOD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// MindsDB HTTP URL of the test server (`scripts/mindsdb.sh start`).
+pub fn mindsdb_url() -> String {
+    std::env::var("GETLOOD_TEST_MINDSDB_URL").unwrap_or_else(|_| "http://127.0.0.1:47334".to_owned())
 }
 
 /// Installs a test log subscriber once; `TEST_LOG=1` shows the services' logs.

@@ -23,6 +23,9 @@ pub struct PlatformBuilder {
     nats_url: String,
     redis_url: String,
     postgres_url: String,
+    mindsdb_url: String,
+    redis_key_prefix: Option<String>,
+    replica_of: Option<String>,
     shutdown_timeout: Duration,
 }
 
@@ -45,6 +48,7 @@ pub struct Platform {
     services: BTreeMap<Service, RunningService>,
     run_id: String,
     postgres_url: String,
+    owns_schemas: bool,
 }
 
 impl Default for PlatformBuilder {
@@ -54,6 +58,9 @@ impl Default for PlatformBuilder {
             nats_url: crate::nats_url(),
             redis_url: crate::redis_url(),
             postgres_url: crate::postgres_url(),
+            mindsdb_url: crate::mindsdb_url(),
+            redis_key_prefix: None,
+            replica_of: None,
             shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -80,6 +87,25 @@ impl PlatformBuilder {
         self
     }
 
+    /// Shares Redis keys with another platform (two replicas of one deployment).
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis_key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Starts more replicas of `other`'s services: same Postgres schemas and Redis keys, as
+    /// two pods of one Deployment. `other` owns the schemas and drops them when it stops.
+    pub fn replica_of(mut self, other: &Platform) -> Self {
+        self.replica_of = Some(other.run_id.clone());
+        self
+    }
+
+    /// Points the services at this MindsDB.
+    pub fn mindsdb_url(mut self, url: impl Into<String>) -> Self {
+        self.mindsdb_url = url.into();
+        self
+    }
+
     /// How long a stopping service waits for in-flight requests.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -89,7 +115,8 @@ impl PlatformBuilder {
     /// Binds every service on `127.0.0.1:0`, then starts them.
     pub async fn start(self) -> anyhow::Result<Platform> {
         crate::init_test_logging();
-        let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let owns_schemas = self.replica_of.is_none();
+        let run_id = self.replica_of.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..10].to_owned());
         let mut bound = Vec::new();
         for service in &self.services {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -103,7 +130,8 @@ impl PlatformBuilder {
             schema_suffix: Some(run_id.clone()),
             postgres_max_connections: Some(4),
             redis_url: Some(self.redis_url.clone()),
-            redis_key_prefix: Some(format!("getlood_test_{run_id}")),
+            redis_key_prefix: Some(self.redis_key_prefix.clone().unwrap_or_else(|| format!("getlood_test_{run_id}"))),
+            mindsdb_url: Some(self.mindsdb_url.clone()),
             nats_url: Some(self.nats_url.clone()),
             hs256_secret: Some(TEST_SECRET.to_owned()),
             services: Some(getlood::service_urls(&addrs)),
@@ -127,11 +155,7 @@ impl PlatformBuilder {
                 },
             );
         }
-        Ok(Platform {
-            services,
-            run_id,
-            postgres_url: self.postgres_url,
-        })
+        Ok(Platform { services, run_id, postgres_url: self.postgres_url, owns_schemas })
     }
 }
 
@@ -220,7 +244,7 @@ impl Platform {
         for (_, running) in services {
             running.task.await.context("service task panicked")??;
         }
-        self.drop_schemas().await
+        if self.owns_schemas { self.drop_schemas().await } else { Ok(()) }
     }
 
     async fn drop_schemas(&self) -> anyhow::Result<()> {

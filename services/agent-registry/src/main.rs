@@ -5,7 +5,7 @@ async fn main() -> std::process::ExitCode {
     getlood_server::cli::main(
         getlood_agent_registry::SPEC,
         getlood_agent_registry::default_config(),
-        None,
+        Some(&getlood_agent_registry::MIGRATOR),
         getlood_agent_registry::run,
     )
     .await

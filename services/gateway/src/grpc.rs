@@ -1,18 +1,27 @@
 //! The gateway's public gRPC API (`getlood.gateway.v1.GatewayService`), authenticated like REST.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
-use getlood_auth::{Principal, Verifier};
+use futures::StreamExt as _;
+use getlood_auth::Principal;
+use getlood_common::ApiError;
+use getlood_proto::common::v1::{ErrorDetail, Role};
 use getlood_proto::gateway::v1::gateway_service_server::{GatewayService, GatewayServiceServer};
 use getlood_proto::gateway::v1::{
-    ChatCompletionRequest, ChatCompletionResponse, ListModelsRequest, ListModelsResponse,
-    WhoAmIRequest, WhoAmIResponse,
+    ChatCompletionChunk, ChatCompletionHeartbeat, ChatCompletionRequest, ChatCompletionResponse,
+    GetloodExtras, ListModelsRequest, ListModelsResponse, Model, WhoAmIRequest, WhoAmIResponse,
+    chat_completion_response,
 };
 use tonic::{Request, Response, Status};
 
+use crate::chat::{self, ChatEvent};
+use crate::openai::{self, ChatInput};
+use crate::rate_limit::{self, Verdict};
+use crate::{AppState, registry_api};
+
 /// The gRPC routes of the gateway: `GatewayService` behind bearer verification.
-pub(crate) fn routes(verifier: Arc<Verifier>) -> tonic::service::Routes {
+pub(crate) fn routes(state: AppState) -> tonic::service::Routes {
+    let verifier = state.verifier.clone();
     let issuer = verifier.issuer().to_owned();
     let interceptor = move |mut req: Request<()>| {
         let principal = verifier.verify_metadata(req.metadata())?;
@@ -20,13 +29,38 @@ pub(crate) fn routes(verifier: Arc<Verifier>) -> tonic::service::Routes {
         Ok(req)
     };
     tonic::service::Routes::new(GatewayServiceServer::with_interceptor(
-        Gateway { issuer },
+        Gateway { issuer, state },
         interceptor,
     ))
 }
 
 struct Gateway {
     issuer: String,
+    state: AppState,
+}
+
+/// The proto `ErrorCode` of an in-stream error item.
+fn proto_error_code(err: &ApiError) -> i32 {
+    use getlood_common::ErrorCode as C;
+    use getlood_proto::common::v1::ErrorCode as P;
+    let code = match err.code {
+        C::InvalidArgument | C::PayloadTooLarge => P::InvalidArgument,
+        C::Unauthenticated => P::Unauthenticated,
+        C::PermissionDenied => P::PermissionDenied,
+        C::NotFound => P::NotFound,
+        C::AlreadyExists => P::AlreadyExists,
+        C::Aborted => P::VersionConflict,
+        C::FailedPrecondition => P::FailedPrecondition,
+        C::ResourceExhausted => P::RateLimited,
+        C::Unavailable => P::Unavailable,
+        C::DeadlineExceeded => P::DeadlineExceeded,
+        C::Unimplemented | C::Internal => P::Internal,
+    };
+    code as i32
+}
+
+fn timestamp_now() -> prost_types::Timestamp {
+    prost_types::Timestamp::from(std::time::SystemTime::now())
 }
 
 fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
@@ -65,19 +99,109 @@ impl GatewayService for Gateway {
         &self,
         req: Request<ChatCompletionRequest>,
     ) -> Result<Response<Self::ChatCompletionStream>, Status> {
-        principal(&req)?;
-        Err(Status::unimplemented(
-            "chat completion is not available in this release: the pipeline service has no Execute yet",
-        ))
+        let p = principal(&req)?.clone();
+        let body = req.into_inner();
+        openai::check_messages(&body.messages).map_err(Status::from)?;
+        match rate_limit::verdict(&self.state.limiter, &p).await {
+            Verdict::Proceed(_) => {}
+            Verdict::Refuse(err, _) => return Err(Status::from(err)),
+        }
+        let input = ChatInput {
+            model: openai::model_choice(&body.model),
+            model_label: if body.model.is_empty() {
+                "getlood".to_owned()
+            } else {
+                body.model.clone()
+            },
+            messages: body.messages,
+            stream: true,
+            include_usage: true,
+            conversation_id: body.conversation_id,
+            desktop_id: body.desktop_id,
+            client_request_id: body.request_id,
+        };
+        let events = chat::start(&self.state, &p, None, &input)
+            .await
+            .map_err(Status::from)?;
+        let id = openai::completion_id();
+        let created = Some(timestamp_now());
+        let model = input.model_label;
+        let chunk = move |role: i32, delta: String| ChatCompletionChunk {
+            id: id.clone(),
+            created,
+            model: model.clone(),
+            role,
+            delta,
+            ..ChatCompletionChunk::default()
+        };
+        let first = chunk(Role::Assistant as i32, String::new());
+        let rest = events.map(move |event| {
+            let item = match event {
+                ChatEvent::Delta(text) => chat_completion_response::Item::Chunk(chunk(0, text)),
+                ChatEvent::Heartbeat => {
+                    chat_completion_response::Item::Heartbeat(ChatCompletionHeartbeat {
+                        sent_at: Some(timestamp_now()),
+                    })
+                }
+                ChatEvent::Done(finished) => {
+                    let turn = finished.turn;
+                    let mut last = chunk(0, String::new());
+                    last.finish_reason = "stop".to_owned();
+                    last.usage = turn.usage;
+                    last.getlood = Some(GetloodExtras {
+                        turn_id: turn.id,
+                        conversation_id: turn.conversation_id,
+                        intent: turn.intent,
+                        confidence: turn.confidence,
+                        agent: turn.agent,
+                        ui_actions: turn.ui_actions,
+                        user_intent_hints: turn.user_intent_hints,
+                        stage_timings: turn.stage_timings,
+                        outcome: turn.outcome,
+                    });
+                    chat_completion_response::Item::Chunk(last)
+                }
+                ChatEvent::Failed(err) => chat_completion_response::Item::Error(ErrorDetail {
+                    code: proto_error_code(&err),
+                    message: err.message,
+                    ..ErrorDetail::default()
+                }),
+            };
+            Ok(ChatCompletionResponse { item: Some(item) })
+        });
+        let stream = futures::stream::once(async move {
+            Ok(ChatCompletionResponse {
+                item: Some(chat_completion_response::Item::Chunk(first)),
+            })
+        })
+        .chain(rest);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_models(
         &self,
         req: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
-        principal(&req)?;
-        Err(Status::unimplemented(
-            "model listing is not available in this release: the agent registry has no API yet",
-        ))
+        let p = principal(&req)?.clone();
+        let agents = registry_api::models(&self.state, &p, None)
+            .await
+            .map_err(Status::from)?;
+        let mut models = vec![Model {
+            id: "getlood".to_owned(),
+            owned_by: "getlood".to_owned(),
+            created: None,
+            description: "automatic agent selection by the chat pipeline".to_owned(),
+        }];
+        models.extend(agents.into_iter().map(|a| Model {
+            id: a.name,
+            owned_by: if a.owner.is_empty() {
+                "getlood".to_owned()
+            } else {
+                a.owner
+            },
+            created: a.created_at,
+            description: a.description,
+        }));
+        Ok(Response::new(ListModelsResponse { models }))
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::{Extension, Request};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use getlood_auth::Principal;
 use getlood_common::{ApiError, ErrorCode};
@@ -13,16 +13,58 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::AppState;
 use crate::auth::require_auth;
+use crate::{AppState, chat, rate_limit, registry_api};
 
 /// The gateway's router: authenticated API routes under `/api/v1` and `/v1`, behind the shared
 /// layer stack. Health, readiness and metrics are added by the server skeleton, unauthenticated.
+///
+/// Plain routes run under `http_request_timeout`; the chat route (SSE or a long non-streaming
+/// answer) is kept out of that layer and bounded by its own idle and total deadlines instead,
+/// so a long answer is never cut at 30 s.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
-    let api = Router::new().route("/api/v1/me", get(me)).route_layer(
-        axum::middleware::from_fn_with_state(state.clone(), require_auth),
+    let plain = Router::new()
+        .route("/api/v1/me", get(me))
+        .route("/v1/models", get(registry_api::list_models))
+        .route(
+            "/api/v1/agents",
+            get(registry_api::list_agents).post(registry_api::create_agent),
+        )
+        .route(
+            "/api/v1/agents/{id}",
+            get(registry_api::get_agent)
+                .put(registry_api::update_agent)
+                .delete(registry_api::delete_agent),
+        )
+        .route(
+            "/api/v1/skills",
+            get(registry_api::list_skills).post(registry_api::create_skill),
+        )
+        .route(
+            "/api/v1/skills/{name}",
+            get(registry_api::get_skill).delete(registry_api::delete_skill),
+        )
+        // Plain requests only: the deadline answers 408 rather than holding a connection.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.http_request_timeout,
+        ));
+    let streaming = Router::new().route(
+        "/v1/chat/completions",
+        // Limits count after auth (route layers run inside the router's route_layer below),
+        // and the headers land on every response of the route, SSE included.
+        post(chat::chat_completions).route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_chat,
+        )),
     );
+    let api = plain
+        .merge(streaming)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_auth,
+        ));
 
     api.fallback(not_found).with_state(state).layer(
         // Outermost first.
@@ -36,12 +78,8 @@ pub fn router(state: AppState) -> Router {
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
             // Echo the id back so a client can quote it in a support request.
             .layer(PropagateRequestIdLayer::x_request_id())
-            // Plain requests only; streaming routes added later opt out of this deadline.
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                settings.http_request_timeout,
-            ))
-            // Refuse oversized bodies before a handler buffers them.
+            // The extractors enforce it while buffering, and `ApiJson` turns the refusal into a
+            // JSON 413 instead of axum's plain-text one.
             .layer(axum::extract::DefaultBodyLimit::max(
                 settings.max_body_bytes,
             )),

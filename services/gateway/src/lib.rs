@@ -2,9 +2,17 @@
 //! route except health, metrics and docs, assigns request ids, and answers with JSON errors.
 
 mod auth;
+mod chat;
+mod error;
+mod extract;
 mod grpc;
 mod http_api;
+mod openai;
+mod rate_limit;
+mod registry_api;
+mod upstream;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use error::{Error, Result};
 pub use http_api::router;
+pub use rate_limit::{RateLimiter, StoreErrorPolicy};
+pub use upstream::Upstreams;
 
 /// Name and dependencies of the gateway: Redis for rate limits and caches, NATS for audit events.
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -37,6 +48,35 @@ pub struct GatewaySettings {
     /// Deadline of a plain (non-streaming) HTTP request.
     #[serde(with = "humantime_serde")]
     pub http_request_timeout: Duration,
+    /// Chat requests a minute allowed to one user of one tenant, across every gateway replica.
+    pub chat_rate_limit_per_minute: u32,
+    /// Chat requests a minute allowed to a whole tenant, across every replica; 0 disables the
+    /// tenant-wide limit.
+    pub tenant_rate_limit_per_minute: u32,
+    /// Per-tenant replacements of `tenant_rate_limit_per_minute` (tenant id to limit; 0 disables).
+    pub tenant_rate_limit_overrides: BTreeMap<String, u32>,
+    /// What a limited route does when Redis cannot answer in time: `allow` (fail open, the
+    /// default) or `deny` (fail closed with 503).
+    pub rate_limit_on_store_error: StoreErrorPolicy,
+    /// How long a rate-limit decision may wait for Redis before the store-error policy applies.
+    #[serde(with = "humantime_serde")]
+    pub rate_limit_store_timeout: Duration,
+    /// Time allowed to open a connection to an upstream service.
+    #[serde(with = "humantime_serde")]
+    pub upstream_connect_timeout: Duration,
+    /// Deadline of a unary upstream call (and of a streaming call until its first response).
+    #[serde(with = "humantime_serde")]
+    pub upstream_request_timeout: Duration,
+    /// Longest silence tolerated on the pipeline stream (it sends heartbeats while it works)
+    /// before the chat completion ends with a timeout error.
+    #[serde(with = "humantime_serde")]
+    pub chat_idle_timeout: Duration,
+    /// Overall deadline of one chat completion, streaming or not.
+    #[serde(with = "humantime_serde")]
+    pub chat_total_timeout: Duration,
+    /// Interval of the `: keep-alive` SSE comments sent while the answer is not flowing.
+    #[serde(with = "humantime_serde")]
+    pub sse_heartbeat_interval: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -44,6 +84,16 @@ impl Default for GatewaySettings {
         Self {
             max_body_bytes: 1024 * 1024,
             http_request_timeout: Duration::from_secs(30),
+            chat_rate_limit_per_minute: 100,
+            tenant_rate_limit_per_minute: 1000,
+            tenant_rate_limit_overrides: BTreeMap::new(),
+            rate_limit_on_store_error: StoreErrorPolicy::Allow,
+            rate_limit_store_timeout: Duration::from_millis(250),
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_request_timeout: Duration::from_secs(10),
+            chat_idle_timeout: Duration::from_secs(60),
+            chat_total_timeout: Duration::from_secs(300),
+            sse_heartbeat_interval: Duration::from_secs(10),
         }
     }
 }
@@ -56,11 +106,41 @@ impl Validate for GatewaySettings {
                 "must be at least 1024",
             ));
         }
-        if self.http_request_timeout.is_zero() {
+        if self.chat_rate_limit_per_minute == 0 {
             return Err(ConfigError::invalid(
-                "app.http_request_timeout",
-                "must be greater than zero",
+                "app.chat_rate_limit_per_minute",
+                "must be at least 1",
             ));
+        }
+        for tenant in self.tenant_rate_limit_overrides.keys() {
+            if getlood_auth::TenantId::parse(tenant).is_err() {
+                return Err(ConfigError::invalid(
+                    "app.tenant_rate_limit_overrides",
+                    format!("'{tenant}' is not a valid tenant id"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("app.http_request_timeout", self.http_request_timeout),
+            (
+                "app.rate_limit_store_timeout",
+                self.rate_limit_store_timeout,
+            ),
+            (
+                "app.upstream_connect_timeout",
+                self.upstream_connect_timeout,
+            ),
+            (
+                "app.upstream_request_timeout",
+                self.upstream_request_timeout,
+            ),
+            ("app.chat_idle_timeout", self.chat_idle_timeout),
+            ("app.chat_total_timeout", self.chat_total_timeout),
+            ("app.sse_heartbeat_interval", self.sse_heartbeat_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
         }
         Ok(())
     }
@@ -83,6 +163,10 @@ pub struct AppState {
     pub infra: Infra,
     /// Gateway settings.
     pub settings: Arc<GatewaySettings>,
+    /// Lazily connected channels to the pipeline and the agent registry.
+    pub upstreams: Upstreams,
+    /// Shared (Redis) rate limits of the chat routes.
+    pub limiter: RateLimiter,
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled.
@@ -103,12 +187,26 @@ pub async fn run(
         );
     }
     let infra = Infra::start(SPEC, &config, None).await?;
+    let settings = Arc::new(config.app.clone());
+    let upstreams = Upstreams::connect_lazy(&config.services, &settings).map_err(|e| {
+        getlood_server::Error::Url {
+            what: "upstream service",
+            message: e.to_string(),
+        }
+    })?;
+    let limiter = RateLimiter::new(
+        infra.redis.clone(),
+        &config.redis.key_prefix,
+        settings.clone(),
+    );
     let state = AppState {
         verifier: verifier.clone(),
         infra: infra.clone(),
-        settings: Arc::new(config.app.clone()),
+        settings,
+        upstreams,
+        limiter,
     };
-    let grpc = grpc::routes(verifier);
+    let grpc = grpc::routes(state.clone());
     getlood_server::serve(
         SPEC,
         &config,

@@ -76,6 +76,8 @@ pub struct Overrides {
     pub redis_key_prefix: Option<String>,
     /// NATS URL.
     pub nats_url: Option<String>,
+    /// MindsDB HTTP URL.
+    pub mindsdb_url: Option<String>,
     /// HS256 secret.
     pub hs256_secret: Option<String>,
     /// gRPC endpoints of the other services.
@@ -242,6 +244,9 @@ fn apply<A>(config: &mut ServiceConfig<A>, o: &Overrides) {
     }
     if let Some(v) = &o.nats_url {
         config.nats.url.clone_from(v);
+    }
+    if let Some(v) = &o.mindsdb_url {
+        config.mindsdb.url.clone_from(v);
     }
     if let Some(v) = &o.hs256_secret {
         config.auth.hs256_secret = Some(SecretString::from(v.as_str()));

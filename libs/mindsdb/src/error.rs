@@ -1,0 +1,191 @@
+use std::time::Duration;
+
+use getlood_common::{ApiError, ErrorCode};
+
+/// Why a MindsDB call failed.
+///
+/// MindsDB 26.1 answers SQL-level failures with HTTP 200 and a free-text `error_message`
+/// (`error_code` is always 0), so most variants come out of [`MindsdbError::from_message`],
+/// which matches the message texts observed on the real server (shared notes/mindsdb-26.1.md §4,
+/// §11). The text of a variant is for logs; [`From<MindsdbError> for ApiError`] decides what a
+/// client may see.
+#[derive(Debug, thiserror::Error)]
+pub enum MindsdbError {
+    /// An object with this name already exists.
+    #[error("mindsdb object already exists: {0}")]
+    AlreadyExists(String),
+    /// MindsDB rejected the platform's own credentials: a deployment error, not the caller's.
+    #[error("mindsdb rejected the client credentials: {0}")]
+    Auth(String),
+    /// A name or value was refused before anything was sent to MindsDB.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// MindsDB could not parse the statement.
+    #[error("mindsdb could not parse the statement: {0}")]
+    InvalidSql(String),
+    /// Anything else: an unexpected answer, a handler traceback, a bug.
+    #[error("mindsdb internal error: {0}")]
+    Internal(String),
+    /// The object does not exist (or belongs to another tenant: the two are not told apart).
+    #[error("mindsdb object not found: {0}")]
+    NotFound(String),
+    /// No answer within the configured timeout.
+    #[error("mindsdb did not answer within {0:?}")]
+    Timeout(Duration),
+    /// MindsDB cannot be reached or says it is overloaded; retrying later may help.
+    #[error("mindsdb unavailable: {0}")]
+    Unavailable(String),
+    /// The model provider behind MindsDB (LLM or embeddings endpoint) failed.
+    #[error("model provider failed: {0}")]
+    Upstream(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = MindsdbError> = std::result::Result<T, E>;
+
+impl MindsdbError {
+    /// The common error code this failure maps to.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            // Our credentials failing is an operator problem; telling the caller "unauthenticated"
+            // would send them looking at their own token.
+            Self::Auth(_) | Self::Internal(_) => ErrorCode::Internal,
+            Self::InvalidArgument(_) | Self::InvalidSql(_) => ErrorCode::InvalidArgument,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Timeout(_) => ErrorCode::DeadlineExceeded,
+            Self::Unavailable(_) | Self::Upstream(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// Whether a retry of the same request may succeed (connectivity or overload, never a
+    /// semantic error).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    /// Classifies the free-text `error_message` of a MindsDB `{"type":"error"}` answer.
+    ///
+    /// The order matters: provider errors often contain "not found" (`API key for openai not
+    /// found`), so they are recognised first.
+    pub fn from_message(message: &str) -> Self {
+        let m = message.to_ascii_lowercase();
+        let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
+        let short = first_line(message);
+        if has(&["already exists"]) {
+            Self::AlreadyExists(short)
+        } else if has(&[
+            "connection error",
+            "apiconnectionerror",
+            "error in completion event generator",
+            "api key",
+            "rate limit",
+            "ratelimit",
+            "authenticationerror",
+            "invalid model name",
+            "openai.",
+            "llm",
+        ]) {
+            Self::Upstream(short)
+        } else if has(&[
+            "not found",
+            "does not exist",
+            "doesn't exist",
+            "does not exists",
+            "not exists",
+            "unknown integration name",
+            "there is no integration",
+            "can't find",
+        ]) {
+            Self::NotFound(short)
+        } else if has(&[
+            "cannot be parsed",
+            "syntax error",
+            "parser error",
+            "only a single sql statement",
+            "unable to parse",
+        ]) {
+            Self::InvalidSql(short)
+        } else if has(&["service unavailable", "temporarily unavailable", "too many requests", "server is busy"]) {
+            Self::Unavailable(short)
+        } else {
+            Self::Internal(short)
+        }
+    }
+
+    /// The message a client may see: short, and generic where MindsDB's text can carry
+    /// internals (tracebacks, generated SQL, provider responses).
+    fn public_message(&self) -> String {
+        match self {
+            Self::AlreadyExists(m) | Self::NotFound(m) | Self::InvalidArgument(m) => m.clone(),
+            Self::InvalidSql(_) => "the statement was rejected by mindsdb".to_owned(),
+            Self::Timeout(_) => "mindsdb did not answer in time".to_owned(),
+            Self::Unavailable(_) => "mindsdb is unavailable".to_owned(),
+            Self::Upstream(_) => "the model provider failed".to_owned(),
+            Self::Auth(_) | Self::Internal(_) => "internal error".to_owned(),
+        }
+    }
+}
+
+impl From<MindsdbError> for ApiError {
+    fn from(err: MindsdbError) -> Self {
+        match err.code() {
+            // Logged once here, where the cause is still known.
+            ErrorCode::Internal => ApiError::internal(&err),
+            code => {
+                if matches!(err, MindsdbError::InvalidSql(_) | MindsdbError::Upstream(_)) {
+                    tracing::warn!(error = %err, "mindsdb call failed");
+                }
+                ApiError::new(code, err.public_message())
+            }
+        }
+    }
+}
+
+/// The first line of `message`, at most 300 characters: MindsDB appends tracebacks and the
+/// generated query after the first line.
+fn first_line(message: &str) -> String {
+    let line = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    line.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_observed_messages() {
+        let cases = [
+            ("Project already exists: proj_a", ErrorCode::AlreadyExists),
+            ("Table 'nope' not found in database: proj_a", ErrorCode::NotFound),
+            ("Database does not exists: nope", ErrorCode::NotFound),
+            ("Job does not exist: j1", ErrorCode::NotFound),
+            ("Unknown integration name: mindsdb", ErrorCode::NotFound),
+            ("There is no integration with name 'files': unknown", ErrorCode::NotFound),
+            (
+                "The SQL statement cannot be parsed - SELEC 1: Syntax error, unknown input:\n>SELEC 1",
+                ErrorCode::InvalidArgument,
+            ),
+            ("Only a single sql statement is expected. Got multiple instead", ErrorCode::InvalidArgument),
+            ("Connection error.", ErrorCode::Unavailable),
+            ("API key for openai not found", ErrorCode::Unavailable),
+            ("Traceback (most recent call last):\n  File x", ErrorCode::Internal),
+        ];
+        for (msg, code) in cases {
+            assert_eq!(MindsdbError::from_message(msg).code(), code, "{msg}");
+        }
+    }
+
+    #[test]
+    fn api_error_hides_internals() {
+        let err = MindsdbError::from_message(
+            "An error occurred while processing an internally generated query\nFailed Query: SELECT secret",
+        );
+        let api = ApiError::from(err);
+        assert_eq!(api.code, ErrorCode::Internal);
+        assert_eq!(api.message, "internal error");
+        let api = ApiError::from(MindsdbError::Upstream("openai.APIError: key sk-123 bad".into()));
+        assert_eq!(api.code, ErrorCode::Unavailable);
+        assert!(!api.message.contains("sk-123"));
+    }
+}

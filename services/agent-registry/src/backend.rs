@@ -1,0 +1,153 @@
+//! The MindsDB side of an agent, through the Agent and Project adapters.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt as _};
+use getlood_auth::{Principal, TenantId};
+use getlood_common::{ApiError, ErrorCode};
+use getlood_mindsdb::{
+    AgentAdapter, AgentEvent, AgentMessage, AgentMode, Ident, LlmSettings, MindsdbClient, ProjectAdapter,
+    TenantContext,
+};
+use getlood_proto::common::v1::{ChatMessage, Role, Usage};
+use secrecy::SecretString;
+use tokio::sync::Mutex;
+
+/// What the registry asks MindsDB to hold for one agent (skills already compiled in).
+#[derive(Debug, Clone)]
+pub(crate) struct AgentSpec {
+    pub provider: String,
+    pub model_name: String,
+    pub base_url: Option<String>,
+    /// Only when the client sent one; MindsDB keeps the previous key otherwise.
+    pub api_key: Option<String>,
+    pub prompt_template: String,
+    pub tables: Vec<String>,
+    pub knowledge_bases: Vec<String>,
+}
+
+/// One event of an agent's answer.
+#[derive(Debug, Clone)]
+pub(crate) enum QueryEvent {
+    Status { kind: String, message: String },
+    Chunk(String),
+    Done { answer: String, usage: Option<Usage> },
+}
+
+/// MindsDB agents of every tenant, one project per tenant.
+#[derive(Clone)]
+pub(crate) struct Backend {
+    agents: AgentAdapter,
+    projects: ProjectAdapter,
+    /// Tenants whose project is known to exist, so creation does not ask MindsDB every time.
+    ensured: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+fn ctx(p: &Principal) -> TenantContext {
+    TenantContext::new(p.tenant.clone(), p.user.clone())
+}
+
+fn ident(name: &str) -> Result<Ident, ApiError> {
+    Ident::new(name).map_err(ApiError::from)
+}
+
+impl Backend {
+    pub(crate) fn new(client: MindsdbClient) -> Self {
+        Self {
+            agents: AgentAdapter::new(client.clone()),
+            projects: ProjectAdapter::new(client),
+            ensured: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    fn to_spec(name: &str, spec: &AgentSpec) -> Result<getlood_mindsdb::AgentSpec, ApiError> {
+        let tables = spec
+            .tables
+            .iter()
+            .map(|t| {
+                let (db, table) = t
+                    .split_once('.')
+                    .ok_or_else(|| ApiError::invalid_argument(format!("table '{t}' must be database.table")))?;
+                Ok((ident(db)?, ident(table)?))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(getlood_mindsdb::AgentSpec {
+            name: ident(name)?,
+            model: LlmSettings {
+                provider: spec.provider.clone(),
+                model_name: spec.model_name.clone(),
+                api_key: spec.api_key.clone().map(SecretString::from),
+                base_url: spec.base_url.clone(),
+            },
+            tables,
+            knowledge_bases: spec.knowledge_bases.iter().map(|k| ident(k)).collect::<Result<_, _>>()?,
+            prompt_template: Some(spec.prompt_template.clone()).filter(|p| !p.is_empty()),
+            mode: AgentMode::Text,
+            timeout_secs: None,
+        })
+    }
+
+    async fn ensure_project(&self, p: &Principal) -> Result<(), ApiError> {
+        if self.ensured.lock().await.contains(&p.tenant) {
+            return Ok(());
+        }
+        self.projects.ensure(&ctx(p)).await?;
+        self.ensured.lock().await.insert(p.tenant.clone());
+        Ok(())
+    }
+
+    pub(crate) async fn create(&self, p: &Principal, name: &str, spec: &AgentSpec) -> Result<(), ApiError> {
+        let spec = Self::to_spec(name, spec)?;
+        self.ensure_project(p).await?;
+        self.agents.create(&ctx(p), &spec).await.map_err(ApiError::from)?;
+        Ok(())
+    }
+
+    pub(crate) async fn update(&self, p: &Principal, name: &str, spec: &AgentSpec) -> Result<(), ApiError> {
+        let spec = Self::to_spec(name, spec)?;
+        self.agents.update(&ctx(p), &spec).await.map_err(ApiError::from)?;
+        Ok(())
+    }
+
+    /// Deletes the MindsDB agent; one that is already gone counts as deleted.
+    pub(crate) async fn delete(&self, p: &Principal, name: &str) -> Result<(), ApiError> {
+        match self.agents.delete(&ctx(p), &ident(name)?).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.code() == ErrorCode::NotFound => Ok(()),
+            Err(err) => Err(ApiError::from(err)),
+        }
+    }
+
+    /// Asks the agent; MindsDB streams progress lines, then the whole answer in one event.
+    pub(crate) async fn query(
+        &self,
+        p: &Principal,
+        name: &str,
+        messages: &[ChatMessage],
+    ) -> Result<impl Stream<Item = Result<QueryEvent, ApiError>> + Send + 'static, ApiError> {
+        // MindsDB agents take user/assistant turns; the agent's own prompt plays the system role.
+        let turns: Vec<AgentMessage> = messages
+            .iter()
+            .filter_map(|m| match Role::try_from(m.role) {
+                Ok(Role::Assistant) => Some(AgentMessage::assistant(m.content.clone())),
+                Ok(Role::User) => Some(AgentMessage::user(m.content.clone())),
+                _ => None,
+            })
+            .collect();
+        if !turns.iter().any(|t| t.role == "user") {
+            return Err(ApiError::invalid_argument("messages must contain at least one user message"));
+        }
+        let stream = self.agents.query(&ctx(p), &ident(name)?, &turns).await.map_err(ApiError::from)?;
+        let mut answer = String::new();
+        Ok(stream.map(move |event| match event {
+            Ok(AgentEvent::Status(message)) => Ok(QueryEvent::Status { kind: "status".to_owned(), message }),
+            Ok(AgentEvent::Answer(text)) => {
+                answer.push_str(&text);
+                Ok(QueryEvent::Chunk(text))
+            }
+            Ok(AgentEvent::End) => Ok(QueryEvent::Done { answer: std::mem::take(&mut answer), usage: None }),
+            Err(err) => Err(ApiError::from(err)),
+        }))
+    }
+}

@@ -1,0 +1,49 @@
+//! A JSON body extractor whose every rejection is a JSON error body, never axum's plain text.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use getlood_common::{ApiError, ErrorCode};
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// `axum::Json<T>`, with malformed JSON, a wrong content type and an oversized body turned into
+/// [`ApiError`]s (400, 400, 413) that the route then renders in its own error shape.
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(rejection_to_error(&rejection)),
+        }
+    }
+}
+
+/// Maps axum's JSON rejections onto the platform's error codes with a readable message.
+pub(crate) fn rejection_to_error(rejection: &JsonRejection) -> ApiError {
+    match rejection {
+        // The body limit surfaces as a buffering failure with status 413.
+        JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::invalid_argument(
+            "request body must be JSON with 'content-type: application/json'",
+        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::invalid_argument(format!("malformed JSON: {}", e.body_text()))
+        }
+        JsonRejection::JsonDataError(e) => {
+            ApiError::invalid_argument(format!("invalid request body: {}", e.body_text()))
+        }
+        other => {
+            ApiError::invalid_argument(format!("cannot read request body: {}", other.body_text()))
+        }
+    }
+}

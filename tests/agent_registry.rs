@@ -1,0 +1,267 @@
+//! agent-registry against real Postgres, Redis, NATS and MindsDB, with the deterministic
+//! OpenAI-compatible test double as the agents' LLM.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use getlood_proto::agent_registry::v1::*;
+use getlood_proto::common::v1::{ChatMessage, Role};
+use getlood_auth::TenantId;
+use getlood_events::{Domain, EventBus, Payload};
+use getlood_mindsdb::{AgentAdapter, MindsdbClient, MindsdbConfig, TenantContext};
+use getlood_testkit::{OpenAiDouble, Platform, Service};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+type Client = AgentRegistryServiceClient<Channel>;
+
+fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+fn agent(name: &str, base_url: &str, skills: &[&str]) -> Agent {
+    Agent {
+        name: name.to_owned(),
+        description: "builds dashboards".to_owned(),
+        model: Some(ModelConfig {
+            provider: "openai".to_owned(),
+            model_name: "gpt-test".to_owned(),
+            base_url: Some(base_url.to_owned()),
+            api_key: "sk-test-secret-key".to_owned(),
+            has_api_key: false,
+        }),
+        skills: skills.iter().map(|s| (*s).to_owned()).collect(),
+        prompt_template: "You are a helpful dashboard agent.".to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn create_skill(client: &mut Client, token: &str, name: &str) {
+    client
+        .create_skill(authed(
+            token,
+            CreateSkillRequest {
+                skill: Some(Skill {
+                    name: name.to_owned(),
+                    description: format!("the {name} skill"),
+                    prompt_fragment: format!("Use {name} when asked."),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result<()> {
+    let llm = OpenAiDouble::start().await?;
+    let platform = Platform::builder().service(Service::AgentRegistry).start().await?;
+    platform.wait_ready(Duration::from_secs(20)).await?;
+    let mut client = Client::new(platform.grpc_channel(Service::AgentRegistry));
+    let acme_id = format!("acme_{}", short_id());
+    let acme = platform.token(&acme_id, "alice", &["admin"]);
+    let globex = platform.token(&format!("globex_{}", short_id()), "bob", &["admin"]);
+    // What MindsDB itself holds for acme, read around the registry.
+    let mindsdb = AgentAdapter::new(MindsdbClient::new(&MindsdbConfig {
+        url: getlood_testkit::mindsdb_url(),
+        ..MindsdbConfig::default()
+    })?);
+    let acme_ctx = TenantContext::new(TenantId::parse(&acme_id).unwrap(), "test");
+    let mindsdb_agents = |ctx: TenantContext| {
+        let mindsdb = mindsdb.clone();
+        async move { mindsdb.list(&ctx).await.map(|l| l.into_iter().map(|a| a.name).collect::<Vec<_>>()).expect("mindsdb agent list") }
+    };
+
+    create_skill(&mut client, &acme, "ui-generation").await;
+    create_skill(&mut client, &acme, "data-analysis").await;
+
+    // Unknown skill: refused before anything is written.
+    let err = client
+        .create_agent(authed(&acme, CreateAgentRequest { agent: Some(agent("dash", &llm.base_url(), &["nope"])), ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.message(), "unknown skills: nope");
+
+    // An LLM MindsDB cannot reach: MindsDB refuses the agent, and no registry row remains.
+    let err = client
+        .create_agent(authed(
+            &acme,
+            CreateAgentRequest { agent: Some(agent("broken", "http://127.0.0.1:9/v1", &[])), ..Default::default() },
+        ))
+        .await
+        .unwrap_err();
+    assert_ne!(err.code(), Code::Ok);
+    let listed = client.list_agents(authed(&acme, ListAgentsRequest::default())).await?.into_inner();
+    assert!(listed.agents.is_empty(), "no half-created agent: {listed:?}");
+    assert!(mindsdb_agents(acme_ctx.clone()).await.is_empty(), "no orphaned mindsdb agent");
+
+    // Create: the key never comes back, skills are compiled in.
+    let created = client
+        .create_agent(authed(
+            &acme,
+            CreateAgentRequest { agent: Some(agent("dashboard-builder", &llm.base_url(), &["ui-generation"])), ..Default::default() },
+        ))
+        .await?
+        .into_inner()
+        .agent
+        .unwrap();
+    assert_eq!(created.version, 1);
+    let model = created.model.clone().unwrap();
+    assert!(model.api_key.is_empty());
+    assert!(model.has_api_key);
+    assert!(created.effective_prompt_template.contains("[skill ui-generation]"));
+    let mindsdb_name = format!("agent_{}", created.id.replace('-', ""));
+    assert_eq!(mindsdb_agents(acme_ctx.clone()).await, [mindsdb_name.clone()], "the registry row has its mindsdb agent");
+
+    // Same name again: ALREADY_EXISTS.
+    let err = client
+        .create_agent(authed(
+            &acme,
+            CreateAgentRequest { agent: Some(agent("dashboard-builder", &llm.base_url(), &[])), ..Default::default() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+
+    // Another tenant sees nothing, by id or by name, and cannot change or delete it.
+    for selector in [get_agent_request::Selector::Id(created.id.clone()), get_agent_request::Selector::Name(created.name.clone())] {
+        let err = client.get_agent(authed(&globex, GetAgentRequest { selector: Some(selector) })).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+    }
+    let err = client
+        .delete_agent(authed(&globex, DeleteAgentRequest { id: created.id.clone(), expected_version: 0 }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client
+        .find_agents(authed(&globex, FindAgentsRequest { skills: vec!["ui-generation".into()], ..Default::default() }))
+        .await?
+        .into_inner();
+    assert!(err.matches.is_empty());
+
+    // Stale version: ABORTED, nothing changed.
+    let mut patch = created.clone();
+    patch.description = "new description".into();
+    let err = client
+        .update_agent(authed(&acme, UpdateAgentRequest { agent: Some(patch.clone()), update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }), expected_version: 7 }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    let updated = client
+        .update_agent(authed(&acme, UpdateAgentRequest { agent: Some(patch), update_mask: Some(prost_types::FieldMask { paths: vec!["description".into(), "skills".into()] }), expected_version: 1 }))
+        .await?
+        .into_inner()
+        .agent
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.description, "new description");
+
+    // FindAgents by skill.
+    let found = client
+        .find_agents(authed(&acme, FindAgentsRequest { skills: vec!["ui-generation".into()], ..Default::default() }))
+        .await?
+        .into_inner();
+    assert_eq!(found.matches.len(), 1);
+    assert_eq!(found.matches[0].matched_skills, ["ui-generation"]);
+
+    // QueryAgent streams through MindsDB to the test double and ends with the answer.
+    let mut stream = client
+        .query_agent(authed(
+            &acme,
+            QueryAgentRequest {
+                agent: Some(query_agent_request::Agent::AgentName("dashboard-builder".into())),
+                messages: vec![ChatMessage { role: Role::User as i32, content: "Crée-moi un dashboard analytics".into(), name: String::new() }],
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    let mut completed = None;
+    while let Some(item) = stream.next().await {
+        if let Some(query_agent_response::Event::Completed(c)) = item?.event {
+            completed = Some(c);
+        }
+    }
+    let completed = completed.expect("stream ended without completion");
+    assert!(!completed.answer.is_empty());
+    assert_eq!(completed.agent_version, 2);
+
+    // Delete with the right version; afterwards it is gone everywhere.
+    client.delete_agent(authed(&acme, DeleteAgentRequest { id: created.id.clone(), expected_version: 2 })).await?;
+    let err = client
+        .get_agent(authed(&acme, GetAgentRequest { selector: Some(get_agent_request::Selector::Id(created.id.clone())) }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(mindsdb_agents(acme_ctx.clone()).await.is_empty(), "the mindsdb agent went with the row");
+
+    // Every change left an event for acme on JetStream, in order.
+    let bus = EventBus::new(async_nats::connect(getlood_testkit::nats_url()).await?, "getlood");
+    let events = bus.read(&TenantId::parse(&acme_id).unwrap(), Domain::Agent, 0, 10, Duration::from_secs(2)).await?;
+    let kinds: Vec<(&str, i64)> = events
+        .iter()
+        .filter_map(|e| match &e.envelope.payload {
+            Some(Payload::AgentCreated(p)) => Some(("created", p.version)),
+            Some(Payload::AgentUpdated(p)) => Some(("updated", p.version)),
+            Some(Payload::AgentDeleted(p)) => Some(("deleted", p.version)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [("created", 1), ("updated", 2), ("deleted", 2)]);
+    platform.stop().await
+}
+
+#[tokio::test]
+async fn replicas_drop_stale_cache_entries_on_agent_events() -> anyhow::Result<()> {
+    let llm = OpenAiDouble::start().await?;
+    let first = Platform::builder().service(Service::AgentRegistry).start().await?;
+    let second = Platform::builder().service(Service::AgentRegistry).replica_of(&first).start().await?;
+    first.wait_ready(Duration::from_secs(20)).await?;
+    second.wait_ready(Duration::from_secs(20)).await?;
+    let mut a = Client::new(first.grpc_channel(Service::AgentRegistry));
+    let mut b = Client::new(second.grpc_channel(Service::AgentRegistry));
+    let token = first.token(&format!("cache_{}", short_id()), "alice", &[]);
+
+    let created = a
+        .create_agent(authed(&token, CreateAgentRequest { agent: Some(agent("cached", &llm.base_url(), &[])), ..Default::default() }))
+        .await?
+        .into_inner()
+        .agent
+        .unwrap();
+    let by_name = || GetAgentRequest { selector: Some(get_agent_request::Selector::Name("cached".into())) };
+    // Replica b reads (and caches) version 1.
+    assert_eq!(b.get_agent(authed(&token, by_name())).await?.into_inner().agent.unwrap().version, 1);
+    // Replica a updates it.
+    let mut patch = created.clone();
+    patch.description = "v2".into();
+    a.update_agent(authed(&token, UpdateAgentRequest { agent: Some(patch), update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }), expected_version: 1 }))
+        .await?;
+    // Replica b sees version 2 as soon as the event reaches it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = b.get_agent(authed(&token, by_name())).await?.into_inner().agent.unwrap();
+        if got.version == 2 {
+            assert_eq!(got.description, "v2");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "replica b still serves version {}", got.version);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.delete_agent(authed(&token, DeleteAgentRequest { id: created.id, expected_version: 2 })).await?;
+    second.stop().await?;
+    first.stop().await
+}
+
+fn short_id() -> String {
+    uuid_like()
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{nanos:08x}")
+}
