@@ -44,8 +44,11 @@ proto-lint: tools ## buf lint the gRPC contracts
 	cd proto && buf lint && buf build -o /dev/null
 
 .PHONY: deploy-check
-deploy-check: tools ## helm lint/template + kubernetes-validate over every values file, compose schema
+deploy-check: tools ## helm lint/template + kubernetes-validate over every values file, compose schema, env contract
 	scripts/validate-deploy.sh
+	$(CARGO) build --bin getlood
+	.tools/venv/bin/python scripts/check-chart-config.py $${CARGO_TARGET_DIR:-target}/debug/getlood .tools/bin/helm \
+		helm/getlood docker-compose.yml helm/getlood/ci/*.yaml
 
 .PHONY: test
 test: infra proto-lint deploy-check ## Everything CI runs: contracts, deployment files, all tests

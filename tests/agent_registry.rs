@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
-use getlood_proto::agent_registry::v1::*;
-use getlood_proto::common::v1::{ChatMessage, Role};
 use getlood_auth::TenantId;
 use getlood_events::{Domain, EventBus, Payload};
 use getlood_mindsdb::{AgentAdapter, MindsdbClient, MindsdbConfig, TenantContext};
+use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use getlood_proto::agent_registry::v1::*;
+use getlood_proto::common::v1::{ChatMessage, Role};
 use getlood_testkit::{OpenAiDouble, Platform, Service};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -73,7 +73,13 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     let acme_ctx = TenantContext::new(TenantId::parse(&acme_id).unwrap(), "test");
     let mindsdb_agents = |ctx: TenantContext| {
         let mindsdb = mindsdb.clone();
-        async move { mindsdb.list(&ctx).await.map(|l| l.into_iter().map(|a| a.name).collect::<Vec<_>>()).expect("mindsdb agent list") }
+        async move {
+            mindsdb
+                .list(&ctx)
+                .await
+                .map(|l| l.into_iter().map(|a| a.name).collect::<Vec<_>>())
+                .expect("mindsdb agent list")
+        }
     };
 
     create_skill(&mut client, &acme, "ui-generation").await;
@@ -81,7 +87,10 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
 
     // Unknown skill: refused before anything is written.
     let err = client
-        .create_agent(authed(&acme, CreateAgentRequest { agent: Some(agent("dash", &llm.base_url(), &["nope"])), ..Default::default() }))
+        .create_agent(authed(
+            &acme,
+            CreateAgentRequest { agent: Some(agent("dash", &llm.base_url(), &["nope"])), ..Default::default() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -104,7 +113,10 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     let created = client
         .create_agent(authed(
             &acme,
-            CreateAgentRequest { agent: Some(agent("dashboard-builder", &llm.base_url(), &["ui-generation"])), ..Default::default() },
+            CreateAgentRequest {
+                agent: Some(agent("dashboard-builder", &llm.base_url(), &["ui-generation"])),
+                ..Default::default()
+            },
         ))
         .await?
         .into_inner()
@@ -116,7 +128,11 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     assert!(model.has_api_key);
     assert!(created.effective_prompt_template.contains("[skill ui-generation]"));
     let mindsdb_name = format!("agent_{}", created.id.replace('-', ""));
-    assert_eq!(mindsdb_agents(acme_ctx.clone()).await, [mindsdb_name.clone()], "the registry row has its mindsdb agent");
+    assert_eq!(
+        mindsdb_agents(acme_ctx.clone()).await,
+        [mindsdb_name.clone()],
+        "the registry row has its mindsdb agent"
+    );
 
     // Same name again: ALREADY_EXISTS.
     let err = client
@@ -129,7 +145,9 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     assert_eq!(err.code(), Code::AlreadyExists);
 
     // Another tenant sees nothing, by id or by name, and cannot change or delete it.
-    for selector in [get_agent_request::Selector::Id(created.id.clone()), get_agent_request::Selector::Name(created.name.clone())] {
+    for selector in
+        [get_agent_request::Selector::Id(created.id.clone()), get_agent_request::Selector::Name(created.name.clone())]
+    {
         let err = client.get_agent(authed(&globex, GetAgentRequest { selector: Some(selector) })).await.unwrap_err();
         assert_eq!(err.code(), Code::NotFound);
     }
@@ -148,12 +166,26 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     let mut patch = created.clone();
     patch.description = "new description".into();
     let err = client
-        .update_agent(authed(&acme, UpdateAgentRequest { agent: Some(patch.clone()), update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }), expected_version: 7 }))
+        .update_agent(authed(
+            &acme,
+            UpdateAgentRequest {
+                agent: Some(patch.clone()),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }),
+                expected_version: 7,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
     let updated = client
-        .update_agent(authed(&acme, UpdateAgentRequest { agent: Some(patch), update_mask: Some(prost_types::FieldMask { paths: vec!["description".into(), "skills".into()] }), expected_version: 1 }))
+        .update_agent(authed(
+            &acme,
+            UpdateAgentRequest {
+                agent: Some(patch),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["description".into(), "skills".into()] }),
+                expected_version: 1,
+            },
+        ))
         .await?
         .into_inner()
         .agent
@@ -175,7 +207,11 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
             &acme,
             QueryAgentRequest {
                 agent: Some(query_agent_request::Agent::AgentName("dashboard-builder".into())),
-                messages: vec![ChatMessage { role: Role::User as i32, content: "Crée-moi un dashboard analytics".into(), name: String::new() }],
+                messages: vec![ChatMessage {
+                    role: Role::User as i32,
+                    content: "Crée-moi un dashboard analytics".into(),
+                    name: String::new(),
+                }],
                 ..Default::default()
             },
         ))
@@ -194,7 +230,10 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     // Delete with the right version; afterwards it is gone everywhere.
     client.delete_agent(authed(&acme, DeleteAgentRequest { id: created.id.clone(), expected_version: 2 })).await?;
     let err = client
-        .get_agent(authed(&acme, GetAgentRequest { selector: Some(get_agent_request::Selector::Id(created.id.clone())) }))
+        .get_agent(authed(
+            &acme,
+            GetAgentRequest { selector: Some(get_agent_request::Selector::Id(created.id.clone())) },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -228,7 +267,10 @@ async fn replicas_drop_stale_cache_entries_on_agent_events() -> anyhow::Result<(
     let token = first.token(&format!("cache_{}", short_id()), "alice", &[]);
 
     let created = a
-        .create_agent(authed(&token, CreateAgentRequest { agent: Some(agent("cached", &llm.base_url(), &[])), ..Default::default() }))
+        .create_agent(authed(
+            &token,
+            CreateAgentRequest { agent: Some(agent("cached", &llm.base_url(), &[])), ..Default::default() },
+        ))
         .await?
         .into_inner()
         .agent
@@ -239,8 +281,15 @@ async fn replicas_drop_stale_cache_entries_on_agent_events() -> anyhow::Result<(
     // Replica a updates it.
     let mut patch = created.clone();
     patch.description = "v2".into();
-    a.update_agent(authed(&token, UpdateAgentRequest { agent: Some(patch), update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }), expected_version: 1 }))
-        .await?;
+    a.update_agent(authed(
+        &token,
+        UpdateAgentRequest {
+            agent: Some(patch),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["description".into()] }),
+            expected_version: 1,
+        },
+    ))
+    .await?;
     // Replica b sees version 2 as soon as the event reaches it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -262,6 +311,7 @@ fn short_id() -> String {
 }
 
 fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{nanos:08x}")
 }

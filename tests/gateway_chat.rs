@@ -29,29 +29,14 @@ use tonic::{Request, Response, Status};
 /// A unique Redis key prefix, so concurrent tests never share counters.
 pub(crate) fn unique_prefix(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "gwtest_{tag}_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("gwtest_{tag}_{}_{nanos}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A development token the test gateways accept (they keep the default dev secret).
 pub(crate) fn token(tenant: &str, user: &str) -> String {
-    getlood_auth::dev_token(
-        getlood_auth::DEV_HS256_SECRET,
-        "getlood",
-        "getlood",
-        tenant,
-        user,
-        &["member"],
-        3600,
-    )
-    .expect("sign token")
+    getlood_auth::dev_token(getlood_auth::DEV_HS256_SECRET, "getlood", "getlood", tenant, user, &["member"], 3600)
+        .expect("sign token")
 }
 
 /// A gateway started in-process with its own settings.
@@ -86,12 +71,7 @@ impl TestGateway {
         let (http, grpc) = (listeners.http_addr(), listeners.grpc_addr());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(getlood_gateway::run(config, listeners, shutdown.clone()));
-        Ok(Self {
-            http: format!("http://{http}"),
-            grpc,
-            shutdown,
-            task,
-        })
+        Ok(Self { http: format!("http://{http}"), grpc, shutdown, task })
     }
 
     pub(crate) fn chat_url(&self) -> String {
@@ -125,23 +105,14 @@ impl Doubles {
         let seen = Arc::new(Seen::default());
         let shutdown = CancellationToken::new();
         let pipeline = serve(
-            tonic::service::Routes::new(PipelineServiceServer::new(FakePipeline {
-                seen: seen.clone(),
-            })),
+            tonic::service::Routes::new(PipelineServiceServer::new(FakePipeline { seen: seen.clone() })),
             shutdown.clone(),
         )
         .await?;
-        let registry = serve(
-            tonic::service::Routes::new(AgentRegistryServiceServer::new(FakeRegistry::new())),
-            shutdown.clone(),
-        )
-        .await?;
-        Ok(Self {
-            pipeline,
-            registry,
-            seen,
-            shutdown,
-        })
+        let registry =
+            serve(tonic::service::Routes::new(AgentRegistryServiceServer::new(FakeRegistry::new())), shutdown.clone())
+                .await?;
+        Ok(Self { pipeline, registry, seen, shutdown })
     }
 }
 
@@ -151,20 +122,13 @@ impl Drop for Doubles {
     }
 }
 
-async fn serve(
-    routes: tonic::service::Routes,
-    shutdown: CancellationToken,
-) -> anyhow::Result<SocketAddr> {
+async fn serve(routes: tonic::service::Routes, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown.cancelled_owned(),
-            ),
-    );
+    tokio::spawn(tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        shutdown.cancelled_owned(),
+    ));
     Ok(addr)
 }
 
@@ -176,15 +140,11 @@ fn tenant_of<T>(req: &Request<T>) -> Result<String, Status> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-    let payload = raw
-        .split('.')
-        .nth(1)
-        .ok_or_else(|| Status::unauthenticated("bad token"))?;
+    let payload = raw.split('.').nth(1).ok_or_else(|| Status::unauthenticated("bad token"))?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| Status::unauthenticated("bad token"))?;
-    let claims: Value =
-        serde_json::from_slice(&bytes).map_err(|_| Status::unauthenticated("bad token"))?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| Status::unauthenticated("bad token"))?;
     Ok(claims["tenant"].as_str().unwrap_or_default().to_owned())
 }
 
@@ -202,19 +162,14 @@ struct FakePipeline {
 type ExecStream = Pin<Box<dyn Stream<Item = Result<pl::ExecuteResponse, Status>> + Send>>;
 
 fn item(event: pl::execute_response::Event) -> Result<pl::ExecuteResponse, Status> {
-    Ok(pl::ExecuteResponse {
-        index: 0,
-        event: Some(event),
-    })
+    Ok(pl::ExecuteResponse { index: 0, event: Some(event) })
 }
 
 fn turn(answer: &str, outcome: pl::TurnOutcome) -> pl::Turn {
     let params = prost_types::Struct {
         fields: [(
             "app_id".to_owned(),
-            prost_types::Value {
-                kind: Some(prost_types::value::Kind::StringValue("dashboard".to_owned())),
-            },
+            prost_types::Value { kind: Some(prost_types::value::Kind::StringValue("dashboard".to_owned())) },
         )]
         .into_iter()
         .collect(),
@@ -228,11 +183,7 @@ fn turn(answer: &str, outcome: pl::TurnOutcome) -> pl::Turn {
         confidence: 0.93,
         intent_source: pl::IntentSource::Rules as i32,
         mode: pl::Mode::Ui as i32,
-        agent: Some(pl::AgentRef {
-            id: "agent-1".to_owned(),
-            name: "analyst".to_owned(),
-            version: 1,
-        }),
+        agent: Some(pl::AgentRef { id: "agent-1".to_owned(), name: "analyst".to_owned(), version: 1 }),
         ui_actions: vec![pl::UiAction {
             id: "a1".to_owned(),
             r#type: "open_window".to_owned(),
@@ -247,59 +198,30 @@ fn turn(answer: &str, outcome: pl::TurnOutcome) -> pl::Turn {
                 duration_ms: 3,
             })
             .collect(),
-        usage: Some(Usage {
-            prompt_tokens: 5,
-            completion_tokens: 3,
-            total_tokens: 8,
-            estimated: true,
-        }),
+        usage: Some(Usage { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8, estimated: true }),
         ..pl::Turn::default()
     }
 }
 
 fn chunk(delta: &str) -> Result<pl::ExecuteResponse, Status> {
-    item(pl::execute_response::Event::AnswerChunk(pl::AnswerChunk {
-        delta: delta.to_owned(),
-    }))
+    item(pl::execute_response::Event::AnswerChunk(pl::AnswerChunk { delta: delta.to_owned() }))
 }
 
 #[tonic::async_trait]
 impl PipelineService for FakePipeline {
     type ExecuteStream = ExecStream;
 
-    async fn execute(
-        &self,
-        req: Request<pl::ExecuteRequest>,
-    ) -> Result<Response<ExecStream>, Status> {
-        if let Some(auth) = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-        {
-            self.seen
-                .authorization
-                .lock()
-                .unwrap()
-                .push(auth.to_owned());
+    async fn execute(&self, req: Request<pl::ExecuteRequest>) -> Result<Response<ExecStream>, Status> {
+        if let Some(auth) = req.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
+            self.seen.authorization.lock().expect("double state").push(auth.to_owned());
         }
         let req = req.into_inner();
-        self.seen
-            .agent_names
-            .lock()
-            .unwrap()
-            .push(req.agent_name.clone());
-        let script = req
-            .messages
-            .last()
-            .map(|m| m.content.clone())
-            .unwrap_or_default();
+        self.seen.agent_names.lock().expect("double state").push(req.agent_name.clone());
+        let script = req.messages.last().map(|m| m.content.clone()).unwrap_or_default();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
-            let stage = |s: pl::Stage| {
-                item(pl::execute_response::Event::StageStarted(pl::StageStarted {
-                    stage: s as i32,
-                }))
-            };
+            let stage =
+                |s: pl::Stage| item(pl::execute_response::Event::StageStarted(pl::StageStarted { stage: s as i32 }));
             let _ = tx.send(stage(pl::Stage::IntentDetection)).await;
             match script.as_str() {
                 "slow" => {
@@ -332,14 +254,12 @@ impl PipelineService for FakePipeline {
                 }
                 "clarify" => {
                     let _ = tx
-                        .send(item(pl::execute_response::Event::Clarification(
-                            pl::Clarification {
-                                question: QUESTION.to_owned(),
-                                suggestions: vec!["dashboard".to_owned(), "rapport".to_owned()],
-                                candidate_intent: pl::Intent::GenerateUi as i32,
-                                confidence: 0.4,
-                            },
-                        )))
+                        .send(item(pl::execute_response::Event::Clarification(pl::Clarification {
+                            question: QUESTION.to_owned(),
+                            suggestions: vec!["dashboard".to_owned(), "rapport".to_owned()],
+                            candidate_intent: pl::Intent::GenerateUi as i32,
+                            confidence: 0.4,
+                        })))
                         .await;
                     let _ = tx
                         .send(item(pl::execute_response::Event::Result(turn(
@@ -355,28 +275,17 @@ impl PipelineService for FakePipeline {
                 let _ = tx.send(chunk(part)).await;
             }
             let _ = tx
-                .send(item(pl::execute_response::Event::Result(turn(
-                    &ANSWER.concat(),
-                    pl::TurnOutcome::Answered,
-                ))))
+                .send(item(pl::execute_response::Event::Result(turn(&ANSWER.concat(), pl::TurnOutcome::Answered))))
                 .await;
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
-    async fn get_turn(
-        &self,
-        _: Request<pl::GetTurnRequest>,
-    ) -> Result<Response<pl::GetTurnResponse>, Status> {
+    async fn get_turn(&self, _: Request<pl::GetTurnRequest>) -> Result<Response<pl::GetTurnResponse>, Status> {
         Err(Status::unimplemented("not in the double"))
     }
 
-    async fn list_turns(
-        &self,
-        _: Request<pl::ListTurnsRequest>,
-    ) -> Result<Response<pl::ListTurnsResponse>, Status> {
+    async fn list_turns(&self, _: Request<pl::ListTurnsRequest>) -> Result<Response<pl::ListTurnsResponse>, Status> {
         Err(Status::unimplemented("not in the double"))
     }
 }
@@ -419,11 +328,8 @@ impl AgentRegistryService for FakeRegistry {
     ) -> Result<Response<reg::CreateAgentResponse>, Status> {
         let tenant = tenant_of(&req)?;
         let mut agent = req.into_inner().agent.unwrap_or_default();
-        let mut agents = self.agents.lock().unwrap();
-        if agents
-            .iter()
-            .any(|(t, a)| *t == tenant && a.name == agent.name)
-        {
+        let mut agents = self.agents.lock().expect("double state");
+        if agents.iter().any(|(t, a)| *t == tenant && a.name == agent.name) {
             return Err(Status::already_exists("agent name taken"));
         }
         agent.id = format!("agent-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
@@ -432,12 +338,9 @@ impl AgentRegistryService for FakeRegistry {
         Ok(Response::new(reg::CreateAgentResponse { agent: Some(agent) }))
     }
 
-    async fn get_agent(
-        &self,
-        req: Request<reg::GetAgentRequest>,
-    ) -> Result<Response<reg::GetAgentResponse>, Status> {
+    async fn get_agent(&self, req: Request<reg::GetAgentRequest>) -> Result<Response<reg::GetAgentResponse>, Status> {
         let tenant = tenant_of(&req)?;
-        let agents = self.agents.lock().unwrap();
+        let agents = self.agents.lock().expect("double state");
         let found = agents.iter().find(|(t, a)| {
             *t == tenant
                 && match &req.get_ref().selector {
@@ -447,9 +350,7 @@ impl AgentRegistryService for FakeRegistry {
                 }
         });
         match found {
-            Some((_, a)) => Ok(Response::new(reg::GetAgentResponse {
-                agent: Some(a.clone()),
-            })),
+            Some((_, a)) => Ok(Response::new(reg::GetAgentResponse { agent: Some(a.clone()) })),
             None => Err(Status::not_found("agent not found")),
         }
     }
@@ -461,24 +362,19 @@ impl AgentRegistryService for FakeRegistry {
         let tenant = tenant_of(&req)?;
         let body = req.into_inner();
         let new = body.agent.unwrap_or_default();
-        let mut agents = self.agents.lock().unwrap();
+        let mut agents = self.agents.lock().expect("double state");
         let (_, agent) = agents
             .iter_mut()
             .find(|(t, a)| *t == tenant && a.id == new.id)
             .ok_or_else(|| Status::not_found("agent not found"))?;
         if body.expected_version != 0 && body.expected_version != agent.version {
-            return Err(Status::aborted(format!(
-                "agent version is {}, not {}",
-                agent.version, body.expected_version
-            )));
+            return Err(Status::aborted(format!("agent version is {}, not {}", agent.version, body.expected_version)));
         }
         agent.description = new.description;
         agent.prompt_template = new.prompt_template;
         agent.skills = new.skills;
         agent.version += 1;
-        Ok(Response::new(reg::UpdateAgentResponse {
-            agent: Some(agent.clone()),
-        }))
+        Ok(Response::new(reg::UpdateAgentResponse { agent: Some(agent.clone()) }))
     }
 
     async fn delete_agent(
@@ -487,16 +383,13 @@ impl AgentRegistryService for FakeRegistry {
     ) -> Result<Response<reg::DeleteAgentResponse>, Status> {
         let tenant = tenant_of(&req)?;
         let body = req.into_inner();
-        let mut agents = self.agents.lock().unwrap();
+        let mut agents = self.agents.lock().expect("double state");
         let pos = agents
             .iter()
             .position(|(t, a)| *t == tenant && a.id == body.id)
             .ok_or_else(|| Status::not_found("agent not found"))?;
         let (_, agent) = agents.remove(pos);
-        Ok(Response::new(reg::DeleteAgentResponse {
-            id: agent.id,
-            version: agent.version,
-        }))
+        Ok(Response::new(reg::DeleteAgentResponse { id: agent.id, version: agent.version }))
     }
 
     async fn list_agents(
@@ -507,7 +400,7 @@ impl AgentRegistryService for FakeRegistry {
         let agents: Vec<_> = self
             .agents
             .lock()
-            .unwrap()
+            .expect("double state")
             .iter()
             .filter(|(t, _)| *t == tenant)
             .map(|(_, a)| a.clone())
@@ -515,10 +408,7 @@ impl AgentRegistryService for FakeRegistry {
         let total = i64::try_from(agents.len()).unwrap_or(0);
         Ok(Response::new(reg::ListAgentsResponse {
             agents,
-            page: Some(PageResponse {
-                next_page_token: String::new(),
-                total_size: total,
-            }),
+            page: Some(PageResponse { next_page_token: String::new(), total_size: total }),
         }))
     }
 
@@ -531,10 +421,7 @@ impl AgentRegistryService for FakeRegistry {
 
     type QueryAgentStream = QueryStream;
 
-    async fn query_agent(
-        &self,
-        _: Request<reg::QueryAgentRequest>,
-    ) -> Result<Response<QueryStream>, Status> {
+    async fn query_agent(&self, _: Request<reg::QueryAgentRequest>) -> Result<Response<QueryStream>, Status> {
         Err(Status::unimplemented("not in the double"))
     }
 
@@ -545,24 +432,17 @@ impl AgentRegistryService for FakeRegistry {
         let tenant = tenant_of(&req)?;
         let mut skill = req.into_inner().skill.unwrap_or_default();
         skill.version = 1;
-        self.skills.lock().unwrap().push((tenant, skill.clone()));
+        self.skills.lock().expect("double state").push((tenant, skill.clone()));
         Ok(Response::new(reg::CreateSkillResponse { skill: Some(skill) }))
     }
 
-    async fn get_skill(
-        &self,
-        req: Request<reg::GetSkillRequest>,
-    ) -> Result<Response<reg::GetSkillResponse>, Status> {
+    async fn get_skill(&self, req: Request<reg::GetSkillRequest>) -> Result<Response<reg::GetSkillResponse>, Status> {
         let tenant = tenant_of(&req)?;
-        let skills = self.skills.lock().unwrap();
+        let skills = self.skills.lock().expect("double state");
         skills
             .iter()
             .find(|(t, s)| *t == tenant && s.name == req.get_ref().name)
-            .map(|(_, s)| {
-                Response::new(reg::GetSkillResponse {
-                    skill: Some(s.clone()),
-                })
-            })
+            .map(|(_, s)| Response::new(reg::GetSkillResponse { skill: Some(s.clone()) }))
             .ok_or_else(|| Status::not_found("skill not found"))
     }
 
@@ -574,15 +454,12 @@ impl AgentRegistryService for FakeRegistry {
         let skills = self
             .skills
             .lock()
-            .unwrap()
+            .expect("double state")
             .iter()
             .filter(|(t, _)| *t == tenant)
             .map(|(_, s)| s.clone())
             .collect();
-        Ok(Response::new(reg::ListSkillsResponse {
-            skills,
-            page: None,
-        }))
+        Ok(Response::new(reg::ListSkillsResponse { skills, page: None }))
     }
 
     async fn delete_skill(
@@ -591,7 +468,7 @@ impl AgentRegistryService for FakeRegistry {
     ) -> Result<Response<reg::DeleteSkillResponse>, Status> {
         let tenant = tenant_of(&req)?;
         let name = req.get_ref().name.clone();
-        let mut skills = self.skills.lock().unwrap();
+        let mut skills = self.skills.lock().expect("double state");
         let pos = skills
             .iter()
             .position(|(t, s)| *t == tenant && s.name == name)
@@ -646,12 +523,7 @@ async fn stream_body(
     tok: &str,
     body: &Value,
 ) -> anyhow::Result<(reqwest::StatusCode, reqwest::header::HeaderMap, String)> {
-    let resp = http
-        .post(gw.chat_url())
-        .bearer_auth(tok)
-        .json(body)
-        .send()
-        .await?;
+    let resp = http.post(gw.chat_url()).bearer_auth(tok).json(body).send().await?;
     let (status, headers) = (resp.status(), resp.headers().clone());
     let text = tokio::time::timeout(Duration::from_secs(15), resp.text()).await??;
     Ok((status, headers, text))
@@ -667,12 +539,7 @@ async fn chat_non_streaming_maps_the_turn_and_forwards_the_token() -> anyhow::Re
     let gw = TestGateway::start(&unique_prefix("nonstream"), &doubles, |_| {}).await?;
     let http = reqwest::Client::new();
     let tok = token("acme", "alice");
-    let resp = http
-        .post(gw.chat_url())
-        .bearer_auth(&tok)
-        .json(&chat_body("getlood", "hello", false))
-        .send()
-        .await?;
+    let resp = http.post(gw.chat_url()).bearer_auth(&tok).json(&chat_body("getlood", "hello", false)).send().await?;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-ratelimit-limit"], "100");
     assert_eq!(resp.headers()["x-ratelimit-remaining"], "99");
@@ -695,23 +562,15 @@ async fn chat_non_streaming_maps_the_turn_and_forwards_the_token() -> anyhow::Re
     assert_eq!(extras["stage_timings"][0]["stage"], "intent_detection");
     assert_eq!(extras["outcome"], "answered");
     // The caller's own token reached the pipeline; "getlood" means no agent override.
-    assert_eq!(
-        doubles.seen.authorization.lock().unwrap().last().cloned(),
-        Some(format!("Bearer {tok}"))
-    );
-    assert_eq!(doubles.seen.agent_names.lock().unwrap().last().cloned(), Some(None));
+    assert_eq!(doubles.seen.authorization.lock().expect("double state").last().cloned(), Some(format!("Bearer {tok}")));
+    assert_eq!(doubles.seen.agent_names.lock().expect("double state").last().cloned(), Some(None));
 
     // A named agent of the tenant is passed as the override.
-    let resp = http
-        .post(gw.chat_url())
-        .bearer_auth(&tok)
-        .json(&chat_body("analyst", "hello", false))
-        .send()
-        .await?;
+    let resp = http.post(gw.chat_url()).bearer_auth(&tok).json(&chat_body("analyst", "hello", false)).send().await?;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await?["model"], "analyst");
     assert_eq!(
-        doubles.seen.agent_names.lock().unwrap().last().cloned(),
+        doubles.seen.agent_names.lock().expect("double state").last().cloned(),
         Some(Some("analyst".to_owned()))
     );
     gw.stop().await
@@ -729,11 +588,7 @@ async fn chat_streaming_sse_framing_usage_and_extras() -> anyhow::Result<()> {
     body["stream_options"] = json!({"include_usage": true});
     let (status, headers, text) = stream_body(&http, &gw, &tok, &body).await?;
     assert_eq!(status, 200);
-    assert!(
-        headers["content-type"]
-            .to_str()?
-            .starts_with("text/event-stream")
-    );
+    assert!(headers["content-type"].to_str()?.starts_with("text/event-stream"));
     assert_eq!(headers["x-ratelimit-limit"], "100");
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     let events = sse_events(&text);
@@ -744,10 +599,7 @@ async fn chat_streaming_sse_framing_usage_and_extras() -> anyhow::Result<()> {
     let id = chunks[0]["id"].clone();
     assert!(chunks.iter().all(|c| c["id"] == id), "one id per completion");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let content: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(content, ANSWER.concat());
     let (last, before) = (&chunks[chunks.len() - 1], &chunks[chunks.len() - 2]);
     assert_eq!(before["choices"][0]["finish_reason"], "stop");
@@ -782,31 +634,16 @@ async fn chat_stream_sends_heartbeats_while_the_pipeline_works() -> anyhow::Resu
     let (status, _, text) = stream_body(&http, &gw, &tok, &chat_body("getlood", "slow", true)).await?;
     assert_eq!(status, 200);
     let events = sse_events(&text);
-    let first_content = events
-        .iter()
-        .position(|e| e.contains("\"content\":\"Voici \""))
-        .expect("content arrives");
-    let heartbeats = events[..first_content]
-        .iter()
-        .filter(|e| *e == ": keep-alive")
-        .count();
+    let first_content = events.iter().position(|e| e.contains("\"content\":\"Voici \"")).expect("content arrives");
+    let heartbeats = events[..first_content].iter().filter(|e| *e == ": keep-alive").count();
     assert!(heartbeats >= 2, "expected keep-alive comments while waiting: {text}");
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
 
     // Non-streaming waits as long as the answer takes, also past the plain timeout.
-    let resp = http
-        .post(gw.chat_url())
-        .bearer_auth(&tok)
-        .json(&chat_body("getlood", "slow", false))
-        .send()
-        .await?;
+    let resp = http.post(gw.chat_url()).bearer_auth(&tok).json(&chat_body("getlood", "slow", false)).send().await?;
     assert_eq!(resp.status(), 200);
     // A plain route still has its deadline configured (it answers well within it here).
-    let me = http
-        .get(format!("{}/api/v1/me", gw.http))
-        .bearer_auth(&tok)
-        .send()
-        .await?;
+    let me = http.get(format!("{}/api/v1/me", gw.http)).bearer_auth(&tok).send().await?;
     assert_eq!(me.status(), 200);
     gw.stop().await
 }
@@ -827,8 +664,7 @@ async fn chat_stream_failures_end_with_an_error_chunk_never_a_hang() -> anyhow::
         ("hang", "deadline_exceeded"),
     ] {
         let started = Instant::now();
-        let (status, _, text) =
-            stream_body(&http, &gw, &tok, &chat_body("getlood", script, true)).await?;
+        let (status, _, text) = stream_body(&http, &gw, &tok, &chat_body("getlood", script, true)).await?;
         assert!(started.elapsed() < Duration::from_secs(8), "{script} took too long");
         assert_eq!(status, 200, "{script}");
         let events = sse_events(&text);
@@ -855,12 +691,7 @@ async fn chat_stream_failures_end_with_an_error_chunk_never_a_hang() -> anyhow::
         "the pipeline's safe message is relayed"
     );
     // Non-streaming: the same failure is a JSON error status.
-    let resp = http
-        .post(gw.chat_url())
-        .bearer_auth(&tok)
-        .json(&chat_body("getlood", "break", false))
-        .send()
-        .await?;
+    let resp = http.post(gw.chat_url()).bearer_auth(&tok).json(&chat_body("getlood", "break", false)).send().await?;
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await?;
     assert_eq!(body["code"], "unavailable");
@@ -1001,18 +832,12 @@ async fn chat_validation_matrix() -> anyhow::Result<()> {
             req
         } else {
             let mut req = req;
-            req.headers_mut()
-                .insert("authorization", format!("Bearer {tok}").parse()?);
+            req.headers_mut().insert("authorization", format!("Bearer {tok}").parse()?);
             req
         };
         let resp = http.execute(req).await?;
         assert_eq!(resp.status().as_u16(), status, "{name}");
-        assert!(
-            resp.headers()["content-type"]
-                .to_str()?
-                .starts_with("application/json"),
-            "{name}: JSON body"
-        );
+        assert!(resp.headers()["content-type"].to_str()?.starts_with("application/json"), "{name}: JSON body");
         let body: Value = resp.json().await?;
         assert_eq!(body["code"], code, "{name}: {body}");
         let text = body["message"].as_str().unwrap_or_default();
@@ -1020,7 +845,7 @@ async fn chat_validation_matrix() -> anyhow::Result<()> {
         assert_eq!(body["error"]["message"], body["message"], "{name}: OpenAI shape");
     }
     // Nothing invalid reached the pipeline.
-    assert!(doubles.seen.agent_names.lock().unwrap().is_empty());
+    assert!(doubles.seen.agent_names.lock().expect("double state").is_empty());
     gw.stop().await
 }
 
@@ -1032,13 +857,7 @@ async fn models_agents_and_skills_map_the_registry() -> anyhow::Result<()> {
     let acme = token("acme", "alice");
     let globex = token("globex", "mallory");
 
-    let models: Value = http
-        .get(format!("{}/v1/models", gw.http))
-        .bearer_auth(&acme)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let models: Value = http.get(format!("{}/v1/models", gw.http)).bearer_auth(&acme).send().await?.json().await?;
     assert_eq!(models["object"], "list");
     let ids: Vec<_> = models["data"]
         .as_array()
@@ -1049,13 +868,7 @@ async fn models_agents_and_skills_map_the_registry() -> anyhow::Result<()> {
     assert_eq!(ids, ["getlood", "analyst"]);
     assert_eq!(models["data"][1]["object"], "model");
     assert_eq!(models["data"][1]["owned_by"], "alice");
-    let other: Value = http
-        .get(format!("{}/v1/models", gw.http))
-        .bearer_auth(&globex)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let other: Value = http.get(format!("{}/v1/models", gw.http)).bearer_auth(&globex).send().await?.json().await?;
     assert_eq!(other["data"].as_array().map(Vec::len), Some(1), "tenants do not see each other's agents");
 
     // Create, read, update with optimistic concurrency, delete.
@@ -1138,13 +951,8 @@ async fn models_agents_and_skills_map_the_registry() -> anyhow::Result<()> {
     assert_eq!(http.get(&one_skill).bearer_auth(&acme).send().await?.status(), 404);
 
     // Malformed JSON on a REST route is a JSON 400 too.
-    let resp = http
-        .post(&agents)
-        .bearer_auth(&acme)
-        .header("content-type", "application/json")
-        .body("{")
-        .send()
-        .await?;
+    let resp =
+        http.post(&agents).bearer_auth(&acme).header("content-type", "application/json").body("{").send().await?;
     assert_eq!(resp.status(), 400);
     assert_eq!(resp.json::<Value>().await?["code"], "invalid_argument");
     gw.stop().await
@@ -1200,20 +1008,22 @@ async fn grpc_chat_completion_and_list_models() -> anyhow::Result<()> {
     let mut client = GatewayServiceClient::new(channel);
     fn with_token<T>(tok: &str, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {tok}").parse().expect("metadata"));
+        req.metadata_mut().insert("authorization", format!("Bearer {tok}").parse().expect("metadata"));
         req
     }
     let mut stream = client
-        .chat_completion(with_token(&tok, gw_pb::ChatCompletionRequest {
-            model: "getlood".to_owned(),
-            messages: vec![ChatMessage {
-                role: Role::User as i32,
-                content: "hello".to_owned(),
-                name: String::new(),
-            }],
-            ..gw_pb::ChatCompletionRequest::default()
-        }))
+        .chat_completion(with_token(
+            &tok,
+            gw_pb::ChatCompletionRequest {
+                model: "getlood".to_owned(),
+                messages: vec![ChatMessage {
+                    role: Role::User as i32,
+                    content: "hello".to_owned(),
+                    name: String::new(),
+                }],
+                ..gw_pb::ChatCompletionRequest::default()
+            },
+        ))
         .await?
         .into_inner();
     let mut text = String::new();
@@ -1232,18 +1042,15 @@ async fn grpc_chat_completion_and_list_models() -> anyhow::Result<()> {
     assert_eq!(extras.ui_actions[0].r#type, "open_window");
 
     let status = client
-        .chat_completion(with_token(&tok, gw_pb::ChatCompletionRequest {
-            model: "getlood".to_owned(),
-            ..gw_pb::ChatCompletionRequest::default()
-        }))
+        .chat_completion(with_token(
+            &tok,
+            gw_pb::ChatCompletionRequest { model: "getlood".to_owned(), ..gw_pb::ChatCompletionRequest::default() },
+        ))
         .await
         .expect_err("empty messages");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 
-    let models = client
-        .list_models(with_token(&tok, gw_pb::ListModelsRequest {}))
-        .await?
-        .into_inner();
+    let models = client.list_models(with_token(&tok, gw_pb::ListModelsRequest {})).await?.into_inner();
     let ids: Vec<_> = models.models.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["getlood", "analyst"]);
     gw.stop().await
@@ -1252,15 +1059,8 @@ async fn grpc_chat_completion_and_list_models() -> anyhow::Result<()> {
 /// The official `openai` Python client, from PyPI, against the gateway: streaming and not.
 #[tokio::test]
 async fn openai_python_client_talks_to_the_gateway() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf();
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    if std::process::Command::new("python3").arg("--version").output().is_err() {
         eprintln!("SKIPPED openai_python_client_talks_to_the_gateway: python3 is not installed");
         return Ok(());
     }
@@ -1295,25 +1095,15 @@ async fn scripts_python(root: &std::path::Path) -> anyhow::Result<std::path::Pat
     let venv = root.join(".venv-test");
     let python = venv.join("bin/python");
     let has_openai = |python: &std::path::Path| {
-        std::process::Command::new(python)
-            .args(["-c", "import openai"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        std::process::Command::new(python).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success())
     };
     if !has_openai(&python) {
-        let status = tokio::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .await?;
+        let status = tokio::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().await?;
         anyhow::ensure!(status.success(), "python3 -m venv failed");
-        let status = tokio::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "openai"])
-            .status()
-            .await?;
+        let status =
+            tokio::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", "openai"]).status().await?;
         anyhow::ensure!(status.success(), "pip install openai failed");
     }
     anyhow::ensure!(has_openai(&python), "openai is not importable in .venv-test");
     Ok(python)
 }
-

@@ -3,6 +3,8 @@
 
 mod agent_registry;
 mod auth;
-mod platform;
+mod desktop_state;
 mod gateway_chat;
+mod pipeline;
+mod platform;
 mod rate_limit;

@@ -11,68 +11,30 @@ async fn every_service_boots_on_port_zero_and_reports_healthy() -> anyhow::Resul
     platform.wait_ready(Duration::from_secs(20)).await?;
     let http = reqwest::Client::new();
     for service in Service::ALL {
-        assert_eq!(
-            platform.health(service).await?,
-            ServingStatus::Serving,
-            "{}",
-            service.name()
-        );
-        let live = http
-            .get(format!("{}/livez", platform.http_url(service)))
-            .send()
-            .await?;
+        assert_eq!(platform.health(service).await?, ServingStatus::Serving, "{}", service.name());
+        let live = http.get(format!("{}/livez", platform.http_url(service))).send().await?;
         assert_eq!(live.status(), 200, "{} livez", service.name());
-        let ready = http
-            .get(format!("{}/readyz", platform.http_url(service)))
-            .send()
-            .await?;
+        let ready = http.get(format!("{}/readyz", platform.http_url(service))).send().await?;
         assert_eq!(ready.status(), 200, "{} readyz", service.name());
         let body: serde_json::Value = ready.json().await?;
         assert_eq!(body["ready"], true);
-        assert_eq!(
-            body["checks"]["nats"],
-            "ok",
-            "{} probes nats",
-            service.name()
-        );
-        let metrics = http
-            .get(format!("{}/metrics", platform.http_url(service)))
-            .send()
-            .await?
-            .text()
-            .await?;
-        assert!(
-            metrics.contains("getlood_http_requests_total"),
-            "{} exports http metrics",
-            service.name()
-        );
+        assert_eq!(body["checks"]["nats"], "ok", "{} probes nats", service.name());
+        let metrics = http.get(format!("{}/metrics", platform.http_url(service))).send().await?.text().await?;
+        assert!(metrics.contains("getlood_http_requests_total"), "{} exports http metrics", service.name());
     }
     // Postgres-owning services probe Postgres; the gateway and agent-registry probe Redis.
-    let ready: serde_json::Value = http
-        .get(format!(
-            "{}/readyz",
-            platform.http_url(Service::DesktopState)
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let ready: serde_json::Value =
+        http.get(format!("{}/readyz", platform.http_url(Service::DesktopState))).send().await?.json().await?;
     assert_eq!(ready["checks"]["postgres"], "ok");
-    let ready: serde_json::Value = http
-        .get(format!("{}/readyz", platform.http_url(Service::Gateway)))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let ready: serde_json::Value =
+        http.get(format!("{}/readyz", platform.http_url(Service::Gateway))).send().await?.json().await?;
     assert_eq!(ready["checks"]["redis"], "ok");
     platform.stop().await
 }
 
 #[tokio::test]
 async fn readiness_turns_false_when_nats_is_unreachable_and_recovers() -> anyhow::Result<()> {
-    let nats: std::net::SocketAddr = getlood_testkit::nats_url()
-        .trim_start_matches("nats://")
-        .parse()?;
+    let nats: std::net::SocketAddr = getlood_testkit::nats_url().trim_start_matches("nats://").parse()?;
     let proxy = TcpProxy::start(nats).await?;
     let platform = Platform::builder()
         .service(Service::Gateway)
@@ -89,14 +51,8 @@ async fn readiness_turns_false_when_nats_is_unreachable_and_recovers() -> anyhow
     assert_eq!(body["ready"], false);
     assert_ne!(body["checks"]["nats"], "ok");
     // gRPC health agrees with /readyz.
-    assert_eq!(
-        platform.health(Service::EventDispatcher).await?,
-        ServingStatus::NotServing
-    );
-    assert_eq!(
-        platform.health(Service::Gateway).await?,
-        ServingStatus::NotServing
-    );
+    assert_eq!(platform.health(Service::EventDispatcher).await?, ServingStatus::NotServing);
+    assert_eq!(platform.health(Service::Gateway).await?, ServingStatus::NotServing);
 
     proxy.restore();
     let body = poll_until(&http, &readyz, 200, Duration::from_secs(20)).await?;
@@ -116,10 +72,7 @@ async fn poll_until(
         if resp.status() == status {
             return Ok(resp.json().await?);
         }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never answered {status}"
-        );
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{url} never answered {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -8,19 +8,11 @@ use serde_json::Value;
 use crate::gateway_chat::{Doubles, TestGateway, chat_body, token, unique_prefix};
 
 async fn chat(http: &reqwest::Client, gw: &TestGateway, tok: &str) -> anyhow::Result<reqwest::Response> {
-    Ok(http
-        .post(gw.chat_url())
-        .bearer_auth(tok)
-        .json(&chat_body("getlood", "hello", false))
-        .send()
-        .await?)
+    Ok(http.post(gw.chat_url()).bearer_auth(tok).json(&chat_body("getlood", "hello", false)).send().await?)
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 #[tokio::test]
@@ -94,12 +86,7 @@ async fn streaming_responses_carry_rate_limit_headers() -> anyhow::Result<()> {
     .await?;
     let http = reqwest::Client::new();
     let tok = token("acme", "alice");
-    let send = || {
-        http.post(gw.chat_url())
-            .bearer_auth(&tok)
-            .json(&chat_body("getlood", "hello", true))
-            .send()
-    };
+    let send = || http.post(gw.chat_url()).bearer_auth(&tok).json(&chat_body("getlood", "hello", true)).send();
     let resp = send().await?;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-ratelimit-remaining").as_deref(), Some("0"));
@@ -149,11 +136,7 @@ async fn redis_down_fails_closed_when_configured() -> anyhow::Result<()> {
     let body: Value = resp.json().await?;
     assert_eq!(body["code"], "unavailable");
     // Only the limited routes depend on the store.
-    let me = http
-        .get(format!("{}/api/v1/me", gw.http))
-        .bearer_auth(token("acme", "alice"))
-        .send()
-        .await?;
+    let me = http.get(format!("{}/api/v1/me", gw.http)).bearer_auth(token("acme", "alice")).send().await?;
     assert_eq!(me.status(), 200);
     gw.stop().await
 }

@@ -12,31 +12,17 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use getlood_testkit::{Platform, Service};
 
-const SERVICES: [&str; 6] = [
-    "gateway",
-    "pipeline",
-    "desktop-state",
-    "workflow",
-    "agent-registry",
-    "event-dispatcher",
-];
+const SERVICES: [&str; 6] = ["gateway", "pipeline", "desktop-state", "workflow", "agent-registry", "event-dispatcher"];
 
 fn bin_dir() -> anyhow::Result<PathBuf> {
     // target/release/deps/foundation-<hash> -> target/release
     let exe = std::env::current_exe()?;
-    Ok(exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default())
+    Ok(exe.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default())
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
 }
 
@@ -44,11 +30,7 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-        {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
             if r.status() == 200 {
                 return Ok(());
             }
@@ -63,27 +45,14 @@ async fn idle_rss() -> anyhow::Result<()> {
     println!("idle RSS per service binary (ready, 2 s after start, no traffic):");
     for (i, name) in SERVICES.iter().enumerate() {
         let bin = dir.join(format!("getlood-{name}"));
-        anyhow::ensure!(
-            bin.exists(),
-            "{} missing: run `cargo build --release --bins` first",
-            bin.display()
-        );
+        anyhow::ensure!(bin.exists(), "{} missing: run `cargo build --release --bins` first", bin.display());
         let http_port = 18080 + u16::try_from(i)?;
         let grpc_port = 19090 + u16::try_from(i)?;
         let prefix = format!("GETLOOD_{}_", name.to_uppercase().replace('-', "_"));
         let mut child: Child = Command::new(&bin)
-            .env(
-                format!("{prefix}HTTP_ADDR"),
-                format!("127.0.0.1:{http_port}"),
-            )
-            .env(
-                format!("{prefix}GRPC_ADDR"),
-                format!("127.0.0.1:{grpc_port}"),
-            )
-            .env(
-                format!("{prefix}POSTGRES__SCHEMA"),
-                format!("bench_{}", name.replace('-', "_")),
-            )
+            .env(format!("{prefix}HTTP_ADDR"), format!("127.0.0.1:{http_port}"))
+            .env(format!("{prefix}GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
+            .env(format!("{prefix}POSTGRES__SCHEMA"), format!("bench_{}", name.replace('-', "_")))
             .env(format!("{prefix}LOG_FORMAT"), "json")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -105,10 +74,7 @@ async fn idle_rss() -> anyhow::Result<()> {
 }
 
 async fn throughput(url: &str, token: Option<&str>, secs: u64, concurrency: usize) -> (f64, f64) {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .unwrap_or_default();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut latencies: Vec<u128> = Vec::new();
     let results = futures::stream::iter(0..concurrency)
@@ -143,15 +109,10 @@ async fn throughput(url: &str, token: Option<&str>, secs: u64, concurrency: usiz
 }
 
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         idle_rss().await?;
-        let platform = Platform::builder()
-            .service(Service::Gateway)
-            .start()
-            .await?;
+        let platform = Platform::builder().service(Service::Gateway).start().await?;
         platform.wait_ready(Duration::from_secs(20)).await?;
         let base = platform.http_url(Service::Gateway);
         let token = platform.token("bench", "bench", &["admin"]);
@@ -162,10 +123,7 @@ fn main() -> anyhow::Result<()> {
         println!("gateway, 16 concurrent keep-alive clients in this process, 5 s each:");
         println!("  GET /livez (no auth)      {livez_rps:>9.0} req/s  p50 {livez_p50:.2} ms");
         println!("  GET /api/v1/me (JWT)      {me_rps:>9.0} req/s  p50 {me_p50:.2} ms");
-        println!(
-            "  authenticated / unauthenticated throughput: {:.2}",
-            me_rps / livez_rps.max(1.0)
-        );
+        println!("  authenticated / unauthenticated throughput: {:.2}", me_rps / livez_rps.max(1.0));
         platform.stop().await
     })
 }

@@ -16,6 +16,12 @@ pub struct AuthConfig {
     pub hs256_secret: Option<SecretString>,
     /// Public keys for RS256/ES256 tokens, selected by the token's `kid`.
     pub public_keys: Vec<PublicKeyConfig>,
+    /// JWKS document of an OIDC provider (`https://idp/.well-known/jwks.json`), fetched at start
+    /// and every `jwks_refresh`; its RS256/ES256 keys join `public_keys`.
+    pub jwks_url: Option<String>,
+    /// How often the JWKS document is fetched again (key rotation).
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: std::time::Duration,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
 }
@@ -43,6 +49,8 @@ impl Default for AuthConfig {
             audience: "getlood".to_owned(),
             hs256_secret: Some(SecretString::from(DEV_HS256_SECRET)),
             public_keys: Vec::new(),
+            jwks_url: None,
+            jwks_refresh: std::time::Duration::from_secs(300),
             leeway_secs: 30,
         }
     }
@@ -52,31 +60,30 @@ impl AuthConfig {
     /// Checks the values, naming the offending key under `prefix` (e.g. `auth`).
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         if self.issuer.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{prefix}.issuer"),
-                "must not be empty",
-            ));
+            return Err(ConfigError::invalid(format!("{prefix}.issuer"), "must not be empty"));
         }
         if self.audience.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{prefix}.audience"),
-                "must not be empty",
-            ));
+            return Err(ConfigError::invalid(format!("{prefix}.audience"), "must not be empty"));
         }
         if let Some(secret) = &self.hs256_secret {
             // RFC 7518 §3.2: an HS256 key must be at least as long as the hash (256 bits).
             if secret.expose_secret().len() < 32 {
-                return Err(ConfigError::invalid(
-                    format!("{prefix}.hs256_secret"),
-                    "must be at least 32 bytes",
-                ));
+                return Err(ConfigError::invalid(format!("{prefix}.hs256_secret"), "must be at least 32 bytes"));
             }
         }
-        if self.hs256_secret.is_none() && self.public_keys.is_empty() {
+        if self.hs256_secret.is_none() && self.public_keys.is_empty() && self.jwks_url.is_none() {
             return Err(ConfigError::invalid(
                 format!("{prefix}.public_keys"),
-                "no verification key: set hs256_secret or at least one public key",
+                "no verification key: set hs256_secret, jwks_url or at least one public key",
             ));
+        }
+        if let Some(url) = &self.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::invalid(format!("{prefix}.jwks_url"), "must be an http(s) url"));
+            }
+            if self.jwks_refresh.as_secs() < 10 {
+                return Err(ConfigError::invalid(format!("{prefix}.jwks_refresh"), "must be at least 10s"));
+            }
         }
         for (i, key) in self.public_keys.iter().enumerate() {
             if !matches!(key.algorithm.as_str(), "RS256" | "ES256") {
@@ -90,10 +97,7 @@ impl AuthConfig {
     }
 }
 
-fn serialize_secret_opt<S: serde::Serializer>(
-    secret: &Option<SecretString>,
-    ser: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_secret_opt<S: serde::Serializer>(secret: &Option<SecretString>, ser: S) -> Result<S::Ok, S::Error> {
     // Serialized only as the defaults layer of figment; the value must survive that round trip.
     match secret {
         Some(s) => ser.serialize_some(s.expose_secret()),

@@ -85,6 +85,9 @@ pub struct Claims {
 pub struct Verifier {
     hs256: Option<DecodingKey>,
     by_kid: HashMap<String, (Algorithm, DecodingKey)>,
+    /// Keys of the identity provider's JWKS document, replaced wholesale on each refresh.
+    jwks: std::sync::RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
+    jwks_url: Option<String>,
     issuer: String,
     audience: String,
     leeway: u64,
@@ -107,14 +110,8 @@ impl Verifier {
         let mut by_kid = HashMap::new();
         for (i, key) in config.public_keys.iter().enumerate() {
             let (alg, decoding) = match key.algorithm.as_str() {
-                "RS256" => (
-                    Algorithm::RS256,
-                    DecodingKey::from_rsa_pem(key.pem.as_bytes()),
-                ),
-                "ES256" => (
-                    Algorithm::ES256,
-                    DecodingKey::from_ec_pem(key.pem.as_bytes()),
-                ),
+                "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(key.pem.as_bytes())),
+                "ES256" => (Algorithm::ES256, DecodingKey::from_ec_pem(key.pem.as_bytes())),
                 other => {
                     return Err(getlood_config::ConfigError::invalid(
                         format!("auth.public_keys[{i}].algorithm"),
@@ -123,23 +120,52 @@ impl Verifier {
                 }
             };
             let decoding = decoding.map_err(|e| {
-                getlood_config::ConfigError::invalid(
-                    format!("auth.public_keys[{i}].pem"),
-                    e.to_string(),
-                )
+                getlood_config::ConfigError::invalid(format!("auth.public_keys[{i}].pem"), e.to_string())
             })?;
             by_kid.insert(key.kid.clone(), (alg, decoding));
         }
         Ok(Self {
-            hs256: config
-                .hs256_secret
-                .as_ref()
-                .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
+            hs256: config.hs256_secret.as_ref().map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
             by_kid,
+            jwks: std::sync::RwLock::new(HashMap::new()),
+            jwks_url: config.jwks_url.clone(),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway: config.leeway_secs,
         })
+    }
+
+    /// The configured JWKS document URL, if any.
+    pub fn jwks_url(&self) -> Option<&str> {
+        self.jwks_url.as_deref()
+    }
+
+    /// Replaces the JWKS keys with those of `document` (a JWK Set JSON), returning how many
+    /// usable RS256/ES256 signing keys it held. Keys without `kid` or of other types are skipped.
+    pub fn load_jwks(&self, document: &str) -> Result<usize, AuthError> {
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(document).map_err(|e| AuthError::Malformed(format!("jwks document: {e}")))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else { continue };
+            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_),
+                    None | Some(jsonwebtoken::jwk::KeyAlgorithm::RS256),
+                ) => Algorithm::RS256,
+                (
+                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
+                    None | Some(jsonwebtoken::jwk::KeyAlgorithm::ES256),
+                ) => Algorithm::ES256,
+                _ => continue,
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, (alg, key));
+            }
+        }
+        let count = keys.len();
+        *self.jwks.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        Ok(count)
     }
 
     /// The issuer every accepted token names.
@@ -159,46 +185,41 @@ impl Verifier {
     }
 
     /// Verifies the bearer token in gRPC request metadata.
-    pub fn verify_metadata(
-        &self,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<Principal, AuthError> {
-        self.verify_header(
-            metadata
-                .get(crate::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
+    pub fn verify_metadata(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, AuthError> {
+        self.verify_header(metadata.get(crate::AUTHORIZATION).and_then(|v| v.to_str().ok()))
     }
 
     /// Verifies `token` and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let alg = raw_algorithm(token)?;
         let (algorithm, key) = match alg.as_str() {
-            "HS256" => (
-                Algorithm::HS256,
-                self.hs256
-                    .as_ref()
-                    .ok_or_else(|| AuthError::AlgorithmNotAllowed(alg.clone()))?,
-            ),
+            "HS256" => {
+                (Algorithm::HS256, self.hs256.clone().ok_or_else(|| AuthError::AlgorithmNotAllowed(alg.clone()))?)
+            }
             "RS256" | "ES256" => {
-                let header = jsonwebtoken::decode_header(token)
-                    .map_err(|e| AuthError::Malformed(e.to_string()))?;
+                let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+                let jwks = self.jwks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let (key_alg, key) = match header.kid {
-                    Some(kid) => self.by_kid.get(&kid).ok_or(AuthError::UnknownKey(kid))?,
+                    Some(kid) => {
+                        self.by_kid.get(&kid).or_else(|| jwks.get(&kid)).cloned().ok_or(AuthError::UnknownKey(kid))?
+                    }
                     None => self
                         .by_kid
                         .values()
+                        .chain(jwks.values())
                         .find(|(a, _)| *a == header.alg)
+                        .cloned()
                         .ok_or_else(|| AuthError::AlgorithmNotAllowed(alg.clone()))?,
                 };
                 // The key fixes the algorithm: a token cannot pick a weaker one for a known kid.
-                if *key_alg != header.alg {
+                if key_alg != header.alg {
                     return Err(AuthError::AlgorithmNotAllowed(alg));
                 }
-                (*key_alg, key)
+                (key_alg, key)
             }
             _ => return Err(AuthError::AlgorithmNotAllowed(alg)),
         };
+        let key = &key;
 
         let mut validation = Validation::new(algorithm);
         validation.set_audience(&[&self.audience]);
@@ -207,23 +228,14 @@ impl Verifier {
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
 
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
-            .map_err(|e| self.map_error(e))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| self.map_error(e))?;
         let claims = data.claims;
-        let tenant_raw = claims
-            .tenant
-            .ok_or_else(|| AuthError::MissingClaim("tenant".to_owned()))?;
+        let tenant_raw = claims.tenant.ok_or_else(|| AuthError::MissingClaim("tenant".to_owned()))?;
         let tenant = TenantId::parse(&tenant_raw).map_err(AuthError::InvalidTenant)?;
         if claims.sub.is_empty() {
             return Err(AuthError::MissingClaim("sub".to_owned()));
         }
-        Ok(Principal {
-            tenant,
-            user: claims.sub,
-            roles: claims.roles,
-            expires_at: claims.exp,
-            token: token.to_owned(),
-        })
+        Ok(Principal { tenant, user: claims.sub, roles: claims.roles, expires_at: claims.exp, token: token.to_owned() })
     }
 
     fn map_error(&self, err: jsonwebtoken::errors::Error) -> AuthError {
@@ -244,12 +256,8 @@ impl Verifier {
 /// client deserves to hear that the algorithm, not the token's shape, is the problem.
 fn raw_algorithm(token: &str) -> Result<String, AuthError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(AuthError::Malformed(
-            "expected three dot-separated segments".to_owned(),
-        ));
+    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthError::Malformed("expected three dot-separated segments".to_owned()));
     };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header.trim_end_matches('='))
@@ -258,10 +266,9 @@ fn raw_algorithm(token: &str) -> Result<String, AuthError> {
     struct RawHeader {
         alg: Option<String>,
     }
-    let raw: RawHeader = serde_json::from_slice(&bytes)
-        .map_err(|_| AuthError::Malformed("header is not a JSON object".to_owned()))?;
-    raw.alg
-        .ok_or_else(|| AuthError::Malformed("header has no 'alg'".to_owned()))
+    let raw: RawHeader =
+        serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed("header is not a JSON object".to_owned()))?;
+    raw.alg.ok_or_else(|| AuthError::Malformed("header has no 'alg'".to_owned()))
 }
 
 /// Signs an HS256 development token (used by `make dev`, the testkit and benchmarks).
@@ -284,11 +291,7 @@ pub fn dev_token(
         aud: audience.to_owned(),
         iss: issuer.to_owned(),
     };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
 }
 
 #[cfg(test)]
@@ -302,19 +305,12 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     fn config() -> AuthConfig {
-        AuthConfig {
-            hs256_secret: Some(SecretString::from(SECRET)),
-            ..AuthConfig::default()
-        }
+        AuthConfig { hs256_secret: Some(SecretString::from(SECRET)), ..AuthConfig::default() }
     }
 
     fn sign(claims: serde_json::Value, secret: &str) -> String {
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+            .unwrap()
     }
 
     fn claims() -> serde_json::Value {
@@ -327,9 +323,7 @@ mod tests {
     #[test]
     fn valid_token_yields_principal() {
         let v = Verifier::new(&config()).unwrap();
-        let p = v
-            .verify_header(Some(&format!("Bearer {}", sign(claims(), SECRET))))
-            .unwrap();
+        let p = v.verify_header(Some(&format!("Bearer {}", sign(claims(), SECRET)))).unwrap();
         assert_eq!(p.tenant.as_str(), "acme");
         assert_eq!(p.user, "alice");
         assert!(p.has_role("admin"));
@@ -348,122 +342,94 @@ mod tests {
         no_tenant.as_object_mut().unwrap().remove("tenant");
         let mut bad_tenant = claims();
         bad_tenant["tenant"] = serde_json::json!("a`b");
-        let b64 = |v: &serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-        };
-        let alg_none = format!(
-            "{}.{}.",
-            b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
-            b64(&claims())
-        );
+        let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let alg_none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&claims()));
 
         let cases = [
             (sign(expired, SECRET), AuthError::Expired),
-            (
-                sign(claims(), "another-secret-another-secret-xx"),
-                AuthError::InvalidSignature,
-            ),
-            (
-                sign(wrong_aud, SECRET),
-                AuthError::InvalidAudience("getlood".into()),
-            ),
-            (
-                sign(wrong_iss, SECRET),
-                AuthError::InvalidIssuer("getlood".into()),
-            ),
-            (
-                sign(no_tenant, SECRET),
-                AuthError::MissingClaim("tenant".into()),
-            ),
-            (
-                sign(bad_tenant, SECRET),
-                AuthError::InvalidTenant("a`b".into()),
-            ),
+            (sign(claims(), "another-secret-another-secret-xx"), AuthError::InvalidSignature),
+            (sign(wrong_aud, SECRET), AuthError::InvalidAudience("getlood".into())),
+            (sign(wrong_iss, SECRET), AuthError::InvalidIssuer("getlood".into())),
+            (sign(no_tenant, SECRET), AuthError::MissingClaim("tenant".into())),
+            (sign(bad_tenant, SECRET), AuthError::InvalidTenant("a`b".into())),
             (alg_none, AuthError::AlgorithmNotAllowed("none".into())),
-            (
-                "abc".to_owned(),
-                AuthError::Malformed("expected three dot-separated segments".into()),
-            ),
+            ("abc".to_owned(), AuthError::Malformed("expected three dot-separated segments".into())),
         ];
         for (token, want) in cases {
             assert_eq!(v.verify(&token), Err(want));
         }
         assert_eq!(v.verify_header(None), Err(AuthError::MissingToken));
-        assert_eq!(
-            v.verify_header(Some("Basic abc")),
-            Err(AuthError::MissingToken)
-        );
+        assert_eq!(v.verify_header(Some("Basic abc")), Err(AuthError::MissingToken));
     }
 
     #[test]
     fn rs256_with_kid_and_no_algorithm_confusion() {
         let mut rng = rand::thread_rng();
         let private = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
-        let public_pem = private
-            .to_public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap();
+        let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
         let private_pem = private.to_pkcs8_pem(LineEnding::LF).unwrap();
         let cfg = AuthConfig {
             hs256_secret: None,
-            public_keys: vec![PublicKeyConfig {
-                kid: "k1".into(),
-                algorithm: "RS256".into(),
-                pem: public_pem.clone(),
-            }],
+            public_keys: vec![PublicKeyConfig { kid: "k1".into(), algorithm: "RS256".into(), pem: public_pem.clone() }],
             ..AuthConfig::default()
         };
         cfg.validate("auth").unwrap();
         let v = Verifier::new(&cfg).unwrap();
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("k1".into());
-        let token = jsonwebtoken::encode(
-            &header,
-            &claims(),
-            &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
+        let token =
+            jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap())
+                .unwrap();
         assert_eq!(v.verify(&token).unwrap().user, "alice");
 
         // HS256 signed with the public key as secret (the classic confusion attack) is refused.
         let forged = sign(claims(), &public_pem);
-        assert_eq!(
-            v.verify(&forged),
-            Err(AuthError::AlgorithmNotAllowed("HS256".into()))
-        );
+        assert_eq!(v.verify(&forged), Err(AuthError::AlgorithmNotAllowed("HS256".into())));
         // An unknown kid is named.
         header.kid = Some("k2".into());
-        let token = jsonwebtoken::encode(
-            &header,
-            &claims(),
-            &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
+        let token =
+            jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap())
+                .unwrap();
         assert_eq!(v.verify(&token), Err(AuthError::UnknownKey("k2".into())));
     }
 
     #[test]
-    fn config_validation_names_keys() {
-        let short = AuthConfig {
-            hs256_secret: Some(SecretString::from("short")),
-            ..AuthConfig::default()
-        };
-        assert!(
-            short
-                .validate("auth")
-                .unwrap_err()
-                .to_string()
-                .contains("auth.hs256_secret")
-        );
-        let none = AuthConfig {
+    fn jwks_keys_verify_by_kid_and_are_replaced_on_refresh() {
+        use rsa::traits::PublicKeyParts as _;
+        let mut rng = rand::thread_rng();
+        let private = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "RSA", "kid": "idp-1", "alg": "RS256", "use": "sig",
+            "n": b64(private.n().to_bytes_be()), "e": b64(private.e().to_bytes_be()),
+        }]});
+        let cfg = AuthConfig {
             hs256_secret: None,
+            jwks_url: Some("https://idp.example/jwks.json".into()),
             ..AuthConfig::default()
         };
-        assert!(
-            none.validate("auth")
-                .unwrap_err()
-                .to_string()
-                .contains("auth.public_keys")
-        );
+        cfg.validate("auth").unwrap();
+        let v = Verifier::new(&cfg).unwrap();
+        let pem = private.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("idp-1".into());
+        let token =
+            jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap();
+        // Before the first fetch the key is unknown.
+        assert_eq!(v.verify(&token), Err(AuthError::UnknownKey("idp-1".into())));
+        assert_eq!(v.load_jwks(&jwks.to_string()).unwrap(), 1);
+        assert_eq!(v.verify(&token).unwrap().user, "alice");
+        // A rotation that drops the key revokes its tokens.
+        assert_eq!(v.load_jwks(r#"{"keys": []}"#).unwrap(), 0);
+        assert_eq!(v.verify(&token), Err(AuthError::UnknownKey("idp-1".into())));
+        assert!(v.load_jwks("not json").is_err());
+    }
+
+    #[test]
+    fn config_validation_names_keys() {
+        let short = AuthConfig { hs256_secret: Some(SecretString::from("short")), ..AuthConfig::default() };
+        assert!(short.validate("auth").unwrap_err().to_string().contains("auth.hs256_secret"));
+        let none = AuthConfig { hs256_secret: None, ..AuthConfig::default() };
+        assert!(none.validate("auth").unwrap_err().to_string().contains("auth.public_keys"));
     }
 }

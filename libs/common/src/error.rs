@@ -93,10 +93,7 @@ impl ErrorCode {
             tonic::Code::Unavailable => Self::Unavailable,
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Self::DeadlineExceeded,
             tonic::Code::Unimplemented => Self::Unimplemented,
-            tonic::Code::Ok
-            | tonic::Code::Unknown
-            | tonic::Code::Internal
-            | tonic::Code::DataLoss => Self::Internal,
+            tonic::Code::Ok | tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::DataLoss => Self::Internal,
         }
     }
 
@@ -150,10 +147,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `code` with `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// `INVALID_ARGUMENT` with `message`.
@@ -184,10 +178,7 @@ impl ApiError {
 
     /// The JSON body for this error.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.code,
-            message: self.message.clone(),
-        }
+        ErrorBody { code: self.code, message: self.message.clone() }
     }
 }
 
@@ -201,11 +192,8 @@ impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         let code = ErrorCode::from_grpc(status.code());
         // A service's internal message stays internal; the gateway shows a generic one.
-        let message = if code == ErrorCode::Internal {
-            "internal error".to_owned()
-        } else {
-            status.message().to_owned()
-        };
+        let message =
+            if code == ErrorCode::Internal { "internal error".to_owned() } else { status.message().to_owned() };
         Self { code, message }
     }
 }

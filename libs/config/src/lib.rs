@@ -31,10 +31,7 @@ pub enum ConfigError {
 impl ConfigError {
     /// A value error for `key`.
     pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            key: key.into(),
-            message: message.into(),
-        }
+        Self::Invalid { key: key.into(), message: message.into() }
     }
 }
 
@@ -55,10 +52,7 @@ pub trait Validate {
 /// The env prefix of a service: `gateway` -> `GETLOOD_GATEWAY_`, `desktop-state` ->
 /// `GETLOOD_DESKTOP_STATE_`.
 pub fn env_prefix(service: &str) -> String {
-    format!(
-        "GETLOOD_{}_",
-        service.to_ascii_uppercase().replace('-', "_")
-    )
+    format!("GETLOOD_{}_", service.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// Loads `T` for `service` from `defaults`, the optional TOML `file` and the environment, then
@@ -113,17 +107,9 @@ mod tests {
     #[test]
     fn env_overrides_file_overrides_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "c.toml",
-                "http_addr = \"file\"\n[nested]\nurl = \"file-url\"\n",
-            )?;
+            jail.create_file("c.toml", "http_addr = \"file\"\n[nested]\nurl = \"file-url\"\n")?;
             jail.set_env("GETLOOD_DESKTOP_STATE_NESTED__URL", "env-url");
-            let got: Sample = load(
-                "desktop-state",
-                Some(Path::new("c.toml")),
-                &Sample::default(),
-            )
-            .unwrap();
+            let got: Sample = load("desktop-state", Some(Path::new("c.toml")), &Sample::default()).unwrap();
             assert_eq!(got.http_addr, "file");
             assert_eq!(got.nested.url, "env-url");
             Ok(())
@@ -134,10 +120,7 @@ mod tests {
     fn unknown_env_key_is_refused_and_named() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GETLOOD_GATEWAY_HTTP_ADRR", "x");
-            let err = load("gateway", None, &Sample::default())
-                .unwrap_err()
-                .to_string()
-                .to_lowercase();
+            let err = load("gateway", None, &Sample::default()).unwrap_err().to_string().to_lowercase();
             assert!(err.contains("http_adrr"), "{err}");
             Ok(())
         });
@@ -147,10 +130,7 @@ mod tests {
     fn wrong_type_names_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GETLOOD_GATEWAY_NESTED__PORT", "eighty");
-            let err = load("gateway", None, &Sample::default())
-                .unwrap_err()
-                .to_string()
-                .to_lowercase();
+            let err = load("gateway", None, &Sample::default()).unwrap_err().to_string().to_lowercase();
             assert!(err.contains("nested.port"), "{err}");
             Ok(())
         });
@@ -160,14 +140,8 @@ mod tests {
     fn validation_failure_names_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GETLOOD_GATEWAY_NESTED__PORT", "1");
-            let err = load("gateway", None, &Sample::default())
-                .unwrap_err()
-                .to_string()
-                .to_lowercase();
-            assert_eq!(
-                err,
-                "invalid configuration: key `nested.port`: port 1 is reserved"
-            );
+            let err = load("gateway", None, &Sample::default()).unwrap_err().to_string().to_lowercase();
+            assert_eq!(err, "invalid configuration: key `nested.port`: port 1 is reserved");
             Ok(())
         });
     }

@@ -6,8 +6,8 @@ use getlood_auth::TenantId;
 use prost::Message as _;
 
 use crate::{
-    CONTENT_TYPE, EventEnvelope, HEADER_ENTITY_ID, HEADER_SCHEMA, HEADER_TYPE, NatsHeaderExtractor,
-    NatsHeaderInjector, Payload, SCHEMA_VERSION,
+    CONTENT_TYPE, EventEnvelope, HEADER_ENTITY_ID, HEADER_SCHEMA, HEADER_TYPE, NatsHeaderExtractor, NatsHeaderInjector,
+    Payload, SCHEMA_VERSION,
 };
 
 /// Why an event could not be published or read.
@@ -42,13 +42,7 @@ pub enum Domain {
 
 impl Domain {
     /// Every domain.
-    pub const ALL: [Domain; 5] = [
-        Domain::Agent,
-        Domain::Turn,
-        Domain::Window,
-        Domain::Workflow,
-        Domain::Audit,
-    ];
+    pub const ALL: [Domain; 5] = [Domain::Agent, Domain::Turn, Domain::Window, Domain::Workflow, Domain::Audit];
 
     /// The subject token (`workflow`).
     pub fn token(self) -> &'static str {
@@ -85,19 +79,12 @@ pub struct ReceivedEvent {
 impl EventBus {
     /// A bus over `client`, with subjects and stream names under `prefix` (normally `getlood`).
     pub fn new(client: async_nats::Client, prefix: &str) -> Self {
-        Self {
-            js: jetstream::new(client),
-            prefix: prefix.to_owned(),
-        }
+        Self { js: jetstream::new(client), prefix: prefix.to_owned() }
     }
 
     /// The stream name of `domain`: `GETLOOD_WORKFLOW`.
     pub fn stream_name(&self, domain: Domain) -> String {
-        format!(
-            "{}_{}",
-            self.prefix.to_ascii_uppercase().replace('-', "_"),
-            domain.token().to_ascii_uppercase()
-        )
+        format!("{}_{}", self.prefix.to_ascii_uppercase().replace('-', "_"), domain.token().to_ascii_uppercase())
     }
 
     /// The subject of an event: `getlood.<tenant>.<domain>.<type>`.
@@ -123,11 +110,7 @@ impl EventBus {
     }
 
     /// Publishes `envelope` to its domain and waits for the JetStream ack; returns the sequence.
-    pub async fn publish(
-        &self,
-        domain: Domain,
-        envelope: &EventEnvelope,
-    ) -> Result<u64, EventError> {
+    pub async fn publish(&self, domain: Domain, envelope: &EventEnvelope) -> Result<u64, EventError> {
         let subject = self.subject(&envelope.tenant_id, domain, &envelope.r#type);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.id.as_str());
@@ -157,17 +140,11 @@ impl EventBus {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<ReceivedEvent>, EventError> {
-        let stream = self
-            .js
-            .get_stream(self.stream_name(domain))
-            .await
-            .map_err(js_err)?;
+        let stream = self.js.get_stream(self.stream_name(domain)).await.map_err(js_err)?;
         let deliver_policy = if after_sequence == 0 {
             consumer::DeliverPolicy::All
         } else {
-            consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: after_sequence + 1,
-            }
+            consumer::DeliverPolicy::ByStartSequence { start_sequence: after_sequence + 1 }
         };
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
@@ -211,9 +188,7 @@ pub fn new_envelope(
     event_type: &str,
     payload: Payload,
 ) -> EventEnvelope {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     EventEnvelope {
         id: uuid::Uuid::now_v7().to_string(),
         r#type: event_type.to_owned(),

@@ -21,66 +21,29 @@ async fn publish_read_dedupe_and_tenant_filter() {
 
     let acme = TenantId::parse("acme").unwrap();
     let globex = TenantId::parse("globex").unwrap();
-    let payload = |name: &str| {
-        Payload::AgentCreated(AgentCreated {
-            agent_id: name.to_owned(),
-            ..Default::default()
-        })
-    };
+    let payload = |name: &str| Payload::AgentCreated(AgentCreated { agent_id: name.to_owned(), ..Default::default() });
     let first = new_envelope(&acme, "alice", "a1", "agent.created", payload("a1"));
     let seq1 = bus.publish(Domain::Agent, &first).await.unwrap();
     // A retried publish of the same envelope (same Nats-Msg-Id) is stored once.
     let seq_retry = bus.publish(Domain::Agent, &first).await.unwrap();
     assert_eq!(seq1, seq_retry);
-    let seq2 = bus
-        .publish(
-            Domain::Agent,
-            &new_envelope(&acme, "alice", "a2", "agent.created", payload("a2")),
-        )
-        .await
-        .unwrap();
-    bus.publish(
-        Domain::Agent,
-        &new_envelope(&globex, "bob", "g1", "agent.created", payload("g1")),
-    )
-    .await
-    .unwrap();
+    let seq2 =
+        bus.publish(Domain::Agent, &new_envelope(&acme, "alice", "a2", "agent.created", payload("a2"))).await.unwrap();
+    bus.publish(Domain::Agent, &new_envelope(&globex, "bob", "g1", "agent.created", payload("g1"))).await.unwrap();
 
-    let events = bus
-        .read(&acme, Domain::Agent, 0, 10, Duration::from_millis(500))
-        .await
-        .unwrap();
-    let ids: Vec<_> = events
-        .iter()
-        .map(|e| e.envelope.entity_id.as_str())
-        .collect();
-    assert_eq!(
-        ids,
-        ["a1", "a2"],
-        "acme sees only its own events, once each"
-    );
-    assert_eq!(
-        events[0].envelope, first,
-        "the envelope round-trips unchanged"
-    );
-    assert_eq!(
-        events[0].subject,
-        format!("{prefix}.acme.agent.agent.created")
-    );
+    let events = bus.read(&acme, Domain::Agent, 0, 10, Duration::from_millis(500)).await.unwrap();
+    let ids: Vec<_> = events.iter().map(|e| e.envelope.entity_id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2"], "acme sees only its own events, once each");
+    assert_eq!(events[0].envelope, first, "the envelope round-trips unchanged");
+    assert_eq!(events[0].subject, format!("{prefix}.acme.agent.agent.created"));
 
     // Resume after the first sequence: only what came later.
-    let resumed = bus
-        .read(&acme, Domain::Agent, seq1, 10, Duration::from_millis(500))
-        .await
-        .unwrap();
+    let resumed = bus.read(&acme, Domain::Agent, seq1, 10, Duration::from_millis(500)).await.unwrap();
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].sequence, seq2);
 
     for domain in Domain::ALL {
-        client_js(&client)
-            .delete_stream(bus.stream_name(domain))
-            .await
-            .unwrap();
+        client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
     }
 }
 

@@ -152,8 +152,9 @@ impl AgentInfo {
             has_api_key,
             tables: list("tables"),
             knowledge_bases: list("knowledge_bases"),
-            prompt_template: s(v, "prompt_template")
-                .or_else(|| v.get("params").and_then(|p| p.get("prompt_template")).and_then(Value::as_str).map(str::to_owned)),
+            prompt_template: s(v, "prompt_template").or_else(|| {
+                v.get("params").and_then(|p| p.get("prompt_template")).and_then(Value::as_str).map(str::to_owned)
+            }),
             params,
         }
     }
@@ -216,7 +217,10 @@ impl AgentAdapter {
     /// Creates an agent. MindsDB calls its LLM once while creating it, so the LLM must answer.
     pub async fn create(&self, ctx: &TenantContext, spec: &AgentSpec) -> Result<AgentInfo> {
         let body = spec.to_json(&ctx.project(), true)?;
-        let v = self.client.rest(ctx, "agent.create", Method::POST, &Self::base(ctx), Some(&body), Retry::OnlyIfUnsent).await?;
+        let v = self
+            .client
+            .rest(ctx, "agent.create", Method::POST, &Self::base(ctx), Some(&body), Retry::OnlyIfUnsent)
+            .await?;
         Ok(AgentInfo::from_json(&v))
     }
 
@@ -287,7 +291,13 @@ fn sse_events<S>(permit: OwnedSemaphorePermit, body: S) -> AgentStream
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
 {
-    let state = SseState { body: Box::pin(body), parser: SseParser::default(), pending: VecDeque::new(), done: false, _permit: permit };
+    let state = SseState {
+        body: Box::pin(body),
+        parser: SseParser::default(),
+        pending: VecDeque::new(),
+        done: false,
+        _permit: permit,
+    };
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(ev) = st.pending.pop_front() {
@@ -317,7 +327,10 @@ where
                     st.done = true;
                     st.pending.extend(st.parser.finish());
                     if st.pending.is_empty() {
-                        return Some((Err(MindsdbError::Unavailable("agent stream ended without an end event".to_owned())), st));
+                        return Some((
+                            Err(MindsdbError::Unavailable("agent stream ended without an end event".to_owned())),
+                            st,
+                        ));
                     }
                 }
             }
@@ -362,11 +375,8 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
 
 fn parse_block(block: &[u8]) -> Option<Result<AgentEvent>> {
     let text = String::from_utf8_lossy(block);
-    let data: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-        .collect();
+    let data: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
     if data.is_empty() {
         // Comments (heartbeats) and blocks without data.
         return None;
@@ -383,7 +393,9 @@ fn parse_block(block: &[u8]) -> Option<Result<AgentEvent>> {
     let text_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     match v.get("type").and_then(Value::as_str) {
         Some("context") | Some("status") => Some(Ok(AgentEvent::Status(text_of("content").unwrap_or_default()))),
-        Some("data") => Some(Ok(AgentEvent::Answer(text_of("text").or_else(|| text_of("content")).unwrap_or_default()))),
+        Some("data") => {
+            Some(Ok(AgentEvent::Answer(text_of("text").or_else(|| text_of("content")).unwrap_or_default())))
+        }
         Some("end") => Some(Ok(AgentEvent::End)),
         // Unknown event kinds from a newer MindsDB are skipped rather than failing the answer.
         _ => None,
@@ -419,7 +431,8 @@ data: {\"type\": \"end\"}\n\n";
     #[test]
     fn table_answers_and_errors() {
         let mut p = SseParser::default();
-        let ev = p.push(b"data: {\"type\": \"data\", \"content\": \"| id |\\n| 2 |\", \"trace_id\": \"\"}\r\n\r\n: ping\n\n");
+        let ev = p
+            .push(b"data: {\"type\": \"data\", \"content\": \"| id |\\n| 2 |\", \"trace_id\": \"\"}\r\n\r\n: ping\n\n");
         assert_eq!(ev.len(), 1);
         assert_eq!(*ev[0].as_ref().unwrap(), AgentEvent::Answer("| id |\n| 2 |".into()));
         let ev = p.push(b"data: {\"error\": \"Error in completion event generator\"}\n\n");

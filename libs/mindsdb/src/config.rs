@@ -58,7 +58,10 @@ impl MindsdbConfig {
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| ConfigError::invalid(format!("{prefix}.url"), format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(ConfigError::invalid(format!("{prefix}.url"), "must be an http:// or https:// URL with a host"));
+            return Err(ConfigError::invalid(
+                format!("{prefix}.url"),
+                "must be an http:// or https:// URL with a host",
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(ConfigError::invalid(format!("{prefix}.url"), "must not have a query or fragment"));

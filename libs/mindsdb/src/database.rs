@@ -76,7 +76,11 @@ impl DatabaseAdapter {
         let path = RestPath::new("/api/databases/");
         self.client.rest(ctx, "database.attach", Method::POST, &path, Some(&body), Retry::OnlyIfUnsent).await?;
         mask_secrets(&mut params);
-        Ok(DatabaseInfo { name: spec.name.as_str().to_owned(), engine: Some("postgres".to_owned()), parameters: params })
+        Ok(DatabaseInfo {
+            name: spec.name.as_str().to_owned(),
+            engine: Some("postgres".to_owned()),
+            parameters: params,
+        })
     }
 
     /// Data integrations of the tenant's company (not projects or system databases).
@@ -109,4 +113,3 @@ impl DatabaseAdapter {
         Ok(())
     }
 }
-

@@ -163,7 +163,10 @@ impl JobAdapter {
             "end_at": spec.end.map(|d| d.format(DATE_FORMAT).to_string()),
             "schedule_str": schedule,
         }});
-        let v = self.client.rest(ctx, "job.create", Method::POST, &Self::base(ctx), Some(&body), Retry::OnlyIfUnsent).await?;
+        let v = self
+            .client
+            .rest(ctx, "job.create", Method::POST, &Self::base(ctx), Some(&body), Retry::OnlyIfUnsent)
+            .await?;
         Ok(info_from_json(&v))
     }
 
@@ -188,7 +191,8 @@ impl JobAdapter {
 
     /// One job; `NotFound` if absent.
     pub async fn get(&self, ctx: &TenantContext, name: &Ident) -> Result<JobInfo> {
-        let v = self.client.rest(ctx, "job.get", Method::GET, &Self::base(ctx).id(name), None, Retry::Idempotent).await?;
+        let v =
+            self.client.rest(ctx, "job.get", Method::GET, &Self::base(ctx).id(name), None, Retry::Idempotent).await?;
         Ok(info_from_json(&v))
     }
 

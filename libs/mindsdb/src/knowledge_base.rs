@@ -119,7 +119,10 @@ impl KnowledgeBaseAdapter {
             );
         }
         let body = json!({ "knowledge_base": kb });
-        let v = self.client.rest(ctx, "kb.create", Method::POST, &Self::base(ctx), Some(&body), Retry::OnlyIfUnsent).await?;
+        let v = self
+            .client
+            .rest(ctx, "kb.create", Method::POST, &Self::base(ctx), Some(&body), Retry::OnlyIfUnsent)
+            .await?;
         Ok(info_from_json(&v))
     }
 
@@ -127,6 +130,9 @@ impl KnowledgeBaseAdapter {
     pub async fn insert(&self, ctx: &TenantContext, name: &Ident, docs: &[Document]) -> Result<()> {
         if docs.is_empty() {
             return Ok(());
+        }
+        for d in docs {
+            check_doc_id(&d.id)?;
         }
         let rows: Vec<Value> = docs
             .iter()
@@ -139,7 +145,9 @@ impl KnowledgeBaseAdapter {
             .collect();
         let body = json!({ "knowledge_base": { "rows": rows } });
         // Inserting by id is an upsert, so a repeat leaves the same documents.
-        self.client.rest(ctx, "kb.insert", Method::PUT, &Self::base(ctx).id(name), Some(&body), Retry::Idempotent).await?;
+        self.client
+            .rest(ctx, "kb.insert", Method::PUT, &Self::base(ctx).id(name), Some(&body), Retry::Idempotent)
+            .await?;
         Ok(())
     }
 
@@ -163,14 +171,38 @@ impl KnowledgeBaseAdapter {
                 id: t.text(r, "id").unwrap_or_default(),
                 content: t.text(r, "chunk_content").unwrap_or_default(),
                 relevance: t.cell(r, "relevance").and_then(Value::as_f64),
-                metadata: match t.cell(r, "metadata") {
-                    // Selected by name, metadata comes back as JSON text (notes §4).
-                    Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
-                    Some(v) => v.clone(),
-                    None => Value::Null,
-                },
+                metadata: parse_metadata(t.cell(r, "metadata")),
             })
             .collect())
+    }
+
+    /// The stored chunks of document `doc_id`, in chunk order (one chunk unless the document is
+    /// longer than the chunk size).
+    pub async fn get(&self, ctx: &TenantContext, name: &Ident, doc_id: &str) -> Result<Vec<KbHit>> {
+        check_doc_id(doc_id)?;
+        let sql = SqlBuilder::new()
+            .kw("SELECT id, chunk_id, chunk_content, metadata FROM")
+            .qualified(&ctx.project(), name)
+            .kw("WHERE id =")
+            .value(doc_id)
+            .build();
+        let t = self.client.query_idempotent(ctx, "kb.get", &sql).await?.into_table();
+        let mut rows: Vec<(String, KbHit)> = t
+            .rows
+            .iter()
+            .map(|r| {
+                let hit = KbHit {
+                    id: t.text(r, "id").unwrap_or_default(),
+                    content: t.text(r, "chunk_content").unwrap_or_default(),
+                    relevance: None,
+                    metadata: parse_metadata(t.cell(r, "metadata")),
+                };
+                (t.text(r, "chunk_id").unwrap_or_default(), hit)
+            })
+            .collect();
+        // chunk ids read `<id>:<column>:<n>of<total>:<start>to<end>`; order by start offset.
+        rows.sort_by_key(|(chunk, _)| chunk_start(chunk));
+        Ok(rows.into_iter().map(|(_, h)| h).collect())
     }
 
     /// The knowledge bases of the tenant's project.
@@ -185,6 +217,39 @@ impl KnowledgeBaseAdapter {
         self.client.query(ctx, "kb.delete", &sql).await?;
         Ok(())
     }
+}
+
+/// Document ids: 1-128 characters of `[A-Za-z0-9_.:-]`.
+///
+/// A bound `WHERE id = :p` is safe in MindsDB's own parser, but MindsDB 26.1 then re-renders the
+/// value as SQL text for the knowledge base's vector store (`duckdb_faiss`), escaping `'` as
+/// `\'`, which DuckDB does not honour: a quote in an id breaks (or could steer) that inner
+/// query. Ids are platform-made keys (event ids, uuids), so they are restricted instead;
+/// document *content* travels as JSON and may hold anything.
+pub const DOC_ID_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
+
+fn check_doc_id(doc_id: &str) -> Result<()> {
+    let ok = !doc_id.is_empty()
+        && doc_id.len() <= 128
+        && doc_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(MindsdbError::InvalidArgument(format!("invalid document id: must match {DOC_ID_PATTERN}")))
+    }
+}
+
+fn parse_metadata(cell: Option<&Value>) -> Value {
+    match cell {
+        // Selected by name, metadata comes back as JSON text (notes §4).
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    }
+}
+
+fn chunk_start(chunk_id: &str) -> u64 {
+    chunk_id.rsplit(':').next().and_then(|r| r.split("to").next()).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 fn info_from_json(v: &Value) -> KnowledgeBaseInfo {

@@ -26,12 +26,14 @@ mod project;
 pub mod sql;
 
 pub use agent::{AgentAdapter, AgentEvent, AgentInfo, AgentMessage, AgentMode, AgentSpec, AgentStream, LlmSettings};
-pub use client::{METRIC_DURATION, METRIC_ERRORS, MindsdbClient, QueryOutput, Table, TenantContext};
+pub use client::{METRIC_DURATION, METRIC_ERRORS, MindsdbClient, QueryOutput, TENANT_USER_ID, Table, TenantContext};
 pub use config::MindsdbConfig;
 pub use database::{DatabaseAdapter, DatabaseInfo, PostgresSpec};
 pub use error::{MindsdbError, Result};
 pub use job::{JobAdapter, JobInfo, JobRun, JobSpec, Schedule, ScheduleUnit};
-pub use knowledge_base::{Document, EmbeddingSettings, KbHit, KnowledgeBaseAdapter, KnowledgeBaseInfo, KnowledgeBaseSpec};
+pub use knowledge_base::{
+    DOC_ID_PATTERN, Document, EmbeddingSettings, KbHit, KnowledgeBaseAdapter, KnowledgeBaseInfo, KnowledgeBaseSpec,
+};
 pub use model::{EngineInfo, EngineSpec, ModelAdapter, ModelInfo, ModelSpec};
 pub use project::ProjectAdapter;
 pub use sql::{Ident, Sql, SqlBuilder};

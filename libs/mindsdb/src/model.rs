@@ -117,7 +117,11 @@ impl ModelAdapter {
             .map(|r| {
                 let mut settings = t.cell(r, "connection_data").cloned().unwrap_or(Value::Null);
                 mask_secrets(&mut settings);
-                EngineInfo { name: t.text(r, "name").unwrap_or_default(), handler: t.text(r, "handler").unwrap_or_default(), settings }
+                EngineInfo {
+                    name: t.text(r, "name").unwrap_or_default(),
+                    handler: t.text(r, "handler").unwrap_or_default(),
+                    settings,
+                }
             })
             .collect())
     }
@@ -161,7 +165,9 @@ impl ModelAdapter {
                 Some("error") => {
                     return Err(MindsdbError::from_message(info.error.as_deref().unwrap_or("model training failed")));
                 }
-                _ if Instant::now() > deadline => return Err(MindsdbError::Timeout(self.client.config().request_timeout)),
+                _ if Instant::now() > deadline => {
+                    return Err(MindsdbError::Timeout(self.client.config().request_timeout));
+                }
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
@@ -197,7 +203,12 @@ impl ModelAdapter {
     }
 
     /// Runs the model on one row of inputs (`{"question": "..."}`); returns the output row.
-    pub async fn predict(&self, ctx: &TenantContext, name: &Ident, input: Map<String, Value>) -> Result<Map<String, Value>> {
+    pub async fn predict(
+        &self,
+        ctx: &TenantContext,
+        name: &Ident,
+        input: Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
         let mut rows = self.predict_many(ctx, name, vec![input]).await?;
         rows.pop().ok_or_else(|| MindsdbError::Internal("prediction returned no row".to_owned()))
     }
@@ -222,9 +233,9 @@ impl ModelAdapter {
                     other => Map::from_iter([("value".to_owned(), other)]),
                 })
                 .collect()),
-            Value::Object(ref o) if o.contains_key("detail") => Err(MindsdbError::from_message(
-                o.get("detail").and_then(Value::as_str).unwrap_or("prediction failed"),
-            )),
+            Value::Object(ref o) if o.contains_key("detail") => {
+                Err(MindsdbError::from_message(o.get("detail").and_then(Value::as_str).unwrap_or("prediction failed")))
+            }
             _ => Err(MindsdbError::Internal("unexpected prediction answer".to_owned())),
         }
     }

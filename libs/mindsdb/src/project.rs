@@ -36,10 +36,8 @@ impl ProjectAdapter {
 
     /// Names of the projects the tenant's MindsDB company holds (normally just `t_<tenant>`).
     pub async fn list(&self, ctx: &TenantContext) -> Result<Vec<String>> {
-        let sql = SqlBuilder::new()
-            .kw("SELECT NAME FROM information_schema.databases WHERE TYPE =")
-            .value("project")
-            .build();
+        let sql =
+            SqlBuilder::new().kw("SELECT NAME FROM information_schema.databases WHERE TYPE =").value("project").build();
         let table = self.client.query_with(ctx, "project.list", &sql, Retry::Idempotent).await?.into_table();
         Ok(table.rows.iter().filter_map(|r| table.text(r, "name")).collect())
     }

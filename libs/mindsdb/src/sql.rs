@@ -123,7 +123,8 @@ impl Sql {
             match t {
                 Token::Text(s) => parts.push(s.clone()),
                 Token::Param(p) => {
-                    let value = self.params.get(p).ok_or_else(|| MindsdbError::Internal(format!("unbound parameter {p}")))?;
+                    let value =
+                        self.params.get(p).ok_or_else(|| MindsdbError::Internal(format!("unbound parameter {p}")))?;
                     parts.push(inline_literal(value)?);
                 }
             }
@@ -243,8 +244,25 @@ mod tests {
         }
         let long = "a".repeat(64);
         for bad in [
-            "", "1abc", "A", "aB", "a-b", "a.b", "a b", "a`b", "`a`", "a'b", "a\"b", "a;b", "a--", "a/*", "é",
-            "a\0", "a\n", long.as_str(), "ａ",
+            "",
+            "1abc",
+            "A",
+            "aB",
+            "a-b",
+            "a.b",
+            "a b",
+            "a`b",
+            "`a`",
+            "a'b",
+            "a\"b",
+            "a;b",
+            "a--",
+            "a/*",
+            "é",
+            "a\0",
+            "a\n",
+            long.as_str(),
+            "ａ",
         ] {
             let err = Ident::new(bad).unwrap_err();
             assert!(matches!(err, MindsdbError::InvalidArgument(_)), "{bad:?}");

@@ -94,13 +94,13 @@ async fn agent_crud_and_streaming_answer() {
     }
     assert!(matches!(events.first(), Some(AgentEvent::Status(_))), "{events:?}");
     assert_eq!(events.last(), Some(&AgentEvent::End));
-    let answers: Vec<_> = events.iter().filter_map(|e| if let AgentEvent::Answer(a) = e { Some(a.clone()) } else { None }).collect();
+    let answers: Vec<_> =
+        events.iter().filter_map(|e| if let AgentEvent::Answer(a) = e { Some(a.clone()) } else { None }).collect();
     assert_eq!(answers.len(), 1, "{events:?}");
     assert_eq!(answers[0], "DOUBLE-ANSWER: hello agent");
     let chat_calls = double.calls_to("/v1/chat/completions");
     assert!(chat_calls.len() >= 2, "plan + answer calls expected");
     assert!(chat_calls.iter().all(|c| c.body["tool_choice"] == "required" || c.body.get("tools").is_some()));
-
 
     let answer = agents.ask(&ctx, &name, "second question").await.unwrap();
     assert_eq!(answer, "DOUBLE-ANSWER: second question");
@@ -108,7 +108,8 @@ async fn agent_crud_and_streaming_answer() {
     agents.delete(&ctx, &name).await.unwrap();
     let err = agents.get(&ctx, &name).await.unwrap_err();
     assert_eq!(err.code(), getlood_common::ErrorCode::NotFound, "{err}");
-    let err = agents.query(&ctx, &name, &[AgentMessage::user("x")]).await.err().expect("query of a deleted agent fails");
+    let err =
+        agents.query(&ctx, &name, &[AgentMessage::user("x")]).await.err().expect("query of a deleted agent fails");
     assert_eq!(err.code(), getlood_common::ErrorCode::NotFound, "{err}");
     ProjectAdapter::new(c).drop(&ctx).await.unwrap();
 }
@@ -144,17 +145,24 @@ async fn model_engine_create_predict_list_delete() {
     assert_eq!(info.status.as_deref(), Some("complete"));
     assert_eq!(info.predict.as_deref(), Some("answer"));
 
-    let out = models.predict(&ctx, &id("answerer"), Map::from_iter([("question".to_owned(), json!("What is Rust?"))])).await.unwrap();
+    let out = models
+        .predict(&ctx, &id("answerer"), Map::from_iter([("question".to_owned(), json!("What is Rust?"))]))
+        .await
+        .unwrap();
     assert_eq!(out["answer"], "DOUBLE-ANSWER: Answer briefly: What is Rust?");
     let last = double.calls_to("/v1/chat/completions").pop().unwrap();
     assert_eq!(last.body["model"], "gpt-4");
     assert_eq!(last.last_user_message().unwrap(), "Answer briefly: What is Rust?");
 
     let many = models
-        .predict_many(&ctx, &id("answerer"), vec![
-            Map::from_iter([("question".to_owned(), json!("one"))]),
-            Map::from_iter([("question".to_owned(), json!("two"))]),
-        ])
+        .predict_many(
+            &ctx,
+            &id("answerer"),
+            vec![
+                Map::from_iter([("question".to_owned(), json!("one"))]),
+                Map::from_iter([("question".to_owned(), json!("two"))]),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(many.len(), 2);
@@ -175,7 +183,12 @@ async fn model_provider_failure_is_unavailable() {
     let double = OpenAiDouble::start().await.unwrap();
     let (c, ctx) = provisioned("mdf").await;
     let models = ModelAdapter::new(c.clone());
-    let engine = EngineSpec { name: id("llm"), handler: id("openai"), api_key: Some(SecretString::from("sk-x")), api_base: Some(double.base_url()) };
+    let engine = EngineSpec {
+        name: id("llm"),
+        handler: id("openai"),
+        api_key: Some(SecretString::from("sk-x")),
+        api_base: Some(double.base_url()),
+    };
     models.create_engine(&ctx, &engine).await.unwrap();
     let spec = ModelSpec {
         name: id("m"),
@@ -200,7 +213,12 @@ async fn knowledge_base_create_insert_search_delete() {
     let double = OpenAiDouble::start().await.unwrap();
     let (c, ctx) = provisioned("kb").await;
     let kbs = KnowledgeBaseAdapter::new(c.clone());
-    let spec = KnowledgeBaseSpec { name: id("memory"), embedding: embedding(&double), metadata_columns: vec![id("topic")], chunk_size: None };
+    let spec = KnowledgeBaseSpec {
+        name: id("memory"),
+        embedding: embedding(&double),
+        metadata_columns: vec![id("topic")],
+        chunk_size: None,
+    };
     let info = kbs.create(&ctx, &spec).await.unwrap();
     assert_eq!(info.name, "memory");
     assert_eq!(info.embedding_model["api_key"], mask::MASK);
@@ -209,11 +227,15 @@ async fn knowledge_base_create_insert_search_delete() {
         content: content.into(),
         metadata: Map::from_iter([("topic".to_owned(), json!(topic))]),
     };
-    kbs.insert(&ctx, &id("memory"), &[
-        doc("d1", "my cat sleeps all day", "pets"),
-        doc("d2", "the central bank raised interest rates", "finance"),
-        doc("d3", "rust has a borrow checker", "code"),
-    ])
+    kbs.insert(
+        &ctx,
+        &id("memory"),
+        &[
+            doc("d1", "my cat sleeps all day", "pets"),
+            doc("d2", "the central bank raised interest rates", "finance"),
+            doc("d3", "rust has a borrow checker", "code"),
+        ],
+    )
     .await
     .unwrap();
     let hits = kbs.search(&ctx, &id("memory"), "cat sleeps all day", 2).await.unwrap();
@@ -228,7 +250,10 @@ async fn knowledge_base_create_insert_search_delete() {
     let listed = kbs.list(&ctx).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(!serde_json::to_string(&listed).unwrap().contains("sk-embed-secret"));
-    assert_eq!(kbs.search(&ctx, &id("memory"), "x", 0).await.unwrap_err().code(), getlood_common::ErrorCode::InvalidArgument);
+    assert_eq!(
+        kbs.search(&ctx, &id("memory"), "x", 0).await.unwrap_err().code(),
+        getlood_common::ErrorCode::InvalidArgument
+    );
     kbs.delete(&ctx, &id("memory")).await.unwrap();
     let err = kbs.search(&ctx, &id("memory"), "cat", 1).await.unwrap_err();
     assert_eq!(err.code(), getlood_common::ErrorCode::NotFound, "{err}");
@@ -331,10 +356,11 @@ async fn job_create_list_history_run_once_delete() {
     .expect("the one-off job ran within 40 s");
     assert_eq!(runs[0].name, once.as_str());
     assert_eq!(runs[0].error, None, "{runs:?}");
-    let title: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT title FROM {schema}.items WHERE id = 3")))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let title: String =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT title FROM {schema}.items WHERE id = 3")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(title, "it's; -- \"gamma\"");
     assert!(!jobs.history(&ctx, None).await.unwrap().is_empty());
 

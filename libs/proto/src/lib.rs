@@ -58,6 +58,4 @@ pub mod getlood {
     }
 }
 
-pub use getlood::{
-    agent_registry, common, desktop_state, event_dispatcher, events, gateway, pipeline, workflow,
-};
+pub use getlood::{agent_registry, common, desktop_state, event_dispatcher, events, gateway, pipeline, workflow};

@@ -45,15 +45,14 @@ where
     Fut: Future<Output = Result<()>>,
 {
     let cli = Cli::parse();
-    let config: ServiceConfig<A> =
-        match getlood_config::load(spec.name, cli.config.as_deref(), &defaults) {
-            Ok(config) => config,
-            Err(err) => {
-                // Telemetry is not up yet, and this must reach the operator: stderr it is.
-                eprintln!("{}: refusing to start: {err}", spec.name);
-                return ExitCode::from(2);
-            }
-        };
+    let config: ServiceConfig<A> = match getlood_config::load(spec.name, cli.config.as_deref(), &defaults) {
+        Ok(config) => config,
+        Err(err) => {
+            // Telemetry is not up yet, and this must reach the operator: stderr it is.
+            eprintln!("{}: refusing to start: {err}", spec.name);
+            return ExitCode::from(2);
+        }
+    };
     let telemetry = match getlood_telemetry::init(spec.name, config.log_format) {
         Ok(guard) => guard,
         Err(err) => {
@@ -67,10 +66,7 @@ where
         Command::PrintConfig => {
             let mut value = serde_json::to_value(&config).unwrap_or_default();
             redact(&mut value);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
             Ok(())
         }
     };
@@ -109,15 +105,7 @@ async fn migrate<A>(
         tracing::info!(service = spec.name, "no postgres schema to migrate");
         return Ok(());
     }
-    let infra = Infra::connect(
-        crate::Needs {
-            postgres: true,
-            ..Default::default()
-        },
-        config,
-        spec.name,
-    )
-    .await?;
+    let infra = Infra::connect(crate::Needs { postgres: true, ..Default::default() }, config, spec.name).await?;
     infra.migrate(&config.postgres.schema, migrator).await?;
     tracing::info!(service = spec.name, schema = %config.postgres.schema, "migrations applied");
     Ok(())
@@ -129,11 +117,7 @@ fn redact(value: &mut serde_json::Value) {
         serde_json::Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 let k = key.to_ascii_lowercase();
-                if k.contains("secret")
-                    || k.contains("password")
-                    || k.contains("token")
-                    || k == "pem"
-                {
+                if k.contains("secret") || k.contains("password") || k.contains("token") || k == "pem" {
                     if !v.is_null() {
                         *v = serde_json::Value::String("[redacted]".to_owned());
                     }

@@ -83,10 +83,7 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".to_owned(),
-            key_prefix: "getlood".to_owned(),
-        }
+        Self { url: "redis://127.0.0.1:6379".to_owned(), key_prefix: "getlood".to_owned() }
     }
 }
 
@@ -102,10 +99,7 @@ pub struct NatsConfig {
 
 impl Default for NatsConfig {
     fn default() -> Self {
-        Self {
-            url: "nats://127.0.0.1:4222".to_owned(),
-            subject_prefix: "getlood".to_owned(),
-        }
+        Self { url: "nats://127.0.0.1:4222".to_owned(), subject_prefix: "getlood".to_owned() }
     }
 }
 
@@ -151,10 +145,7 @@ impl<A: Default> ServiceConfig<A> {
             request_timeout: Duration::from_secs(60),
             readiness_interval: Duration::from_secs(2),
             log_format: LogFormat::Pretty,
-            postgres: PostgresConfig {
-                schema: schema.to_owned(),
-                ..PostgresConfig::default()
-            },
+            postgres: PostgresConfig { schema: schema.to_owned(), ..PostgresConfig::default() },
             redis: RedisConfig::default(),
             nats: NatsConfig::default(),
             mindsdb: MindsdbConfig::default(),
@@ -167,36 +158,19 @@ impl<A: Default> ServiceConfig<A> {
 
 impl<A: Validate> Validate for ServiceConfig<A> {
     fn validate(&self) -> Result<(), ConfigError> {
-        check_url(
-            "postgres.url",
-            &self.postgres.url,
-            &["postgres", "postgresql"],
-        )?;
+        check_url("postgres.url", &self.postgres.url, &["postgres", "postgresql"])?;
         check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
         for (i, url) in self.nats.url.split(',').enumerate() {
-            check_url(
-                &format!("nats.url[{i}]"),
-                url.trim(),
-                &["nats", "tls", "ws", "wss"],
-            )?;
+            check_url(&format!("nats.url[{i}]"), url.trim(), &["nats", "tls", "ws", "wss"])?;
         }
         if !is_identifier(&self.postgres.schema) {
-            return Err(ConfigError::invalid(
-                "postgres.schema",
-                "must match [a-z][a-z0-9_]{0,62}",
-            ));
+            return Err(ConfigError::invalid("postgres.schema", "must match [a-z][a-z0-9_]{0,62}"));
         }
         if !is_subject_token(&self.nats.subject_prefix) {
-            return Err(ConfigError::invalid(
-                "nats.subject_prefix",
-                "must match [a-zA-Z0-9_-]+",
-            ));
+            return Err(ConfigError::invalid("nats.subject_prefix", "must match [a-zA-Z0-9_-]+"));
         }
         if self.postgres.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "postgres.max_connections",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid("postgres.max_connections", "must be at least 1"));
         }
         for (key, value) in [
             ("shutdown_timeout", self.shutdown_timeout),
@@ -239,10 +213,7 @@ fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> 
     let scheme = url.split_once("://").map(|(s, _)| s);
     match scheme {
         Some(s) if schemes.contains(&s) => Ok(()),
-        _ => Err(ConfigError::invalid(
-            key,
-            format!("'{url}' is not a {} url", schemes.join("/")),
-        )),
+        _ => Err(ConfigError::invalid(key, format!("'{url}' is not a {} url", schemes.join("/")))),
     }
 }
 
@@ -254,9 +225,7 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn is_subject_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -277,36 +246,19 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        ServiceConfig::<App>::with_ports(8080, 9090, "gateway")
-            .validate()
-            .unwrap();
+        ServiceConfig::<App>::with_ports(8080, 9090, "gateway").validate().unwrap();
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
         c.postgres.url = "mysql://x".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("postgres.url")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("postgres.url"));
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "Gate-way");
         c.postgres.schema = "Gate-way".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("postgres.schema")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("postgres.schema"));
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
         c.shutdown_timeout = Duration::ZERO;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("shutdown_timeout")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("shutdown_timeout"));
     }
 }

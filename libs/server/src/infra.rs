@@ -45,10 +45,7 @@ impl Infra {
     pub async fn connect<A>(needs: Needs, config: &ServiceConfig<A>, name: &str) -> Result<Self> {
         let postgres = if needs.postgres {
             let options = PgConnectOptions::from_str(&config.postgres.url)
-                .map_err(|e| Error::Url {
-                    what: "postgres",
-                    message: e.to_string(),
-                })?
+                .map_err(|e| Error::Url { what: "postgres", message: e.to_string() })?
                 .application_name(name)
                 .options([("search_path", config.postgres.schema.as_str())]);
             Some(
@@ -61,15 +58,9 @@ impl Infra {
             None
         };
         let redis = if needs.redis {
-            let client =
-                redis::Client::open(config.redis.url.as_str()).map_err(|e| Error::Url {
-                    what: "redis",
-                    message: e.to_string(),
-                })?;
-            Some(RedisHandle {
-                client,
-                manager: Arc::new(OnceCell::new()),
-            })
+            let client = redis::Client::open(config.redis.url.as_str())
+                .map_err(|e| Error::Url { what: "redis", message: e.to_string() })?;
+            Some(RedisHandle { client, manager: Arc::new(OnceCell::new()) })
         } else {
             None
         };
@@ -81,19 +72,12 @@ impl Infra {
                 .connection_timeout(Duration::from_secs(2))
                 .connect(config.nats.url.as_str())
                 .await
-                .map_err(|e| Error::Url {
-                    what: "nats",
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| Error::Url { what: "nats", message: e.to_string() })?;
             Some(client)
         } else {
             None
         };
-        Ok(Self {
-            postgres,
-            redis,
-            nats,
-        })
+        Ok(Self { postgres, redis, nats })
     }
 
     /// Connects what `spec` needs and, unless a release job does it, applies the migrations.
@@ -109,15 +93,23 @@ impl Infra {
         Ok(infra)
     }
 
-    /// Creates the service's schema and applies its migrations, if it has any.
-    pub async fn migrate(
-        &self,
-        schema: &str,
-        migrator: Option<&sqlx::migrate::Migrator>,
-    ) -> Result<()> {
-        let Some(pool) = &self.postgres else {
-            return Ok(());
-        };
+    /// Creates the service's schema and applies its migrations, if it has any. Replicas that
+    /// start together serialize on an advisory lock keyed by the schema (held on one connection
+    /// while the pool does the work): `CREATE SCHEMA IF NOT
+    /// EXISTS` alone races (both see it missing, one fails on the catalog's unique index).
+    pub async fn migrate(&self, schema: &str, migrator: Option<&sqlx::migrate::Migrator>) -> Result<()> {
+        let Some(pool) = &self.postgres else { return Ok(()) };
+        let mut conn = pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock(hashtext($1))").bind(schema).execute(&mut *conn).await?;
+        let result = Self::create_and_migrate(pool, schema, migrator).await;
+        // Unlock even after a failure; the connection goes back to the pool either way.
+        sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(schema).execute(&mut *conn).await?;
+        result
+    }
+}
+
+impl Infra {
+    async fn create_and_migrate(pool: &PgPool, schema: &str, migrator: Option<&sqlx::migrate::Migrator>) -> Result<()> {
         // The schema name was validated against [a-z][a-z0-9_]* at config load.
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
         sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(pool).await?;

@@ -18,6 +18,7 @@ mod metrics_layer;
 mod readiness;
 mod serve;
 mod shutdown;
+mod verifier;
 
 pub use config::{NatsConfig, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
 pub use error::{Error, Result};
@@ -27,3 +28,4 @@ pub use metrics_layer::{GrpcMetricsLayer, http_metrics};
 pub use readiness::{Readiness, ReadinessReport};
 pub use serve::{Listeners, ServiceSpec, serve};
 pub use shutdown::shutdown_signal;
+pub use verifier::verifier;

@@ -11,29 +11,16 @@ use axum::response::Response;
 
 /// Axum middleware recording `getlood_http_requests_total` and
 /// `getlood_http_request_duration_seconds` labelled by service, matched route, method and status.
-pub async fn http_metrics(
-    State(service): State<&'static str>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn http_metrics(State(service): State<&'static str>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     // The matched route template, never the raw path: ids in paths would explode cardinality.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    let labels = [
-        ("service", service.to_owned()),
-        ("route", route),
-        ("method", method),
-        ("status", status),
-    ];
+    let labels = [("service", service.to_owned()), ("route", route), ("method", method), ("status", status)];
     metrics::counter!("getlood_http_requests_total", &labels).increment(1);
-    metrics::histogram!("getlood_http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
+    metrics::histogram!("getlood_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -56,10 +43,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics {
-            inner,
-            service: self.service,
-        }
+        GrpcMetrics { inner, service: self.service }
     }
 }
 
@@ -101,14 +85,9 @@ where
                     .map_or("Ok", |c| code_name(tonic::Code::from_i32(c))),
                 Err(_) => "Unavailable",
             };
-            let labels = [
-                ("service", service.to_owned()),
-                ("method", method),
-                ("code", code.to_owned()),
-            ];
+            let labels = [("service", service.to_owned()), ("method", method), ("code", code.to_owned())];
             metrics::counter!("getlood_grpc_requests_total", &labels).increment(1);
-            metrics::histogram!("getlood_grpc_request_duration_seconds", &labels)
-                .record(start.elapsed().as_secs_f64());
+            metrics::histogram!("getlood_grpc_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
             result
         })
     }

@@ -78,18 +78,12 @@ async fn probe(infra: &Infra, timeout: Duration) -> ReadinessReport {
     let mut checks = BTreeMap::new();
     if let Some(pool) = &infra.postgres {
         let check = tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await;
-        checks.insert(
-            "postgres",
-            verdict(check.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
-        );
+        checks.insert("postgres", verdict(check.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))));
     }
     if let Some(redis) = &infra.redis {
         let check = tokio::time::timeout(timeout, async {
             let mut conn = redis.connection().await.map_err(|e| e.to_string())?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(())
         })
         .await;
@@ -99,9 +93,7 @@ async fn probe(infra: &Infra, timeout: Duration) -> ReadinessReport {
         let state = nats.connection_state();
         let check = if state == async_nats::connection::State::Connected {
             // The state flips only after a ping timeout; a flush proves the socket still works.
-            tokio::time::timeout(timeout, nats.flush())
-                .await
-                .map(|r| r.map_err(|e| e.to_string()))
+            tokio::time::timeout(timeout, nats.flush()).await.map(|r| r.map_err(|e| e.to_string()))
         } else {
             Ok(Err(format!("connection {state}")))
         };

@@ -36,29 +36,18 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both addresses.
     pub async fn bind(http: SocketAddr, grpc: SocketAddr) -> Result<Self> {
-        let bind = |addr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Bind { addr, source })
-        };
-        Ok(Self {
-            http: bind(http).await?,
-            grpc: bind(grpc).await?,
-        })
+        let bind = |addr| async move { TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source }) };
+        Ok(Self { http: bind(http).await?, grpc: bind(grpc).await? })
     }
 
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.http.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.grpc.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 }
 
@@ -77,23 +66,13 @@ pub async fn serve<A>(
 ) -> Result<()> {
     // Install the recorder before the first request so no early sample is lost.
     let _ = getlood_telemetry::prometheus_handle();
-    let readiness = Readiness::spawn(
-        spec.name,
-        infra,
-        config.readiness_interval,
-        shutdown.clone(),
-        &tracker,
-    );
+    let readiness = Readiness::spawn(spec.name, infra, config.readiness_interval, shutdown.clone(), &tracker);
 
     // grpc.health.v1: "" is the whole server; the service name is its own entry, both follow
     // readiness so a Kubernetes gRPC probe and a client-side health check agree with /readyz.
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    reporter
-        .set_service_status(spec.name, ServingStatus::NotServing)
-        .await;
+    reporter.set_service_status("", ServingStatus::NotServing).await;
+    reporter.set_service_status(spec.name, ServingStatus::NotServing).await;
     {
         let mut readiness = readiness.clone();
         let shutdown = shutdown.clone();
@@ -103,20 +82,12 @@ pub async fn serve<A>(
                     report = readiness.changed() => report,
                     () = shutdown.cancelled() => break,
                 };
-                let status = if report.ready {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
+                let status = if report.ready { ServingStatus::Serving } else { ServingStatus::NotServing };
                 reporter.set_service_status("", status).await;
                 reporter.set_service_status(spec.name, status).await;
             }
-            reporter
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            reporter
-                .set_service_status(spec.name, ServingStatus::NotServing)
-                .await;
+            reporter.set_service_status("", ServingStatus::NotServing).await;
+            reporter.set_service_status(spec.name, ServingStatus::NotServing).await;
         });
     }
     let reflection = tonic_reflection::server::Builder::configure()
@@ -139,29 +110,14 @@ pub async fn serve<A>(
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown.clone().cancelled_owned());
 
-    let app = http
-        .merge(admin_router(readiness))
-        .layer(axum::middleware::from_fn_with_state(
-            spec.name,
-            http_metrics,
-        ));
-    let http_server =
-        axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = http.merge(admin_router(readiness)).layer(axum::middleware::from_fn_with_state(spec.name, http_metrics));
+    let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
     tracing::info!(service = spec.name, %http_addr, %grpc_addr, "service listening");
     let servers = async {
-        let (h, g) = tokio::join!(
-            async {
-                http_server
-                    .await
-                    .map_err(|e| Error::Serve(format!("http: {e}")))
-            },
-            async {
-                grpc_server
-                    .await
-                    .map_err(|e| Error::Serve(format!("grpc: {e}")))
-            },
-        );
+        let (h, g) = tokio::join!(async { http_server.await.map_err(|e| Error::Serve(format!("http: {e}"))) }, async {
+            grpc_server.await.map_err(|e| Error::Serve(format!("grpc: {e}")))
+        },);
         h.and(g)
     };
     let drain_deadline = async {
@@ -178,14 +134,8 @@ pub async fn serve<A>(
     // A server that failed on its own takes the other down with it.
     shutdown.cancel();
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            service = spec.name,
-            "background tasks did not stop within 5s"
-        );
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!(service = spec.name, "background tasks did not stop within 5s");
     }
     tracing::info!(service = spec.name, "service stopped");
     result
@@ -193,24 +143,14 @@ pub async fn serve<A>(
 
 fn admin_router(readiness: Readiness) -> Router {
     Router::new()
-        .route(
-            "/livez",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/livez", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(|| async { getlood_telemetry::prometheus_handle().render() }),
-        )
+        .route("/metrics", get(|| async { getlood_telemetry::prometheus_handle().render() }))
         .with_state(readiness)
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     let report = readiness.report();
-    let status = if report.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if report.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(report))
 }

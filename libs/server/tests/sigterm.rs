@@ -11,14 +11,9 @@ use tokio_util::task::TaskTracker;
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_complete() {
-    let spec = ServiceSpec {
-        name: "sigterm-test",
-        needs: Needs::default(),
-    };
+    let spec = ServiceSpec { name: "sigterm-test", needs: Needs::default() };
     let config = ServiceConfig::<NoSettings>::with_ports(0, 0, "sigterm_test");
-    let infra = Infra::connect(spec.needs, &config, spec.name)
-        .await
-        .unwrap();
+    let infra = Infra::connect(spec.needs, &config, spec.name).await.unwrap();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let listeners = Listeners::bind(loopback, loopback).await.unwrap();
     let base = format!("http://{}", listeners.http_addr());
@@ -63,16 +58,6 @@ async fn sigterm_lets_an_in_flight_request_complete() {
     // The request that was in flight when SIGTERM arrived completes normally.
     assert_eq!(in_flight.await.unwrap().unwrap(), "finished");
     // The server then exits cleanly, and no longer accepts connections.
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(
-        reqwest::Client::new()
-            .get(format!("{base}/livez"))
-            .send()
-            .await
-            .is_err()
-    );
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    assert!(reqwest::Client::new().get(format!("{base}/livez")).send().await.is_err());
 }

@@ -17,8 +17,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 pub use metrics_recorder::prometheus_handle;
 pub use propagation::{
-    HeaderExtractor, HeaderInjector, current_traceparent, extract_context, inject_context,
-    set_parent_from_headers,
+    HeaderExtractor, HeaderInjector, current_traceparent, extract_context, inject_context, set_parent_from_headers,
 };
 
 /// The environment variable that turns on OTLP export (standard OpenTelemetry name).
@@ -73,20 +72,12 @@ pub fn init(service_name: &str, format: LogFormat) -> Result<TelemetryGuard, Tel
     if INSTALLED.get().is_some() {
         return Ok(TelemetryGuard { provider: None });
     }
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(service_name.to_owned())
-            .build(),
-    );
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
     // Spans get real trace ids even without an exporter, so `traceparent` still flows between
     // services and log lines can be correlated.
-    if let Some(endpoint) = std::env::var(OTLP_ENDPOINT_ENV)
-        .ok()
-        .filter(|e| !e.is_empty())
-    {
+    if let Some(endpoint) = std::env::var(OTLP_ENDPOINT_ENV).ok().filter(|e| !e.is_empty()) {
         use opentelemetry_otlp::WithExportConfig as _;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -105,22 +96,13 @@ pub fn init(service_name: &str, format: LogFormat) -> Result<TelemetryGuard, Tel
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let installed = match format {
         LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false),
-            )
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(false))
             .try_init(),
-        LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact())
-            .try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
     };
     let _ = INSTALLED.set(());
     match installed {
-        Ok(()) => Ok(TelemetryGuard {
-            provider: Some(provider),
-        }),
+        Ok(()) => Ok(TelemetryGuard { provider: Some(provider) }),
         // Another subscriber (a test harness) got there first; keep it.
         Err(_) => Ok(TelemetryGuard { provider: None }),
     }

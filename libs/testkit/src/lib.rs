@@ -8,15 +8,14 @@ mod openai_double;
 mod platform;
 mod proxy;
 
-pub use platform::{Platform, PlatformBuilder, RunningService, Service, TEST_SECRET};
 pub use openai_double::{DOUBLE_EMBEDDING_DIM, DOUBLE_MODELS, OpenAiDouble, RecordedCall, double_embedding};
+pub use platform::{Platform, PlatformBuilder, RunningService, Service, TEST_SECRET};
 pub use proxy::TcpProxy;
 pub use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Postgres URL of the test database.
 pub fn postgres_url() -> String {
-    std::env::var("GETLOOD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    std::env::var("GETLOOD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// Redis URL of the test server.
@@ -38,10 +37,7 @@ pub fn mindsdb_url() -> String {
 pub fn init_test_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info".into()),
-            )
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
             .with_test_writer()
             .try_init();
     }

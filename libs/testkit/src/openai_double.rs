@@ -40,9 +40,12 @@ pub struct RecordedCall {
 impl RecordedCall {
     /// The `content` of the last `user` message of a chat call.
     pub fn last_user_message(&self) -> Option<String> {
-        self.body.get("messages")?.as_array()?.iter().rev().find_map(|m| {
-            if m.get("role")?.as_str()? == "user" { Some(content_text(m.get("content")?)) } else { None }
-        })
+        self.body
+            .get("messages")?
+            .as_array()?
+            .iter()
+            .rev()
+            .find_map(|m| if m.get("role")?.as_str()? == "user" { Some(content_text(m.get("content")?)) } else { None })
     }
 }
 
@@ -145,15 +148,18 @@ fn record(state: &Shared, path: &str, body: &Value) -> Option<u16> {
 
 fn failure(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(json!({"error": {"message": "double is failing on purpose", "type": "server_error"}}))).into_response()
+    (status, Json(json!({"error": {"message": "double is failing on purpose", "type": "server_error"}})))
+        .into_response()
 }
 
 async fn models(State(state): State<Shared>) -> Response {
     if let Some(s) = record(&state, "/v1/models", &Value::Null) {
         return failure(s);
     }
-    let data: Vec<Value> =
-        DOUBLE_MODELS.iter().map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "double"})).collect();
+    let data: Vec<Value> = DOUBLE_MODELS
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "double"}))
+        .collect();
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -173,7 +179,9 @@ fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         // Content parts: [{"type":"text","text":"..."}]
-        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+        }
         _ => String::new(),
     }
 }
@@ -195,7 +203,9 @@ fn scripted_reply(state: &Shared, body: &Value) -> String {
     let all = body
         .get("messages")
         .and_then(Value::as_array)
-        .map(|ms| ms.iter().map(|m| content_text(m.get("content").unwrap_or(&Value::Null))).collect::<Vec<_>>().join("\n"))
+        .map(|ms| {
+            ms.iter().map(|m| content_text(m.get("content").unwrap_or(&Value::Null))).collect::<Vec<_>>().join("\n")
+        })
         .unwrap_or_default();
     let g = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     g.scripts
@@ -215,7 +225,12 @@ fn tool_arguments(tool: &Value, reply: &str, question: &str) -> Value {
 fn fill(schema: &Value, reply: &str, sql: Option<&str>, name: &str) -> Value {
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         let want = if sql.is_some() { "final_query" } else { "final_text" };
-        return values.iter().find(|v| v.as_str() == Some(want)).or_else(|| values.first()).cloned().unwrap_or(Value::Null);
+        return values
+            .iter()
+            .find(|v| v.as_str() == Some(want))
+            .or_else(|| values.first())
+            .cloned()
+            .unwrap_or(Value::Null);
     }
     if let Some(any) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
         let first = any.iter().find(|s| s.get("type").and_then(Value::as_str) != Some("null")).unwrap_or(&Value::Null);
@@ -338,7 +353,9 @@ async fn embeddings(State(state): State<Shared>, Json(body): Json<Value>) -> Res
     }
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect(),
+        Some(Value::Array(a)) => {
+            a.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect()
+        }
         _ => Vec::new(),
     };
     let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
@@ -366,7 +383,8 @@ fn b64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
         out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });

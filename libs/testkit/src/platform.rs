@@ -116,7 +116,8 @@ impl PlatformBuilder {
     pub async fn start(self) -> anyhow::Result<Platform> {
         crate::init_test_logging();
         let owns_schemas = self.replica_of.is_none();
-        let run_id = self.replica_of.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..10].to_owned());
+        let run_id =
+            self.replica_of.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..10].to_owned());
         let mut bound = Vec::new();
         for service in &self.services {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -142,8 +143,7 @@ impl PlatformBuilder {
         let mut services = BTreeMap::new();
         for (service, listeners) in bound {
             let shutdown = CancellationToken::new();
-            let started =
-                getlood::start(service, &overrides, Some(listeners), shutdown.clone()).await?;
+            let started = getlood::start(service, &overrides, Some(listeners), shutdown.clone()).await?;
             services.insert(
                 service,
                 RunningService {
@@ -189,8 +189,7 @@ impl Platform {
 
     /// An HS256 token every service of this platform accepts.
     pub fn token(&self, tenant: &str, user: &str, roles: &[&str]) -> String {
-        match getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", tenant, user, roles, 3600)
-        {
+        match getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", tenant, user, roles, 3600) {
             Ok(t) => t,
             Err(e) => panic!("cannot sign a test token: {e}"),
         }
@@ -199,11 +198,7 @@ impl Platform {
     /// The gRPC health status of `service` (`""`, the whole server).
     pub async fn health(&self, service: Service) -> anyhow::Result<ServingStatus> {
         let mut client = HealthClient::new(self.grpc_channel(service));
-        let resp = client
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await?;
+        let resp = client.check(HealthCheckRequest { service: String::new() }).await?;
         Ok(resp.into_inner().status())
     }
 
@@ -226,10 +221,7 @@ impl Platform {
 
     /// Signals `service` to stop (as SIGTERM would) and waits for it to exit.
     pub async fn stop_service(&mut self, service: Service) -> anyhow::Result<()> {
-        let running = self
-            .services
-            .remove(&service)
-            .context("service not running")?;
+        let running = self.services.remove(&service).context("service not running")?;
         running.shutdown.cancel();
         running.task.await.context("service task panicked")??;
         Ok(())
@@ -256,10 +248,7 @@ impl Platform {
                 .await?;
         for (schema,) in schemas {
             // Names come from pg_namespace and end in our run id; quoting keeps them literal.
-            let ddl = format!(
-                "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-                schema.replace('"', "\"\"")
-            );
+            let ddl = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));
             sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&pool).await?;
         }
         Ok(())

@@ -7,8 +7,7 @@ use futures::{Stream, StreamExt as _};
 use getlood_auth::{Principal, TenantId};
 use getlood_common::{ApiError, ErrorCode};
 use getlood_mindsdb::{
-    AgentAdapter, AgentEvent, AgentMessage, AgentMode, Ident, LlmSettings, MindsdbClient, ProjectAdapter,
-    TenantContext,
+    AgentAdapter, AgentEvent, AgentMessage, AgentMode, Ident, LlmSettings, MindsdbClient, ProjectAdapter, TenantContext,
 };
 use getlood_proto::common::v1::{ChatMessage, Role, Usage};
 use secrecy::SecretString;

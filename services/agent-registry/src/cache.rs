@@ -76,7 +76,12 @@ impl AgentCache {
                 let mut conn = redis.connection().await.map_err(|e| e.to_string())?;
                 let mut pipe = redis::pipe();
                 for key in &keys {
-                    pipe.cmd("SET").arg(format!("{}:{key}", self.redis_prefix)).arg(&bytes).arg("EX").arg(self.ttl.as_secs()).ignore();
+                    pipe.cmd("SET")
+                        .arg(format!("{}:{key}", self.redis_prefix))
+                        .arg(&bytes)
+                        .arg("EX")
+                        .arg(self.ttl.as_secs())
+                        .ignore();
                 }
                 pipe.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
             }
@@ -91,7 +96,8 @@ impl AgentCache {
     pub(crate) async fn invalidate(&self, tenant: &TenantId, id: &str, name: &str) {
         self.invalidate_local(tenant, id, name).await;
         if let Some(redis) = &self.redis {
-            let keys: Vec<String> = keys(tenant, id, name).iter().map(|k| format!("{}:{k}", self.redis_prefix)).collect();
+            let keys: Vec<String> =
+                keys(tenant, id, name).iter().map(|k| format!("{}:{k}", self.redis_prefix)).collect();
             let result: Result<(), String> = async {
                 let mut conn = redis.connection().await.map_err(|e| e.to_string())?;
                 redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.map_err(|e| e.to_string())

@@ -58,7 +58,8 @@ fn encode_token(last: &str) -> String {
 
 fn parse_id(id: &str) -> Result<Uuid, Status> {
     // A malformed id cannot name an agent of this tenant: NOT_FOUND, like any other unknown id.
-    Uuid::parse_str(id).map_err(|_| Status::not_found(format!("agent '{}' not found", id.chars().take(64).collect::<String>())))
+    Uuid::parse_str(id)
+        .map_err(|_| Status::not_found(format!("agent '{}' not found", id.chars().take(64).collect::<String>())))
 }
 
 fn not_found(what: &str) -> Status {
@@ -106,6 +107,25 @@ impl Registry {
         Ok(found)
     }
 
+    /// Writes `event` to the outbox in `tx` and commits: the change and its event, or neither.
+    async fn commit_with_event(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        event: &getlood_events::EventEnvelope,
+    ) -> Result<(), ApiError> {
+        self.outbox.enqueue(&mut tx, Domain::Agent, event).await.map_err(crate::store::db_err)?;
+        tx.commit().await.map_err(crate::store::db_err)
+    }
+
+    /// `agent` compiled with its skills as they are now, for putting MindsDB back after a
+    /// failed commit (best effort: a skills read failure compiles without them).
+    async fn recompiled(&self, tenant: &TenantId, agent: &Agent) -> Agent {
+        let mut agent = agent.clone();
+        let skills = self.store.skills(tenant, &agent.skills).await.unwrap_or_default();
+        compile(&mut agent, &skills);
+        agent
+    }
+
     fn spec(agent: &Agent, api_key: Option<String>) -> AgentSpec {
         let model = agent.model.clone().unwrap_or_default();
         let data = agent.effective_data.clone().unwrap_or_default();
@@ -151,11 +171,7 @@ impl AgentRegistryService for Registry {
                 skills: stored.agent.skills.clone(),
             }),
         );
-        let committed = async {
-            self.outbox.enqueue(&mut tx, Domain::Agent, &event).await.map_err(crate::store::db_err)?;
-            tx.commit().await.map_err(crate::store::db_err)
-        }
-        .await;
+        let committed = self.commit_with_event(tx, &event).await;
         if let Err(err) = committed {
             // No registry row: the MindsDB agent must not outlive it.
             if let Err(undo) = self.backend.delete(&p, &name).await {
@@ -195,7 +211,9 @@ impl AgentRegistryService for Registry {
         let all = paths.is_empty();
         let has = |f: &str| all || paths.iter().any(|p| p == f);
         for path in &paths {
-            if !["name", "description", "model", "skills", "prompt_template", "data", "metadata"].contains(&path.as_str()) {
+            if !["name", "description", "model", "skills", "prompt_template", "data", "metadata"]
+                .contains(&path.as_str())
+            {
                 return Err(Status::invalid_argument(format!("update_mask path '{path}' is not updatable")));
             }
         }
@@ -239,16 +257,10 @@ impl AgentRegistryService for Registry {
                 skills: updated.agent.skills.clone(),
             }),
         );
-        let committed = async {
-            self.outbox.enqueue(&mut tx, Domain::Agent, &event).await.map_err(crate::store::db_err)?;
-            tx.commit().await.map_err(crate::store::db_err)
-        }
-        .await;
+        let committed = self.commit_with_event(tx, &event).await;
         if let Err(err) = committed {
             // Put MindsDB back to the definition the registry still holds.
-            let mut previous = current.agent.clone();
-            let prev_skills = self.store.skills(&p.tenant, &previous.skills).await.unwrap_or_default();
-            compile(&mut previous, &prev_skills);
+            let previous = self.recompiled(&p.tenant, &current.agent).await;
             if let Err(undo) = self.backend.update(&p, &current.mindsdb_name, &Self::spec(&previous, None)).await {
                 tracing::error!(agent_id = %id, error = %undo, "mindsdb agent diverged after failed commit");
             }
@@ -283,16 +295,10 @@ impl AgentRegistryService for Registry {
                 version: current.agent.version,
             }),
         );
-        let committed = async {
-            self.outbox.enqueue(&mut tx, Domain::Agent, &event).await.map_err(crate::store::db_err)?;
-            tx.commit().await.map_err(crate::store::db_err)
-        }
-        .await;
+        let committed = self.commit_with_event(tx, &event).await;
         if let Err(err) = committed {
             // The row survives, so its MindsDB agent must come back.
-            let mut previous = current.agent.clone();
-            let prev_skills = self.store.skills(&p.tenant, &previous.skills).await.unwrap_or_default();
-            compile(&mut previous, &prev_skills);
+            let previous = self.recompiled(&p.tenant, &current.agent).await;
             if let Err(undo) = self.backend.create(&p, &current.mindsdb_name, &Self::spec(&previous, None)).await {
                 tracing::error!(agent_id = %id, error = %undo, "registry row without mindsdb agent after failed commit");
             }
@@ -434,12 +440,9 @@ impl AgentRegistryService for Registry {
     async fn get_skill(&self, req: Request<GetSkillRequest>) -> Result<Response<GetSkillResponse>, Status> {
         let p = principal(&req)?;
         let name = req.into_inner().name;
-        let skill = self
-            .store
-            .skills(&p.tenant, std::slice::from_ref(&name))
-            .await?
-            .pop()
-            .ok_or_else(|| Status::not_found(format!("skill '{}' not found", name.chars().take(64).collect::<String>())))?;
+        let skill = self.store.skills(&p.tenant, std::slice::from_ref(&name)).await?.pop().ok_or_else(|| {
+            Status::not_found(format!("skill '{}' not found", name.chars().take(64).collect::<String>()))
+        })?;
         Ok(Response::new(GetSkillResponse { skill: Some(skill) }))
     }
 
@@ -452,7 +455,10 @@ impl AgentRegistryService for Registry {
         let more = skills.len() as i64 > limit;
         skills.truncate(limit as usize);
         let next = if more { skills.last().map(|s| encode_token(&s.name)).unwrap_or_default() } else { String::new() };
-        Ok(Response::new(ListSkillsResponse { skills, page: Some(PageResponse { next_page_token: next, ..Default::default() }) }))
+        Ok(Response::new(ListSkillsResponse {
+            skills,
+            page: Some(PageResponse { next_page_token: next, ..Default::default() }),
+        }))
     }
 
     async fn delete_skill(&self, req: Request<DeleteSkillRequest>) -> Result<Response<DeleteSkillResponse>, Status> {
@@ -460,7 +466,9 @@ impl AgentRegistryService for Registry {
         let req = req.into_inner();
         match self.store.delete_skill(&p.tenant, &req.name, req.expected_version).await? {
             Ok(true) => Ok(Response::new(DeleteSkillResponse { name: req.name })),
-            Ok(false) => Err(Status::not_found(format!("skill '{}' not found", req.name.chars().take(64).collect::<String>()))),
+            Ok(false) => {
+                Err(Status::not_found(format!("skill '{}' not found", req.name.chars().take(64).collect::<String>())))
+            }
             Err(users) => Err(Status::failed_precondition(format!(
                 "skill '{}' is used by agents: {}",
                 req.name,

@@ -9,10 +9,8 @@ mod grpc;
 mod model;
 mod store;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use getlood_auth::Verifier;
 use getlood_config::{ConfigError, Validate};
 use getlood_events::{EventBus, Outbox};
 use getlood_mindsdb::MindsdbClient;
@@ -82,13 +80,13 @@ pub fn default_config() -> Config {
 
 /// Runs the service on `listeners` until `shutdown` is cancelled.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
-    let verifier = Arc::new(Verifier::new(&config.auth)?);
+    let tracker = TaskTracker::new();
+    let verifier = getlood_server::verifier(&config.auth, &tracker, shutdown.clone()).await?;
     let infra = Infra::start(SPEC, &config, Some(&MIGRATOR)).await?;
     let (Some(pool), Some(nats)) = (infra.postgres.clone(), infra.nats.clone()) else {
         return Err(Error::Serve("agent-registry needs postgres and nats".to_owned()));
     };
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
-    let tracker = TaskTracker::new();
 
     let bus = EventBus::new(nats.clone(), &config.nats.subject_prefix);
     // Streams are created lazily by whichever replica gets there first; a NATS outage at start
@@ -99,7 +97,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let outbox = Outbox::new(pool.clone());
     outbox.spawn_relay(bus, config.app.outbox_poll, &tracker, shutdown.clone());
 
-    let cache = cache::AgentCache::new(infra.redis.clone(), &config.redis.key_prefix, config.app.cache_ttl, config.app.cache_capacity);
+    let cache = cache::AgentCache::new(
+        infra.redis.clone(),
+        &config.redis.key_prefix,
+        config.app.cache_ttl,
+        config.app.cache_capacity,
+    );
     cache
         .spawn_invalidation(nats, &config.nats.subject_prefix, &tracker, shutdown.clone())
         .await

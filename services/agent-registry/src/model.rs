@@ -40,10 +40,7 @@ pub(crate) fn check_data_ref(kind: &str, reference: &str) -> Result<(), ApiError
             truncate(reference)
         )))
     } else {
-        Err(ApiError::invalid_argument(format!(
-            "{kind} '{}' is invalid: use [a-z_][a-z0-9_]*",
-            truncate(reference)
-        )))
+        Err(ApiError::invalid_argument(format!("{kind} '{}' is invalid: use [a-z_][a-z0-9_]*", truncate(reference))))
     }
 }
 
@@ -205,7 +202,12 @@ mod tests {
             ..Default::default()
         };
         let skills = vec![
-            Skill { name: "ui-generation".into(), prompt_fragment: "Propose windows.".into(), tables: vec!["t1".into(), "t2".into()], ..Default::default() },
+            Skill {
+                name: "ui-generation".into(),
+                prompt_fragment: "Propose windows.".into(),
+                tables: vec!["t1".into(), "t2".into()],
+                ..Default::default()
+            },
             Skill { name: "data-analysis".into(), knowledge_bases: vec!["kb".into()], ..Default::default() },
         ];
         compile(&mut agent, &skills);

@@ -198,7 +198,11 @@ impl Store {
     }
 
     /// Reads one agent.
-    pub(crate) async fn get_agent(&self, tenant: &TenantId, selector: &Selector) -> Result<Option<StoredAgent>, ApiError> {
+    pub(crate) async fn get_agent(
+        &self,
+        tenant: &TenantId,
+        selector: &Selector,
+    ) -> Result<Option<StoredAgent>, ApiError> {
         let row = match selector {
             Selector::Id(id) => {
                 let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 AND id = $2");
@@ -412,16 +416,14 @@ impl Store {
         if !users.is_empty() {
             return Ok(Err(users.into_iter().map(|(n,)| n).collect()));
         }
-        let deleted = sqlx::query(
-            "DELETE FROM skills WHERE tenant_id = $1 AND name = $2 AND ($3 = 0 OR version = $3)",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+        let deleted = sqlx::query("DELETE FROM skills WHERE tenant_id = $1 AND name = $2 AND ($3 = 0 OR version = $3)")
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
         tx.commit().await.map_err(db_err)?;
         Ok(Ok(deleted == 1))
     }

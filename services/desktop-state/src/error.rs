@@ -96,7 +96,9 @@ impl From<Error> for Status {
                 tracing::error!(error = %m, "internal error");
                 (Code::Internal, DetailCode::Internal, "internal error".to_owned())
             }
-            Error::InvalidArgument { message, .. } => (Code::InvalidArgument, DetailCode::InvalidArgument, message.clone()),
+            Error::InvalidArgument { message, .. } => {
+                (Code::InvalidArgument, DetailCode::InvalidArgument, message.clone())
+            }
             Error::NotFound(m) => (Code::NotFound, DetailCode::NotFound, m.clone()),
             Error::ResourceExhausted(m) => (Code::ResourceExhausted, DetailCode::RateLimited, m.clone()),
         };

@@ -1,47 +1,143 @@
-//! GETLOOD desktop-state: Desktops, windows and focus stacks, persisted and synced in real time.
+//! GETLOOD desktop-state: each user's desktops, their windows (app, title, geometry, z-order,
+//! state) and focus stacks, persisted in this service's Postgres schema. Every change commits
+//! with its `window.*` / `desktop.*` event in a transactional outbox (entity id = desktop id),
+//! relayed to JetStream for the clients of that desktop.
 //!
-//! Serves gRPC health and reflection and the HTTP admin routes; its v1 API
-//! (`getlood.desktop_state.v1`) is not served yet, so calls to it return `UNIMPLEMENTED`.
+//! Moves from dragging are coalesced ([`coalescer`]) and flushed on shutdown; each tenant's
+//! windows are readable by that tenant's MindsDB agents through the Database adapter
+//! ([`tables`]).
 
-use getlood_server::{Infra, Listeners, Needs, NoSettings, ServiceConfig, ServiceSpec};
+pub mod coalescer;
+pub mod error;
+mod model;
+mod service;
+mod store;
+pub mod tables;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use getlood_auth::Verifier;
+use getlood_config::{ConfigError, Validate};
+use getlood_events::{EventBus, Outbox};
+use getlood_mindsdb::MindsdbClient;
+use getlood_proto::desktop_state::v1::desktop_state_service_server::DesktopStateServiceServer;
+use getlood_server::{Error, Infra, Listeners, Needs, ServiceConfig, ServiceSpec};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use error::{Error as DesktopError, Result};
+pub use tables::AgentTablesSettings;
+
 /// Name and dependencies of the service.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "desktop-state",
-    needs: Needs {
-        postgres: true,
-        redis: false,
-        nats: true,
-    },
-};
+pub const SPEC: ServiceSpec =
+    ServiceSpec { name: "desktop-state", needs: Needs { postgres: true, redis: false, nats: true } };
+
+/// The service's Postgres migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// desktop-state settings (`GETLOOD_DESKTOP_STATE_APP__*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DesktopSettings {
+    /// How often coalesced moves are written. With the write itself it must stay under the
+    /// 500 ms the API promises, hence the 400 ms ceiling.
+    #[serde(with = "humantime_serde")]
+    pub coalesce_interval: Duration,
+    /// How often the outbox relay looks for unpublished events without being woken.
+    #[serde(with = "humantime_serde")]
+    pub outbox_poll: Duration,
+    /// Windows one desktop may hold.
+    pub max_windows_per_desktop: u32,
+    /// The tenants' windows as MindsDB tables.
+    pub agent_tables: AgentTablesSettings,
+}
+
+impl Default for DesktopSettings {
+    fn default() -> Self {
+        Self {
+            coalesce_interval: Duration::from_millis(100),
+            outbox_poll: Duration::from_secs(1),
+            max_windows_per_desktop: 200,
+            agent_tables: AgentTablesSettings::default(),
+        }
+    }
+}
+
+impl Validate for DesktopSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.coalesce_interval.is_zero() || self.coalesce_interval > Duration::from_millis(400) {
+            return Err(ConfigError::invalid("app.coalesce_interval", "must be between 1ms and 400ms"));
+        }
+        if self.outbox_poll.is_zero() {
+            return Err(ConfigError::invalid("app.outbox_poll", "must be greater than zero"));
+        }
+        if self.max_windows_per_desktop == 0 {
+            return Err(ConfigError::invalid("app.max_windows_per_desktop", "must be at least 1"));
+        }
+        if getlood_mindsdb::Ident::new(&self.agent_tables.integration).is_err() {
+            return Err(ConfigError::invalid("app.agent_tables.integration", "must match [a-z_][a-z0-9_]{0,62}"));
+        }
+        Ok(())
+    }
+}
 
 /// The service's configuration.
-pub type Config = ServiceConfig<NoSettings>;
+pub type Config = ServiceConfig<DesktopSettings>;
 
 /// Defaults: HTTP on :8082, gRPC on :9092, Postgres schema `desktop_state`.
 pub fn default_config() -> Config {
     ServiceConfig::with_ports(8082, 9092, "desktop_state")
 }
 
-/// Runs the service on `listeners` until `shutdown` is cancelled.
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: CancellationToken,
-) -> getlood_server::Result<()> {
-    let infra = Infra::start(SPEC, &config, None).await?;
-    let grpc = tonic::service::Routes::default();
-    getlood_server::serve(
-        SPEC,
-        &config,
-        infra,
-        listeners,
-        grpc,
-        axum::Router::new(),
-        shutdown,
-        TaskTracker::new(),
+/// Runs the service on `listeners` until `shutdown` is cancelled. On shutdown the coalesced
+/// moves are written before this returns.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
+    let verifier = Arc::new(Verifier::new(&config.auth)?);
+    let infra = Infra::start(SPEC, &config, Some(&MIGRATOR)).await?;
+    let (Some(pool), Some(nats)) = (infra.postgres.clone(), infra.nats.clone()) else {
+        return Err(Error::Serve("desktop-state needs postgres and nats".to_owned()));
+    };
+    let tracker = TaskTracker::new();
+
+    let bus = EventBus::new(nats, &config.nats.subject_prefix);
+    // Streams are created lazily by whichever service gets there first; a NATS outage at start
+    // only delays the outbox relay, which retries.
+    if let Err(err) = bus.ensure_streams().await {
+        tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
+    }
+    let outbox = Outbox::new(pool.clone());
+    outbox.spawn_relay(bus.clone(), config.app.outbox_poll, &tracker, shutdown.clone());
+
+    let coalescer = coalescer::Coalescer::new(pool.clone(), outbox.clone());
+    coalescer.spawn(config.app.coalesce_interval, bus, &tracker, shutdown.clone());
+
+    let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
+    let tables = tables::AgentTables::new(
+        &config.app.agent_tables,
+        &config.postgres.url,
+        &config.postgres.schema,
+        pool.clone(),
+        mindsdb,
+        tracker.clone(),
+        shutdown.clone(),
     )
-    .await
+    .map_err(|e| Error::Serve(format!("agent tables: {e}")))?;
+    if let Some(tables) = &tables {
+        tables.resume_in_background();
+    }
+
+    let desktops = service::Desktops {
+        pool,
+        outbox,
+        coalescer,
+        tables,
+        max_windows: i64::from(config.app.max_windows_per_desktop),
+    };
+    let grpc = tonic::service::Routes::new(DesktopStateServiceServer::with_interceptor(
+        desktops,
+        getlood_server::authenticate(verifier),
+    ));
+    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, tracker).await
 }

@@ -5,7 +5,7 @@ async fn main() -> std::process::ExitCode {
     getlood_server::cli::main(
         getlood_desktop_state::SPEC,
         getlood_desktop_state::default_config(),
-        None,
+        Some(&getlood_desktop_state::MIGRATOR),
         getlood_desktop_state::run,
     )
     .await

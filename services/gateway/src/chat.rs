@@ -14,9 +14,7 @@ use getlood_auth::Principal;
 use getlood_common::{ApiError, ErrorCode};
 use getlood_proto::agent_registry::v1::{GetAgentRequest, get_agent_request};
 use getlood_proto::common::v1::{ErrorCode as ProtoErrorCode, ErrorDetail};
-use getlood_proto::pipeline::v1::{
-    Clarification, ExecuteRequest, ExecuteResponse, Turn, execute_response,
-};
+use getlood_proto::pipeline::v1::{Clarification, ExecuteRequest, ExecuteResponse, Turn, execute_response};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -53,14 +51,11 @@ pub(crate) fn upstream_error(service: &str, status: tonic::Status) -> ApiError {
     match status.code() {
         tonic::Code::Unavailable => {
             tracing::warn!(service, error = %status.message(), "upstream unavailable");
-            ApiError::unavailable(format!(
-                "the {service} service is unavailable, retry shortly"
-            ))
+            ApiError::unavailable(format!("the {service} service is unavailable, retry shortly"))
         }
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => ApiError::new(
-            ErrorCode::DeadlineExceeded,
-            format!("the {service} service did not answer in time"),
-        ),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            ApiError::new(ErrorCode::DeadlineExceeded, format!("the {service} service did not answer in time"))
+        }
         _ => ApiError::from(status),
     }
 }
@@ -81,11 +76,8 @@ fn detail_to_error(detail: &ErrorDetail) -> ApiError {
         ProtoErrorCode::DeadlineExceeded | ProtoErrorCode::Cancelled => ErrorCode::DeadlineExceeded,
         ProtoErrorCode::Internal | ProtoErrorCode::Unspecified => ErrorCode::Internal,
     };
-    let message = if detail.message.is_empty() {
-        "the chat pipeline failed".to_owned()
-    } else {
-        detail.message.clone()
-    };
+    let message =
+        if detail.message.is_empty() { "the chat pipeline failed".to_owned() } else { detail.message.clone() };
     ApiError::new(code, message)
 }
 
@@ -102,22 +94,10 @@ pub(crate) async fn start(
         ModelChoice::Auto => None,
         ModelChoice::Agent(name) => {
             // Resolved in the caller's tenant: another tenant's agent is just as unknown.
-            let req = GetAgentRequest {
-                selector: Some(get_agent_request::Selector::Name(name.clone())),
-            };
-            match state
-                .upstreams
-                .agent_registry()
-                .get_agent(upstream::request(principal, request_id, req))
-                .await
-            {
+            let req = GetAgentRequest { selector: Some(get_agent_request::Selector::Name(name.clone())) };
+            match state.upstreams.agent_registry().get_agent(upstream::request(principal, request_id, req)).await {
                 Ok(_) => Some(name.clone()),
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        tonic::Code::NotFound | tonic::Code::InvalidArgument
-                    ) =>
-                {
+                Err(status) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => {
                     return Err(ApiError::invalid_argument(format!(
                         "model '{name}' does not exist: use one of GET /v1/models, or 'getlood' for automatic selection"
                     )));
@@ -132,10 +112,7 @@ pub(crate) async fn start(
         agent_name,
         desktop_id: input.desktop_id.clone(),
         client_request_id: input.client_request_id.clone(),
-        metadata: std::collections::HashMap::from([(
-            "model".to_owned(),
-            input.model_label.clone(),
-        )]),
+        metadata: std::collections::HashMap::from([("model".to_owned(), input.model_label.clone())]),
     };
     let stream = state
         .upstreams
@@ -144,11 +121,7 @@ pub(crate) async fn start(
         .await
         .map_err(|status| upstream_error("pipeline", status))?
         .into_inner();
-    Ok(events(
-        stream,
-        state.settings.chat_idle_timeout,
-        state.settings.chat_total_timeout,
-    ))
+    Ok(events(stream, state.settings.chat_idle_timeout, state.settings.chat_total_timeout))
 }
 
 struct Run {
@@ -194,10 +167,7 @@ fn events(inner: tonic::Streaming<ExecuteResponse>, idle: Duration, total: Durat
                         format!("the chat pipeline sent nothing for {:?}", run.idle)
                     };
                     tracing::warn!(%message, "chat stream timed out");
-                    return Some((
-                        ChatEvent::Failed(ApiError::new(ErrorCode::DeadlineExceeded, message)),
-                        run,
-                    ));
+                    return Some((ChatEvent::Failed(ApiError::new(ErrorCode::DeadlineExceeded, message)), run));
                 }
                 Ok(Err(status)) => {
                     run.finished = true;
@@ -207,9 +177,9 @@ fn events(inner: tonic::Streaming<ExecuteResponse>, idle: Duration, total: Durat
                         | tonic::Code::Unknown
                         | tonic::Code::Internal
                         | tonic::Code::Unavailable
-                        | tonic::Code::Cancelled => ApiError::unavailable(
-                            "the chat pipeline stream broke before the answer was complete",
-                        ),
+                        | tonic::Code::Cancelled => {
+                            ApiError::unavailable("the chat pipeline stream broke before the answer was complete")
+                        }
                         _ => ApiError::from(status),
                     };
                     return Some((ChatEvent::Failed(err), run));
@@ -218,9 +188,7 @@ fn events(inner: tonic::Streaming<ExecuteResponse>, idle: Duration, total: Durat
                     run.finished = true;
                     tracing::warn!("chat stream ended without a result");
                     return Some((
-                        ChatEvent::Failed(ApiError::unavailable(
-                            "the chat pipeline ended the stream without a result",
-                        )),
+                        ChatEvent::Failed(ApiError::unavailable("the chat pipeline ended the stream without a result")),
                         run,
                     ));
                 }
@@ -250,10 +218,7 @@ fn events(inner: tonic::Streaming<ExecuteResponse>, idle: Duration, total: Durat
                         run.pending.push_back(ChatEvent::Delta(turn.answer.clone()));
                     }
                     let clarification = run.clarification.take();
-                    run.pending.push_back(ChatEvent::Done(Box::new(Finished {
-                        turn,
-                        clarification,
-                    })));
+                    run.pending.push_back(ChatEvent::Done(Box::new(Finished { turn, clarification })));
                 }
                 Some(execute_response::Event::Error(detail)) => {
                     run.finished = true;
@@ -288,13 +253,7 @@ pub(crate) async fn chat_completions(
     let id = openai::completion_id();
     let created = openai::now_unix();
     if input.stream {
-        stream_response(
-            events,
-            id,
-            created,
-            input,
-            state.settings.sse_heartbeat_interval,
-        )
+        stream_response(events, id, created, input, state.settings.sse_heartbeat_interval)
     } else {
         collect_response(events, &id, created, &input.model_label).await
     }
@@ -321,22 +280,14 @@ async fn collect_response(mut events: ChatEvents, id: &str, created: u64, model:
         }
     }
     // `events` always ends with Done or Failed; this is a defensive fallback.
-    openai::error_response(&ApiError::unavailable(
-        "the chat pipeline ended the stream without a result",
-    ))
+    openai::error_response(&ApiError::unavailable("the chat pipeline ended the stream without a result"))
 }
 
 fn data(value: &serde_json::Value) -> Event {
     Event::default().data(value.to_string())
 }
 
-fn stream_response(
-    events: ChatEvents,
-    id: String,
-    created: u64,
-    input: ChatInput,
-    heartbeat: Duration,
-) -> Response {
+fn stream_response(events: ChatEvents, id: String, created: u64, input: ChatInput, heartbeat: Duration) -> Response {
     let model = input.model_label;
     let include_usage = input.include_usage;
     let with_usage_null = move |mut chunk: serde_json::Value| {
@@ -355,32 +306,17 @@ fn stream_response(
     )));
     let rest = events.flat_map(move |event| {
         let out: Vec<Event> = match event {
-            ChatEvent::Delta(text) => vec![data(&with_usage_null(openai::chunk_json(
-                &id,
-                created,
-                &model,
-                json!({"content": text}),
-                None,
-            )))],
+            ChatEvent::Delta(text) => {
+                vec![data(&with_usage_null(openai::chunk_json(&id, created, &model, json!({"content": text}), None)))]
+            }
             ChatEvent::Heartbeat => vec![Event::default().comment("keep-alive")],
             ChatEvent::Done(finished) => {
                 let extras = openai::extras_json(&finished.turn, finished.clarification.as_ref());
-                let mut last = with_usage_null(openai::chunk_json(
-                    &id,
-                    created,
-                    &model,
-                    json!({}),
-                    Some("stop"),
-                ));
+                let mut last = with_usage_null(openai::chunk_json(&id, created, &model, json!({}), Some("stop")));
                 let mut out = Vec::new();
                 if include_usage {
                     out.push(data(&last));
-                    last = openai::usage_chunk_json(
-                        &id,
-                        created,
-                        &model,
-                        finished.turn.usage.as_ref(),
-                    );
+                    last = openai::usage_chunk_json(&id, created, &model, finished.turn.usage.as_ref());
                 }
                 // The GETLOOD extras ride on the last chunk only.
                 if let Some(obj) = last.as_object_mut() {
@@ -390,23 +326,17 @@ fn stream_response(
                 out.push(Event::default().data("[DONE]"));
                 out
             }
-            ChatEvent::Failed(err) => vec![
-                data(&json!({"error": openai::error_object(&err)})),
-                Event::default().data("[DONE]"),
-            ],
+            ChatEvent::Failed(err) => {
+                vec![data(&json!({"error": openai::error_object(&err)})), Event::default().data("[DONE]")]
+            }
         };
         futures::stream::iter(out)
     });
-    let stream = futures::stream::once(async move { first })
-        .chain(rest)
-        .map(Ok::<_, Infallible>);
+    let stream = futures::stream::once(async move { first }).chain(rest).map(Ok::<_, Infallible>);
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("keep-alive"));
     let mut response = sse.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-cache"),
-    );
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
     // Stops nginx-style proxies from buffering the stream.
     headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
     response

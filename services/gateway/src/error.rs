@@ -31,12 +31,9 @@ impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         match err {
             // The store being down is a dependency outage the client may retry, not a bug.
-            Error::RateLimitStore(_)
-            | Error::RateLimitStoreMissing
-            | Error::RateLimitStoreTimeout => ApiError::new(
-                ErrorCode::Unavailable,
-                "rate limiting is temporarily unavailable, retry shortly",
-            ),
+            Error::RateLimitStore(_) | Error::RateLimitStoreMissing | Error::RateLimitStoreTimeout => {
+                ApiError::new(ErrorCode::Unavailable, "rate limiting is temporarily unavailable, retry shortly")
+            }
             Error::UpstreamUrl { .. } => ApiError::internal(&err),
         }
     }

@@ -33,17 +33,13 @@ pub(crate) fn rejection_to_error(rejection: &JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::invalid_argument(
-            "request body must be JSON with 'content-type: application/json'",
-        ),
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::invalid_argument(format!("malformed JSON: {}", e.body_text()))
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::invalid_argument("request body must be JSON with 'content-type: application/json'")
         }
+        JsonRejection::JsonSyntaxError(e) => ApiError::invalid_argument(format!("malformed JSON: {}", e.body_text())),
         JsonRejection::JsonDataError(e) => {
             ApiError::invalid_argument(format!("invalid request body: {}", e.body_text()))
         }
-        other => {
-            ApiError::invalid_argument(format!("cannot read request body: {}", other.body_text()))
-        }
+        other => ApiError::invalid_argument(format!("cannot read request body: {}", other.body_text())),
     }
 }

@@ -8,9 +8,8 @@ use getlood_common::ApiError;
 use getlood_proto::common::v1::{ErrorDetail, Role};
 use getlood_proto::gateway::v1::gateway_service_server::{GatewayService, GatewayServiceServer};
 use getlood_proto::gateway::v1::{
-    ChatCompletionChunk, ChatCompletionHeartbeat, ChatCompletionRequest, ChatCompletionResponse,
-    GetloodExtras, ListModelsRequest, ListModelsResponse, Model, WhoAmIRequest, WhoAmIResponse,
-    chat_completion_response,
+    ChatCompletionChunk, ChatCompletionHeartbeat, ChatCompletionRequest, ChatCompletionResponse, GetloodExtras,
+    ListModelsRequest, ListModelsResponse, Model, WhoAmIRequest, WhoAmIResponse, chat_completion_response,
 };
 use tonic::{Request, Response, Status};
 
@@ -28,10 +27,7 @@ pub(crate) fn routes(state: AppState) -> tonic::service::Routes {
         req.extensions_mut().insert(principal);
         Ok(req)
     };
-    tonic::service::Routes::new(GatewayServiceServer::with_interceptor(
-        Gateway { issuer, state },
-        interceptor,
-    ))
+    tonic::service::Routes::new(GatewayServiceServer::with_interceptor(Gateway { issuer, state }, interceptor))
 }
 
 struct Gateway {
@@ -65,20 +61,14 @@ fn timestamp_now() -> prost_types::Timestamp {
 
 fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
     // The interceptor always inserts it; its absence would be a wiring bug, not a client error.
-    req.extensions()
-        .get::<Principal>()
-        .ok_or_else(|| Status::unauthenticated("missing bearer token"))
+    req.extensions().get::<Principal>().ok_or_else(|| Status::unauthenticated("missing bearer token"))
 }
 
-type ChatStream =
-    Pin<Box<dyn futures::Stream<Item = Result<ChatCompletionResponse, Status>> + Send>>;
+type ChatStream = Pin<Box<dyn futures::Stream<Item = Result<ChatCompletionResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl GatewayService for Gateway {
-    async fn who_am_i(
-        &self,
-        req: Request<WhoAmIRequest>,
-    ) -> Result<Response<WhoAmIResponse>, Status> {
+    async fn who_am_i(&self, req: Request<WhoAmIRequest>) -> Result<Response<WhoAmIResponse>, Status> {
         let p = principal(&req)?;
         Ok(Response::new(WhoAmIResponse {
             tenant_id: p.tenant.to_string(),
@@ -108,11 +98,7 @@ impl GatewayService for Gateway {
         }
         let input = ChatInput {
             model: openai::model_choice(&body.model),
-            model_label: if body.model.is_empty() {
-                "getlood".to_owned()
-            } else {
-                body.model.clone()
-            },
+            model_label: if body.model.is_empty() { "getlood".to_owned() } else { body.model.clone() },
             messages: body.messages,
             stream: true,
             include_usage: true,
@@ -120,9 +106,7 @@ impl GatewayService for Gateway {
             desktop_id: body.desktop_id,
             client_request_id: body.request_id,
         };
-        let events = chat::start(&self.state, &p, None, &input)
-            .await
-            .map_err(Status::from)?;
+        let events = chat::start(&self.state, &p, None, &input).await.map_err(Status::from)?;
         let id = openai::completion_id();
         let created = Some(timestamp_now());
         let model = input.model_label;
@@ -138,11 +122,9 @@ impl GatewayService for Gateway {
         let rest = events.map(move |event| {
             let item = match event {
                 ChatEvent::Delta(text) => chat_completion_response::Item::Chunk(chunk(0, text)),
-                ChatEvent::Heartbeat => {
-                    chat_completion_response::Item::Heartbeat(ChatCompletionHeartbeat {
-                        sent_at: Some(timestamp_now()),
-                    })
-                }
+                ChatEvent::Heartbeat => chat_completion_response::Item::Heartbeat(ChatCompletionHeartbeat {
+                    sent_at: Some(timestamp_now()),
+                }),
                 ChatEvent::Done(finished) => {
                     let turn = finished.turn;
                     let mut last = chunk(0, String::new());
@@ -170,22 +152,15 @@ impl GatewayService for Gateway {
             Ok(ChatCompletionResponse { item: Some(item) })
         });
         let stream = futures::stream::once(async move {
-            Ok(ChatCompletionResponse {
-                item: Some(chat_completion_response::Item::Chunk(first)),
-            })
+            Ok(ChatCompletionResponse { item: Some(chat_completion_response::Item::Chunk(first)) })
         })
         .chain(rest);
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn list_models(
-        &self,
-        req: Request<ListModelsRequest>,
-    ) -> Result<Response<ListModelsResponse>, Status> {
+    async fn list_models(&self, req: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
         let p = principal(&req)?.clone();
-        let agents = registry_api::models(&self.state, &p, None)
-            .await
-            .map_err(Status::from)?;
+        let agents = registry_api::models(&self.state, &p, None).await.map_err(Status::from)?;
         let mut models = vec![Model {
             id: "getlood".to_owned(),
             owned_by: "getlood".to_owned(),
@@ -194,11 +169,7 @@ impl GatewayService for Gateway {
         }];
         models.extend(agents.into_iter().map(|a| Model {
             id: a.name,
-            owned_by: if a.owner.is_empty() {
-                "getlood".to_owned()
-            } else {
-                a.owner
-            },
+            owned_by: if a.owner.is_empty() { "getlood".to_owned() } else { a.owner },
             created: a.created_at,
             description: a.description,
         }));

@@ -27,52 +27,29 @@ pub fn router(state: AppState) -> Router {
     let plain = Router::new()
         .route("/api/v1/me", get(me))
         .route("/v1/models", get(registry_api::list_models))
-        .route(
-            "/api/v1/agents",
-            get(registry_api::list_agents).post(registry_api::create_agent),
-        )
+        .route("/api/v1/agents", get(registry_api::list_agents).post(registry_api::create_agent))
         .route(
             "/api/v1/agents/{id}",
-            get(registry_api::get_agent)
-                .put(registry_api::update_agent)
-                .delete(registry_api::delete_agent),
+            get(registry_api::get_agent).put(registry_api::update_agent).delete(registry_api::delete_agent),
         )
-        .route(
-            "/api/v1/skills",
-            get(registry_api::list_skills).post(registry_api::create_skill),
-        )
-        .route(
-            "/api/v1/skills/{name}",
-            get(registry_api::get_skill).delete(registry_api::delete_skill),
-        )
+        .route("/api/v1/skills", get(registry_api::list_skills).post(registry_api::create_skill))
+        .route("/api/v1/skills/{name}", get(registry_api::get_skill).delete(registry_api::delete_skill))
         // Plain requests only: the deadline answers 408 rather than holding a connection.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            settings.http_request_timeout,
-        ));
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.http_request_timeout));
     let streaming = Router::new().route(
         "/v1/chat/completions",
         // Limits count after auth (route layers run inside the router's route_layer below),
         // and the headers land on every response of the route, SSE included.
-        post(chat::chat_completions).route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit::limit_chat,
-        )),
+        post(chat::chat_completions)
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_chat)),
     );
-    let api = plain
-        .merge(streaming)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            require_auth,
-        ));
+    let api = plain.merge(streaming).route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
 
     api.fallback(not_found).with_state(state).layer(
         // Outermost first.
         ServiceBuilder::new()
             // Tokens must never reach a log line, whatever layer logs headers later.
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                http::header::AUTHORIZATION,
-            ]))
+            .layer(SetSensitiveRequestHeadersLayer::new([http::header::AUTHORIZATION]))
             // The id exists before the span is made, so every log line of the request carries it.
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(make_span))
@@ -80,18 +57,12 @@ pub fn router(state: AppState) -> Router {
             .layer(PropagateRequestIdLayer::x_request_id())
             // The extractors enforce it while buffering, and `ApiJson` turns the refusal into a
             // JSON 413 instead of axum's plain-text one.
-            .layer(axum::extract::DefaultBodyLimit::max(
-                settings.max_body_bytes,
-            )),
+            .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes)),
     )
 }
 
 fn make_span(req: &Request) -> tracing::Span {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let span = tracing::info_span!(
         "gateway.http",
         method = %req.method(),
@@ -122,8 +93,5 @@ async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        format!("no route for {} {}", req.method(), req.uri().path()),
-    )
+    ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.uri().path()))
 }

@@ -30,14 +30,8 @@ pub use rate_limit::{RateLimiter, StoreErrorPolicy};
 pub use upstream::Upstreams;
 
 /// Name and dependencies of the gateway: Redis for rate limits and caches, NATS for audit events.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "gateway",
-    needs: Needs {
-        postgres: false,
-        redis: true,
-        nats: true,
-    },
-};
+pub const SPEC: ServiceSpec =
+    ServiceSpec { name: "gateway", needs: Needs { postgres: false, redis: true, nats: true } };
 
 /// Gateway-specific settings (`GETLOOD_GATEWAY_APP__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,16 +95,10 @@ impl Default for GatewaySettings {
 impl Validate for GatewaySettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError::invalid(
-                "app.max_body_bytes",
-                "must be at least 1024",
-            ));
+            return Err(ConfigError::invalid("app.max_body_bytes", "must be at least 1024"));
         }
         if self.chat_rate_limit_per_minute == 0 {
-            return Err(ConfigError::invalid(
-                "app.chat_rate_limit_per_minute",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid("app.chat_rate_limit_per_minute", "must be at least 1"));
         }
         for tenant in self.tenant_rate_limit_overrides.keys() {
             if getlood_auth::TenantId::parse(tenant).is_err() {
@@ -122,18 +110,9 @@ impl Validate for GatewaySettings {
         }
         for (key, value) in [
             ("app.http_request_timeout", self.http_request_timeout),
-            (
-                "app.rate_limit_store_timeout",
-                self.rate_limit_store_timeout,
-            ),
-            (
-                "app.upstream_connect_timeout",
-                self.upstream_connect_timeout,
-            ),
-            (
-                "app.upstream_request_timeout",
-                self.upstream_request_timeout,
-            ),
+            ("app.rate_limit_store_timeout", self.rate_limit_store_timeout),
+            ("app.upstream_connect_timeout", self.upstream_connect_timeout),
+            ("app.upstream_request_timeout", self.upstream_request_timeout),
             ("app.chat_idle_timeout", self.chat_idle_timeout),
             ("app.chat_total_timeout", self.chat_total_timeout),
             ("app.sse_heartbeat_interval", self.sse_heartbeat_interval),
@@ -170,52 +149,20 @@ pub struct AppState {
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled.
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: CancellationToken,
-) -> getlood_server::Result<()> {
-    let verifier = Arc::new(Verifier::new(&config.auth)?);
-    if config
-        .auth
-        .hs256_secret
-        .as_ref()
-        .is_some_and(|s| s.expose_secret() == getlood_auth::DEV_HS256_SECRET)
-    {
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
+    let tracker = TaskTracker::new();
+    let verifier = getlood_server::verifier(&config.auth, &tracker, shutdown.clone()).await?;
+    if config.auth.hs256_secret.as_ref().is_some_and(|s| s.expose_secret() == getlood_auth::DEV_HS256_SECRET) {
         tracing::warn!(
             "auth uses the built-in development secret; set GETLOOD_GATEWAY_AUTH__HS256_SECRET or public keys in production"
         );
     }
     let infra = Infra::start(SPEC, &config, None).await?;
     let settings = Arc::new(config.app.clone());
-    let upstreams = Upstreams::connect_lazy(&config.services, &settings).map_err(|e| {
-        getlood_server::Error::Url {
-            what: "upstream service",
-            message: e.to_string(),
-        }
-    })?;
-    let limiter = RateLimiter::new(
-        infra.redis.clone(),
-        &config.redis.key_prefix,
-        settings.clone(),
-    );
-    let state = AppState {
-        verifier: verifier.clone(),
-        infra: infra.clone(),
-        settings,
-        upstreams,
-        limiter,
-    };
+    let upstreams = Upstreams::connect_lazy(&config.services, &settings)
+        .map_err(|e| getlood_server::Error::Url { what: "upstream service", message: e.to_string() })?;
+    let limiter = RateLimiter::new(infra.redis.clone(), &config.redis.key_prefix, settings.clone());
+    let state = AppState { verifier: verifier.clone(), infra: infra.clone(), settings, upstreams, limiter };
     let grpc = grpc::routes(state.clone());
-    getlood_server::serve(
-        SPEC,
-        &config,
-        infra,
-        listeners,
-        grpc,
-        router(state),
-        shutdown,
-        TaskTracker::new(),
-    )
-    .await
+    getlood_server::serve(SPEC, &config, infra, listeners, grpc, router(state), shutdown, tracker).await
 }

@@ -7,9 +7,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use getlood_common::{ApiError, ErrorCode};
 use getlood_proto::common::v1::{ChatMessage, Role, Usage};
-use getlood_proto::pipeline::v1::{
-    Clarification, Intent, IntentSource, Mode, Stage, StageStatus, Turn, TurnOutcome,
-};
+use getlood_proto::pipeline::v1::{Clarification, Intent, IntentSource, Mode, Stage, StageStatus, Turn, TurnOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -72,26 +70,16 @@ impl ChatCompletionRequest {
     /// Checks the request and converts it; every message names the offending field.
     pub(crate) fn validate(self) -> Result<ChatInput, ApiError> {
         let model = self.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
-            ApiError::invalid_argument(
-                "'model' is required: an agent name, or 'getlood' for automatic selection",
-            )
+            ApiError::invalid_argument("'model' is required: an agent name, or 'getlood' for automatic selection")
         })?;
         if self.n.is_some_and(|n| n != 1) {
-            return Err(ApiError::invalid_argument(
-                "'n' must be 1: one choice per completion is supported",
-            ));
+            return Err(ApiError::invalid_argument("'n' must be 1: one choice per completion is supported"));
         }
         let raw = self.messages.unwrap_or_default();
         if raw.is_empty() {
-            return Err(ApiError::invalid_argument(
-                "'messages' must contain at least one message",
-            ));
+            return Err(ApiError::invalid_argument("'messages' must contain at least one message"));
         }
-        let messages = raw
-            .iter()
-            .enumerate()
-            .map(|(i, m)| parse_message(i, m))
-            .collect::<Result<Vec<_>, _>>()?;
+        let messages = raw.iter().enumerate().map(|(i, m)| parse_message(i, m)).collect::<Result<Vec<_>, _>>()?;
         check_messages(&messages)?;
         let stream = self.stream.unwrap_or(false);
         Ok(ChatInput {
@@ -99,11 +87,7 @@ impl ChatCompletionRequest {
             model_label: model,
             messages,
             stream,
-            include_usage: stream
-                && self
-                    .stream_options
-                    .and_then(|o| o.include_usage)
-                    .unwrap_or(false),
+            include_usage: stream && self.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
             conversation_id: self.conversation_id.unwrap_or_default(),
             desktop_id: self.desktop_id.unwrap_or_default(),
             client_request_id: String::new(),
@@ -115,15 +99,11 @@ impl ChatCompletionRequest {
 /// message rather than an upstream error.
 pub(crate) fn check_messages(messages: &[ChatMessage]) -> Result<(), ApiError> {
     if messages.is_empty() {
-        return Err(ApiError::invalid_argument(
-            "'messages' must contain at least one message",
-        ));
+        return Err(ApiError::invalid_argument("'messages' must contain at least one message"));
     }
     for (i, m) in messages.iter().enumerate() {
         if m.role == Role::Unspecified as i32 || Role::try_from(m.role).is_err() {
-            return Err(ApiError::invalid_argument(format!(
-                "messages[{i}].role is not set"
-            )));
+            return Err(ApiError::invalid_argument(format!("messages[{i}].role is not set")));
         }
         if m.role == Role::User as i32 && m.content.trim().is_empty() {
             return Err(ApiError::invalid_argument(format!(
@@ -132,17 +112,14 @@ pub(crate) fn check_messages(messages: &[ChatMessage]) -> Result<(), ApiError> {
         }
     }
     if messages.last().is_some_and(|m| m.role != Role::User as i32) {
-        return Err(ApiError::invalid_argument(
-            "the last message must be a user message",
-        ));
+        return Err(ApiError::invalid_argument("the last message must be a user message"));
     }
     Ok(())
 }
 
 fn parse_message(i: usize, value: &Value) -> Result<ChatMessage, ApiError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::invalid_argument(format!("messages[{i}] must be an object")))?;
+    let obj =
+        value.as_object().ok_or_else(|| ApiError::invalid_argument(format!("messages[{i}] must be an object")))?;
     let role = match obj.get("role").and_then(Value::as_str) {
         Some("system" | "developer") => Role::System,
         Some("user") => Role::User,
@@ -154,9 +131,7 @@ fn parse_message(i: usize, value: &Value) -> Result<ChatMessage, ApiError> {
             )));
         }
         None => {
-            return Err(ApiError::invalid_argument(format!(
-                "messages[{i}].role is required"
-            )));
+            return Err(ApiError::invalid_argument(format!("messages[{i}].role is required")));
         }
     };
     let content = match obj.get("content") {
@@ -166,10 +141,7 @@ fn parse_message(i: usize, value: &Value) -> Result<ChatMessage, ApiError> {
         Some(Value::Array(parts)) => {
             let mut text = String::new();
             for (j, part) in parts.iter().enumerate() {
-                match (
-                    part.get("type").and_then(Value::as_str),
-                    part.get("text").and_then(Value::as_str),
-                ) {
+                match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
                     (Some("text"), Some(t)) => text.push_str(t),
                     _ => {
                         return Err(ApiError::invalid_argument(format!(
@@ -186,24 +158,13 @@ fn parse_message(i: usize, value: &Value) -> Result<ChatMessage, ApiError> {
             )));
         }
     };
-    let name = obj
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    Ok(ChatMessage {
-        role: role as i32,
-        content,
-        name,
-    })
+    let name = obj.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok(ChatMessage { role: role as i32, content, name })
 }
 
 /// Seconds since the epoch, for `created`.
 pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A new completion id, shared by every chunk of one completion.
@@ -247,13 +208,7 @@ pub(crate) fn completion_json(
 }
 
 /// One `chat.completion.chunk` with a single choice.
-pub(crate) fn chunk_json(
-    id: &str,
-    created: u64,
-    model: &str,
-    delta: Value,
-    finish_reason: Option<&str>,
-) -> Value {
+pub(crate) fn chunk_json(id: &str, created: u64, model: &str, delta: Value, finish_reason: Option<&str>) -> Value {
     json!({
         "id": id,
         "object": "chat.completion.chunk",
@@ -269,12 +224,7 @@ pub(crate) fn chunk_json(
 }
 
 /// The usage-only chunk OpenAI sends last when `stream_options.include_usage` is set.
-pub(crate) fn usage_chunk_json(
-    id: &str,
-    created: u64,
-    model: &str,
-    usage: Option<&Usage>,
-) -> Value {
+pub(crate) fn usage_chunk_json(id: &str, created: u64, model: &str, usage: Option<&Usage>) -> Value {
     json!({
         "id": id,
         "object": "chat.completion.chunk",
@@ -291,10 +241,9 @@ fn error_type(code: ErrorCode) -> &'static str {
         ErrorCode::Unauthenticated => "authentication_error",
         ErrorCode::PermissionDenied => "permission_error",
         ErrorCode::ResourceExhausted => "rate_limit_error",
-        ErrorCode::Internal
-        | ErrorCode::Unavailable
-        | ErrorCode::DeadlineExceeded
-        | ErrorCode::Unimplemented => "server_error",
+        ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Unimplemented => {
+            "server_error"
+        }
         _ => "invalid_request_error",
     }
 }
@@ -321,17 +270,12 @@ pub(crate) fn error_response(err: &ApiError) -> Response {
 }
 
 fn enum_name(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix)
-        .unwrap_or(name)
-        .to_ascii_lowercase()
+    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
 }
 
 /// The intent name without its prefix, in the spelling (`GENERATE_UI`).
 pub(crate) fn intent_name(intent: i32) -> String {
-    Intent::try_from(intent)
-        .map_or("UNSPECIFIED", |i| i.as_str_name())
-        .trim_start_matches("INTENT_")
-        .to_owned()
+    Intent::try_from(intent).map_or("UNSPECIFIED", |i| i.as_str_name()).trim_start_matches("INTENT_").to_owned()
 }
 
 /// `google.protobuf.Value` as JSON.
@@ -343,20 +287,13 @@ pub(crate) fn proto_value_to_json(value: &prost_types::Value) -> Value {
         Some(Kind::StringValue(s)) => json!(s),
         Some(Kind::BoolValue(b)) => json!(b),
         Some(Kind::StructValue(s)) => proto_struct_to_json(s),
-        Some(Kind::ListValue(l)) => {
-            Value::Array(l.values.iter().map(proto_value_to_json).collect())
-        }
+        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(proto_value_to_json).collect()),
     }
 }
 
 /// `google.protobuf.Struct` as a JSON object.
 pub(crate) fn proto_struct_to_json(s: &prost_types::Struct) -> Value {
-    Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), proto_value_to_json(v)))
-            .collect(),
-    )
+    Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), proto_value_to_json(v))).collect())
 }
 
 fn timestamp_json(ts: Option<&prost_types::Timestamp>) -> Value {
@@ -407,4 +344,73 @@ pub(crate) fn extras_json(turn: &Turn, clarification: Option<&Clarification>) ->
         );
     }
     extras
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<ChatInput, ApiError> {
+        serde_json::from_value::<ChatCompletionRequest>(body)
+            .map_err(|e| ApiError::invalid_argument(e.to_string()))?
+            .validate()
+    }
+
+    #[test]
+    fn auto_models_and_agents() {
+        for auto in ["getlood", "auto", ""] {
+            assert_eq!(model_choice(auto), ModelChoice::Auto);
+        }
+        assert_eq!(model_choice("analyst"), ModelChoice::Agent("analyst".to_owned()));
+    }
+
+    #[test]
+    fn content_parts_and_roles() {
+        let input = parse(json!({
+            "model": "getlood",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(input.messages[0].role, Role::System as i32);
+        assert_eq!(input.messages[1].content, "ab");
+        assert!(input.stream && input.include_usage);
+        let err = parse(json!({"model": "getlood", "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+        ]}))
+        .unwrap_err();
+        assert!(err.message.contains("only text parts"), "{}", err.message);
+        let err =
+            parse(json!({"model": "getlood", "n": 2, "messages": [{"role": "user", "content": "x"}]})).unwrap_err();
+        assert!(err.message.contains("'n' must be 1"));
+    }
+
+    #[test]
+    fn include_usage_needs_stream() {
+        let input = parse(json!({
+            "model": "getlood",
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "x"}],
+        }))
+        .unwrap();
+        assert!(!input.include_usage);
+    }
+
+    #[test]
+    fn struct_params_become_json() {
+        use prost_types::value::Kind;
+        let s = prost_types::Struct {
+            fields: [
+                ("app_id".to_owned(), prost_types::Value { kind: Some(Kind::StringValue("dashboard".to_owned())) }),
+                ("n".to_owned(), prost_types::Value { kind: Some(Kind::NumberValue(2.0)) }),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(proto_struct_to_json(&s), json!({"app_id": "dashboard", "n": 2.0}));
+    }
 }

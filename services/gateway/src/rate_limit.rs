@@ -112,25 +112,14 @@ pub struct RateLimiter {
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        f.debug_struct("RateLimiter").field("prefix", &self.prefix).finish_non_exhaustive()
     }
 }
 
 impl RateLimiter {
     /// A limiter keeping its counters under `<key_prefix>:ratelimit:` in `redis`.
-    pub fn new(
-        redis: Option<RedisHandle>,
-        key_prefix: &str,
-        settings: Arc<GatewaySettings>,
-    ) -> Self {
-        Self {
-            redis,
-            prefix: Arc::from(key_prefix),
-            settings,
-            script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
-        }
+    pub fn new(redis: Option<RedisHandle>, key_prefix: &str, settings: Arc<GatewaySettings>) -> Self {
+        Self { redis, prefix: Arc::from(key_prefix), settings, script: Arc::new(redis::Script::new(GCRA_SCRIPT)) }
     }
 
     /// The tenant-wide limit of `tenant`, if any.
@@ -151,17 +140,11 @@ impl RateLimiter {
         // The `{tenant}` hash tag keeps both keys in one Redis Cluster slot, as a multi-key
         // script requires; the user id comes last, so any character in it is unambiguous.
         let mut limits = vec![(
-            format!(
-                "{}:ratelimit:{{{tenant}}}:chat:user:{}",
-                self.prefix, principal.user
-            ),
+            format!("{}:ratelimit:{{{tenant}}}:chat:user:{}", self.prefix, principal.user),
             self.settings.chat_rate_limit_per_minute,
         )];
         if let Some(limit) = self.tenant_limit(tenant) {
-            limits.push((
-                format!("{}:ratelimit:{{{tenant}}}:chat:tenant", self.prefix),
-                limit,
-            ));
+            limits.push((format!("{}:ratelimit:{{{tenant}}}:chat:tenant", self.prefix), limit));
         }
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(u64::try_from(PERIOD.as_micros()).unwrap_or(u64::MAX));
@@ -170,9 +153,7 @@ impl RateLimiter {
         }
         let call = async {
             let mut conn = redis.connection().await?;
-            invocation
-                .invoke_async::<(i64, i64, i64, i64, i64)>(&mut conn)
-                .await
+            invocation.invoke_async::<(i64, i64, i64, i64, i64)>(&mut conn).await
         };
         let (allowed, binding, remaining, reset_us, retry_us) =
             tokio::time::timeout(self.settings.rate_limit_store_timeout, call)
@@ -237,14 +218,12 @@ pub(crate) async fn verdict(limiter: &RateLimiter, principal: &Principal) -> Ver
         Err(err) => match limiter.on_store_error() {
             StoreErrorPolicy::Allow => {
                 tracing::warn!(error = %err, "rate-limit store unavailable, failing open");
-                metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "allow")
-                    .increment(1);
+                metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "allow").increment(1);
                 Verdict::Proceed(None)
             }
             StoreErrorPolicy::Deny => {
                 tracing::warn!(error = %err, "rate-limit store unavailable, failing closed");
-                metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "deny")
-                    .increment(1);
+                metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "deny").increment(1);
                 Verdict::Refuse(ApiError::from(err), None)
             }
         },
@@ -264,11 +243,7 @@ pub(crate) fn write_headers(headers: &mut http::HeaderMap, decision: &Decision) 
 
 /// Middleware of the chat routes: counts the request, refuses it with 429 (OpenAI-style JSON
 /// error) when over a limit, and reports the budget on every response, streaming or not.
-pub(crate) async fn limit_chat(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn limit_chat(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // Auth runs first and always inserts the principal; without one there is nothing to count.
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return next.run(req).await;
@@ -287,12 +262,41 @@ pub(crate) async fn limit_chat(
                 Some(decision) => write_headers(response.headers_mut(), &decision),
                 // Failing closed: the store is down, suggest a short back-off.
                 None => {
-                    response
-                        .headers_mut()
-                        .insert(http::header::RETRY_AFTER, 1u32.into());
+                    response.headers_mut().insert(http::header::RETRY_AFTER, 1u32.into());
                 }
             }
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_round_up_to_whole_seconds() {
+        assert_eq!(micros_to_secs_ceil(0), 0);
+        assert_eq!(micros_to_secs_ceil(-5), 0);
+        assert_eq!(micros_to_secs_ceil(1), 1);
+        assert_eq!(micros_to_secs_ceil(12_000_000), 12);
+        assert_eq!(micros_to_secs_ceil(12_000_001), 13);
+    }
+
+    #[test]
+    fn headers_report_the_budget() {
+        let mut headers = http::HeaderMap::new();
+        let decision = Decision { allowed: false, limit: 5, remaining: 0, reset_secs: 60, retry_after_secs: 12 };
+        write_headers(&mut headers, &decision);
+        assert_eq!(headers["x-ratelimit-limit"], "5");
+        assert_eq!(headers["x-ratelimit-remaining"], "0");
+        assert_eq!(headers["x-ratelimit-reset"], "60");
+        assert_eq!(headers["retry-after"], "12");
+    }
+
+    #[test]
+    fn policy_is_snake_case_in_config() {
+        let p: StoreErrorPolicy = serde_json::from_str("\"deny\"").unwrap();
+        assert_eq!(p, StoreErrorPolicy::Deny);
     }
 }

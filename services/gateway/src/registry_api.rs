@@ -9,9 +9,8 @@ use axum::response::{IntoResponse, Response};
 use getlood_auth::Principal;
 use getlood_common::ApiError;
 use getlood_proto::agent_registry::v1::{
-    Agent, AgentData, CreateAgentRequest, CreateSkillRequest, DeleteAgentRequest,
-    DeleteSkillRequest, GetAgentRequest, GetSkillRequest, ListAgentsRequest, ListSkillsRequest,
-    ModelConfig, Skill, UpdateAgentRequest, get_agent_request,
+    Agent, AgentData, CreateAgentRequest, CreateSkillRequest, DeleteAgentRequest, DeleteSkillRequest, GetAgentRequest,
+    GetSkillRequest, ListAgentsRequest, ListSkillsRequest, ModelConfig, Skill, UpdateAgentRequest, get_agent_request,
 };
 use getlood_proto::common::v1::PageRequest;
 use http::{HeaderMap, StatusCode};
@@ -131,10 +130,7 @@ impl AgentBody {
             }),
             skills: self.skills,
             prompt_template: self.prompt_template,
-            data: self.data.map(|d| AgentData {
-                tables: d.tables,
-                knowledge_bases: d.knowledge_bases,
-            }),
+            data: self.data.map(|d| AgentData { tables: d.tables, knowledge_bases: d.knowledge_bases }),
             metadata: self.metadata,
             ..Agent::default()
         }
@@ -150,10 +146,7 @@ pub(crate) struct PageQuery {
 
 impl PageQuery {
     fn page(self) -> Option<PageRequest> {
-        Some(PageRequest {
-            page_size: self.page_size.unwrap_or(0),
-            page_token: self.page_token.unwrap_or_default(),
-        })
+        Some(PageRequest { page_size: self.page_size.unwrap_or(0), page_token: self.page_token.unwrap_or_default() })
     }
 }
 
@@ -195,9 +188,7 @@ pub(crate) async fn list_models(
 ) -> Response {
     match models(&state, &principal, request_id(&headers)).await {
         Ok(agents) => {
-            let mut data = vec![
-                json!({"id": "getlood", "object": "model", "created": 0, "owned_by": "getlood"}),
-            ];
+            let mut data = vec![json!({"id": "getlood", "object": "model", "created": 0, "owned_by": "getlood"})];
             data.extend(agents.iter().map(|a| {
                 json!({
                     "id": a.name,
@@ -223,10 +214,7 @@ pub(crate) async fn models(
     let mut token = String::new();
     for _ in 0..MAX_MODEL_PAGES {
         let req = ListAgentsRequest {
-            page: Some(PageRequest {
-                page_size: 500,
-                page_token: token,
-            }),
+            page: Some(PageRequest { page_size: 500, page_token: token }),
             ..ListAgentsRequest::default()
         };
         let resp = state
@@ -252,10 +240,7 @@ pub(crate) async fn list_agents(
     headers: HeaderMap,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let req = ListAgentsRequest {
-        page: query.page(),
-        ..ListAgentsRequest::default()
-    };
+    let req = ListAgentsRequest { page: query.page(), ..ListAgentsRequest::default() };
     let resp = state
         .upstreams
         .agent_registry()
@@ -280,11 +265,7 @@ pub(crate) async fn create_agent(
 ) -> Result<Response, ApiError> {
     let req = CreateAgentRequest {
         agent: Some(body.into_agent(String::new())),
-        request_id: headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
+        request_id: headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
     };
     let agent = state
         .upstreams
@@ -295,11 +276,7 @@ pub(crate) async fn create_agent(
         .into_inner()
         .agent
         .unwrap_or_default();
-    Ok(with_etag(
-        StatusCode::CREATED,
-        agent.version,
-        agent_json(&agent),
-    ))
+    Ok(with_etag(StatusCode::CREATED, agent.version, agent_json(&agent)))
 }
 
 /// `GET /api/v1/agents/{id}`: another tenant's agent is 404 like a missing one.
@@ -309,9 +286,7 @@ pub(crate) async fn get_agent(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let req = GetAgentRequest {
-        selector: Some(get_agent_request::Selector::Id(id)),
-    };
+    let req = GetAgentRequest { selector: Some(get_agent_request::Selector::Id(id)) };
     let agent = state
         .upstreams
         .agent_registry()
@@ -364,20 +339,11 @@ pub(crate) async fn delete_agent(
     let resp = state
         .upstreams
         .agent_registry()
-        .delete_agent(upstream::request(
-            &principal,
-            request_id(&headers),
-            DeleteAgentRequest {
-                id,
-                expected_version,
-            },
-        ))
+        .delete_agent(upstream::request(&principal, request_id(&headers), DeleteAgentRequest { id, expected_version }))
         .await
         .map_err(|s| upstream_error(SERVICE, s))?
         .into_inner();
-    Ok(Json(
-        json!({"id": resp.id, "version": resp.version, "deleted": true}),
-    ))
+    Ok(Json(json!({"id": resp.id, "version": resp.version, "deleted": true})))
 }
 
 /// The writable fields of a skill.
@@ -405,11 +371,7 @@ pub(crate) async fn list_skills(
     let resp = state
         .upstreams
         .agent_registry()
-        .list_skills(upstream::request(
-            &principal,
-            request_id(&headers),
-            ListSkillsRequest { page: query.page() },
-        ))
+        .list_skills(upstream::request(&principal, request_id(&headers), ListSkillsRequest { page: query.page() }))
         .await
         .map_err(|s| upstream_error(SERVICE, s))?
         .into_inner();
@@ -439,21 +401,13 @@ pub(crate) async fn create_skill(
     let skill = state
         .upstreams
         .agent_registry()
-        .create_skill(upstream::request(
-            &principal,
-            request_id(&headers),
-            CreateSkillRequest { skill: Some(skill) },
-        ))
+        .create_skill(upstream::request(&principal, request_id(&headers), CreateSkillRequest { skill: Some(skill) }))
         .await
         .map_err(|s| upstream_error(SERVICE, s))?
         .into_inner()
         .skill
         .unwrap_or_default();
-    Ok(with_etag(
-        StatusCode::CREATED,
-        skill.version,
-        skill_json(&skill),
-    ))
+    Ok(with_etag(StatusCode::CREATED, skill.version, skill_json(&skill)))
 }
 
 /// `GET /api/v1/skills/{name}`.
@@ -466,11 +420,7 @@ pub(crate) async fn get_skill(
     let skill = state
         .upstreams
         .agent_registry()
-        .get_skill(upstream::request(
-            &principal,
-            request_id(&headers),
-            GetSkillRequest { name },
-        ))
+        .get_skill(upstream::request(&principal, request_id(&headers), GetSkillRequest { name }))
         .await
         .map_err(|s| upstream_error(SERVICE, s))?
         .into_inner()
@@ -494,10 +444,7 @@ pub(crate) async fn delete_skill(
         .delete_skill(upstream::request(
             &principal,
             request_id(&headers),
-            DeleteSkillRequest {
-                name,
-                expected_version,
-            },
+            DeleteSkillRequest { name, expected_version },
         ))
         .await
         .map_err(|s| upstream_error(SERVICE, s))?

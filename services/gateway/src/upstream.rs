@@ -21,11 +21,8 @@ impl Upstreams {
     /// and a call to a down upstream fails fast with UNAVAILABLE (503) instead of hanging.
     pub fn connect_lazy(urls: &ServiceUrls, settings: &GatewaySettings) -> Result<Self> {
         let channel = |url: &str| -> Result<Channel> {
-            let endpoint =
-                Endpoint::from_shared(url.to_owned()).map_err(|e| Error::UpstreamUrl {
-                    url: url.to_owned(),
-                    message: e.to_string(),
-                })?;
+            let endpoint = Endpoint::from_shared(url.to_owned())
+                .map_err(|e| Error::UpstreamUrl { url: url.to_owned(), message: e.to_string() })?;
             Ok(endpoint
                 .connect_timeout(settings.upstream_connect_timeout)
                 // Time to the response headers; a stream's body has the chat deadlines instead.
@@ -36,10 +33,7 @@ impl Upstreams {
                 .keep_alive_while_idle(true)
                 .connect_lazy())
         };
-        Ok(Self {
-            pipeline: channel(&urls.pipeline)?,
-            agent_registry: channel(&urls.agent_registry)?,
-        })
+        Ok(Self { pipeline: channel(&urls.pipeline)?, agent_registry: channel(&urls.agent_registry)? })
     }
 
     /// A pipeline client.
@@ -56,11 +50,7 @@ impl Upstreams {
 /// Wraps `message` for an upstream call on behalf of `principal`: the caller's own bearer token
 /// (each service re-verifies it, so the gateway never vouches for a tenant), the W3C trace
 /// context, and the request id when there is one.
-pub(crate) fn request<T>(
-    principal: &Principal,
-    request_id: Option<&str>,
-    message: T,
-) -> tonic::Request<T> {
+pub(crate) fn request<T>(principal: &Principal, request_id: Option<&str>, message: T) -> tonic::Request<T> {
     let mut headers = http::HeaderMap::new();
     getlood_telemetry::inject_context(&mut getlood_telemetry::HeaderInjector(&mut headers));
     if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", principal.token)) {

@@ -19,10 +19,7 @@ fn gateway() -> Command {
 
 #[test]
 fn unknown_key_refuses_start_and_names_it() {
-    let out = gateway()
-        .env("GETLOOD_GATEWAY_HTTP_ADRR", "127.0.0.1:1")
-        .output()
-        .unwrap();
+    let out = gateway().env("GETLOOD_GATEWAY_HTTP_ADRR", "127.0.0.1:1").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(stderr.contains("http_adrr"), "{stderr}");
@@ -31,22 +28,10 @@ fn unknown_key_refuses_start_and_names_it() {
 #[test]
 fn invalid_values_refuse_start_and_name_the_key() {
     for (key, value, named) in [
-        (
-            "GETLOOD_GATEWAY_SHUTDOWN_TIMEOUT",
-            "soon",
-            "shutdown_timeout",
-        ),
+        ("GETLOOD_GATEWAY_SHUTDOWN_TIMEOUT", "soon", "shutdown_timeout"),
         ("GETLOOD_GATEWAY_REDIS__URL", "http://redis", "redis.url"),
-        (
-            "GETLOOD_GATEWAY_AUTH__HS256_SECRET",
-            "short",
-            "auth.hs256_secret",
-        ),
-        (
-            "GETLOOD_GATEWAY_APP__MAX_BODY_BYTES",
-            "10",
-            "app.max_body_bytes",
-        ),
+        ("GETLOOD_GATEWAY_AUTH__HS256_SECRET", "short", "auth.hs256_secret"),
+        ("GETLOOD_GATEWAY_APP__MAX_BODY_BYTES", "10", "app.max_body_bytes"),
     ] {
         let out = gateway().env(key, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{key}");
@@ -57,20 +42,13 @@ fn invalid_values_refuse_start_and_name_the_key() {
 
 #[test]
 fn sigterm_stops_the_binary_cleanly() {
-    let mut child = gateway()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = gateway().stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     // Wait for the listening line (JSON logs), proving the server is up before the signal.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let line = lines
-            .next()
-            .expect("binary exited before listening")
-            .unwrap();
+        let line = lines.next().expect("binary exited before listening").unwrap();
         if line.contains("service listening") {
             break;
         }
@@ -81,10 +59,7 @@ fn sigterm_stops_the_binary_cleanly() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
-    assert!(
-        rest.iter().any(|l| l.contains("service stopped")),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|l| l.contains("service stopped")), "{rest:?}");
     let stopped = rest.iter().find(|l| l.contains("service stopped")).unwrap();
     let json: serde_json::Value = serde_json::from_str(stopped).unwrap();
     assert_eq!(json["level"], "INFO");

@@ -110,26 +110,12 @@ pub async fn start(
 ) -> getlood_server::Result<Started> {
     let (http_addr, grpc_addr, task) = match service {
         Service::Gateway => {
-            spawn(
-                getlood_gateway::default_config(),
-                service,
-                overrides,
-                listeners,
-                shutdown,
-                getlood_gateway::run,
-            )
-            .await?
+            spawn(getlood_gateway::default_config(), service, overrides, listeners, shutdown, getlood_gateway::run)
+                .await?
         }
         Service::Pipeline => {
-            spawn(
-                getlood_pipeline::default_config(),
-                service,
-                overrides,
-                listeners,
-                shutdown,
-                getlood_pipeline::run,
-            )
-            .await?
+            spawn(getlood_pipeline::default_config(), service, overrides, listeners, shutdown, getlood_pipeline::run)
+                .await?
         }
         Service::DesktopState => {
             spawn(
@@ -143,15 +129,8 @@ pub async fn start(
             .await?
         }
         Service::Workflow => {
-            spawn(
-                getlood_workflow::default_config(),
-                service,
-                overrides,
-                listeners,
-                shutdown,
-                getlood_workflow::run,
-            )
-            .await?
+            spawn(getlood_workflow::default_config(), service, overrides, listeners, shutdown, getlood_workflow::run)
+                .await?
         }
         Service::AgentRegistry => {
             spawn(
@@ -176,12 +155,26 @@ pub async fn start(
             .await?
         }
     };
-    Ok(Started {
-        service,
-        http_addr,
-        grpc_addr,
-        task,
-    })
+    Ok(Started { service, http_addr, grpc_addr, task })
+}
+
+/// Loads `service`'s configuration from `file` and the environment exactly as its binary would,
+/// without starting it: used to prove that what Helm and compose set is accepted.
+pub fn check_config(service: Service, file: Option<&Path>) -> Result<(), getlood_config::ConfigError> {
+    match service {
+        Service::Gateway => getlood_config::load(service.name(), file, &getlood_gateway::default_config()).map(drop),
+        Service::Pipeline => getlood_config::load(service.name(), file, &getlood_pipeline::default_config()).map(drop),
+        Service::DesktopState => {
+            getlood_config::load(service.name(), file, &getlood_desktop_state::default_config()).map(drop)
+        }
+        Service::Workflow => getlood_config::load(service.name(), file, &getlood_workflow::default_config()).map(drop),
+        Service::AgentRegistry => {
+            getlood_config::load(service.name(), file, &getlood_agent_registry::default_config()).map(drop)
+        }
+        Service::EventDispatcher => {
+            getlood_config::load(service.name(), file, &getlood_event_dispatcher::default_config()).map(drop)
+        }
+    }
 }
 
 async fn spawn<A, F, Fut>(
@@ -191,22 +184,14 @@ async fn spawn<A, F, Fut>(
     listeners: Option<Listeners>,
     shutdown: CancellationToken,
     run: F,
-) -> getlood_server::Result<(
-    SocketAddr,
-    SocketAddr,
-    JoinHandle<getlood_server::Result<()>>,
-)>
+) -> getlood_server::Result<(SocketAddr, SocketAddr, JoinHandle<getlood_server::Result<()>>)>
 where
     A: Serialize + DeserializeOwned + Validate,
     F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
     Fut: Future<Output = getlood_server::Result<()>> + Send + 'static,
 {
     let mut config = if overrides.load_environment {
-        getlood_config::load(
-            service.name(),
-            overrides.config_file.as_deref().map(Path::new),
-            &defaults,
-        )?
+        getlood_config::load(service.name(), overrides.config_file.as_deref().map(Path::new), &defaults)?
     } else {
         defaults
     };
@@ -219,11 +204,7 @@ where
     let (http_addr, grpc_addr) = (listeners.http_addr(), listeners.grpc_addr());
     config.http_addr = http_addr;
     config.grpc_addr = grpc_addr;
-    Ok((
-        http_addr,
-        grpc_addr,
-        tokio::spawn(run(config, listeners, shutdown)),
-    ))
+    Ok((http_addr, grpc_addr, tokio::spawn(run(config, listeners, shutdown))))
 }
 
 fn apply<A>(config: &mut ServiceConfig<A>, o: &Overrides) {

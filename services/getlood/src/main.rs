@@ -32,6 +32,16 @@ enum Command {
         #[arg(long, default_value = "dev")]
         tenant: String,
     },
+    /// Load one service's configuration from the environment (and `--config`) exactly as its
+    /// binary would, and report whether it is accepted. Exit code 2 when it is not.
+    CheckConfig {
+        /// The service, e.g. `desktop-state`.
+        #[arg(long)]
+        service: String,
+        /// Optional TOML file.
+        #[arg(long, env = "GETLOOD_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print a development (HS256) token signed with the gateway's configured secret.
     Token {
         /// Tenant claim.
@@ -52,25 +62,30 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CheckConfig { service, config } = &cli.command {
+        let Some(svc) = Service::ALL.into_iter().find(|s| s.name() == service) else {
+            eprintln!("getlood: unknown service '{service}'");
+            return ExitCode::from(2);
+        };
+        return match getlood::check_config(svc, config.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("{service}: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
         Command::Dev { config, tenant } => dev(config, &tenant).await,
-        Command::Token {
-            tenant,
-            user,
-            roles,
-            ttl,
-        } => token(
-            &tenant,
-            &user,
-            &roles.split(',').map(str::trim).collect::<Vec<_>>(),
-            ttl,
-        )
-        .map(|t| {
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{t}");
-            }
-        }),
+        Command::CheckConfig { .. } => Ok(()),
+        Command::Token { tenant, user, roles, ttl } => {
+            token(&tenant, &user, &roles.split(',').map(str::trim).collect::<Vec<_>>(), ttl).map(|t| {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{t}");
+                }
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,19 +97,12 @@ async fn main() -> ExitCode {
 }
 
 fn gateway_config() -> anyhow::Result<getlood_gateway::Config> {
-    Ok(getlood_config::load(
-        "gateway",
-        None,
-        &getlood_gateway::default_config(),
-    )?)
+    Ok(getlood_config::load("gateway", None, &getlood_gateway::default_config())?)
 }
 
 fn token(tenant: &str, user: &str, roles: &[&str], ttl: Duration) -> anyhow::Result<String> {
     let config = gateway_config()?;
-    let secret = config
-        .auth
-        .hs256_secret
-        .context("the gateway has no hs256_secret configured")?;
+    let secret = config.auth.hs256_secret.context("the gateway has no hs256_secret configured")?;
     Ok(getlood_auth::dev_token(
         secret.expose_secret(),
         &config.auth.issuer,
@@ -109,11 +117,7 @@ fn token(tenant: &str, user: &str, roles: &[&str], ttl: Duration) -> anyhow::Res
 async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
     let telemetry = getlood_telemetry::init("getlood", getlood_telemetry::LogFormat::Pretty)?;
     let shutdown = CancellationToken::new();
-    let overrides = Overrides {
-        load_environment: true,
-        config_file,
-        ..Overrides::default()
-    };
+    let overrides = Overrides { load_environment: true, config_file, ..Overrides::default() };
     let mut started = Vec::new();
     for service in Service::ALL {
         match getlood::start(service, &overrides, None, shutdown.clone()).await {
@@ -127,28 +131,15 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
             }
         }
     }
-    let gateway = started
-        .iter()
-        .find(|s| s.service == Service::Gateway)
-        .context("gateway not started")?;
+    let gateway = started.iter().find(|s| s.service == Service::Gateway).context("gateway not started")?;
     let url = format!("http://{}", local(gateway.http_addr));
-    let token = token(
-        tenant,
-        "developer",
-        &["admin"],
-        Duration::from_secs(12 * 3600),
-    )?;
+    let token = token(tenant, "developer", &["admin"], Duration::from_secs(12 * 3600))?;
     #[allow(clippy::print_stdout)]
     {
         println!();
         println!("GETLOOD is up (all six services in one process).");
         for s in &started {
-            println!(
-                "  {:<17} http://{}  grpc://{}",
-                s.service.name(),
-                local(s.http_addr),
-                local(s.grpc_addr)
-            );
+            println!("  {:<17} http://{}  grpc://{}", s.service.name(), local(s.http_addr), local(s.grpc_addr));
         }
         println!();
         println!("Gateway:  {url}");
@@ -177,9 +168,5 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
 
 /// Shows `0.0.0.0:8080` as `127.0.0.1:8080`, the address a developer can click.
 fn local(addr: std::net::SocketAddr) -> std::net::SocketAddr {
-    if addr.ip().is_unspecified() {
-        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    }
+    if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
 }

@@ -127,12 +127,14 @@ pub(crate) fn parse_llm_answer(raw: &str, intents: &[String]) -> Result<Decision
     if let Some(extra) = obj.keys().find(|k| !matches!(k.as_str(), "intent" | "confidence")) {
         return Err(format!("the model's JSON has an unexpected key '{}'", truncate(extra, 40)));
     }
-    let name = obj.get("intent").and_then(Value::as_str).ok_or_else(|| "the model's JSON has no string 'intent'".to_owned())?;
-    let intent = intents
-        .iter()
-        .find(|i| i.as_str() == name)
-        .and_then(|i| Intent::parse(i))
-        .ok_or_else(|| format!("the model answered an intent outside the configured set: '{}'", truncate(name, 40)))?;
+    let name = obj
+        .get("intent")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "the model's JSON has no string 'intent'".to_owned())?;
+    let intent =
+        intents.iter().find(|i| i.as_str() == name).and_then(|i| Intent::parse(i)).ok_or_else(|| {
+            format!("the model answered an intent outside the configured set: '{}'", truncate(name, 40))
+        })?;
     let confidence = obj
         .get("confidence")
         .and_then(Value::as_f64)
@@ -167,7 +169,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(c.classify("Build me a dashboard please"), RuleOutcome::Sure(_)));
-        assert!(matches!(c.classify("Lance le workflow de facturation"), RuleOutcome::Sure(d) if d.intent.0 == ProtoIntent::RunWorkflow));
+        assert!(
+            matches!(c.classify("Lance le workflow de facturation"), RuleOutcome::Sure(d) if d.intent.0 == ProtoIntent::RunWorkflow)
+        );
         assert_eq!(c.classify("Tell me about the weather on Mars"), RuleOutcome::Nothing);
         // "this" must not match the keyword "hi".
         assert_eq!(c.classify("what is this thing"), RuleOutcome::Nothing);

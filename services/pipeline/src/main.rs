@@ -5,7 +5,7 @@ async fn main() -> std::process::ExitCode {
     getlood_server::cli::main(
         getlood_pipeline::SPEC,
         getlood_pipeline::default_config(),
-        None,
+        Some(&getlood_pipeline::MIGRATOR),
         getlood_pipeline::run,
     )
     .await

@@ -185,9 +185,36 @@ fn route(name: &str, intent: &str, min_confidence: f64, mode: Mode, skill: &str)
 
 // Creation verbs in French, English, Spanish and German; shared by the UI and report rules.
 const MAKE: &[&str] = &[
-    "crée", "créer", "créez", "cree", "creer", "génère", "générer", "genere", "generer", "fais", "faites", "construis",
-    "construire", "prépare", "préparer", "rédige", "create", "build", "make", "generate", "design", "prepare", "write",
-    "crea", "crear", "genera", "haz", "erstelle", "erstellen", "baue",
+    "crée",
+    "créer",
+    "créez",
+    "cree",
+    "creer",
+    "génère",
+    "générer",
+    "genere",
+    "generer",
+    "fais",
+    "faites",
+    "construis",
+    "construire",
+    "prépare",
+    "préparer",
+    "rédige",
+    "create",
+    "build",
+    "make",
+    "generate",
+    "design",
+    "prepare",
+    "write",
+    "crea",
+    "crear",
+    "genera",
+    "haz",
+    "erstelle",
+    "erstellen",
+    "baue",
 ];
 
 impl Default for PipelineSettings {
@@ -206,8 +233,21 @@ impl Default for PipelineSettings {
                         &[
                             MAKE,
                             &[
-                                "dashboard", "tableau de bord", "interface", "ui", "widget", "formulaire", "form", "page",
-                                "écran", "screen", "fenêtre", "window", "panneau", "panel", "panel de control",
+                                "dashboard",
+                                "tableau de bord",
+                                "interface",
+                                "ui",
+                                "widget",
+                                "formulaire",
+                                "form",
+                                "page",
+                                "écran",
+                                "screen",
+                                "fenêtre",
+                                "window",
+                                "panneau",
+                                "panel",
+                                "panel de control",
                             ],
                         ],
                     ),
@@ -223,8 +263,18 @@ impl Default for PipelineSettings {
                         0.9,
                         &[
                             &[
-                                "lance", "lancer", "exécute", "exécuter", "execute", "run", "start", "démarre", "déclenche",
-                                "trigger", "ejecuta", "starte",
+                                "lance",
+                                "lancer",
+                                "exécute",
+                                "exécuter",
+                                "execute",
+                                "run",
+                                "start",
+                                "démarre",
+                                "déclenche",
+                                "trigger",
+                                "ejecuta",
+                                "starte",
                             ],
                             &["workflow", "flux", "automatisation", "automation", "job", "pipeline"],
                         ],
@@ -235,12 +285,36 @@ impl Default for PipelineSettings {
                         0.86,
                         &[
                             &[
-                                "combien", "how many", "how much", "total", "moyenne", "average", "somme", "sum", "count",
-                                "cuántos", "wie viele", "top",
+                                "combien",
+                                "how many",
+                                "how much",
+                                "total",
+                                "moyenne",
+                                "average",
+                                "somme",
+                                "sum",
+                                "count",
+                                "cuántos",
+                                "wie viele",
+                                "top",
                             ],
                             &[
-                                "ventes", "sales", "revenue", "chiffre d'affaires", "clients", "customers", "commandes",
-                                "orders", "utilisateurs", "users", "lignes", "rows", "données", "data", "ventas", "umsatz",
+                                "ventes",
+                                "sales",
+                                "revenue",
+                                "chiffre d'affaires",
+                                "clients",
+                                "customers",
+                                "commandes",
+                                "orders",
+                                "utilisateurs",
+                                "users",
+                                "lignes",
+                                "rows",
+                                "données",
+                                "data",
+                                "ventas",
+                                "umsatz",
                             ],
                         ],
                     ),
@@ -263,12 +337,26 @@ impl Default for PipelineSettings {
             ],
             default_agent: None,
             apps: vec![
-                AppKeywords { app_id: "dashboard".into(), keywords: words(&["dashboard", "tableau de bord", "panel de control"]) },
-                AppKeywords { app_id: "report".into(), keywords: words(&["report", "rapport", "compte rendu", "informe", "bericht"]) },
-                AppKeywords { app_id: "editor".into(), keywords: words(&["editor", "éditeur", "editeur", "document"]) },
+                AppKeywords {
+                    app_id: "dashboard".into(),
+                    keywords: words(&["dashboard", "tableau de bord", "panel de control"]),
+                },
+                AppKeywords {
+                    app_id: "report".into(),
+                    keywords: words(&["report", "rapport", "compte rendu", "informe", "bericht"]),
+                },
+                AppKeywords {
+                    app_id: "editor".into(), keywords: words(&["editor", "éditeur", "editeur", "document"])
+                },
                 AppKeywords { app_id: "terminal".into(), keywords: words(&["terminal", "console", "shell"]) },
-                AppKeywords { app_id: "workflow".into(), keywords: words(&["workflow", "flux", "automation", "automatisation"]) },
-                AppKeywords { app_id: "spreadsheet".into(), keywords: words(&["spreadsheet", "tableur", "table", "tableau"]) },
+                AppKeywords {
+                    app_id: "workflow".into(),
+                    keywords: words(&["workflow", "flux", "automation", "automatisation"]),
+                },
+                AppKeywords {
+                    app_id: "spreadsheet".into(),
+                    keywords: words(&["spreadsheet", "tableur", "table", "tableau"]),
+                },
             ],
             default_ui_app: "dashboard".to_owned(),
             limits: Limits::default(),
@@ -346,7 +434,10 @@ impl Validate for PipelineSettings {
             known(format!("app.rules.rules[{i}].intent"), &r.intent)?;
             unit(&format!("app.rules.rules[{i}].confidence"), r.confidence)?;
             if r.all_of.is_empty() || r.all_of.iter().any(Vec::is_empty) {
-                return Err(ConfigError::invalid(format!("app.rules.rules[{i}].all_of"), "needs non-empty keyword groups"));
+                return Err(ConfigError::invalid(
+                    format!("app.rules.rules[{i}].all_of"),
+                    "needs non-empty keyword groups",
+                ));
             }
         }
         if self.routes.is_empty() {

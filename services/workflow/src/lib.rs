@@ -8,14 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Name and dependencies of the service.
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "workflow",
-    needs: Needs {
-        postgres: true,
-        redis: false,
-        nats: true,
-    },
-};
+pub const SPEC: ServiceSpec =
+    ServiceSpec { name: "workflow", needs: Needs { postgres: true, redis: false, nats: true } };
 
 /// The service's configuration.
 pub type Config = ServiceConfig<NoSettings>;
@@ -26,22 +20,9 @@ pub fn default_config() -> Config {
 }
 
 /// Runs the service on `listeners` until `shutdown` is cancelled.
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: CancellationToken,
-) -> getlood_server::Result<()> {
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
     let infra = Infra::start(SPEC, &config, None).await?;
     let grpc = tonic::service::Routes::default();
-    getlood_server::serve(
-        SPEC,
-        &config,
-        infra,
-        listeners,
-        grpc,
-        axum::Router::new(),
-        shutdown,
-        TaskTracker::new(),
-    )
-    .await
+    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, TaskTracker::new())
+        .await
 }

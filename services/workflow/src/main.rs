@@ -2,11 +2,6 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    getlood_server::cli::main(
-        getlood_workflow::SPEC,
-        getlood_workflow::default_config(),
-        None,
-        getlood_workflow::run,
-    )
-    .await
+    getlood_server::cli::main(getlood_workflow::SPEC, getlood_workflow::default_config(), None, getlood_workflow::run)
+        .await
 }

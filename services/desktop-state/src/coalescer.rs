@@ -1,0 +1,318 @@
+//! Coalescing of geometry updates sent without a version (window dragging): the latest update
+//! of each window wins, is acknowledged at once, and is written with one `window.moved` event
+//! per window per flush. Flushes run every `interval` (well under the 500 ms promise), before
+//! any other operation on the same window or desktop (so operations apply in the order they
+//! were acknowledged), and one last time on shutdown, after which updates are written
+//! synchronously: nothing acknowledged is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use getlood_auth::TenantId;
+use getlood_events::{Domain, EventBus, Outbox, Payload, new_envelope};
+use getlood_proto::desktop_state::v1::Window;
+use getlood_proto::events::v1::WindowMoved;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::store;
+
+/// Metric: geometry updates, labelled `mode` (`coalesced` or `direct`).
+pub const METRIC_UPDATES: &str = "getlood_desktop_state_geometry_updates_total";
+/// Metric: rows written by coalescer flushes.
+pub const METRIC_FLUSHED: &str = "getlood_desktop_state_coalesced_writes_total";
+
+/// Flushes write this many windows concurrently (distinct windows, so no ordering between them).
+const FLUSH_CONCURRENCY: usize = 8;
+
+/// The fields of a geometry update; unset fields keep their value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GeometryPatch {
+    pub x: Option<i32>,
+    pub y: Option<i32>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+}
+
+impl GeometryPatch {
+    /// `newer` over `self`: newer fields win, fields it leaves unset keep ours.
+    pub fn merge(self, newer: GeometryPatch) -> Self {
+        Self {
+            x: newer.x.or(self.x),
+            y: newer.y.or(self.y),
+            width: newer.width.or(self.width),
+            height: newer.height.or(self.height),
+        }
+    }
+
+    /// Applies the patch to a window message.
+    pub fn apply_to(&self, w: &mut Window) {
+        w.x = self.x.unwrap_or(w.x);
+        w.y = self.y.unwrap_or(w.y);
+        w.width = self.width.unwrap_or(w.width);
+        w.height = self.height.unwrap_or(w.height);
+    }
+}
+
+/// A window's acknowledged, not yet written geometry.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub tenant: TenantId,
+    pub owner: String,
+    /// Who sent the latest update (the event's actor).
+    pub actor: String,
+    pub desktop_id: Uuid,
+    /// The window as acknowledged: stored state plus the patch, with the version the flush
+    /// will give it.
+    pub window: Window,
+    pub patch: GeometryPatch,
+}
+
+/// What [`Coalescer::merge`] did.
+#[derive(Debug)]
+pub enum Merged {
+    /// Queued; the window as acknowledged.
+    Queued(Window),
+    /// No queued update of this window yet: the caller reads the window and calls
+    /// [`Coalescer::queue`].
+    Absent,
+    /// Shutting down: the caller writes the update itself.
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<Uuid, Pending>,
+    closed: bool,
+}
+
+/// The coalescer of one replica.
+#[derive(Clone)]
+pub struct Coalescer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    // Held while entries are taken and written, so two flushes never write one window's older
+    // geometry after its newer one.
+    flush: tokio::sync::Mutex<()>,
+    pool: PgPool,
+    outbox: Outbox,
+}
+
+impl Coalescer {
+    /// A coalescer writing through `pool` and publishing through `outbox`.
+    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                flush: tokio::sync::Mutex::new(()),
+                pool,
+                outbox,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep serving with it.
+        self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Merges `patch` into the queued update of `window_id`, if the caller may see it.
+    pub fn merge(&self, tenant: &TenantId, owner: &str, actor: &str, window_id: Uuid, patch: GeometryPatch) -> Merged {
+        let mut state = self.state();
+        if state.closed {
+            return Merged::Closed;
+        }
+        match state.pending.get_mut(&window_id) {
+            Some(p) if &p.tenant == tenant && p.owner == owner => {
+                p.patch = p.patch.merge(patch);
+                patch.apply_to(&mut p.window);
+                actor.clone_into(&mut p.actor);
+                Merged::Queued(p.window.clone())
+            }
+            _ => Merged::Absent,
+        }
+    }
+
+    /// Queues `pending` (built from the stored window); merges with an entry queued meanwhile.
+    pub fn queue(&self, pending: Pending) -> Merged {
+        let mut state = self.state();
+        if state.closed {
+            return Merged::Closed;
+        }
+        let id = pending.window.id.parse::<Uuid>().unwrap_or_default();
+        let entry = state
+            .pending
+            .entry(id)
+            .and_modify(|p| {
+                p.patch = p.patch.merge(pending.patch);
+                pending.patch.apply_to(&mut p.window);
+                p.actor.clone_from(&pending.actor);
+            })
+            .or_insert(pending);
+        Merged::Queued(entry.window.clone())
+    }
+
+    /// Writes the queued updates of one window.
+    pub async fn flush_window(&self, window_id: Uuid) -> Result<()> {
+        self.flush_matching(|id, _| *id == window_id).await
+    }
+
+    /// Writes the queued updates of every window of one desktop.
+    pub async fn flush_desktop(&self, desktop_id: Uuid) -> Result<()> {
+        self.flush_matching(|_, p| p.desktop_id == desktop_id).await
+    }
+
+    /// Writes every queued update.
+    pub async fn flush_all(&self) -> Result<()> {
+        self.flush_matching(|_, _| true).await
+    }
+
+    async fn flush_matching(&self, wanted: impl Fn(&Uuid, &Pending) -> bool) -> Result<()> {
+        let _flushing = self.inner.flush.lock().await;
+        let taken: Vec<Pending> = {
+            let mut state = self.state();
+            if !state.pending.iter().any(|(id, p)| wanted(id, p)) {
+                return Ok(());
+            }
+            let ids: Vec<Uuid> = state.pending.iter().filter(|(id, p)| wanted(id, p)).map(|(id, _)| *id).collect();
+            ids.iter().filter_map(|id| state.pending.remove(id)).collect()
+        };
+        let results: Vec<(Pending, Result<()>)> = futures::stream::iter(taken)
+            .map(|p| async move {
+                let r = self.write(&p).await;
+                (p, r)
+            })
+            .buffer_unordered(FLUSH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut first_err = None;
+        let mut state = self.state();
+        for (p, r) in results {
+            if let Err(err) = r {
+                tracing::warn!(window_id = %p.window.id, error = %err, "coalesced geometry write failed, will retry");
+                // Put it back under anything queued since: newer fields still win.
+                let id = p.window.id.parse::<Uuid>().unwrap_or_default();
+                match state.pending.remove(&id) {
+                    Some(newer) => {
+                        let mut merged = p;
+                        merged.patch = merged.patch.merge(newer.patch);
+                        merged.window = newer.window;
+                        merged.actor = newer.actor;
+                        state.pending.insert(id, merged);
+                    }
+                    None => {
+                        state.pending.insert(id, p);
+                    }
+                }
+                first_err.get_or_insert(err);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Writes one window's geometry with its event, in one transaction.
+    async fn write(&self, p: &Pending) -> Result<()> {
+        let window_id = p.window.id.parse::<Uuid>().unwrap_or_default();
+        let mut tx = self.inner.pool.begin().await?;
+        // Desktop first: the locking rule every writer follows.
+        if !store::lock_desktop_any_owner(&mut tx, &p.tenant, p.desktop_id).await? {
+            return Ok(()); // deleted meanwhile: nothing left to move
+        }
+        let Some(row) = store::apply_geometry(&mut tx, &p.tenant, p.desktop_id, window_id, &p.patch).await? else {
+            return Ok(()); // closed meanwhile
+        };
+        let desktop =
+            sqlx::query_as::<_, (Vec<Uuid>,)>("SELECT focus_stack FROM desktops WHERE tenant_id = $1 AND id = $2")
+                .bind(p.tenant.as_str())
+                .bind(p.desktop_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        store::touch_desktop(&mut tx, &p.tenant, p.desktop_id, &desktop.0, None).await?;
+        let desktop_id = p.desktop_id.to_string();
+        let event = new_envelope(
+            &p.tenant,
+            &p.actor,
+            &desktop_id,
+            "window.moved",
+            Payload::WindowMoved(WindowMoved {
+                desktop_id: desktop_id.clone(),
+                window_id: row.id.to_string(),
+                geometry: Some(row.geometry()),
+                version: row.version,
+            }),
+        );
+        self.inner.outbox.enqueue(&mut tx, Domain::Window, &event).await?;
+        tx.commit().await?;
+        self.inner.outbox.notify();
+        metrics::counter!(METRIC_FLUSHED).increment(1);
+        Ok(())
+    }
+
+    /// Flushes every `interval` until `shutdown`; then closes the coalescer (later updates are
+    /// written synchronously), writes what is left and relays the resulting events, so a
+    /// SIGTERM loses nothing that was acknowledged.
+    pub fn spawn(&self, interval: Duration, bus: EventBus, tracker: &TaskTracker, shutdown: CancellationToken) {
+        let this = self.clone();
+        tracker.spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                if let Err(err) = this.flush_all().await {
+                    tracing::warn!(error = %err, "coalescer flush failed");
+                }
+            }
+            let left = {
+                let _flushing = this.inner.flush.lock().await;
+                let mut state = this.state();
+                state.closed = true;
+                state.pending.len()
+            };
+            // Retry a few times: the database may be briefly unreachable during a rollout.
+            for attempt in 0..3 {
+                match this.flush_all().await {
+                    Ok(()) => break,
+                    Err(err) => {
+                        tracing::error!(error = %err, attempt, pending = this.state().pending.len(), "coalescer flush on shutdown failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            tracing::info!(windows = left, "coalescer flushed on shutdown");
+            // The outbox relay may already have made its last pass; publish what we just wrote.
+            loop {
+                match this.inner.outbox.relay_batch(&bus).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "outbox relay after the final flush failed; events stay queued for the next start");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_fields_win_and_unset_fields_keep_older_values() {
+        let older = GeometryPatch { x: Some(1), y: Some(2), width: Some(300), height: None };
+        let newer = GeometryPatch { x: Some(10), y: None, width: None, height: Some(50) };
+        assert_eq!(older.merge(newer), GeometryPatch { x: Some(10), y: Some(2), width: Some(300), height: Some(50) });
+    }
+}

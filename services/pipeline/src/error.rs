@@ -1,0 +1,111 @@
+//! The pipeline's errors and what a client sees of them.
+
+use std::time::Duration;
+
+use getlood_common::{ApiError, ErrorCode};
+use getlood_mindsdb::MindsdbError;
+use getlood_proto::common::v1::{ErrorCode as ProtoCode, ErrorDetail};
+
+/// Why a pipeline operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The agent reported a failure in its stream (code and safe message as the registry sent).
+    #[error("agent failed: {}", .0.message)]
+    Agent(ErrorDetail),
+    /// The request is wrong.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// MindsDB (the intent model) failed.
+    #[error("intent model: {0}")]
+    Mindsdb(#[from] MindsdbError),
+    /// The object does not exist in the caller's tenant.
+    #[error("{0}")]
+    NotFound(String),
+    /// Postgres failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    /// The agent registry answered with an error (or could not be reached).
+    #[error("agent registry: {0}")]
+    Registry(tonic::Status),
+    /// An upstream step did not finish within its deadline.
+    #[error("{what} did not finish within {after:?}")]
+    Timeout {
+        /// What timed out, for the message.
+        what: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The agent failed while answering (in-stream error of QueryAgent).
+    #[error("agent failed: {0}")]
+    Upstream(String),
+}
+
+/// Result of the pipeline.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// What a client may see: the code and a message without internals.
+    pub fn api(&self) -> ApiError {
+        match self {
+            Self::Agent(d) => ApiError::unavailable(d.message.clone()),
+            Self::InvalidArgument(m) => ApiError::invalid_argument(m.clone()),
+            Self::NotFound(m) => ApiError::not_found(m.clone()),
+            Self::Mindsdb(e) => {
+                tracing::warn!(error = %e, "intent model failed");
+                ApiError::new(e.code(), "the intent model failed")
+            }
+            Self::Postgres(e) => ApiError::internal(e),
+            Self::Registry(status) => match status.code() {
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                    tracing::warn!(error = %status.message(), "agent registry unavailable");
+                    ApiError::unavailable("the agent registry is unavailable, retry shortly")
+                }
+                tonic::Code::DeadlineExceeded => {
+                    ApiError::new(ErrorCode::DeadlineExceeded, "the agent registry did not answer in time")
+                }
+                _ => ApiError::from(status.clone()),
+            },
+            Self::Timeout { what, after } => ApiError::new(
+                ErrorCode::DeadlineExceeded,
+                format!("{what} did not finish within {}s", after.as_secs_f32()),
+            ),
+            Self::Upstream(m) => ApiError::unavailable(m.clone()),
+        }
+    }
+
+    /// The in-stream error item.
+    pub fn detail(&self) -> ErrorDetail {
+        if let Self::Agent(d) = self {
+            return ErrorDetail { code: d.code, message: d.message.clone(), ..Default::default() };
+        }
+        let api = self.api();
+        let code = match (self, api.code) {
+            (Self::Upstream(_) | Self::Mindsdb(_), ErrorCode::Unavailable) => ProtoCode::UpstreamFailure,
+            (_, c) => proto_code(c),
+        };
+        ErrorDetail { code: code as i32, message: api.message, ..Default::default() }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(err: Error) -> Self {
+        err.api().into()
+    }
+}
+
+/// The proto error code of an error kind.
+pub(crate) fn proto_code(code: ErrorCode) -> ProtoCode {
+    match code {
+        ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge => ProtoCode::InvalidArgument,
+        ErrorCode::Unauthenticated => ProtoCode::Unauthenticated,
+        ErrorCode::PermissionDenied => ProtoCode::PermissionDenied,
+        ErrorCode::NotFound => ProtoCode::NotFound,
+        ErrorCode::AlreadyExists => ProtoCode::AlreadyExists,
+        ErrorCode::Aborted => ProtoCode::VersionConflict,
+        ErrorCode::FailedPrecondition => ProtoCode::FailedPrecondition,
+        ErrorCode::ResourceExhausted => ProtoCode::RateLimited,
+        ErrorCode::Unavailable => ProtoCode::Unavailable,
+        ErrorCode::DeadlineExceeded => ProtoCode::DeadlineExceeded,
+        ErrorCode::Unimplemented | ErrorCode::Internal => ProtoCode::Internal,
+    }
+}
