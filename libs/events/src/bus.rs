@@ -16,12 +16,20 @@ pub enum EventError {
     /// A payload arrived that is not a valid envelope.
     #[error("cannot decode event: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// The requested position was already removed by the stream's retention.
+    #[error("sequence {requested} is no longer stored (the stream starts at {first_available})")]
+    Expired {
+        /// The position asked for.
+        requested: u64,
+        /// The oldest sequence still stored.
+        first_available: u64,
+    },
     /// JetStream refused or did not acknowledge the operation.
     #[error("jetstream: {0}")]
     JetStream(String),
 }
 
-fn js_err(err: impl std::fmt::Display) -> EventError {
+pub(crate) fn js_err(err: impl std::fmt::Display) -> EventError {
     EventError::JetStream(err.to_string())
 }
 
@@ -59,8 +67,8 @@ impl Domain {
 /// Publishes and consumes GETLOOD events.
 #[derive(Clone, Debug)]
 pub struct EventBus {
-    js: jetstream::Context,
-    prefix: String,
+    pub(crate) js: jetstream::Context,
+    pub(crate) prefix: String,
 }
 
 /// An event read from a stream, with what a consumer needs to resume and to continue the trace.

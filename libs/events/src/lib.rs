@@ -7,11 +7,13 @@
 
 mod bus;
 mod headers;
+mod live;
 mod outbox;
 
 pub use bus::{Domain, EventBus, EventError, ReceivedEvent, new_envelope};
 pub use getlood_proto::events::v1::{EventEnvelope, event_envelope::Payload};
 pub use headers::{NatsHeaderExtractor, NatsHeaderInjector};
+pub use live::{Follow, RawEvent, StartAt};
 pub use outbox::Outbox;
 
 /// Header carrying [`EventEnvelope::r#type`].

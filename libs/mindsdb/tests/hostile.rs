@@ -481,6 +481,7 @@ async fn hostile_values_round_trip_and_never_touch_the_canary() {
         values.len().div_ceil(4),
         values.len().div_ceil(20),
     );
+    eprintln!("DIAG kb {kb_mismatch:?}");
     assert!(model_mismatch.is_empty(), "model inputs changed: {model_mismatch:?}");
     assert!(kb_mismatch.is_empty(), "kb documents changed: {kb_mismatch:?}");
     assert!(search_mismatch.is_empty(), "search queries changed: {search_mismatch:?}");

@@ -241,15 +241,27 @@ impl Platform {
 
     async fn drop_schemas(&self) -> anyhow::Result<()> {
         let pool = sqlx::PgPool::connect(&self.postgres_url).await?;
+        let suffix = format!("_{}", self.run_id);
         let schemas: Vec<(String,)> =
             sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE '%' || $1")
-                .bind(format!("_{}", self.run_id))
+                .bind(&suffix)
                 .fetch_all(&pool)
                 .await?;
         for (schema,) in schemas {
             // Names come from pg_namespace and end in our run id; quoting keeps them literal.
             let ddl = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.replace('"', "\"\""));
             sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&pool).await?;
+        }
+        // Services may create per-tenant roles (desktop-state's MindsDB view access); they carry
+        // the run id too, and would otherwise pile up in the shared test database.
+        let roles: Vec<(String,)> = sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname LIKE '%' || $1")
+            .bind(&suffix)
+            .fetch_all(&pool)
+            .await?;
+        for (role,) in roles {
+            let quoted = role.replace('"', "\"\"");
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP OWNED BY \"{quoted}\" CASCADE"))).execute(&pool).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{quoted}\""))).execute(&pool).await?;
         }
         Ok(())
     }

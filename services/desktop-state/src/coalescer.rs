@@ -77,7 +77,7 @@ pub struct Pending {
 #[derive(Debug)]
 pub enum Merged {
     /// Queued; the window as acknowledged.
-    Queued(Window),
+    Queued(Box<Window>),
     /// No queued update of this window yet: the caller reads the window and calls
     /// [`Coalescer::queue`].
     Absent,
@@ -135,7 +135,7 @@ impl Coalescer {
                 p.patch = p.patch.merge(patch);
                 patch.apply_to(&mut p.window);
                 actor.clone_into(&mut p.actor);
-                Merged::Queued(p.window.clone())
+                Merged::Queued(Box::new(p.window.clone()))
             }
             _ => Merged::Absent,
         }
@@ -157,7 +157,7 @@ impl Coalescer {
                 p.actor.clone_from(&pending.actor);
             })
             .or_insert(pending);
-        Merged::Queued(entry.window.clone())
+        Merged::Queued(Box::new(entry.window.clone()))
     }
 
     /// Writes the queued updates of one window.

@@ -235,7 +235,7 @@ impl Desktops {
         match queued {
             Merged::Queued(window) => {
                 metrics::counter!(crate::coalescer::METRIC_UPDATES, "mode" => "coalesced").increment(1);
-                Ok(window)
+                Ok(*window)
             }
             Merged::Closed | Merged::Absent => self.write_geometry(p, raw_id, 0, &patch).await,
         }
@@ -358,15 +358,15 @@ impl DesktopStateService for Desktops {
         reject(check_window_fields("", "", &req.app_id, &title, req.geometry.map(|g| (g.width, g.height))))?;
         let request_id = check_request_id(&req.request_id)?;
         let (mut tx, desktop) = self.lock_desktop(&p, &req.desktop_id, req.expected_desktop_version).await?;
-        if let Some(key) = request_id {
-            if let Some(existing) = store::window_by_request(&mut tx, &p.tenant, desktop.id, key).await? {
-                // A retry of an open that succeeded: the same window, no second one.
-                return Ok(Response::new(OpenWindowResponse {
-                    window: Some(existing.to_proto()),
-                    desktop_version: desktop.version,
-                    focus_stack: desktop.focus_strings(),
-                }));
-            }
+        if let Some(key) = request_id
+            && let Some(existing) = store::window_by_request(&mut tx, &p.tenant, desktop.id, key).await?
+        {
+            // A retry of an open that succeeded: the same window, no second one.
+            return Ok(Response::new(OpenWindowResponse {
+                window: Some(existing.to_proto()),
+                desktop_version: desktop.version,
+                focus_stack: desktop.focus_strings(),
+            }));
         }
         let count = store::count_windows(&mut tx, &p.tenant, desktop.id).await?;
         if count >= self.max_windows {
@@ -634,10 +634,10 @@ impl DesktopStateService for Desktops {
         let current: HashMap<Uuid, WindowRow> =
             store::windows_of(&mut tx, &p.tenant, &[desktop.id]).await?.into_iter().map(|w| (w.id, w)).collect();
         for (i, id) in given.iter().enumerate() {
-            if let Some(id) = id {
-                if !current.contains_key(id) {
-                    v.push(violation(&format!("windows[{i}].id"), &id.to_string(), "is not a window of this desktop"));
-                }
+            if let Some(id) = id
+                && !current.contains_key(id)
+            {
+                v.push(violation(&format!("windows[{i}].id"), &id.to_string(), "is not a window of this desktop"));
             }
         }
         reject(v)?;

@@ -10,8 +10,13 @@ use getlood_proto::common::v1::{ErrorCode as ProtoCode, ErrorDetail};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The agent reported a failure in its stream (code and safe message as the registry sent).
-    #[error("agent failed: {}", .0.message)]
-    Agent(ErrorDetail),
+    #[error("agent failed: {message}")]
+    Agent {
+        /// The `getlood.common.v1.ErrorCode` the registry reported.
+        code: i32,
+        /// Its safe message.
+        message: String,
+    },
     /// The request is wrong.
     #[error("{0}")]
     InvalidArgument(String),
@@ -47,7 +52,7 @@ impl Error {
     /// What a client may see: the code and a message without internals.
     pub fn api(&self) -> ApiError {
         match self {
-            Self::Agent(d) => ApiError::unavailable(d.message.clone()),
+            Self::Agent { message, .. } => ApiError::unavailable(message.clone()),
             Self::InvalidArgument(m) => ApiError::invalid_argument(m.clone()),
             Self::NotFound(m) => ApiError::not_found(m.clone()),
             Self::Mindsdb(e) => {
@@ -75,8 +80,8 @@ impl Error {
 
     /// The in-stream error item.
     pub fn detail(&self) -> ErrorDetail {
-        if let Self::Agent(d) = self {
-            return ErrorDetail { code: d.code, message: d.message.clone(), ..Default::default() };
+        if let Self::Agent { code, message } = self {
+            return ErrorDetail { code: *code, message: message.clone(), ..Default::default() };
         }
         let api = self.api();
         let code = match (self, api.code) {

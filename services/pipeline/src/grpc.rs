@@ -176,10 +176,10 @@ impl PipelineService for PipelineApi {
         let store = &self.pipeline.store;
 
         // A retry of a request that already produced a turn replays it.
-        if !req.client_request_id.is_empty() {
-            if let Some(turn) = store.by_client_request(&p.tenant, &p.user, &req.client_request_id).await? {
-                return Ok(Response::new(single(ExecuteResponse { index: 1, event: Some(Event::Result(turn)) })));
-            }
+        if !req.client_request_id.is_empty()
+            && let Some(turn) = store.by_client_request(&p.tenant, &p.user, &req.client_request_id).await?
+        {
+            return Ok(Response::new(single(ExecuteResponse { index: 1, event: Some(Event::Result(turn)) })));
         }
         let conversation_id = if req.conversation_id.is_empty() {
             Uuid::now_v7()

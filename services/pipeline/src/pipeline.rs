@@ -417,6 +417,8 @@ impl Pipeline {
                     }
                     Err(why) => {
                         tracing::warn!(tenant = %p.tenant, reason = %why, "intent model answer refused");
+                        // The answer may quote the user's message: only at debug level.
+                        tracing::debug!(tenant = %p.tenant, raw = %raw.chars().take(300).collect::<String>(), "refused intent model answer");
                         why
                     }
                 },
@@ -531,7 +533,9 @@ impl Pipeline {
                     }
                     return Ok((answer, c.usage));
                 }
-                Some(query_agent_response::Event::Error(detail)) => return Err(failed(Error::Agent(detail))),
+                Some(query_agent_response::Event::Error(d)) => {
+                    return Err(failed(Error::Agent { code: d.code, message: d.message }));
+                }
                 None => {}
             }
         }

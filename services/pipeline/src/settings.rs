@@ -68,7 +68,10 @@ pub struct IntentModelSettings {
     /// Provider key; kept on the MindsDB engine, never in SQL text.
     #[serde(serialize_with = "serialize_secret_opt")]
     pub api_key: Option<SecretString>,
-    /// Completion length limit of one classification.
+    /// `max_tokens` of the MindsDB model. MindsDB 26.1's openai handler also uses it as the
+    /// prompt budget: a prompt longer than this many tokens is silently dropped and the LLM gets
+    /// no user message at all (measured; the default of 100 loses our prompt). Keep it above
+    /// the template plus `max_input_chars` worth of tokens.
     pub max_tokens: u32,
     /// Deadline of one classification call.
     #[serde(with = "humantime_serde")]
@@ -379,7 +382,7 @@ impl Default for IntentModelSettings {
             // A cl100k name, so MindsDB's tiktoken counts offline (notes §7).
             model_name: "gpt-4".to_owned(),
             api_key: Some(SecretString::from("sk-local")),
-            max_tokens: 60,
+            max_tokens: 1024,
             timeout: Duration::from_secs(20),
             setup_timeout: Duration::from_secs(60),
             max_input_chars: 2000,
@@ -459,8 +462,12 @@ impl Validate for PipelineSettings {
         if m.base_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
             return Err(ConfigError::invalid("app.intent_model.base_url", "must be an http(s) url"));
         }
-        if m.max_input_chars == 0 || m.max_tokens == 0 {
-            return Err(ConfigError::invalid("app.intent_model", "max_input_chars and max_tokens must be positive"));
+        if m.max_input_chars == 0 {
+            return Err(ConfigError::invalid("app.intent_model.max_input_chars", "must be positive"));
+        }
+        // See `max_tokens`: below this MindsDB drops the classification prompt itself.
+        if m.max_tokens < 512 {
+            return Err(ConfigError::invalid("app.intent_model.max_tokens", "must be at least 512 (mindsdb uses it as the prompt budget)"));
         }
         let l = &self.limits;
         if l.max_messages == 0 || l.max_message_chars == 0 || l.max_total_chars == 0 {
