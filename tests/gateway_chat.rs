@@ -1089,7 +1089,7 @@ async fn openai_python_client_talks_to_the_gateway() -> anyhow::Result<()> {
 
 /// `.venv-test/bin/python` with the `openai` package, created on first use (PyPI is reachable
 /// wherever the tests run; a failure to install fails the test, as the issue requires it).
-async fn scripts_python(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) async fn scripts_python(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _guard = LOCK.lock().await;
     let venv = root.join(".venv-test");
@@ -1101,7 +1101,7 @@ async fn scripts_python(root: &std::path::Path) -> anyhow::Result<std::path::Pat
         let status = tokio::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().await?;
         anyhow::ensure!(status.success(), "python3 -m venv failed");
         let status =
-            tokio::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", "openai"]).status().await?;
+            tokio::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", "openai==3.57.0"]).status().await?;
         anyhow::ensure!(status.success(), "pip install openai failed");
     }
     anyhow::ensure!(has_openai(&python), "openai is not importable in .venv-test");

@@ -4,6 +4,7 @@
 mod agent_registry;
 mod auth;
 mod desktop_state;
+mod e2e;
 mod gateway_chat;
 mod pipeline;
 mod platform;

@@ -438,14 +438,8 @@ async fn pipeline_llm_classifier_low_confidence_and_garbage_json() -> anyhow::Re
     let evs = events(&items);
     let reason = evs
         .iter()
-        .find_map(|e| {
-            if let Event::AgentProgress(p) = e {
-                (p.kind == "intent_fallback").then(|| p.message.clone())
-            } else {
-                None
-            }
-        })
-        .expect("a fallback reason");
+        .find_map(|e| if let Event::IntentDetected(d) = e { Some(d.fallback_reason.clone()) } else { None })
+        .expect("an intent event");
     assert!(reason.contains("valid JSON"), "{reason}");
     let turn = result(&items);
     assert_eq!((turn.outcome, turn.intent), (TurnOutcome::Answered as i32, Intent::Chat as i32));

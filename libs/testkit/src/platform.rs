@@ -26,6 +26,7 @@ pub struct PlatformBuilder {
     mindsdb_url: String,
     redis_key_prefix: Option<String>,
     replica_of: Option<String>,
+    app_settings: std::collections::BTreeMap<Service, serde_json::Value>,
     shutdown_timeout: Duration,
 }
 
@@ -61,6 +62,7 @@ impl Default for PlatformBuilder {
             mindsdb_url: crate::mindsdb_url(),
             redis_key_prefix: None,
             replica_of: None,
+            app_settings: std::collections::BTreeMap::new(),
             shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -97,6 +99,13 @@ impl PlatformBuilder {
     /// two pods of one Deployment. `other` owns the schemas and drops them when it stops.
     pub fn replica_of(mut self, other: &Platform) -> Self {
         self.replica_of = Some(other.run_id.clone());
+        self
+    }
+
+    /// Sets `service`'s own `app` settings, e.g. `json!({"coalesce_interval": "50ms"})`;
+    /// unknown keys refuse the start as they would in production.
+    pub fn app_settings(mut self, service: Service, settings: serde_json::Value) -> Self {
+        self.app_settings.insert(service, settings);
         self
     }
 
@@ -139,6 +148,7 @@ impl PlatformBuilder {
             shutdown_timeout: Some(self.shutdown_timeout),
             readiness_interval: Some(Duration::from_millis(100)),
             config_file: None,
+            app_settings: self.app_settings.clone(),
         };
         let mut services = BTreeMap::new();
         for (service, listeners) in bound {

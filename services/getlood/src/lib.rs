@@ -86,6 +86,8 @@ pub struct Overrides {
     pub shutdown_timeout: Option<Duration>,
     /// Readiness probe period.
     pub readiness_interval: Option<Duration>,
+    /// Service-specific `app` settings (JSON, merged key by key over the service's defaults).
+    pub app_settings: std::collections::BTreeMap<Service, serde_json::Value>,
 }
 
 /// A service started in this process.
@@ -196,6 +198,14 @@ where
         defaults
     };
     apply(&mut config, overrides);
+    if let Some(app) = overrides.app_settings.get(&service) {
+        // Merged over the service's own `app` settings and checked by the same deserializer,
+        // so a test cannot set a key the service does not know.
+        config = figment::Figment::from(figment::providers::Serialized::defaults(&config))
+            .merge(figment::providers::Serialized::default("app", app))
+            .extract()
+            .map_err(getlood_config::ConfigError::from)?;
+    }
     config.validate()?;
     let listeners = match listeners {
         Some(l) => l,

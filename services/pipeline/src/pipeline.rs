@@ -233,18 +233,11 @@ impl Pipeline {
         // Stage 1: intent.
         let s = timer.start(em, Stage::IntentDetection).await?;
         let detected = em.beat(Stage::IntentDetection, self.detect(p, message)).await?;
-        if detected.fell_back {
-            // IntentDetected has no field for it; the reason travels as a progress item.
-            em.send(Event::AgentProgress(AgentProgress {
-                kind: "intent_fallback".to_owned(),
-                message: detected.note.clone(),
-            }))
-            .await?;
-        }
         em.send(Event::IntentDetected(IntentDetected {
             intent: detected.intent.0 as i32,
             confidence: detected.confidence,
             source: detected.source as i32,
+            fallback_reason: if detected.fell_back { detected.note.clone() } else { String::new() },
         }))
         .await?;
         timer.finish(em, &s, StageStatus::Ok).await?;

@@ -467,7 +467,10 @@ impl Validate for PipelineSettings {
         }
         // See `max_tokens`: below this MindsDB drops the classification prompt itself.
         if m.max_tokens < 512 {
-            return Err(ConfigError::invalid("app.intent_model.max_tokens", "must be at least 512 (mindsdb uses it as the prompt budget)"));
+            return Err(ConfigError::invalid(
+                "app.intent_model.max_tokens",
+                "must be at least 512 (mindsdb uses it as the prompt budget)",
+            ));
         }
         let l = &self.limits;
         if l.max_messages == 0 || l.max_message_chars == 0 || l.max_total_chars == 0 {
