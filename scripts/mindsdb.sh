@@ -31,7 +31,8 @@ READY_TIMEOUT=${MINDSDB_READY_TIMEOUT:-180}
 PYTHON=${PYTHON:-python3}
 PIDFILE=$HOME_DIR/pid
 LOG=$HOME_DIR/mindsdb.log
-TIKTOKEN_DIR=$HOME_DIR/tiktoken-cache
+# Part of the install (not of the run state), so it lives with the venv.
+TIKTOKEN_DIR=$VENV/tiktoken-cache
 # tiktoken caches a BPE file under sha1(<download url>); this is the cl100k_base one (§7, §15).
 CL100K_SHA1=9b5ad71b2ce5302211f9c61530b329a4922fc6a4
 URL=http://127.0.0.1:$PORT

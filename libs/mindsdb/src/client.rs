@@ -1,3 +1,4 @@
+use tracing::Instrument as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -285,7 +286,8 @@ impl MindsdbClient {
         body: &Value,
     ) -> Result<(OwnedSemaphorePermit, reqwest::Response)> {
         let started = Instant::now();
-        let result = self.open_stream_inner(ctx, path, body).await;
+        let span = tracing::info_span!("mindsdb.request", op, tenant = %ctx.tenant, otel.kind = "client");
+        let result = self.open_stream_inner(ctx, path, body).instrument(span).await;
         record(op, started, result.as_ref().err());
         result
     }
@@ -335,7 +337,8 @@ impl MindsdbClient {
         classify: fn(StatusCode, Value) -> Result<Value>,
     ) -> Result<Value> {
         let started = Instant::now();
-        let result = self.send_inner(ctx, call, classify).await;
+        let span = tracing::info_span!("mindsdb.request", op = call.op, tenant = %ctx.tenant, otel.kind = "client");
+        let result = self.send_inner(ctx, call, classify).instrument(span).await;
         record(call.op, started, result.as_ref().err());
         result
     }
@@ -499,6 +502,8 @@ fn tenant_headers(ctx: &TenantContext) -> Result<HeaderMap> {
         .map_err(|_| MindsdbError::InvalidArgument("tenant id is not a valid header value".to_owned()))?;
     headers.insert("company-id", company);
     headers.insert("user-id", HeaderValue::from_static(TENANT_USER_ID));
+    // Called inside the `mindsdb.request` span: MindsDB's request joins the caller's trace.
+    getlood_telemetry::inject_context(&mut getlood_telemetry::HeaderInjector(&mut headers));
     Ok(headers)
 }
 

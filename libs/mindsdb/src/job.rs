@@ -126,12 +126,12 @@ impl JobAdapter {
         let mut parts = Vec::with_capacity(body.len());
         for sql in body {
             for v in sql.params().values() {
-                if let Value::String(s) = v {
-                    if s.contains("{{") || s.contains("}}") {
-                        return Err(MindsdbError::InvalidArgument(
-                            "job values must not contain '{{' or '}}' (mindsdb template markers)".to_owned(),
-                        ));
-                    }
+                if let Value::String(s) = v
+                    && (s.contains("{{") || s.contains("}}"))
+                {
+                    return Err(MindsdbError::InvalidArgument(
+                        "job values must not contain '{{' or '}}' (mindsdb template markers)".to_owned(),
+                    ));
                 }
             }
             parts.push(sql.to_inline()?);
@@ -149,10 +149,10 @@ impl JobAdapter {
             Some(s) => Some(format!("every {} {}", s.every, s.unit.as_str())),
             None => None,
         };
-        if let (Some(start), Some(end)) = (spec.start, spec.end) {
-            if end < start {
-                return Err(MindsdbError::InvalidArgument("job end is before its start".to_owned()));
-            }
+        if let (Some(start), Some(end)) = (spec.start, spec.end)
+            && end < start
+        {
+            return Err(MindsdbError::InvalidArgument("job end is before its start".to_owned()));
         }
         // The REST route takes the schedule as JSON fields, so only the body is SQL text.
         // `start_at`/`end_at` must be present even when null (500 KeyError otherwise, notes §10).

@@ -133,6 +133,11 @@ impl KnowledgeBaseAdapter {
         }
         for d in docs {
             check_doc_id(&d.id)?;
+            // MindsDB 26.1 stores whitespace-only content as an empty chunk: refuse it rather
+            // than lose it silently.
+            if d.content.trim().is_empty() {
+                return Err(MindsdbError::InvalidArgument("document content is empty or only whitespace".to_owned()));
+            }
         }
         let rows: Vec<Value> = docs
             .iter()

@@ -1,6 +1,8 @@
 //! Every adapter operation against the real MindsDB 26.1, with the deterministic OpenAI double
 //! as the LLM and embedding provider so answers can be asserted exactly.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns fail loudly by design
+
 mod common;
 
 use std::time::Duration;
@@ -11,7 +13,7 @@ use common::{OpenAiDouble, eventually, provisioned};
 use futures::StreamExt as _;
 use getlood_mindsdb::*;
 use secrecy::SecretString;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 fn id(s: &str) -> Ident {
     Ident::new(s).unwrap()

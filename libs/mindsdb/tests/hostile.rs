@@ -3,6 +3,8 @@
 //! byte for byte (or, where MindsDB 26.1 cannot store them exactly, are refused up front); a
 //! canary table attached to the same tenant is never read, changed or dropped.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns fail loudly by design
+
 mod common;
 
 use std::sync::Arc;
@@ -202,31 +204,53 @@ async fn hostile_names_are_refused_before_anything_is_sent() {
     assert_eq!(connections.load(Ordering::SeqCst), 0, "a request left for a hostile name");
 }
 
-/// Postgres state of the canary table that must never change.
+/// What must never change: the canary's rows, the log of reads, and the view's existence.
+///
+/// `canary` (what the tenant sees) is a view over a function that records every read in
+/// `canary_reads` before returning the rows of `canary_data`. Statistics counters were too
+/// coarse for this (autovacuum and catalog work move them); a read through the view cannot
+/// happen without a row in the log. The view is not updatable, so a write or drop through
+/// MindsDB fails or shows as a missing view.
 #[derive(Debug, PartialEq)]
 struct CanaryState {
     rows: Vec<(i32, String)>,
     reads: i64,
-    writes: i64,
+    view_exists: bool,
+}
+
+async fn create_canary(pool: &sqlx::PgPool, schema: &str) {
+    for stmt in [
+        format!("CREATE TABLE {schema}.canary_data (id int primary key, secret text)"),
+        format!("INSERT INTO {schema}.canary_data VALUES (1, 'do not read'), (2, 'do not change')"),
+        format!("CREATE TABLE {schema}.canary_reads (at timestamptz default now(), query text)"),
+        format!(
+            "CREATE FUNCTION {schema}.canary_touch() RETURNS SETOF {schema}.canary_data LANGUAGE plpgsql VOLATILE AS $$ \
+             BEGIN INSERT INTO {schema}.canary_reads (query) VALUES (current_query()); \
+             RETURN QUERY SELECT * FROM {schema}.canary_data; END $$"
+        ),
+        format!("CREATE VIEW {schema}.canary AS SELECT * FROM {schema}.canary_touch()"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt)).execute(pool).await.unwrap();
+    }
 }
 
 async fn canary_state(pool: &sqlx::PgPool, schema: &str) -> CanaryState {
-    tokio::time::sleep(Duration::from_millis(1500)).await; // statistics flush at most once a second
-    // Counters first, then the rows: this function's own read shows up in the next call's
-    // counters as exactly one scan.
-    let (reads, writes): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT coalesce(seq_scan,0) + coalesce(idx_scan,0), n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables \
-         WHERE schemaname = '{schema}' AND relname = 'canary'"
+    let rows: Vec<(i32, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, secret FROM {schema}.canary_data ORDER BY id")))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let reads: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {schema}.canary_reads")))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let view_exists: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_views WHERE schemaname = '{schema}' AND viewname = 'canary')"
     )))
     .fetch_one(pool)
     .await
     .unwrap();
-    let rows: Vec<(i32, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id, secret FROM {schema}.canary ORDER BY id")))
-            .fetch_all(pool)
-            .await
-            .unwrap();
-    CanaryState { rows, reads, writes }
+    CanaryState { rows, reads, view_exists }
 }
 
 #[tokio::test]
@@ -238,12 +262,9 @@ async fn hostile_values_round_trip_and_never_touch_the_canary() {
     // Canary: a Postgres table attached to this very tenant, where an injection could reach it.
     let pool = common::pg().await;
     let schema = format!("canary_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    for stmt in [
-        format!("CREATE SCHEMA {schema}"),
-        format!("CREATE TABLE {schema}.canary (id int primary key, secret text)"),
-        format!("INSERT INTO {schema}.canary VALUES (1, 'do not read'), (2, 'do not change')"),
-        format!("CREATE TABLE {schema}.items (id int primary key, title text)"),
-    ] {
+    for stmt in
+        [format!("CREATE SCHEMA {schema}"), format!("CREATE TABLE {schema}.items (id int primary key, title text)")]
+    {
         sqlx::raw_sql(sqlx::AssertSqlSafe(stmt)).execute(&pool).await.unwrap();
     }
     let (host, port, database, user) = common::pg_parts();
@@ -257,10 +278,10 @@ async fn hostile_values_round_trip_and_never_touch_the_canary() {
         password: Some(SecretString::from(password.to_owned())),
         schema: Some(schema.clone()),
     };
+    create_canary(&pool, &schema).await;
     dbs.attach_postgres(&ctx, &pg_spec("canary", "pw")).await.unwrap();
     // Two readings: the first lets late statistics of the table's creation land, so the second
     // is a settled baseline (its own read included in the next reading).
-    canary_state(&pool, &schema).await;
     let before = canary_state(&pool, &schema).await;
 
     // --- Model: every value as a prediction input, in one batch; MindsDB sends each to the LLM.
@@ -287,17 +308,24 @@ async fn hostile_values_round_trip_and_never_touch_the_canary() {
     };
     models.create(&ctx, &spec).await.unwrap();
     double.clear_calls();
-    let rows: Vec<Map<String, Value>> =
-        values.iter().map(|v| Map::from_iter([("question".to_owned(), json!(v))])).collect();
-    let out = models.predict_many(&ctx, &id("echo"), rows).await.unwrap();
-    assert_eq!(out.len(), values.len());
-    let mut sent: Vec<String> =
-        double.calls_to("/v1/chat/completions").iter().filter_map(|c| c.last_user_message()).collect();
-    let mut expected = values.clone();
-    sent.sort();
-    expected.sort();
-    let model_mismatch: Vec<_> =
-        expected.iter().filter(|v| !sent.contains(v)).map(|v| v.chars().take(40).collect::<String>()).collect();
+    // One prediction per value: MindsDB's openai handler drops prompts beyond the model's
+    // context and, in a batch, that silently empties the whole batch.
+    let mut model_mismatch = Vec::new();
+    for v in &values {
+        double.clear_calls();
+        let input = Map::from_iter([("question".to_owned(), json!(v))]);
+        let out = models.predict(&ctx, &id("echo"), input).await;
+        let sent = double.calls_to("/v1/chat/completions").pop().and_then(|c| c.last_user_message());
+        // Prompts beyond the model's context (gpt-4: 8k tokens) are dropped by MindsDB, not
+        // altered: what is sent must be exact, and only an oversized value may be missing.
+        let exact = match sent.as_deref() {
+            Some(s) => s == v,
+            None => v.len() > 8_000,
+        };
+        if !exact || out.is_err() {
+            model_mismatch.push((v.chars().take(30).collect::<String>(), v.len(), out.err().map(|e| e.to_string())));
+        }
+    }
 
     // --- Model prompt templates go into `USING` as literals: exact, or refused up front.
     let mut template_checked = 0;
@@ -347,9 +375,18 @@ async fn hostile_values_round_trip_and_never_touch_the_canary() {
         .enumerate()
         .map(|(i, v)| Document { id: format!("v{i}"), content: v.clone(), metadata: Map::new() })
         .collect();
+    // Whitespace-only documents are refused (MindsDB would store them empty); the rest go in.
+    let (blank, docs): (Vec<Document>, Vec<Document>) = docs.into_iter().partition(|d| d.content.trim().is_empty());
+    for d in &blank {
+        let err = kbs.insert(&ctx, &id("mem"), std::slice::from_ref(d)).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    }
     kbs.insert(&ctx, &id("mem"), &docs).await.unwrap();
     let mut kb_mismatch = Vec::new();
     for (i, v) in values.iter().enumerate() {
+        if v.trim().is_empty() {
+            continue;
+        }
         let chunks = kbs.get(&ctx, &id("mem"), &format!("v{i}")).await.unwrap();
         let back: String = chunks.iter().map(|c| c.content.as_str()).collect();
         if &back != v {
@@ -469,8 +506,9 @@ async fn hostile_values_round_trip_and_never_touch_the_canary() {
     }
 
     let after = canary_state(&pool, &schema).await;
-    // The one extra scan is canary_state's own read of the rows.
-    assert_eq!(CanaryState { reads: before.reads + 1, ..before }, after, "the canary table was read or changed");
+    assert_eq!(before, after, "the canary was read, changed or dropped");
+    assert_eq!(after.reads, 0);
+    assert!(after.view_exists);
 
     eprintln!(
         "corpus {} values: model inputs {} ok, templates {template_checked} checked, kb {} ok, searches ok, agent prompts {} checked, \
@@ -481,7 +519,6 @@ async fn hostile_values_round_trip_and_never_touch_the_canary() {
         values.len().div_ceil(4),
         values.len().div_ceil(20),
     );
-    eprintln!("DIAG kb {kb_mismatch:?}");
     assert!(model_mismatch.is_empty(), "model inputs changed: {model_mismatch:?}");
     assert!(kb_mismatch.is_empty(), "kb documents changed: {kb_mismatch:?}");
     assert!(search_mismatch.is_empty(), "search queries changed: {search_mismatch:?}");

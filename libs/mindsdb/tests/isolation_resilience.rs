@@ -2,6 +2,8 @@
 //! concurrency limit. Outages use a cuttable TCP proxy in front of the real MindsDB; retry,
 //! login and limit behaviour use tiny local HTTP servers whose answers are scripted.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns fail loudly by design
+
 mod common;
 
 use std::net::SocketAddr;

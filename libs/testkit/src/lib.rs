@@ -5,11 +5,13 @@
 //! and `GETLOOD_TEST_NATS_URL`, defaulting to the standard local ports.
 
 mod openai_double;
+mod otlp;
 mod platform;
 mod proxy;
 
 pub use openai_double::{DOUBLE_EMBEDDING_DIM, DOUBLE_MODELS, OpenAiDouble, RecordedCall, double_embedding};
 pub use platform::{Platform, PlatformBuilder, RunningService, Service, TEST_SECRET};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use proxy::TcpProxy;
 pub use tonic_health::pb::health_check_response::ServingStatus;
 

@@ -1,0 +1,165 @@
+//! Issue 4's figures, measured in one run against real MindsDB with the OpenAI double as LLM:
+//! * a cached agent read through the gateway (`GET /api/v1/agents/{id}`: gateway → registry,
+//!   served from the registry's cache) against the same read straight from MindsDB's REST API
+//!   (`GET /api/projects/{p}/agents/{name}`), throughput with 16 concurrent clients;
+//! * chat latency through the gateway (`POST /v1/chat/completions`, all five pipeline stages,
+//!   turn persisted) against MindsDB's own agent stream (`POST .../completions/stream`, read to
+//!   the end), p50 and p99 of sequential requests.
+//!
+//! Run: `make bench` (or `cargo bench -p getlood-tests --bench chat`); MindsDB must be up
+//! (`scripts/mindsdb.sh start`).
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use getlood_testkit::{OpenAiDouble, Platform, Service};
+use serde_json::{Value, json};
+
+const PROMPT: &str = "Crée-moi un dashboard analytics";
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Requests per second of `make_req` run by `concurrency` clients for `secs`.
+async fn throughput<F>(secs: u64, concurrency: usize, make_req: F) -> f64
+where
+    F: Fn() -> reqwest::RequestBuilder + Clone + Send + 'static,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let counts = futures::stream::iter(0..concurrency)
+        .map(|_| {
+            let make_req = make_req.clone();
+            async move {
+                let mut ok = 0u64;
+                while Instant::now() < deadline {
+                    if let Ok(r) = make_req().send().await {
+                        if r.status().is_success() && r.bytes().await.is_ok() {
+                            ok += 1;
+                        }
+                    }
+                }
+                ok
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    counts.iter().sum::<u64>() as f64 / secs as f64
+}
+
+async fn latencies<F, Fut>(n: usize, mut f: F) -> anyhow::Result<Vec<f64>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        f().await?;
+        out.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let llm = OpenAiDouble::start().await?;
+    llm.reply_when(PROMPT, "Voici votre dashboard analytics.");
+    let platform = Platform::builder()
+        .service(Service::AgentRegistry)
+        .service(Service::Pipeline)
+        .service(Service::Gateway)
+        .app_settings(Service::Gateway, json!({"chat_rate_limit_per_minute": 1_000_000, "tenant_rate_limit_per_minute": 0}))
+        .app_settings(Service::Pipeline, json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-bench"}}))
+        .start()
+        .await?;
+    platform.wait_ready(Duration::from_secs(30)).await?;
+    let tenant = format!("bench_{}", std::process::id());
+    let token = platform.token(&tenant, "bench", &["admin"]);
+    let base = platform.http_url(Service::Gateway);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(&token).json(&body).send();
+    let r = post("/api/v1/skills", json!({"name": "ui-generation", "description": "builds UIs"})).await?;
+    anyhow::ensure!(r.status().is_success(), "skill: {}", r.text().await?);
+    let r = post(
+        "/api/v1/agents",
+        json!({"name": "dashboard-builder", "skills": ["ui-generation"],
+               "model": {"provider": "openai", "model_name": "gpt-test", "base_url": llm.base_url(), "api_key": "sk-bench"}}),
+    )
+    .await?;
+    let agent: Value = r.json().await?;
+    let id = agent["id"].as_str().or_else(|| agent["agent"]["id"].as_str()).unwrap_or_default().to_owned();
+    anyhow::ensure!(!id.is_empty(), "agent not created: {agent}");
+    let mindsdb_name = format!("agent_{}", id.replace('-', ""));
+    let mindsdb = getlood_testkit::mindsdb_url();
+    let project = format!("t_{tenant}");
+
+    // --- cached agent read ---
+    let gw_read = {
+        let (http, url, token) = (http.clone(), format!("{base}/api/v1/agents/{id}"), token.clone());
+        move || http.get(&url).bearer_auth(&token)
+    };
+    let md_read = {
+        let (http, url, tenant) = (http.clone(), format!("{mindsdb}/api/projects/{project}/agents/{mindsdb_name}"), tenant.clone());
+        move || http.get(&url).header("company-id", &tenant).header("user-id", "getlood")
+    };
+    anyhow::ensure!(gw_read().send().await?.status().is_success(), "gateway read failed");
+    anyhow::ensure!(md_read().send().await?.status().is_success(), "mindsdb read failed");
+    let _ = throughput(1, 16, gw_read.clone()).await; // warm-up: fills the cache
+    let gw_rps = throughput(5, 16, gw_read).await;
+    let md_rps = throughput(5, 16, md_read).await;
+
+    // --- chat latency ---
+    let gw_chat = latencies(30, || {
+        let req = http
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&token)
+            .json(&json!({"model": "getlood", "messages": [{"role": "user", "content": PROMPT}]}));
+        async move {
+            let r = req.send().await?;
+            anyhow::ensure!(r.status().is_success(), "chat: {}", r.status());
+            let body: Value = r.json().await?;
+            anyhow::ensure!(body["getlood"]["intent"] == "GENERATE_UI", "{body}");
+            Ok(())
+        }
+    })
+    .await?;
+    let md_chat = latencies(30, || {
+        let req = http
+            .post(format!("{mindsdb}/api/projects/{project}/agents/{mindsdb_name}/completions/stream"))
+            .header("company-id", &tenant)
+            .header("user-id", "getlood")
+            .json(&json!({"messages": [{"role": "user", "content": PROMPT}]}));
+        async move {
+            let r = req.send().await?;
+            anyhow::ensure!(r.status().is_success(), "mindsdb stream: {}", r.status());
+            let body = r.text().await?;
+            anyhow::ensure!(body.contains("Voici votre dashboard"), "{body}");
+            Ok(())
+        }
+    })
+    .await?;
+
+    println!("cached agent read, 16 concurrent clients, 5 s each:");
+    println!("  gateway GET /api/v1/agents/{{id}}         {gw_rps:>9.0} req/s");
+    println!("  MindsDB GET /api/projects/../agents/..   {md_rps:>9.0} req/s");
+    println!("  gateway / MindsDB throughput: {:.1}x (target >= 100x)", gw_rps / md_rps.max(1e-9));
+    let (g50, g99, m50, m99) =
+        (percentile(&gw_chat, 0.5), percentile(&gw_chat, 0.99), percentile(&md_chat, 0.5), percentile(&md_chat, 0.99));
+    println!("chat latency, 30 sequential requests each (double LLM behind MindsDB):");
+    println!("  gateway /v1/chat/completions (5 stages)  p50 {g50:>7.1} ms  p99 {g99:>7.1} ms");
+    println!("  MindsDB agent stream                     p50 {m50:>7.1} ms  p99 {m99:>7.1} ms");
+    println!("  gateway overhead at p50: {:.1} ms (target <= 5 ms)", g50 - m50);
+    platform.stop().await
+}

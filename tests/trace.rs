@@ -1,0 +1,161 @@
+//! One chat turn is one trace: the real `getlood-gateway`, `getlood-pipeline` and
+//! `getlood-agent-registry` binaries export spans over OTLP to a local receiver, and the spans
+//! of the gateway request, both services' gRPC handlers and the MindsDB HTTP call share one
+//! trace id (W3C `traceparent` over HTTP, gRPC metadata and MindsDB's HTTP API).
+//! The binaries come from `cargo build --bins` (`make test` builds them first).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use getlood_testkit::{OpenAiDouble, OtlpReceiver, TEST_SECRET};
+use serde_json::json;
+
+struct Bin {
+    name: &'static str,
+    child: Child,
+    http: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+fn bin_dir() -> PathBuf {
+    // target/debug/deps/integration-<hash> -> target/debug
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default()
+}
+
+fn spawn(name: &'static str, env: &[(String, String)]) -> anyhow::Result<Bin> {
+    let path = bin_dir().join(format!("getlood-{name}"));
+    anyhow::ensure!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
+    let prefix = format!("GETLOOD_{}_", name.to_uppercase().replace('-', "_"));
+    let http = free_port();
+    let mut cmd = Command::new(path);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env(format!("{prefix}HTTP_ADDR"), format!("127.0.0.1:{http}"))
+        .env(format!("{prefix}LOG_FORMAT"), "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        let key = if k.starts_with("OTEL_") { k.clone() } else { format!("{prefix}{k}") };
+        cmd.env(key, v);
+    }
+    Ok(Bin { name, child: cmd.spawn()?, http })
+}
+
+async fn wait_ready(bin: &Bin) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{}/readyz", bin.http)).send().await {
+            if r.status() == 200 {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{} not ready", bin.name)
+}
+
+fn sigterm(bin: &mut Bin) {
+    if let Ok(pid) = i32::try_from(bin.child.id()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    let _ = bin.child.wait();
+}
+
+#[tokio::test]
+async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Result<()> {
+    let otlp = OtlpReceiver::start().await?;
+    let llm = OpenAiDouble::start().await?;
+    let run = format!("trace{}", std::process::id());
+    let (registry_grpc, pipeline_grpc, gateway_grpc) = (free_port(), free_port(), free_port());
+    let common = |schema: &str| {
+        vec![
+            ("POSTGRES__URL".to_owned(), getlood_testkit::postgres_url()),
+            ("POSTGRES__SCHEMA".to_owned(), format!("{schema}_{run}")),
+            ("REDIS__URL".to_owned(), getlood_testkit::redis_url()),
+            ("REDIS__KEY_PREFIX".to_owned(), format!("getlood_{run}")),
+            ("NATS__URL".to_owned(), getlood_testkit::nats_url()),
+            ("MINDSDB__URL".to_owned(), getlood_testkit::mindsdb_url()),
+            ("AUTH__HS256_SECRET".to_owned(), TEST_SECRET.to_owned()),
+            ("SERVICES__AGENT_REGISTRY".to_owned(), format!("http://127.0.0.1:{registry_grpc}")),
+            ("SERVICES__PIPELINE".to_owned(), format!("http://127.0.0.1:{pipeline_grpc}")),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), otlp.endpoint()),
+        ]
+    };
+    let with = |mut env: Vec<(String, String)>, extra: &[(&str, String)]| {
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env
+    };
+    let mut bins = vec![
+        spawn("agent-registry", &with(common("agent_registry"), &[("GRPC_ADDR", format!("127.0.0.1:{registry_grpc}"))]))?,
+        spawn(
+            "pipeline",
+            &with(
+                common("pipeline"),
+                &[
+                    ("GRPC_ADDR", format!("127.0.0.1:{pipeline_grpc}")),
+                    ("APP__INTENT_MODEL__BASE_URL", llm.base_url()),
+                    ("APP__INTENT_MODEL__API_KEY", "sk-trace".to_owned()),
+                ],
+            ),
+        )?,
+        spawn("gateway", &with(common("gateway"), &[("GRPC_ADDR", format!("127.0.0.1:{gateway_grpc}"))]))?,
+    ];
+    let outcome = async {
+        for bin in &bins {
+            wait_ready(bin).await?;
+        }
+        let gateway = format!("http://127.0.0.1:{}", bins[2].http);
+        let token = getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", &run, "alice", &["admin"], 600)?;
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| http.post(format!("{gateway}{path}")).bearer_auth(&token).json(&body).send();
+        anyhow::ensure!(post("/api/v1/skills", json!({"name": "ui-generation"})).await?.status().is_success());
+        let r = post(
+            "/api/v1/agents",
+            json!({"name": "dashboard-builder", "skills": ["ui-generation"],
+                   "model": {"provider": "openai", "model_name": "gpt-test", "base_url": llm.base_url(), "api_key": "sk"}}),
+        )
+        .await?;
+        anyhow::ensure!(r.status().is_success(), "agent: {}", r.text().await?);
+        let r = post("/v1/chat/completions", json!({"model": "getlood", "messages": [{"role": "user", "content": "Crée-moi un dashboard analytics"}]}))
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "chat: {}", r.text().await?);
+        anyhow::Ok(())
+    }
+    .await;
+    // SIGTERM flushes each binary's spans before it exits.
+    for bin in &mut bins {
+        sigterm(bin);
+    }
+    outcome?;
+
+    let spans = otlp.spans();
+    let chat = spans
+        .iter()
+        .find(|s| s.service == "gateway" && s.name == "gateway.http" && s.attribute("path") == Some("/v1/chat/completions"))
+        .unwrap_or_else(|| panic!("no gateway chat span among {} spans", spans.len()));
+    let trace: Vec<_> = spans.iter().filter(|s| s.trace_id == chat.trace_id).collect();
+    let services: std::collections::BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
+    for service in ["gateway", "pipeline", "agent-registry"] {
+        assert!(services.contains(service), "{service} missing from the chat trace: {services:?}");
+    }
+    assert!(
+        trace.iter().any(|s| s.name == "mindsdb.request"),
+        "no MindsDB call in the chat trace: {:?}",
+        trace.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()
+    );
+
+    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
+    for schema in ["agent_registry", "pipeline", "gateway"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}_{run}\" CASCADE"))).execute(&pool).await?;
+    }
+    Ok(())
+}
