@@ -9,3 +9,4 @@ mod gateway_chat;
 mod pipeline;
 mod platform;
 mod rate_limit;
+mod trace;

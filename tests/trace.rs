@@ -70,7 +70,8 @@ fn sigterm(bin: &mut Bin) {
     let _ = bin.child.wait();
 }
 
-#[tokio::test]
+// Multi-threaded: the receiver must keep serving while the test blocks on child processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Result<()> {
     let otlp = OtlpReceiver::start().await?;
     let llm = OpenAiDouble::start().await?;

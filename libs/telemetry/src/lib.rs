@@ -2,6 +2,7 @@
 //! OpenTelemetry spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, W3C
 //! `traceparent` propagation helpers, and the process-wide Prometheus recorder.
 
+mod export;
 mod metrics_recorder;
 mod propagation;
 
@@ -12,6 +13,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -19,6 +21,9 @@ pub use metrics_recorder::prometheus_handle;
 pub use propagation::{
     HeaderExtractor, HeaderInjector, current_traceparent, extract_context, inject_context, set_parent_from_headers,
 };
+
+/// Which spans are exported (an `EnvFilter` directive), independent of `RUST_LOG`.
+pub const TRACES_FILTER_ENV: &str = "OTEL_TRACES_FILTER";
 
 /// The environment variable that turns on OTLP export (standard OpenTelemetry name).
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -78,27 +83,34 @@ pub fn init(service_name: &str, format: LogFormat) -> Result<TelemetryGuard, Tel
     // Spans get real trace ids even without an exporter, so `traceparent` still flows between
     // services and log lines can be correlated.
     if let Some(endpoint) = std::env::var(OTLP_ENDPOINT_ENV).ok().filter(|e| !e.is_empty()) {
-        use opentelemetry_otlp::WithExportConfig as _;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .build()
-            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        let exporter = export::RuntimeExporter::new(endpoint).map_err(TelemetryError::Exporter)?;
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
     let tracer = provider.tracer(service_name.to_owned());
     opentelemetry::global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,hyper=warn,tower=warn,async_nats=warn"));
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Per-layer filters: RUST_LOG sets how much is logged, `OTEL_TRACES_FILTER` (default: our
+    // info spans) what is traced, so quieting logs never silently drops traces.
+    let log_filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,hyper=warn,tower=warn,async_nats=warn"))
+    };
+    let trace_filter = EnvFilter::try_from_env(TRACES_FILTER_ENV)
+        .unwrap_or_else(|_| EnvFilter::new("info,h2=off,hyper=off,tower=off,async_nats=off,sqlx=warn"));
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(trace_filter);
+    let registry = tracing_subscriber::registry().with(otel);
     let installed = match format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_filter(log_filter()),
+            )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter())).try_init(),
     };
     let _ = INSTALLED.set(());
     match installed {

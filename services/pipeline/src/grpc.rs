@@ -1,6 +1,7 @@
 //! `getlood.pipeline.v1.PipelineService`: input checks, the pre-stream lookups, and the turn
 //! reads.
 
+use tracing::Instrument as _;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -208,7 +209,10 @@ impl PipelineService for PipelineApi {
         // Small buffer: a slow client slows the run instead of queuing the answer in memory.
         let (tx, mut rx) = mpsc::channel(16);
         let emitter = Emitter::new(tx, settings.heartbeat);
-        self.tracker.spawn(self.pipeline.clone().run(input, emitter));
+        // The turn runs in its own task; its span keeps it in the caller's trace, so the
+        // registry and MindsDB calls it makes carry the same traceparent.
+        let span = tracing::info_span!("pipeline.turn", tenant = %input.principal.tenant);
+        self.tracker.spawn(self.pipeline.clone().run(input, emitter).instrument(span));
         let stream = async_stream::stream! {
             while let Some(item) = rx.recv().await {
                 yield item;
