@@ -7,12 +7,14 @@
 
 mod bus;
 mod headers;
+mod lag;
 mod live;
 mod outbox;
 
 pub use bus::{Domain, EventBus, EventError, ReceivedEvent, new_envelope};
 pub use getlood_proto::events::v1::{EventEnvelope, event_envelope::Payload};
 pub use headers::{NatsHeaderExtractor, NatsHeaderInjector};
+pub use lag::spawn_lag_reporter;
 pub use live::{Follow, RawEvent, StartAt};
 pub use outbox::Outbox;
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the `getlood` container image on a machine without registry access: a local Debian
+# bookworm base (debootstrap, once), the release binaries from the host, then
+# deploy/Dockerfile.prebuilt. Needs a running Docker engine (DOCKER_HOST) and root for
+# debootstrap. Prints the image size.
+#
+#   scripts/build-image.sh [TAG]      (default getlood:dev; CARGO_TARGET_DIR honoured)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TAG=${1:-getlood:dev}
+BASE=local/bookworm-minbase
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BINS=(getlood-gateway getlood-pipeline getlood-desktop-state getlood-workflow getlood-agent-registry
+      getlood-event-dispatcher getlood)
+
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+  rootfs=$(mktemp -d)
+  echo "build-image: creating $BASE with debootstrap"
+  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null
+  tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
+  rm -rf "$rootfs"
+fi
+
+(cd "$ROOT" && cargo build --release --bins)
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/bin"
+for b in "${BINS[@]}"; do install -m 0755 "$TARGET/release/$b" "$ctx/bin/$b"; done
+cp "$ROOT/deploy/Dockerfile.prebuilt" "$ctx/Dockerfile"
+docker build --network host -q -t "$TAG" --build-arg BASE_IMAGE="$BASE" \
+  --build-arg REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ctx" >/dev/null
+size=$(docker image inspect "$TAG" --format '{{.Size}}')
+echo "build-image: $TAG $(( size / 1024 / 1024 )) MB ($(du -ch "$ctx"/bin/* | tail -1 | cut -f1) of binaries)"
