@@ -3,10 +3,13 @@
 
 mod agent_registry;
 mod auth;
-mod desktop_state;
 mod e2e;
+mod events;
+mod desktop_state;
+mod desktop_ws;
 mod gateway_chat;
 mod pipeline;
 mod platform;
 mod rate_limit;
 mod trace;
+mod workflow;

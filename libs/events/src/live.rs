@@ -40,15 +40,23 @@ pub struct Follow {
     /// The stream position the subscription starts after: every event of the tenant with a
     /// greater sequence is delivered, in order, none twice.
     pub start_after: u64,
-    /// Events stored after `start_after` when the subscription was created (0: it starts live).
+    /// Events of the tenant stored after `start_after` when the subscription was created
+    /// (0: it starts live).
     pub pending: u64,
+    /// The stream's newest sequence (any tenant) when the subscription was created. Once the
+    /// follower has nothing pending, it has seen every event of its tenant up to here.
+    pub stream_last: u64,
     /// The events; an error ends the subscription.
     pub events: BoxStream<'static, Result<RawEvent, EventError>>,
 }
 
 impl std::fmt::Debug for Follow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Follow").field("start_after", &self.start_after).field("pending", &self.pending).finish()
+        f.debug_struct("Follow")
+            .field("start_after", &self.start_after)
+            .field("pending", &self.pending)
+            .field("stream_last", &self.stream_last)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,6 +93,7 @@ impl EventBus {
     pub async fn follow(&self, tenant: &TenantId, domain: Domain, start: StartAt) -> Result<Follow, EventError> {
         let stream = self.js.get_stream(self.stream_name(domain)).await.map_err(js_err)?;
         let state = &stream.cached_info().state;
+        let stream_last = state.last_sequence;
         let start_after = match start {
             // The position is read before the consumer exists and the consumer starts right after
             // it, so an event published in between is delivered rather than skipped.
@@ -115,9 +124,15 @@ impl EventBus {
                 let (sequence, pending) = (info.stream_sequence, info.pending);
                 let entity_id =
                     msg.headers.as_ref().and_then(|h| h.get(HEADER_ENTITY_ID)).map(|v| v.as_str().to_owned());
-                Ok(RawEvent { sequence, subject: msg.subject.to_string(), entity_id, pending, payload: msg.payload.clone() })
+                Ok(RawEvent {
+                    sequence,
+                    subject: msg.subject.to_string(),
+                    entity_id,
+                    pending,
+                    payload: msg.payload.clone(),
+                })
             })
             .boxed();
-        Ok(Follow { start_after, pending, events })
+        Ok(Follow { start_after, pending, stream_last, events })
     }
 }

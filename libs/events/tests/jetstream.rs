@@ -50,3 +50,42 @@ async fn publish_read_dedupe_and_tenant_filter() {
 fn client_js(client: &async_nats::Client) -> async_nats::jetstream::Context {
     async_nats::jetstream::new(client.clone())
 }
+
+#[tokio::test]
+async fn follow_catches_up_then_goes_live_for_one_tenant() {
+    use futures::StreamExt as _;
+    use getlood_events::StartAt;
+
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let bus = EventBus::new(client.clone(), &prefix);
+    bus.ensure_streams().await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let globex = TenantId::parse("globex").unwrap();
+    let payload = |name: &str| Payload::AgentCreated(AgentCreated { agent_id: name.to_owned(), ..Default::default() });
+    let s1 = bus.publish(Domain::Agent, &new_envelope(&acme, "a", "e1", "agent.created", payload("a1"))).await.unwrap();
+    bus.publish(Domain::Agent, &new_envelope(&globex, "g", "e9", "agent.created", payload("g1"))).await.unwrap();
+    let s2 = bus.publish(Domain::Agent, &new_envelope(&acme, "a", "e2", "agent.created", payload("a2"))).await.unwrap();
+
+    // From the start: acme's two stored events, the last one with nothing pending.
+    let mut all = bus.follow(&acme, Domain::Agent, StartAt::After(0)).await.unwrap();
+    assert_eq!((all.start_after, all.pending), (0, 2));
+    let first = all.events.next().await.unwrap().unwrap();
+    assert_eq!((first.sequence, first.entity_id.as_deref(), first.pending), (s1, Some("e1"), 1));
+    let second = all.events.next().await.unwrap().unwrap();
+    assert_eq!((second.sequence, second.pending), (s2, 0));
+    assert_eq!(second.decode().unwrap().tenant_id, "acme");
+
+    // Live: starts after the newest event of any tenant, delivers only what comes next.
+    let mut live = bus.follow(&acme, Domain::Agent, StartAt::New).await.unwrap();
+    assert_eq!((live.start_after, live.pending, live.stream_last), (s2, 0, s2));
+    let s3 = bus.publish(Domain::Agent, &new_envelope(&acme, "a", "e3", "agent.created", payload("a3"))).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), live.events.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next.sequence, s3);
+    let also = tokio::time::timeout(Duration::from_secs(5), all.events.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(also.sequence, s3, "a caught-up follower continues live");
+
+    for domain in Domain::ALL {
+        client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
+    }
+}

@@ -14,7 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_auth;
-use crate::{AppState, chat, rate_limit, registry_api};
+use crate::{AppState, chat, desktop_api, rate_limit, registry_api, sse, ws};
 
 /// The gateway's router: authenticated API routes under `/api/v1` and `/v1`, behind the shared
 /// layer stack. Health, readiness and metrics are added by the server skeleton, unauthenticated.
@@ -34,16 +34,37 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/skills", get(registry_api::list_skills).post(registry_api::create_skill))
         .route("/api/v1/skills/{name}", get(registry_api::get_skill).delete(registry_api::delete_skill))
+        .route("/api/v1/desktops", get(desktop_api::list_desktops).post(desktop_api::create_desktop))
+        .route("/api/v1/desktops/{id}", get(desktop_api::read_desktop).delete(desktop_api::delete_desktop))
+        .route("/api/v1/desktops/{id}/windows", get(desktop_api::list_windows).post(desktop_api::open_window))
+        .route("/api/v1/desktops/{id}/save", post(desktop_api::save_desktop))
+        .route("/api/v1/desktops/{id}/restore", post(desktop_api::restore_desktop))
+        .route(
+            "/api/v1/windows/{id}",
+            get(desktop_api::get_window).patch(desktop_api::move_window).delete(desktop_api::close_window),
+        )
+        .route("/api/v1/windows/{id}/{action}", post(desktop_api::window_action))
+        // The seed's useDesktopBridge routes.
+        .route("/api/v1/desktop/state", post(desktop_api::save_state))
+        .route("/api/v1/desktop/state/{id}", get(desktop_api::read_desktop))
         // Plain requests only: the deadline answers 408 rather than holding a connection.
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.http_request_timeout));
-    let streaming = Router::new().route(
-        "/v1/chat/completions",
-        // Limits count after auth (route layers run inside the router's route_layer below),
-        // and the headers land on every response of the route, SSE included.
-        post(chat::chat_completions)
-            .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_chat)),
-    );
+    let streaming = Router::new()
+        .route(
+            "/v1/chat/completions",
+            // Limits count after auth (route layers run inside the router's route_layer below),
+            // and the headers land on every response of the route, SSE included.
+            post(chat::chat_completions)
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_chat)),
+        )
+        // Event streams last as long as the client stays; they end on shutdown instead.
+        .route("/api/v1/events", get(sse::events));
     let api = plain.merge(streaming).route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
+    // Outside `require_auth`: a browser cannot set the Authorization header on a WebSocket, so
+    // the handler also accepts the token as a subprotocol. Outside the timeout: sockets are
+    // long-lived.
+    let sockets = Router::new().route("/ws/desktop/{id}", get(ws::desktop_socket));
+    let api = api.merge(sockets);
 
     api.fallback(not_found).with_state(state).layer(
         // Outermost first.

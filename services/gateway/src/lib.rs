@@ -3,6 +3,7 @@
 
 mod auth;
 mod chat;
+mod desktop_api;
 mod error;
 mod extract;
 mod grpc;
@@ -10,7 +11,9 @@ mod http_api;
 mod openai;
 mod rate_limit;
 mod registry_api;
+mod sse;
 mod upstream;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ pub use error::{Error, Result};
 pub use http_api::router;
 pub use rate_limit::{RateLimiter, StoreErrorPolicy};
 pub use upstream::Upstreams;
+pub use ws::Realtime;
 
 /// Name and dependencies of the gateway: Redis for rate limits and caches, NATS for audit events.
 pub const SPEC: ServiceSpec =
@@ -71,6 +75,20 @@ pub struct GatewaySettings {
     /// Interval of the `: keep-alive` SSE comments sent while the answer is not flowing.
     #[serde(with = "humantime_serde")]
     pub sse_heartbeat_interval: Duration,
+    /// Events buffered per WebSocket client; a client further behind is told to resync.
+    pub ws_buffer: usize,
+    /// Recent events each desktop feed keeps, so a client reconnecting shortly after a drop
+    /// resumes from memory instead of replaying the stream.
+    pub ws_replay: usize,
+    /// Interval of the WebSocket ping frames; a client silent for three intervals is dropped.
+    #[serde(with = "humantime_serde")]
+    pub ws_ping_interval: Duration,
+    /// Longest a single frame may take to be written to a client before it is dropped.
+    #[serde(with = "humantime_serde")]
+    pub ws_send_timeout: Duration,
+    /// How long a desktop feed with no client stays subscribed, for clients that reconnect.
+    #[serde(with = "humantime_serde")]
+    pub ws_feed_idle: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -88,6 +106,11 @@ impl Default for GatewaySettings {
             chat_idle_timeout: Duration::from_secs(60),
             chat_total_timeout: Duration::from_secs(300),
             sse_heartbeat_interval: Duration::from_secs(10),
+            ws_buffer: 256,
+            ws_replay: 1024,
+            ws_ping_interval: Duration::from_secs(15),
+            ws_send_timeout: Duration::from_secs(10),
+            ws_feed_idle: Duration::from_secs(30),
         }
     }
 }
@@ -96,6 +119,9 @@ impl Validate for GatewaySettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::invalid("app.max_body_bytes", "must be at least 1024"));
+        }
+        if self.ws_buffer == 0 {
+            return Err(ConfigError::invalid("app.ws_buffer", "must be at least 1"));
         }
         if self.chat_rate_limit_per_minute == 0 {
             return Err(ConfigError::invalid("app.chat_rate_limit_per_minute", "must be at least 1"));
@@ -116,6 +142,9 @@ impl Validate for GatewaySettings {
             ("app.chat_idle_timeout", self.chat_idle_timeout),
             ("app.chat_total_timeout", self.chat_total_timeout),
             ("app.sse_heartbeat_interval", self.sse_heartbeat_interval),
+            ("app.ws_ping_interval", self.ws_ping_interval),
+            ("app.ws_send_timeout", self.ws_send_timeout),
+            ("app.ws_feed_idle", self.ws_feed_idle),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::invalid(key, "must be greater than zero"));
@@ -146,6 +175,9 @@ pub struct AppState {
     pub upstreams: Upstreams,
     /// Shared (Redis) rate limits of the chat routes.
     pub limiter: RateLimiter,
+    /// Desktop feeds shared by the WebSocket clients of this replica, and the shutdown of
+    /// long-lived streams.
+    pub realtime: Realtime,
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled.
@@ -162,7 +194,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let upstreams = Upstreams::connect_lazy(&config.services, &settings)
         .map_err(|e| getlood_server::Error::Url { what: "upstream service", message: e.to_string() })?;
     let limiter = RateLimiter::new(infra.redis.clone(), &config.redis.key_prefix, settings.clone());
-    let state = AppState { verifier: verifier.clone(), infra: infra.clone(), settings, upstreams, limiter };
+    let realtime = Realtime::new(settings.clone(), upstreams.clone(), tracker.clone(), shutdown.clone());
+    let state = AppState { verifier: verifier.clone(), infra: infra.clone(), settings, upstreams, limiter, realtime };
     let grpc = grpc::routes(state.clone());
     getlood_server::serve(SPEC, &config, infra, listeners, grpc, router(state), shutdown, tracker).await
 }

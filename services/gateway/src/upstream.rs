@@ -2,6 +2,8 @@
 
 use getlood_auth::Principal;
 use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopStateServiceClient;
+use getlood_proto::event_dispatcher::v1::event_dispatcher_service_client::EventDispatcherServiceClient;
 use getlood_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use getlood_server::ServiceUrls;
 use tonic::transport::{Channel, Endpoint};
@@ -14,6 +16,8 @@ use crate::{Error, GatewaySettings, Result};
 pub struct Upstreams {
     pipeline: Channel,
     agent_registry: Channel,
+    desktop_state: Channel,
+    event_dispatcher: Channel,
 }
 
 impl Upstreams {
@@ -33,7 +37,12 @@ impl Upstreams {
                 .keep_alive_while_idle(true)
                 .connect_lazy())
         };
-        Ok(Self { pipeline: channel(&urls.pipeline)?, agent_registry: channel(&urls.agent_registry)? })
+        Ok(Self {
+            pipeline: channel(&urls.pipeline)?,
+            agent_registry: channel(&urls.agent_registry)?,
+            desktop_state: channel(&urls.desktop_state)?,
+            event_dispatcher: channel(&urls.event_dispatcher)?,
+        })
     }
 
     /// A pipeline client.
@@ -44,6 +53,16 @@ impl Upstreams {
     /// An agent-registry client.
     pub fn agent_registry(&self) -> AgentRegistryServiceClient<Channel> {
         AgentRegistryServiceClient::new(self.agent_registry.clone())
+    }
+
+    /// A desktop-state client.
+    pub fn desktop_state(&self) -> DesktopStateServiceClient<Channel> {
+        DesktopStateServiceClient::new(self.desktop_state.clone())
+    }
+
+    /// An event-dispatcher client.
+    pub fn event_dispatcher(&self) -> EventDispatcherServiceClient<Channel> {
+        EventDispatcherServiceClient::new(self.event_dispatcher.clone())
     }
 }
 

@@ -12,7 +12,9 @@ pub(crate) fn json_to_value(v: Value) -> prost_types::Value {
         Value::Bool(b) => Kind::BoolValue(b),
         Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
         Value::String(s) => Kind::StringValue(s),
-        Value::Array(a) => Kind::ListValue(prost_types::ListValue { values: a.into_iter().map(json_to_value).collect() }),
+        Value::Array(a) => {
+            Kind::ListValue(prost_types::ListValue { values: a.into_iter().map(json_to_value).collect() })
+        }
         Value::Object(o) => Kind::StructValue(object_to_struct(o)),
     };
     prost_types::Value { kind: Some(kind) }

@@ -1,18 +1,107 @@
-//! GETLOOD workflow: Visual workflow definitions, versions and durable runs.
+//! GETLOOD workflow: visual workflow definitions (React Flow graphs, immutable versions) and
+//! their durable runs.
 //!
-//! Serves gRPC health and reflection and the HTTP admin routes; its v1 API
-//! (`getlood.workflow.v1`) is not served yet, so calls to it return `UNIMPLEMENTED`.
+//! Runs execute node by node in this service (state in Postgres, work handed out through a
+//! JetStream work queue, retries, timeouts, cancellation, human approvals, crash recovery),
+//! publishing `run.*` and `node.*` events through the transactional outbox; or, on request and
+//! for scheduled jobs, compile to a MindsDB JOB whose progress comes from `log.jobs_history`.
 
-use getlood_server::{Infra, Listeners, Needs, NoSettings, ServiceConfig, ServiceSpec};
+mod convert;
+mod engine;
+mod error;
+mod grpc;
+mod jobmode;
+mod model;
+mod nodes;
+mod queue;
+mod relay;
+mod scheduler;
+mod sqlnode;
+mod state;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use getlood_config::{ConfigError, Validate};
+use getlood_events::EventBus;
+use getlood_mindsdb::{JobAdapter, MindsdbClient, ProjectAdapter};
+use getlood_proto::workflow::v1::workflow_service_server::WorkflowServiceServer;
+use getlood_server::{Error, Infra, Listeners, Needs, ServiceConfig, ServiceSpec};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub use error::ERROR_DETAIL_KEY;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
     ServiceSpec { name: "workflow", needs: Needs { postgres: true, redis: false, nats: true } };
 
+/// The service's Postgres migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// workflow settings (`GETLOOD_WORKFLOW_APP__*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowSettings {
+    /// How long a worker's claim on a running node holds without renewal; also the work
+    /// queue's ack wait. After a crash, the node is taken over once it runs out.
+    #[serde(with = "humantime_serde")]
+    pub node_lease: Duration,
+    /// Run timeout when ExecuteWorkflow gives none.
+    #[serde(with = "humantime_serde")]
+    pub run_timeout: Duration,
+    /// Period of the sweeper (lost work, run deadlines, MindsDB job follow-up).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Period of the engine-mode scheduler.
+    #[serde(with = "humantime_serde")]
+    pub scheduler_interval: Duration,
+    /// Nodes one replica executes at the same time.
+    pub worker_concurrency: usize,
+    /// How often the outbox relay looks for unpublished events without being woken.
+    #[serde(with = "humantime_serde")]
+    pub outbox_poll: Duration,
+}
+
+impl Default for WorkflowSettings {
+    fn default() -> Self {
+        Self {
+            node_lease: Duration::from_secs(10),
+            run_timeout: Duration::from_secs(3600),
+            sweep_interval: Duration::from_secs(2),
+            scheduler_interval: Duration::from_secs(1),
+            worker_concurrency: 64,
+            outbox_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Validate for WorkflowSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("app.run_timeout", self.run_timeout),
+            ("app.sweep_interval", self.sweep_interval),
+            ("app.scheduler_interval", self.scheduler_interval),
+            ("app.outbox_poll", self.outbox_poll),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.node_lease < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("app.node_lease", "must be at least 1s"));
+        }
+        if self.worker_concurrency == 0 {
+            return Err(ConfigError::invalid("app.worker_concurrency", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// The service's configuration.
-pub type Config = ServiceConfig<NoSettings>;
+pub type Config = ServiceConfig<WorkflowSettings>;
 
 /// Defaults: HTTP on :8083, gRPC on :9093, Postgres schema `workflow`.
 pub fn default_config() -> Config {
@@ -21,8 +110,51 @@ pub fn default_config() -> Config {
 
 /// Runs the service on `listeners` until `shutdown` is cancelled.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
-    let infra = Infra::start(SPEC, &config, None).await?;
-    let grpc = tonic::service::Routes::default();
-    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, TaskTracker::new())
-        .await
+    let tracker = TaskTracker::new();
+    let verifier = getlood_server::verifier(&config.auth, &tracker, shutdown.clone()).await?;
+    let infra = Infra::start(SPEC, &config, Some(&MIGRATOR)).await?;
+    let (Some(pool), Some(nats)) = (infra.postgres.clone(), infra.nats.clone()) else {
+        return Err(Error::Serve("workflow needs postgres and nats".to_owned()));
+    };
+    let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
+
+    let bus = EventBus::new(nats.clone(), &config.nats.subject_prefix);
+    // Streams are created by whichever replica gets there first; a NATS outage at start only
+    // delays the relay and the workers, which retry.
+    if let Err(err) = bus.ensure_streams().await {
+        tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
+    }
+    let relay_wake = Arc::new(tokio::sync::Notify::new());
+    relay::spawn(
+        pool.clone(),
+        nats.clone(),
+        bus,
+        relay_wake.clone(),
+        config.app.outbox_poll,
+        &tracker,
+        shutdown.clone(),
+    );
+
+    let queue =
+        queue::WorkQueue::new(nats, &config.nats.subject_prefix, &config.postgres.schema, config.app.node_lease);
+    let engine = Arc::new(engine::Engine::new(
+        pool.clone(),
+        queue,
+        relay_wake,
+        nodes::NodeRunner::new(mindsdb.clone()),
+        JobAdapter::new(mindsdb.clone()),
+        config.app.clone(),
+        &config.postgres.schema,
+    ));
+    engine.spawn_listener(&tracker, shutdown.clone());
+    engine.spawn_workers(&tracker, shutdown.clone());
+    engine.spawn_sweeper(&tracker, shutdown.clone());
+    scheduler::spawn(engine.clone(), &tracker, shutdown.clone());
+
+    let service = grpc::Service { store: store::Store { pool }, engine, projects: ProjectAdapter::new(mindsdb) };
+    let grpc = tonic::service::Routes::new(WorkflowServiceServer::with_interceptor(
+        service,
+        getlood_server::authenticate(verifier),
+    ));
+    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, tracker).await
 }

@@ -2,6 +2,11 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    getlood_server::cli::main(getlood_workflow::SPEC, getlood_workflow::default_config(), None, getlood_workflow::run)
-        .await
+    getlood_server::cli::main(
+        getlood_workflow::SPEC,
+        getlood_workflow::default_config(),
+        Some(&getlood_workflow::MIGRATOR),
+        getlood_workflow::run,
+    )
+    .await
 }

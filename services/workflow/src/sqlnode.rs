@@ -65,10 +65,10 @@ impl SqlTemplate {
     pub(crate) fn placeholders(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for t in &self.tokens {
-            if let Token::Placeholder(p) = t {
-                if !out.contains(p) {
-                    out.push(p.clone());
-                }
+            if let Token::Placeholder(p) = t
+                && !out.contains(p)
+            {
+                out.push(p.clone());
             }
         }
         out

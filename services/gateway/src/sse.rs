@@ -1,0 +1,116 @@
+//! `GET /api/v1/events`: the caller's events as Server-Sent Events, resumable.
+//!
+//! Query: `topics` (comma-separated, e.g. `window,workflow.node.*`), `entity_id` (a desktop or
+//! run id; window topics need one unless the caller is admin), and `after` (a cursor). The
+//! `Last-Event-ID` header, which browsers send when they reconnect, wins over `after`. Without
+//! either, only new events are sent.
+//!
+//! Each event is `id: <cursor>`, `event: <type>` (`window.opened`, ...), `data: <json>`. A client
+//! that falls behind gets `event: resync` (`{"reason","cursor","last_delivered_cursor"}`) and the
+//! stream ends; it reloads its state and reconnects with `after=<cursor>`. Keep-alive comments
+//! are sent every `sse_heartbeat_interval`. The stream ends when the gateway shuts down; the
+//! browser reconnects with its last id.
+
+use std::convert::Infallible;
+
+use axum::extract::{Extension, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use getlood_auth::Principal;
+use getlood_common::ApiError;
+use getlood_proto::event_dispatcher::v1::{DeliverPolicy, SubscribeRequest, subscribe_response};
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::chat::upstream_error;
+use crate::desktop_api::event_json;
+use crate::{AppState, upstream};
+
+/// Query of `/api/v1/events`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct EventsQuery {
+    topics: Option<String>,
+    entity_id: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /api/v1/events`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let topics: Vec<String> = query
+        .topics
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if topics.is_empty() {
+        return Err(ApiError::invalid_argument("topics is required, e.g. topics=window"));
+    }
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let cursor = last_event_id.or(query.after).filter(|c| !c.is_empty());
+    let req = SubscribeRequest {
+        topics,
+        entity_id: query.entity_id.unwrap_or_default(),
+        deliver_policy: if cursor.is_some() { DeliverPolicy::Resume } else { DeliverPolicy::New } as i32,
+        resume_cursor: cursor.unwrap_or_default(),
+        ..SubscribeRequest::default()
+    };
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    // Errors before the first item (bad topic, unknown desktop, expired cursor) are plain HTTP
+    // errors; after that they can only be in-stream.
+    let upstream = state
+        .upstreams
+        .event_dispatcher()
+        .subscribe(upstream::request(&principal, request_id, req))
+        .await
+        .map_err(|s| upstream_error("event-dispatcher", s))?
+        .into_inner();
+    let shutdown = state.realtime.shutdown.clone();
+    let stream = futures::stream::unfold(Some(upstream), |upstream| async move {
+        let mut upstream = upstream?;
+        loop {
+            match upstream.message().await {
+                Ok(Some(resp)) => match resp.item {
+                    Some(subscribe_response::Item::Event(d)) => {
+                        let data = d.envelope.as_ref().map(event_json).unwrap_or_default();
+                        let kind = d.envelope.as_ref().map(|e| e.r#type.clone()).unwrap_or_default();
+                        let event = Event::default().id(d.cursor).event(kind).data(data.to_string());
+                        return Some((Ok::<_, Infallible>(event), Some(upstream)));
+                    }
+                    Some(subscribe_response::Item::Resync(r)) => {
+                        let data = json!({
+                            "reason": r.reason,
+                            "cursor": r.cursor,
+                            "last_delivered_cursor": r.last_delivered_cursor,
+                        });
+                        return Some((Ok(Event::default().event("resync").data(data.to_string())), None));
+                    }
+                    // Upstream heartbeats only keep the gRPC stream alive; the client gets
+                    // keep-alive comments instead.
+                    Some(subscribe_response::Item::Heartbeat(_)) | None => {}
+                },
+                Ok(None) => return None,
+                Err(status) => {
+                    let err = upstream_error("event-dispatcher", status);
+                    let data = json!({"code": err.code, "message": err.message});
+                    return Some((Ok(Event::default().event("error").data(data.to_string())), None));
+                }
+            }
+        }
+    })
+    .take_until(shutdown.cancelled_owned());
+    let sse = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(state.settings.sse_heartbeat_interval).text("keep-alive"));
+    let mut response = sse.into_response();
+    // Tells nginx-style proxies not to buffer the stream.
+    response.headers_mut().insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    Ok(response)
+}

@@ -1,0 +1,481 @@
+//! `GET /ws/desktop/{id}`: real-time sync of one desktop.
+//!
+//! **Authentication.** Either `Authorization: Bearer <jwt>` (servers, CLIs, tests), or, for
+//! browsers, which cannot set headers on a WebSocket, the subprotocol list
+//! `Sec-WebSocket-Protocol: getlood.v1, bearer.<jwt>`; the server selects `getlood.v1`. The
+//! token is never accepted in the URL, where proxies and access logs would keep it.
+//! Before the upgrade the desktop is read with the caller's token: an unknown desktop, or
+//! another user's or tenant's, is a plain 404 and no socket is opened.
+//!
+//! **Frames from the server** (JSON text):
+//! * `{"type":"state","desktop":{...},"cursor":"window:41"}`: always first, the current state;
+//! * `{"type":"event","cursor":"window:42","sequence":42,"event":{"type":"window.opened",...}}`:
+//!   each change after that, in stream order. An event may already be reflected in the state
+//!   frame; clients skip events whose version is not newer than what they hold;
+//! * `{"type":"result","id":...,"command":"open","result":{...}}` and
+//!   `{"type":"error","id":...,"code":"invalid_argument","message":"..."}` answer commands; a
+//!   malformed command gets an error frame and the socket stays open;
+//! * `{"type":"resync","reason":"lagged","cursor":"window:57"}`, then a close (1013): the client
+//!   fell further behind than `ws_buffer` events; it reconnects (with `?after=<cursor>` to get
+//!   the missed events, or without to reload the state).
+//!
+//! **Commands** (JSON text, optional `id` echoed in the answer): `open` (`app_id`, `title`, `x`,
+//! `y`, `width`, `height`, `state`, `props`, `request_id`), `move` (`window_id`, `x`, `y`,
+//! `width`, `height`, `expected_version`), and `focus`, `minimize`, `maximize`, `restore`,
+//! `close` (`window_id`, `expected_version`).
+//!
+//! **Resume.** `?after=<cursor>` (the `cursor` of the last frame received) delivers, after the
+//! state frame, every event the client missed, none twice, then the live ones.
+//!
+//! **Heartbeats.** A ping frame every `ws_ping_interval`; a client silent for three intervals
+//! is dropped.
+
+mod feed;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures::stream::SplitSink;
+use futures::{SinkExt as _, StreamExt as _};
+use getlood_auth::Principal;
+use getlood_common::{ApiError, ErrorCode};
+use getlood_proto::event_dispatcher::v1::{SubscribeResponse, subscribe_response};
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::desktop_api::{self, GeometryBody, OpenBody, WindowCommand};
+pub use feed::Realtime;
+use feed::{Feed, FeedItem, parse_position};
+
+/// Metric: WebSocket clients connected to this replica.
+pub const METRIC_SOCKETS: &str = "getlood_gateway_ws_clients";
+/// Metric: clients told to resync, labelled `reason`.
+pub const METRIC_RESYNC: &str = "getlood_gateway_ws_resync_total";
+
+/// The subprotocol the server selects.
+const PROTOCOL: &str = "getlood.v1";
+/// Prefix of the subprotocol that carries a browser's token.
+const BEARER_PROTOCOL: &str = "bearer.";
+/// Largest command frame accepted.
+const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
+/// Query of the socket route.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SocketQuery {
+    /// Resume after this cursor.
+    after: Option<String>,
+}
+
+/// The bearer token of a WebSocket request: the header, else the `bearer.` subprotocol.
+fn socket_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(h) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return Some(h.to_owned());
+    }
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL).map(|t| format!("Bearer {t}")))
+}
+
+/// `GET /ws/desktop/{id}`.
+pub(crate) async fn desktop_socket(
+    State(state): State<AppState>,
+    Path(desktop_id): Path<String>,
+    Query(query): Query<SocketQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let principal = match state.verifier.verify_header(socket_token(&headers).as_deref()) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::info!(reason = %err, "websocket refused: unauthenticated");
+            return ApiError::from(err).into_response();
+        }
+    };
+    tracing::Span::current().record("tenant", principal.tenant.as_str());
+    let after = match query.after.as_deref() {
+        None | Some("") => None,
+        Some(raw) => match parse_position(raw) {
+            Some(p) => Some(p),
+            None => return ApiError::invalid_argument("after must be a cursor such as window:42").into_response(),
+        },
+    };
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    // Checked before the upgrade, so another tenant's desktop is a 404, never a socket.
+    if let Err(err) = desktop_api::get_desktop(&state, &principal, request_id, &desktop_id).await {
+        return err.into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return ApiError::invalid_argument(rejection.body_text()).into_response(),
+    };
+    let settings = &state.settings;
+    upgrade
+        .protocols([PROTOCOL])
+        // Small buffers: a thousand sockets of one desktop must fit in the gateway's memory
+        // budget, and commands are small.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(MAX_COMMAND_BYTES)
+        .max_frame_size(MAX_COMMAND_BYTES)
+        .on_failed_upgrade(|err| tracing::info!(error = %err, "websocket upgrade failed"))
+        .on_upgrade({
+            let ping = settings.ws_ping_interval;
+            let send_timeout = settings.ws_send_timeout;
+            move |socket| async move {
+                metrics::gauge!(METRIC_SOCKETS).increment(1.0);
+                let session = Session { state, principal, desktop_id, ping, send_timeout };
+                session.run(socket, after).await;
+                metrics::gauge!(METRIC_SOCKETS).decrement(1.0);
+            }
+        })
+}
+
+struct Session {
+    state: AppState,
+    principal: Principal,
+    desktop_id: String,
+    ping: Duration,
+    send_timeout: Duration,
+}
+
+/// What the event side of a socket produced.
+enum Next {
+    Frame(Utf8Bytes),
+    Resync(&'static str),
+}
+
+impl Session {
+    async fn run(self, socket: WebSocket, after: Option<u64>) {
+        let (mut sink, mut stream) = socket.split();
+        let mut events = Events {
+            realtime: self.state.realtime.clone(),
+            principal: self.principal.clone(),
+            desktop_id: self.desktop_id.clone(),
+            position: after.unwrap_or(0),
+            source: Source::Detached,
+            feed: None,
+        };
+        // Attach (or start catching up) before reading the state, so no change falls between.
+        let start = match after {
+            Some(_) => events.reattach().await,
+            None => events.attach_live().await,
+        };
+        let initial = match start {
+            Ok(()) => desktop_api::get_desktop(&self.state, &self.principal, None, &self.desktop_id).await,
+            Err(err) => Err(err),
+        };
+        let desktop = match initial {
+            Ok(d) => d,
+            Err(err) => {
+                let _ = self.send(&mut sink, error_frame(&Value::Null, &err)).await;
+                let _ = self.send(&mut sink, close(close_code::AGAIN, "unavailable")).await;
+                return;
+            }
+        };
+        let state_frame = json!({
+            "type": "state",
+            "desktop": desktop_api::desktop_json(&desktop),
+            "cursor": feed::cursor(events.position),
+        });
+        if !self.send(&mut sink, text(&state_frame)).await {
+            return;
+        }
+
+        let shutdown = self.state.realtime.shutdown.clone();
+        let mut ping = tokio::time::interval(self.ping);
+        ping.reset();
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = self.send(&mut sink, close(close_code::AWAY, "server shutting down")).await;
+                    break;
+                }
+                msg = stream.next() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(t))) => {
+                            let reply = self.command(t.as_str()).await;
+                            if !self.send(&mut sink, text(&reply)).await {
+                                break;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let err = ApiError::invalid_argument("commands are JSON text frames");
+                            if !self.send(&mut sink, error_frame(&Value::Null, &err)).await {
+                                break;
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    }
+                }
+                next = events.next() => match next {
+                    Ok(Next::Frame(frame)) => {
+                        if !self.send(&mut sink, Message::Text(frame)).await {
+                            tracing::info!(desktop_id = %self.desktop_id, "websocket client too slow to write to, dropped");
+                            break;
+                        }
+                    }
+                    Ok(Next::Resync(reason)) => {
+                        metrics::counter!(METRIC_RESYNC, "reason" => reason).increment(1);
+                        tracing::info!(desktop_id = %self.desktop_id, reason, "websocket client told to resync");
+                        let frame = json!({"type": "resync", "reason": reason, "cursor": feed::cursor(events.position)});
+                        let _ = self.send(&mut sink, text(&frame)).await;
+                        let _ = self.send(&mut sink, close(close_code::AGAIN, "resync")).await;
+                        break;
+                    }
+                    Err(err) => {
+                        let _ = self.send(&mut sink, error_frame(&Value::Null, &err)).await;
+                        let _ = self.send(&mut sink, close(close_code::AGAIN, "event stream unavailable")).await;
+                        break;
+                    }
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.ping * 3 {
+                        tracing::info!(desktop_id = %self.desktop_id, "websocket client silent, dropped");
+                        break;
+                    }
+                    if !self.send(&mut sink, Message::Ping(Default::default())).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one frame within `send_timeout`; false when the client is gone or too slow.
+    async fn send(&self, sink: &mut SplitSink<WebSocket, Message>, msg: Message) -> bool {
+        matches!(tokio::time::timeout(self.send_timeout, sink.send(msg)).await, Ok(Ok(())))
+    }
+
+    /// Runs one command frame; the answer frame, result or error.
+    async fn command(&self, raw: &str) -> Value {
+        let value: Value = match serde_json::from_str(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                return error_frame_json(&Value::Null, &ApiError::invalid_argument(format!("malformed JSON: {e}")));
+            }
+        };
+        let id = value.get("id").cloned().unwrap_or(Value::Null);
+        let frame: CommandFrame = match serde_json::from_value(value) {
+            Ok(f) => f,
+            Err(e) => return error_frame_json(&id, &ApiError::invalid_argument(format!("invalid command: {e}"))),
+        };
+        let (name, cmd) = frame.into_command(&self.desktop_id);
+        match desktop_api::execute(&self.state, &self.principal, None, cmd).await {
+            Ok(result) => json!({"type": "result", "id": id, "command": name, "result": result}),
+            Err(err) => error_frame_json(&id, &err),
+        }
+    }
+}
+
+/// A command frame from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum CommandFrame {
+    Open(OpenBody),
+    Move(MoveBody),
+    Focus(WindowRef),
+    Minimize(WindowRef),
+    Maximize(WindowRef),
+    Restore(WindowRef),
+    Close(WindowRef),
+}
+
+#[derive(Debug, Deserialize)]
+struct MoveBody {
+    window_id: String,
+    x: Option<i32>,
+    y: Option<i32>,
+    width: Option<i32>,
+    height: Option<i32>,
+    #[serde(default)]
+    expected_version: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct WindowRef {
+    window_id: String,
+    #[serde(default)]
+    expected_version: i64,
+}
+
+impl CommandFrame {
+    fn into_command(self, desktop_id: &str) -> (&'static str, WindowCommand) {
+        match self {
+            Self::Open(body) => ("open", WindowCommand::Open { desktop_id: desktop_id.to_owned(), body }),
+            Self::Move(m) => (
+                "move",
+                WindowCommand::Move {
+                    window_id: m.window_id,
+                    body: GeometryBody {
+                        x: m.x,
+                        y: m.y,
+                        width: m.width,
+                        height: m.height,
+                        expected_version: m.expected_version,
+                    },
+                },
+            ),
+            Self::Focus(r) => {
+                ("focus", WindowCommand::Focus { window_id: r.window_id, expected_version: r.expected_version })
+            }
+            Self::Minimize(r) => {
+                ("minimize", WindowCommand::Minimize { window_id: r.window_id, expected_version: r.expected_version })
+            }
+            Self::Maximize(r) => {
+                ("maximize", WindowCommand::Maximize { window_id: r.window_id, expected_version: r.expected_version })
+            }
+            Self::Restore(r) => {
+                ("restore", WindowCommand::Restore { window_id: r.window_id, expected_version: r.expected_version })
+            }
+            Self::Close(r) => {
+                ("close", WindowCommand::Close { window_id: r.window_id, expected_version: r.expected_version })
+            }
+        }
+    }
+}
+
+fn text(v: &Value) -> Message {
+    Message::Text(Utf8Bytes::from(v.to_string()))
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+fn error_frame_json(id: &Value, err: &ApiError) -> Value {
+    json!({"type": "error", "id": id, "code": err.code, "message": err.message})
+}
+
+fn error_frame(id: &Value, err: &ApiError) -> Message {
+    text(&error_frame_json(id, err))
+}
+
+/// Where a socket's events come from.
+enum Source {
+    /// Not attached yet (or the feed stopped): the next call attaches.
+    Detached,
+    /// The shared desktop feed: missed events from its ring, then live ones.
+    Live { replay: VecDeque<Arc<FeedItem>>, rx: broadcast::Receiver<Arc<FeedItem>> },
+    /// The socket's own dispatcher subscription, until the feed covers its position.
+    CatchUp(tonic::Streaming<SubscribeResponse>),
+}
+
+/// The event side of one socket. Every method is cancel-safe (the session's select drops
+/// `next` whenever a command arrives): state changes only after the awaits they depend on.
+struct Events {
+    realtime: Realtime,
+    principal: Principal,
+    desktop_id: String,
+    /// Every event up to here has been sent (or did not concern the desktop).
+    position: u64,
+    source: Source,
+    /// The feed a catching-up socket will switch to.
+    feed: Option<Arc<Feed>>,
+}
+
+impl Events {
+    async fn attach_live(&mut self) -> Result<(), ApiError> {
+        let feed = self.realtime.feed(&self.principal, &self.desktop_id).await?;
+        match feed.attach_live() {
+            Some(a) => {
+                self.position = a.position;
+                self.source = Source::Live { replay: a.replay, rx: a.rx };
+                Ok(())
+            }
+            None => self.reattach().await,
+        }
+    }
+
+    /// Continues from `position`: from the feed if it covers it, else catching up upstream.
+    async fn reattach(&mut self) -> Result<(), ApiError> {
+        let feed = self.realtime.feed(&self.principal, &self.desktop_id).await?;
+        if let Some(a) = feed.attach_from(self.position) {
+            self.position = a.position;
+            self.source = Source::Live { replay: a.replay, rx: a.rx };
+            self.feed = None;
+            return Ok(());
+        }
+        let (stream, _) =
+            feed::subscribe(&self.realtime.upstreams, &self.principal, &self.desktop_id, Some(self.position)).await?;
+        self.source = Source::CatchUp(stream);
+        self.feed = Some(feed);
+        Ok(())
+    }
+
+    /// Switches a catching-up socket to the shared feed once the feed covers its position.
+    fn try_share(&mut self) {
+        let Some(feed) = &self.feed else { return };
+        if let Some(a) = feed.attach_from(self.position) {
+            self.position = a.position;
+            self.source = Source::Live { replay: a.replay, rx: a.rx };
+            self.feed = None;
+        }
+    }
+
+    async fn next(&mut self) -> Result<Next, ApiError> {
+        loop {
+            match &mut self.source {
+                Source::Detached => self.reattach().await?,
+                Source::Live { replay, rx } => {
+                    let item = match replay.pop_front() {
+                        Some(item) => item,
+                        None => match rx.recv().await {
+                            Ok(item) => item,
+                            Err(broadcast::error::RecvError::Lagged(_)) => return Ok(Next::Resync("lagged")),
+                            Err(broadcast::error::RecvError::Closed) => {
+                                self.source = Source::Detached;
+                                continue;
+                            }
+                        },
+                    };
+                    if item.seq <= self.position {
+                        continue;
+                    }
+                    self.position = item.position;
+                    return Ok(Next::Frame(item.frame.clone()));
+                }
+                Source::CatchUp(stream) => match stream.message().await {
+                    Ok(Some(SubscribeResponse { item: Some(subscribe_response::Item::Event(d)) })) => {
+                        let item = feed::encode(&d);
+                        if item.seq <= self.position {
+                            continue;
+                        }
+                        self.position = item.position;
+                        self.try_share();
+                        return Ok(Next::Frame(item.frame));
+                    }
+                    Ok(Some(SubscribeResponse { item: Some(subscribe_response::Item::Heartbeat(h)) })) => {
+                        if let Some(p) = parse_position(&h.cursor) {
+                            self.position = self.position.max(p);
+                        }
+                        self.try_share();
+                    }
+                    Ok(Some(SubscribeResponse { item: Some(subscribe_response::Item::Resync(_)) })) => {
+                        return Ok(Next::Resync("lagged"));
+                    }
+                    Ok(Some(SubscribeResponse { item: None })) => {}
+                    Ok(None) => self.source = Source::Detached,
+                    Err(status) if status.code() == tonic::Code::OutOfRange => return Ok(Next::Resync("retention")),
+                    Err(status) => {
+                        tracing::warn!(desktop_id = %self.desktop_id, error = %status, "catch-up subscription failed");
+                        return Err(ApiError::new(ErrorCode::Unavailable, "the event stream is unavailable"));
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Executors of the nodes that do I/O: agent, sql, kb_search, integration_insert and delay.
+//!
+//! Agent nodes ask the tenant's MindsDB agent directly through the `AgentAdapter` rather than
+//! the agent-registry's QueryAgent: a run outlives the request that started it (it resumes
+//! after a crash, waits for approvals, fires from schedules) and so has no caller token to
+//! forward, and MindsDB-job mode must name the same MindsDB agent in SQL anyway. The tenant
+//! still comes only from the run row, which was written from the verified token.
+
+use chrono::{DateTime, Utc};
+use getlood_mindsdb::{AgentAdapter, KnowledgeBaseAdapter, MindsdbClient, MindsdbError, SqlBuilder, TenantContext};
+use serde_json::{Map, Value, json};
+
+use crate::model::{NodeKind, NodeSpec, Scope, render_text, render_value};
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum NodeError {
+    /// May succeed if tried again (MindsDB or the model provider unavailable, a timeout).
+    Transient(String),
+    /// Will fail again (bad template, unknown table, rejected SQL).
+    Permanent(String),
+}
+
+impl NodeError {
+    /// The message stored and published.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Self::Transient(m) | Self::Permanent(m) => m,
+        }
+    }
+}
+
+impl From<MindsdbError> for NodeError {
+    fn from(e: MindsdbError) -> Self {
+        let transient = e.is_transient() || matches!(e, MindsdbError::Timeout(_) | MindsdbError::Upstream(_));
+        // The adapter's texts are bounded first lines; tracebacks stay in our logs.
+        let message = e.to_string().chars().take(500).collect();
+        if transient { Self::Transient(message) } else { Self::Permanent(message) }
+    }
+}
+
+/// Runs I/O nodes against the tenant's MindsDB.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeRunner {
+    client: MindsdbClient,
+    agents: AgentAdapter,
+    kbs: KnowledgeBaseAdapter,
+}
+
+impl NodeRunner {
+    pub(crate) fn new(client: MindsdbClient) -> Self {
+        Self { agents: AgentAdapter::new(client.clone()), kbs: KnowledgeBaseAdapter::new(client.clone()), client }
+    }
+
+    /// Runs one attempt of `spec`. `started` is when the attempt first started: a delay node
+    /// resumed after a crash only waits for what is left.
+    pub(crate) async fn run(
+        &self,
+        ctx: &TenantContext,
+        spec: &NodeSpec,
+        scope: &Scope,
+        started: DateTime<Utc>,
+    ) -> Result<Value, NodeError> {
+        let permanent = NodeError::Permanent;
+        match &spec.kind {
+            NodeKind::Agent { agent, prompt } => {
+                let question = render_text(prompt, scope).map_err(permanent)?;
+                let answer = self.agents.ask(ctx, agent, &question).await?;
+                Ok(json!({"answer": answer, "question": question}))
+            }
+            NodeKind::Sql { query, params } => {
+                let params = match render_value(&Value::Object(params.clone()), scope).map_err(permanent)? {
+                    Value::Object(o) => o,
+                    _ => Map::new(),
+                };
+                let sql = query.build(&params).map_err(NodeError::Permanent)?;
+                let table = self.client.query(ctx, "workflow.sql", &sql).await?.into_table();
+                let rows: Vec<Value> = table
+                    .rows
+                    .iter()
+                    .map(|r| Value::Object(table.columns.iter().cloned().zip(r.iter().cloned()).collect()))
+                    .collect();
+                Ok(json!({"row_count": rows.len(), "columns": table.columns, "rows": rows}))
+            }
+            NodeKind::KbSearch { kb, query, top_k } => {
+                let q = render_text(query, scope).map_err(permanent)?;
+                let hits = self.kbs.search(ctx, kb, &q, *top_k).await?;
+                Ok(json!({"hits": hits, "count": hits.len()}))
+            }
+            NodeKind::IntegrationInsert { integration, table, values } => {
+                let columns: Vec<_> = values.iter().map(|(c, _)| c.clone()).collect();
+                let mut b = insert_head(integration, table, &columns);
+                let mut row = Map::new();
+                for (n, (c, tpl)) in values.iter().enumerate() {
+                    let v = render_value(tpl, scope).map_err(permanent)?;
+                    // Integration tables take scalars; objects travel as their JSON text.
+                    let v = match v {
+                        Value::Object(_) | Value::Array(_) => Value::String(v.to_string()),
+                        other => other,
+                    };
+                    if n > 0 {
+                        b = b.kw(",");
+                    }
+                    b = b.value(v.clone());
+                    row.insert(c.as_str().to_owned(), v);
+                }
+                let sql = b.kw(")").build();
+                self.client.query(ctx, "workflow.integration_insert", &sql).await?;
+                Ok(json!({"inserted": 1, "table": format!("{integration}.{table}"), "values": row}))
+            }
+            NodeKind::Delay { duration } => {
+                let elapsed = (Utc::now() - started).to_std().unwrap_or_default();
+                tokio::time::sleep(duration.saturating_sub(elapsed)).await;
+                Ok(json!({"waited_ms": duration.as_millis() as u64}))
+            }
+            // The engine runs these inline; reaching here is a bug, not worth a retry.
+            NodeKind::Start
+            | NodeKind::End { .. }
+            | NodeKind::Condition { .. }
+            | NodeKind::Transform { .. }
+            | NodeKind::HumanApproval { .. } => {
+                Err(NodeError::Permanent(format!("{} nodes do not run on workers", spec.kind_name)))
+            }
+        }
+    }
+}
+
+/// `INSERT INTO <db>.<table> (<columns>) VALUES (`, with the column names unquoted.
+///
+/// MindsDB 26.1 forwards backtick-quoted INSERT column names to the integration verbatim
+/// (Postgres answers `column "`body`" of relation "send" does not exist`), while the shared
+/// builder always backtick-quotes identifiers. The names are `Ident`s (`[a-z_][a-z0-9_]*`),
+/// which cannot break out of the statement unquoted; the builder only takes fixed text as
+/// `&'static str`, so each distinct name is interned once (bounded). A proper
+/// `SqlBuilder::bare_ident` in libs/mindsdb would replace this.
+pub(crate) fn insert_head(
+    integration: &getlood_mindsdb::Ident,
+    table: &getlood_mindsdb::Ident,
+    columns: &[getlood_mindsdb::Ident],
+) -> SqlBuilder {
+    let mut b = SqlBuilder::new().kw("INSERT INTO").qualified(integration, table).kw("(");
+    for (n, c) in columns.iter().enumerate() {
+        if n > 0 {
+            b = b.kw(",");
+        }
+        b = match intern(c.as_str()) {
+            Some(name) => b.kw(name),
+            // Past the interner's bound: quoted, which some integrations refuse, never unsafe.
+            None => b.ident(c),
+        };
+    }
+    b.kw(") VALUES (")
+}
+
+fn intern(name: &str) -> Option<&'static str> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names =
+        NAMES.get_or_init(|| Mutex::new(HashSet::new())).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(n) = names.get(name) {
+        return Some(n);
+    }
+    if names.len() >= 10_000 {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    Some(leaked)
+}
