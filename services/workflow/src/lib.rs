@@ -137,6 +137,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
 
     let queue =
         queue::WorkQueue::new(nats, &config.nats.subject_prefix, &config.postgres.schema, config.app.node_lease);
+    queue.spawn_lag_reporter(&tracker, shutdown.clone());
     let engine = Arc::new(engine::Engine::new(
         pool.clone(),
         queue,

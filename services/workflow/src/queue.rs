@@ -59,6 +59,22 @@ impl WorkQueue {
         }
     }
 
+    /// Reports this deployment's consumer lag as `getlood_nats_consumer_lag`.
+    pub(crate) fn spawn_lag_reporter(
+        &self,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        getlood_events::spawn_lag_reporter(
+            self.js.clone(),
+            self.stream.clone(),
+            self.durable.clone(),
+            Duration::from_secs(15),
+            tracker,
+            shutdown,
+        );
+    }
+
     /// Creates the stream and this deployment's consumer if missing (idempotent).
     pub(crate) async fn ensure(&self) -> Result<consumer::Consumer<consumer::pull::Config>> {
         let config = stream::Config {
