@@ -49,8 +49,11 @@ impl World {
     /// The tenant's catalogue: a `ui-generation` skill and a dashboard agent that has it, plus a
     /// generalist without it, so the choice is made by skill.
     async fn seed_agents(&self) -> anyhow::Result<()> {
-        self.post("/api/v1/skills", json!({"name": "ui-generation", "description": "builds UIs", "prompt_fragment": "Propose windows."}))
-            .await?;
+        self.post(
+            "/api/v1/skills",
+            json!({"name": "ui-generation", "description": "builds UIs", "prompt_fragment": "Propose windows."}),
+        )
+        .await?;
         for (name, skills) in [("generalist", json!([])), ("dashboard-builder", json!(["ui-generation"]))] {
             self.post(
                 "/api/v1/agents",
@@ -91,7 +94,8 @@ async fn flow1_chat_to_dashboard_action_over_sse() -> anyhow::Result<()> {
 
     let data: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
     assert_eq!(data.last(), Some(&"[DONE]"), "{body}");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d)).collect::<Result<_, _>>()?;
+    let chunks: Vec<Value> =
+        data[..data.len() - 1].iter().map(|d| serde_json::from_str(d)).collect::<Result<_, _>>()?;
     assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
     let answer: String =
         chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect::<Vec<_>>().concat();
@@ -106,7 +110,8 @@ async fn flow1_chat_to_dashboard_action_over_sse() -> anyhow::Result<()> {
     let action = &extras["ui_actions"][0];
     assert_eq!(action["type"], "open_window");
     assert_eq!(action["params"]["app_id"], "dashboard");
-    let stages: Vec<&str> = extras["stage_timings"].as_array().unwrap().iter().filter_map(|t| t["stage"].as_str()).collect();
+    let stages: Vec<&str> =
+        extras["stage_timings"].as_array().unwrap().iter().filter_map(|t| t["stage"].as_str()).collect();
     assert_eq!(stages.len(), 5, "{stages:?}");
     world.platform.stop().await
 }

@@ -1100,8 +1100,10 @@ pub(crate) async fn scripts_python(root: &std::path::Path) -> anyhow::Result<std
     if !has_openai(&python) {
         let status = tokio::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().await?;
         anyhow::ensure!(status.success(), "python3 -m venv failed");
-        let status =
-            tokio::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", "openai==3.57.0"]).status().await?;
+        let status = tokio::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "openai==3.57.0"])
+            .status()
+            .await?;
         anyhow::ensure!(status.success(), "pip install openai failed");
     }
     anyhow::ensure!(has_openai(&python), "openai is not importable in .venv-test");

@@ -3,10 +3,10 @@
 
 mod agent_registry;
 mod auth;
-mod e2e;
-mod events;
 mod desktop_state;
 mod desktop_ws;
+mod e2e;
+mod events;
 mod gateway_chat;
 mod pipeline;
 mod platform;

@@ -96,7 +96,10 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
         env
     };
     let mut bins = vec![
-        spawn("agent-registry", &with(common("agent_registry"), &[("GRPC_ADDR", format!("127.0.0.1:{registry_grpc}"))]))?,
+        spawn(
+            "agent-registry",
+            &with(common("agent_registry"), &[("GRPC_ADDR", format!("127.0.0.1:{registry_grpc}"))]),
+        )?,
         spawn(
             "pipeline",
             &with(
@@ -141,7 +144,9 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
     let spans = otlp.spans();
     let chat = spans
         .iter()
-        .find(|s| s.service == "gateway" && s.name == "gateway.http" && s.attribute("path") == Some("/v1/chat/completions"))
+        .find(|s| {
+            s.service == "gateway" && s.name == "gateway.http" && s.attribute("path") == Some("/v1/chat/completions")
+        })
         .unwrap_or_else(|| panic!("no gateway chat span among {} spans", spans.len()));
     let trace: Vec<_> = spans.iter().filter(|s| s.trace_id == chat.trace_id).collect();
     let services: std::collections::BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
@@ -156,7 +161,9 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
 
     let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
     for schema in ["agent_registry", "pipeline", "gateway"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}_{run}\" CASCADE"))).execute(&pool).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}_{run}\" CASCADE")))
+            .execute(&pool)
+            .await?;
     }
     Ok(())
 }

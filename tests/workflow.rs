@@ -36,7 +36,12 @@ fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     // Nextest runs each test in its own process: the pid keeps concurrent tests apart.
-    format!("{:08x}{:04x}{:02x}", nanos & 0xffff_ffff, std::process::id() & 0xffff, N.fetch_add(1, Ordering::Relaxed) & 0xff)
+    format!(
+        "{:08x}{:04x}{:02x}",
+        nanos & 0xffff_ffff,
+        std::process::id() & 0xffff,
+        N.fetch_add(1, Ordering::Relaxed) & 0xff
+    )
 }
 
 fn to_value(v: Value) -> prost_types::Value {
@@ -78,7 +83,12 @@ fn from_struct(s: &prost_types::Struct) -> Value {
 }
 
 fn node(id: &str, kind: &str, data: Value) -> Node {
-    Node { id: id.into(), r#type: kind.into(), data: Some(to_struct(data)), position: Some(Position { x: 0.0, y: 0.0 }) }
+    Node {
+        id: id.into(),
+        r#type: kind.into(),
+        data: Some(to_struct(data)),
+        position: Some(Position { x: 0.0, y: 0.0 }),
+    }
 }
 
 fn edge(source: &str, target: &str) -> Edge {
@@ -95,7 +105,10 @@ fn graph(nodes: Vec<Node>, edges: Vec<Edge>) -> Graph {
 
 async fn create(client: &mut Client, token: &str, name: &str, g: Graph) -> anyhow::Result<Workflow> {
     let resp = client
-        .create_workflow(authed(token, CreateWorkflowRequest { name: name.into(), graph: Some(g), ..Default::default() }))
+        .create_workflow(authed(
+            token,
+            CreateWorkflowRequest { name: name.into(), graph: Some(g), ..Default::default() },
+        ))
         .await?;
     Ok(resp.into_inner().workflow.unwrap())
 }
@@ -143,10 +156,8 @@ fn node_run<'a>(run: &'a Run, id: &str) -> &'a NodeRun {
 
 /// Every WatchRun item of a run until the stream ends.
 async fn watch_all(client: &mut Client, token: &str, id: &str, from: i64) -> anyhow::Result<Vec<WatchRunResponse>> {
-    let mut stream = client
-        .watch_run(authed(token, WatchRunRequest { run_id: id.into(), from_sequence: from }))
-        .await?
-        .into_inner();
+    let mut stream =
+        client.watch_run(authed(token, WatchRunRequest { run_id: id.into(), from_sequence: from })).await?.into_inner();
     let mut out = Vec::new();
     while let Some(item) = tokio::time::timeout(Duration::from_secs(120), stream.next()).await? {
         out.push(item?);
@@ -155,7 +166,11 @@ async fn watch_all(client: &mut Client, token: &str, id: &str, from: i64) -> any
 }
 
 /// The run's `run.*`/`node.*` events from JetStream, in stream order.
-async fn run_events(tenant: &str, run_id: &str, until_type: &str) -> anyhow::Result<Vec<getlood_events::EventEnvelope>> {
+async fn run_events(
+    tenant: &str,
+    run_id: &str,
+    until_type: &str,
+) -> anyhow::Result<Vec<getlood_events::EventEnvelope>> {
     let nats = async_nats::connect(getlood_testkit::nats_url()).await?;
     let bus = EventBus::new(nats, "getlood");
     let tenant = TenantId::parse(tenant).map_err(|t| anyhow::anyhow!("bad tenant {t}"))?;
@@ -194,10 +209,9 @@ impl MindsdbWorld {
         let client = mindsdb();
         ProjectAdapter::new(client.clone()).ensure(&ctx).await?;
         let agents = AgentAdapter::new(client.clone());
-        for (name, prompt) in [
-            ("data_analyzer", "You analyze sales data."),
-            ("report_generator", "You write executive summaries."),
-        ] {
+        for (name, prompt) in
+            [("data_analyzer", "You analyze sales data."), ("report_generator", "You write executive summaries.")]
+        {
             agents
                 .create(
                     &ctx,
@@ -270,8 +284,16 @@ const REPORT: &str = "REPORT: Q1 is up 12 percent, driven by March";
 /// The seed's Example 2: [Start] → [Analyze data] → [Generate report] → [Send email] → [End].
 fn example2(extra_delay: Option<f64>) -> Graph {
     let mut nodes = vec![
-        node("start", "start", json!({"input_schema": {"required": ["month", "recipient"], "properties": {"month": {"type": "string"}}}})),
-        node("analyze_data", "agent", json!({"agent": "data_analyzer", "prompt_template": "Analyze sales data from {{input.month}}"})),
+        node(
+            "start",
+            "start",
+            json!({"input_schema": {"required": ["month", "recipient"], "properties": {"month": {"type": "string"}}}}),
+        ),
+        node(
+            "analyze_data",
+            "agent",
+            json!({"agent": "data_analyzer", "prompt_template": "Analyze sales data from {{input.month}}"}),
+        ),
         node(
             "generate_report",
             "agent",
@@ -283,7 +305,11 @@ fn example2(extra_delay: Option<f64>) -> Graph {
             json!({"integration": "email_integration", "table": "send",
                    "values": {"recipient": "{{input.recipient}}", "subject": "Monthly Report", "body": "{{generate_report.answer}}"}}),
         ),
-        node("end", "end", json!({"output": {"report": "{{generate_report.answer}}", "emailed_to": "{{send_email.values.recipient}}"}})),
+        node(
+            "end",
+            "end",
+            json!({"output": {"report": "{{generate_report.answer}}", "emailed_to": "{{send_email.values.recipient}}"}}),
+        ),
     ];
     let mut edges =
         vec![edge("start", "analyze_data"), edge("generate_report", "send_email"), edge("send_email", "end")];
@@ -332,7 +358,8 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     let err = execute(&mut client, &token, &wf.id, json!({"month": "March"})).await.unwrap_err();
     assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), Code::InvalidArgument);
 
-    let started = execute(&mut client, &token, &wf.id, json!({"month": "March", "recipient": "exec@company.com"})).await?;
+    let started =
+        execute(&mut client, &token, &wf.id, json!({"month": "March", "recipient": "exec@company.com"})).await?;
     assert!(matches!(started.status(), RunStatus::Pending | RunStatus::Running), "{started:?}");
     assert_eq!(started.workflow_version, 1);
 
@@ -341,7 +368,10 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     let snapshot = watch_all(&mut client, &token, &started.id, 0).await?;
     assert!(matches!(snapshot[0].event, Some(watch_run_response::Event::Snapshot(_))), "{snapshot:?}");
     assert_eq!(snapshot.len(), 1, "a finished run: only its snapshot");
-    if items.iter().any(|i| matches!(&i.event, Some(watch_run_response::Event::RunUpdated(r)) if r.status() == RunStatus::Failed)) {
+    if items
+        .iter()
+        .any(|i| matches!(&i.event, Some(watch_run_response::Event::RunUpdated(r)) if r.status() == RunStatus::Failed))
+    {
         panic!("run failed: {:#?}", get_run(&mut client, &token, &started.id).await?);
     }
     let seqs: Vec<i64> = items.iter().map(|i| i.sequence).filter(|s| *s > 0).collect();
@@ -349,7 +379,9 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     let completed: Vec<NodeRun> = items
         .iter()
         .filter_map(|i| match &i.event {
-            Some(watch_run_response::Event::NodeUpdated(n)) if n.status() == NodeRunStatus::Succeeded => Some(n.clone()),
+            Some(watch_run_response::Event::NodeUpdated(n)) if n.status() == NodeRunStatus::Succeeded => {
+                Some(n.clone())
+            }
             _ => None,
         })
         .collect();
@@ -375,7 +407,10 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     assert_eq!(got.logs.iter().filter(|l| l.message == "node completed").count(), 5);
 
     // The email really went through MindsDB into the integration table.
-    assert_eq!(world.sent().await?, vec![("exec@company.com".to_owned(), "Monthly Report".to_owned(), REPORT.to_owned())]);
+    assert_eq!(
+        world.sent().await?,
+        vec![("exec@company.com".to_owned(), "Monthly Report".to_owned(), REPORT.to_owned())]
+    );
 
     // Domain events on JetStream, in order, with durations.
     let events = run_events(&world.tenant, &started.id, "run.completed").await?;
@@ -408,9 +443,21 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     // Another tenant sees nothing of it.
     let other = platform.token(&format!("wf_{}", unique()), "mallory", &["member"]);
     for code in [
-        client.get_run(authed(&other, GetRunRequest { run_id: started.id.clone(), include_logs: true })).await.unwrap_err().code(),
-        client.watch_run(authed(&other, WatchRunRequest { run_id: started.id.clone(), from_sequence: 0 })).await.unwrap_err().code(),
-        client.get_workflow(authed(&other, GetWorkflowRequest { workflow_id: wf.id.clone(), version: 0 })).await.unwrap_err().code(),
+        client
+            .get_run(authed(&other, GetRunRequest { run_id: started.id.clone(), include_logs: true }))
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .watch_run(authed(&other, WatchRunRequest { run_id: started.id.clone(), from_sequence: 0 }))
+            .await
+            .unwrap_err()
+            .code(),
+        client
+            .get_workflow(authed(&other, GetWorkflowRequest { workflow_id: wf.id.clone(), version: 0 }))
+            .await
+            .unwrap_err()
+            .code(),
         client
             .cancel_run(authed(&other, CancelRunRequest { run_id: started.id.clone(), reason: String::new() }))
             .await
@@ -444,10 +491,19 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
             node("loop_b", "transform", json!({"mapping": {"v": 1}})),
             node("late", "transform", json!({"mapping": {"v": "{{nowhere.v}}"}})),
         ],
-        vec![edge("s1", "ask"), edge("ask", "q"), edge("loop_a", "loop_b"), edge("loop_b", "loop_a"), edge("q", "ghost")],
+        vec![
+            edge("s1", "ask"),
+            edge("ask", "q"),
+            edge("loop_a", "loop_b"),
+            edge("loop_b", "loop_a"),
+            edge("q", "ghost"),
+        ],
     );
     let err = client
-        .create_workflow(authed(&token, CreateWorkflowRequest { name: "broken".into(), graph: Some(bad.clone()), ..Default::default() }))
+        .create_workflow(authed(
+            &token,
+            CreateWorkflowRequest { name: "broken".into(), graph: Some(bad.clone()), ..Default::default() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -471,13 +527,18 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
     has("q->ghost", "unknown target");
     has("", "end node");
     // ValidateWorkflow reports the same problems without failing.
-    let validated = client.validate_workflow(authed(&token, ValidateWorkflowRequest { graph: Some(bad) })).await?.into_inner();
+    let validated =
+        client.validate_workflow(authed(&token, ValidateWorkflowRequest { graph: Some(bad) })).await?.into_inner();
     assert!(!validated.valid);
     assert_eq!(validated.problems.len(), detail.field_violations.len());
 
     // Versions are immutable; a run pins the version it started with.
     let v1 = graph(
-        vec![node("s", "start", json!({})), node("t", "transform", json!({"mapping": {"v": 1}})), node("e", "end", json!({}))],
+        vec![
+            node("s", "start", json!({})),
+            node("t", "transform", json!({"mapping": {"v": 1}})),
+            node("e", "end", json!({})),
+        ],
         vec![edge("s", "t"), edge("t", "e")],
     );
     let wf = create(&mut client, &token, "versions", v1).await?;
@@ -491,13 +552,23 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
     assert_eq!(dup.code(), Code::AlreadyExists);
     let run1 = execute(&mut client, &token, &wf.id, json!({})).await?;
     let v2 = graph(
-        vec![node("s", "start", json!({})), node("t", "transform", json!({"mapping": {"v": 2}})), node("e", "end", json!({}))],
+        vec![
+            node("s", "start", json!({})),
+            node("t", "transform", json!({"mapping": {"v": 2}})),
+            node("e", "end", json!({})),
+        ],
         vec![edge("s", "t"), edge("t", "e")],
     );
     let updated = client
         .update_workflow(authed(
             &token,
-            UpdateWorkflowRequest { workflow_id: wf.id.clone(), expected_version: 1, graph: Some(v2.clone()), version_comment: "v=2".into(), ..Default::default() },
+            UpdateWorkflowRequest {
+                workflow_id: wf.id.clone(),
+                expected_version: 1,
+                graph: Some(v2.clone()),
+                version_comment: "v=2".into(),
+                ..Default::default()
+            },
         ))
         .await?
         .into_inner()
@@ -507,7 +578,12 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
     let stale = client
         .update_workflow(authed(
             &token,
-            UpdateWorkflowRequest { workflow_id: wf.id.clone(), expected_version: 1, graph: Some(v2), ..Default::default() },
+            UpdateWorkflowRequest {
+                workflow_id: wf.id.clone(),
+                expected_version: 1,
+                graph: Some(v2),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap_err();
@@ -518,7 +594,10 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
     let r2 = wait_run(&mut client, &token, &run2.id, Duration::from_secs(20), is_final).await?;
     assert_eq!((r1.workflow_version, from_struct(r1.result.as_ref().unwrap())), (1, json!({"v": 1})));
     assert_eq!((r2.workflow_version, from_struct(r2.result.as_ref().unwrap())), (2, json!({"v": 2})));
-    let old = client.get_workflow(authed(&token, GetWorkflowRequest { workflow_id: wf.id.clone(), version: 1 })).await?.into_inner();
+    let old = client
+        .get_workflow(authed(&token, GetWorkflowRequest { workflow_id: wf.id.clone(), version: 1 }))
+        .await?
+        .into_inner();
     assert_eq!(old.workflow.unwrap().version, 1);
     let versions = client
         .list_workflow_versions(authed(&token, ListWorkflowVersionsRequest { workflow_id: wf.id.clone(), page: None }))
@@ -528,7 +607,9 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
     assert_eq!(versions.versions[0].comment, "v=2");
 
     // Deleted: executing it is NOT_FOUND, its runs stay readable.
-    client.delete_workflow(authed(&token, DeleteWorkflowRequest { workflow_id: wf.id.clone(), expected_version: 0 })).await?;
+    client
+        .delete_workflow(authed(&token, DeleteWorkflowRequest { workflow_id: wf.id.clone(), expected_version: 0 }))
+        .await?;
     let err = execute(&mut client, &token, &wf.id, json!({})).await.unwrap_err();
     assert_eq!(err.downcast_ref::<tonic::Status>().unwrap().code(), Code::NotFound);
     assert_eq!(get_run(&mut client, &token, &run1.id).await?.run.unwrap().status(), RunStatus::Succeeded);
@@ -564,7 +645,10 @@ async fn workflow_cancel_and_schedule() -> anyhow::Result<()> {
     assert_eq!(cancelled.cancel_reason, "changed my mind");
     assert_eq!(node_run(&cancelled, "nap").status(), NodeRunStatus::Cancelled);
     assert_eq!(node_run(&cancelled, "e").status(), NodeRunStatus::Cancelled);
-    let again = client.cancel_run(authed(&token, CancelRunRequest { run_id: run.id.clone(), reason: String::new() })).await.unwrap_err();
+    let again = client
+        .cancel_run(authed(&token, CancelRunRequest { run_id: run.id.clone(), reason: String::new() }))
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
     let events = run_events(&tenant, &run.id, "run.cancelled").await?;
     let last = events.last().unwrap();
@@ -579,7 +663,11 @@ async fn workflow_cancel_and_schedule() -> anyhow::Result<()> {
     let timed = client
         .execute_workflow(authed(
             &token,
-            ExecuteWorkflowRequest { workflow_id: wf.id.clone(), timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }), ..Default::default() },
+            ExecuteWorkflowRequest {
+                workflow_id: wf.id.clone(),
+                timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+                ..Default::default()
+            },
         ))
         .await?
         .into_inner()
@@ -597,7 +685,12 @@ async fn workflow_cancel_and_schedule() -> anyhow::Result<()> {
             &token,
             ScheduleWorkflowRequest {
                 workflow_id: quick.id.clone(),
-                schedule: Some(Schedule { every_count: 1, unit: ScheduleUnit::Hour as i32, input: Some(to_struct(json!({"from": "cron"}))), ..Default::default() }),
+                schedule: Some(Schedule {
+                    every_count: 1,
+                    unit: ScheduleUnit::Hour as i32,
+                    input: Some(to_struct(json!({"from": "cron"}))),
+                    ..Default::default()
+                }),
             },
         ))
         .await?
@@ -620,15 +713,24 @@ async fn workflow_cancel_and_schedule() -> anyhow::Result<()> {
     assert_eq!(runs.len(), 1, "fired once: {runs:#?}");
     assert_eq!(runs[0].trigger(), RunTrigger::Schedule);
     assert_eq!(from_struct(runs[0].input.as_ref().unwrap()), json!({"from": "cron"}));
-    let got = client.get_workflow(authed(&token, GetWorkflowRequest { workflow_id: quick.id.clone(), version: 0 })).await?.into_inner();
+    let got = client
+        .get_workflow(authed(&token, GetWorkflowRequest { workflow_id: quick.id.clone(), version: 0 }))
+        .await?
+        .into_inner();
     assert!(got.workflow.unwrap().schedule.unwrap().next_run_at.unwrap().seconds > chrono_now() + 3000);
     client.unschedule_workflow(authed(&token, UnscheduleWorkflowRequest { workflow_id: quick.id.clone() })).await?;
-    let err = client.unschedule_workflow(authed(&token, UnscheduleWorkflowRequest { workflow_id: quick.id.clone() })).await.unwrap_err();
+    let err = client
+        .unschedule_workflow(authed(&token, UnscheduleWorkflowRequest { workflow_id: quick.id.clone() }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let bad = client
         .schedule_workflow(authed(
             &token,
-            ScheduleWorkflowRequest { workflow_id: quick.id.clone(), schedule: Some(Schedule { every_count: 0, ..Default::default() }) },
+            ScheduleWorkflowRequest {
+                workflow_id: quick.id.clone(),
+                schedule: Some(Schedule { every_count: 0, ..Default::default() }),
+            },
         ))
         .await
         .unwrap_err();
@@ -676,14 +778,24 @@ async fn workflow_human_approval_and_branches() -> anyhow::Result<()> {
     assert_eq!(node_run(&small, "approve").status(), NodeRunStatus::Skipped);
     // Approving a run that is not waiting is FAILED_PRECONDITION.
     let err = client
-        .approve_node(authed(&token, ApproveNodeRequest { run_id: small.id.clone(), node_id: "approve".into(), approved: true, comment: String::new() }))
+        .approve_node(authed(
+            &token,
+            ApproveNodeRequest {
+                run_id: small.id.clone(),
+                node_id: "approve".into(),
+                approved: true,
+                comment: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     // Approve.
     let big = execute(&mut client, &token, &wf.id, json!({"amount": 500})).await?;
-    let waiting = wait_run(&mut client, &token, &big.id, Duration::from_secs(20), |r| r.status() == RunStatus::WaitingApproval).await?;
+    let waiting =
+        wait_run(&mut client, &token, &big.id, Duration::from_secs(20), |r| r.status() == RunStatus::WaitingApproval)
+            .await?;
     assert_eq!(node_run(&waiting, "approve").status(), NodeRunStatus::WaitingApproval);
     let events = run_events(&tenant, &big.id, "run.waiting_approval").await?;
     let msg = events.iter().find_map(|e| match &e.payload {
@@ -692,12 +804,28 @@ async fn workflow_human_approval_and_branches() -> anyhow::Result<()> {
     });
     assert_eq!(msg.as_deref(), Some("Approve a payment of 500?"));
     let err = client
-        .approve_node(authed(&token, ApproveNodeRequest { run_id: big.id.clone(), node_id: "pay".into(), approved: true, comment: String::new() }))
+        .approve_node(authed(
+            &token,
+            ApproveNodeRequest {
+                run_id: big.id.clone(),
+                node_id: "pay".into(),
+                approved: true,
+                comment: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     client
-        .approve_node(authed(&token, ApproveNodeRequest { run_id: big.id.clone(), node_id: "approve".into(), approved: true, comment: "ok".into() }))
+        .approve_node(authed(
+            &token,
+            ApproveNodeRequest {
+                run_id: big.id.clone(),
+                node_id: "approve".into(),
+                approved: true,
+                comment: "ok".into(),
+            },
+        ))
         .await?;
     let big = wait_run(&mut client, &token, &big.id, Duration::from_secs(20), is_final).await?;
     assert_eq!(from_struct(big.result.as_ref().unwrap()), json!({"paid": 500, "by": "alice"}));
@@ -705,9 +833,18 @@ async fn workflow_human_approval_and_branches() -> anyhow::Result<()> {
 
     // Reject: follows the "rejected" handle.
     let run = execute(&mut client, &token, &wf.id, json!({"amount": 900})).await?;
-    wait_run(&mut client, &token, &run.id, Duration::from_secs(20), |r| r.status() == RunStatus::WaitingApproval).await?;
+    wait_run(&mut client, &token, &run.id, Duration::from_secs(20), |r| r.status() == RunStatus::WaitingApproval)
+        .await?;
     client
-        .approve_node(authed(&token, ApproveNodeRequest { run_id: run.id.clone(), node_id: "approve".into(), approved: false, comment: "too much".into() }))
+        .approve_node(authed(
+            &token,
+            ApproveNodeRequest {
+                run_id: run.id.clone(),
+                node_id: "approve".into(),
+                approved: false,
+                comment: "too much".into(),
+            },
+        ))
         .await?;
     let run = wait_run(&mut client, &token, &run.id, Duration::from_secs(20), is_final).await?;
     assert_eq!(run.status(), RunStatus::Succeeded);
@@ -721,9 +858,13 @@ async fn workflow_human_approval_and_branches() -> anyhow::Result<()> {
     );
     let strict = create(&mut client, &token, "strict", strict).await?;
     let run = execute(&mut client, &token, &strict.id, json!({})).await?;
-    wait_run(&mut client, &token, &run.id, Duration::from_secs(20), |r| r.status() == RunStatus::WaitingApproval).await?;
+    wait_run(&mut client, &token, &run.id, Duration::from_secs(20), |r| r.status() == RunStatus::WaitingApproval)
+        .await?;
     let rejected = client
-        .approve_node(authed(&token, ApproveNodeRequest { run_id: run.id.clone(), node_id: "ok".into(), approved: false, comment: "no".into() }))
+        .approve_node(authed(
+            &token,
+            ApproveNodeRequest { run_id: run.id.clone(), node_id: "ok".into(), approved: false, comment: "no".into() },
+        ))
         .await?
         .into_inner()
         .run
@@ -750,7 +891,11 @@ async fn workflow_retries_transient_failures_with_backoff() -> anyhow::Result<()
                 "agent",
                 json!({"agent": "data_analyzer", "prompt_template": "Analyze sales data from {{input.month}}", "retry": {"max_attempts": 4, "initial_backoff_ms": 300}}),
             ),
-            node("broken_sql", "sql", json!({"query": "SELECT * FROM files.no_such_table_at_all WHERE a = :a", "params": {"a": "{{input.month}}"}})),
+            node(
+                "broken_sql",
+                "sql",
+                json!({"query": "SELECT * FROM files.no_such_table_at_all WHERE a = :a", "params": {"a": "{{input.month}}"}}),
+            ),
             node("e", "end", json!({})),
         ],
         vec![edge("s", "analyze_data"), edge("analyze_data", "broken_sql"), edge("broken_sql", "e")],
@@ -780,9 +925,15 @@ async fn workflow_retries_transient_failures_with_backoff() -> anyhow::Result<()
             _ => None,
         })
         .collect();
-    assert!(failures.iter().any(|f| f.node_id == "analyze_data" && f.will_retry && f.next_retry_at.is_some() && f.attempt == 1));
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.node_id == "analyze_data" && f.will_retry && f.next_retry_at.is_some() && f.attempt == 1)
+    );
     assert!(failures.iter().any(|f| f.node_id == "broken_sql" && !f.will_retry));
-    let Some(Payload::RunFailed(failed)) = &events.last().unwrap().payload else { panic!("last event is not run.failed") };
+    let Some(Payload::RunFailed(failed)) = &events.last().unwrap().payload else {
+        panic!("last event is not run.failed")
+    };
     assert_eq!(failed.failed_node_id, "broken_sql");
 
     platform.stop().await?;
@@ -861,7 +1012,15 @@ async fn workflow_sigkill_mid_run_resumes_without_repeating_nodes() -> anyhow::R
     script_llm(&llm);
     let world = MindsdbWorld::start(&llm).await?;
     let schema = format!("workflow_crash_{}", unique());
-    let token = getlood_auth::dev_token(getlood_testkit::TEST_SECRET, "getlood", "getlood", &world.tenant, "alice", &["member"], 3600)?;
+    let token = getlood_auth::dev_token(
+        getlood_testkit::TEST_SECRET,
+        "getlood",
+        "getlood",
+        &world.tenant,
+        "alice",
+        &["member"],
+        3600,
+    )?;
 
     let mut first = Binary::start(&schema)?;
     let mut client = first.client().await?;
@@ -931,7 +1090,10 @@ async fn workflow_mindsdb_job_mode_runs_in_mindsdb() -> anyhow::Result<()> {
     );
     let wf = create(&mut client, &token, "in mindsdb", g).await?;
     // No job yet: no history.
-    let err = client.get_job_history(authed(&token, GetJobHistoryRequest { workflow_id: wf.id.clone(), page: None })).await.unwrap_err();
+    let err = client
+        .get_job_history(authed(&token, GetJobHistoryRequest { workflow_id: wf.id.clone(), page: None }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     let run = client
@@ -967,14 +1129,22 @@ async fn workflow_mindsdb_job_mode_runs_in_mindsdb() -> anyhow::Result<()> {
 
     // Node types MindsDB cannot run are refused for job mode.
     let engine_only = graph(
-        vec![node("s", "start", json!({})), node("t", "transform", json!({"mapping": {}})), node("e", "end", json!({}))],
+        vec![
+            node("s", "start", json!({})),
+            node("t", "transform", json!({"mapping": {}})),
+            node("e", "end", json!({})),
+        ],
         vec![edge("s", "t"), edge("t", "e")],
     );
     let engine_only = create(&mut client, &token, "engine only", engine_only).await?;
     let err = client
         .execute_workflow(authed(
             &token,
-            ExecuteWorkflowRequest { workflow_id: engine_only.id.clone(), mode: ExecutionMode::MindsdbJob as i32, ..Default::default() },
+            ExecuteWorkflowRequest {
+                workflow_id: engine_only.id.clone(),
+                mode: ExecutionMode::MindsdbJob as i32,
+                ..Default::default()
+            },
         ))
         .await
         .unwrap_err();

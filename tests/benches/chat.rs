@@ -79,7 +79,10 @@ async fn run() -> anyhow::Result<()> {
         .service(Service::AgentRegistry)
         .service(Service::Pipeline)
         .service(Service::Gateway)
-        .app_settings(Service::Gateway, json!({"chat_rate_limit_per_minute": 1_000_000, "tenant_rate_limit_per_minute": 0}))
+        .app_settings(
+            Service::Gateway,
+            json!({"chat_rate_limit_per_minute": 1_000_000, "tenant_rate_limit_per_minute": 0}),
+        )
         .app_settings(Service::Pipeline, json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-bench"}}))
         .start()
         .await?;
@@ -111,7 +114,8 @@ async fn run() -> anyhow::Result<()> {
         move || http.get(&url).bearer_auth(&token)
     };
     let md_read = {
-        let (http, url, tenant) = (http.clone(), format!("{mindsdb}/api/projects/{project}/agents/{mindsdb_name}"), tenant.clone());
+        let (http, url, tenant) =
+            (http.clone(), format!("{mindsdb}/api/projects/{project}/agents/{mindsdb_name}"), tenant.clone());
         move || http.get(&url).header("company-id", &tenant).header("user-id", "getlood")
     };
     anyhow::ensure!(gw_read().send().await?.status().is_success(), "gateway read failed");

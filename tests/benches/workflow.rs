@@ -45,13 +45,17 @@ fn transform(id: &str, mapping: &str) -> Node {
     );
     let mapping = prost_types::Struct { fields };
     let mut data = std::collections::BTreeMap::new();
-    data.insert("mapping".to_owned(), prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(mapping)) });
+    data.insert(
+        "mapping".to_owned(),
+        prost_types::Value { kind: Some(prost_types::value::Kind::StructValue(mapping)) },
+    );
     Node { id: id.into(), r#type: "transform".into(), data: Some(prost_types::Struct { fields: data }), position: None }
 }
 
 fn five_nodes() -> Graph {
     let plain = |id: &str, ty: &str| Node { id: id.into(), r#type: ty.into(), data: None, position: None };
-    let edge = |s: &str, t: &str| Edge { id: format!("{s}-{t}"), source: s.into(), target: t.into(), ..Default::default() };
+    let edge =
+        |s: &str, t: &str| Edge { id: format!("{s}-{t}"), source: s.into(), target: t.into(), ..Default::default() };
     Graph {
         nodes: vec![
             plain("start", "start"),
@@ -120,7 +124,10 @@ async fn drive(
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < runs {
                 let mut fields = std::collections::BTreeMap::new();
-                fields.insert("n".to_owned(), prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(7.0)) });
+                fields.insert(
+                    "n".to_owned(),
+                    prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(7.0)) },
+                );
                 let input = Some(prost_types::Struct { fields });
                 let req = ExecuteWorkflowRequest { workflow_id: wf.clone(), input, ..Default::default() };
                 client.execute_workflow(authed(&token, req)).await?;

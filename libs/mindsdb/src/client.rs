@@ -1,6 +1,6 @@
-use tracing::Instrument as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument as _;
 
 use getlood_auth::TenantId;
 use reqwest::header::{HeaderMap, HeaderValue};

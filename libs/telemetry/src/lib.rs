@@ -110,7 +110,9 @@ pub fn init(service_name: &str, format: LogFormat) -> Result<TelemetryGuard, Tel
                     .with_filter(log_filter()),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter())).try_init(),
+        LogFormat::Pretty => {
+            registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter())).try_init()
+        }
     };
     let _ = INSTALLED.set(());
     match installed {

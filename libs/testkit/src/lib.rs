@@ -10,8 +10,8 @@ mod platform;
 mod proxy;
 
 pub use openai_double::{DOUBLE_EMBEDDING_DIM, DOUBLE_MODELS, OpenAiDouble, RecordedCall, double_embedding};
-pub use platform::{Platform, PlatformBuilder, RunningService, Service, TEST_SECRET};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use platform::{Platform, PlatformBuilder, RunningService, Service, TEST_SECRET};
 pub use proxy::TcpProxy;
 pub use tonic_health::pb::health_check_response::ServingStatus;
 

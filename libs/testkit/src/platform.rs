@@ -62,7 +62,12 @@ impl Default for PlatformBuilder {
             mindsdb_url: crate::mindsdb_url(),
             redis_key_prefix: None,
             replica_of: None,
-            app_settings: std::collections::BTreeMap::new(),
+            // The knowledge-base memory consumer is shared by every dispatcher of a NATS server:
+            // off unless a test asks for it, so one test's turns never reach another's consumer.
+            app_settings: std::collections::BTreeMap::from([(
+                Service::EventDispatcher,
+                serde_json::json!({"memory": {"enabled": false}}),
+            )]),
             shutdown_timeout: Duration::from_secs(5),
         }
     }

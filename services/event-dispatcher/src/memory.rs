@@ -226,6 +226,14 @@ pub(crate) async fn spawn_ingestion(
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
+    getlood_events::spawn_lag_reporter(
+        bus.jetstream().clone(),
+        bus.stream_name(Domain::Turn),
+        settings.consumer_name.clone(),
+        Duration::from_secs(15),
+        tracker,
+        shutdown.clone(),
+    );
     tracker.spawn(async move {
         // JetStream may be down at start: keep trying to bind the consumer until it answers.
         let mut delay = Duration::from_millis(500);

@@ -1,9 +1,9 @@
 //! `getlood.pipeline.v1.PipelineService`: input checks, the pre-stream lookups, and the turn
 //! reads.
 
-use tracing::Instrument as _;
 use std::pin::Pin;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use base64::Engine as _;
 use chrono::DateTime;
