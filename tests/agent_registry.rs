@@ -130,7 +130,7 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     let mindsdb_name = format!("agent_{}", created.id.replace('-', ""));
     assert_eq!(
         mindsdb_agents(acme_ctx.clone()).await,
-        [mindsdb_name.clone()],
+        std::slice::from_ref(&mindsdb_name),
         "the registry row has its mindsdb agent"
     );
 

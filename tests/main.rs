@@ -1,6 +1,9 @@
 //! The platform's integration tests: services started in-process on port 0 by the test kit,
 //! against the machine's real Postgres, Redis and NATS.
 
+// Helpers of test code: a failed unwrap is the test failing, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod agent_registry;
 mod auth;
 mod desktop_state;

@@ -302,7 +302,7 @@ async fn pipeline_seed_dashboard_turn_end_to_end() -> anyhow::Result<()> {
         ))
         .await?
         .into_inner();
-    assert_eq!(listed.turns, [turn.clone()]);
+    assert_eq!(listed.turns, std::slice::from_ref(&turn));
 
     // turn.completed reached JetStream through the outbox.
     let published = turn_completed_events(&world.tenant, &turn.id).await?;

@@ -53,10 +53,10 @@ async fn wait_ready(bin: &Bin) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{}/readyz", bin.http)).send().await {
-            if r.status() == 200 {
-                return Ok(());
-            }
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{}/readyz", bin.http)).send().await
+            && r.status() == 200
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -5,6 +5,9 @@
 //!
 //! Needs the release binaries next to the bench executable: `make bench` builds them first.
 
+// A bench's output is its figures.
+#![allow(clippy::print_stdout)]
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,10 +33,10 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
-            if r.status() == 200 {
-                return Ok(());
-            }
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await
+            && r.status() == 200
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -88,10 +91,11 @@ async fn throughput(url: &str, token: Option<&str>, secs: u64, concurrency: usiz
                     if let Some(t) = token {
                         req = req.bearer_auth(t);
                     }
-                    if let Ok(r) = req.send().await {
-                        if r.status().is_success() && r.bytes().await.is_ok() {
-                            lat.push(start.elapsed().as_micros());
-                        }
+                    if let Ok(r) = req.send().await
+                        && r.status().is_success()
+                        && r.bytes().await.is_ok()
+                    {
+                        lat.push(start.elapsed().as_micros());
                     }
                 }
                 lat

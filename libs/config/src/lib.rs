@@ -76,6 +76,8 @@ pub fn figment<T: Serialize>(service: &str, file: Option<&Path>, defaults: &T) -
 }
 
 #[cfg(test)]
+// figment's `Jail` closures must return its (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use serde::Deserialize;
 

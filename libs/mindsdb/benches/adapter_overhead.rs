@@ -5,6 +5,7 @@
 //!
 //! Needs a running MindsDB (`scripts/mindsdb.sh start`); `GETLOOD_TEST_MINDSDB_URL` overrides
 //! the URL, `BENCH_ITERS` the sample count (default 300).
+
 #![allow(clippy::print_stdout, clippy::unwrap_used)] // a benchmark reports on stdout
 
 use std::time::{Duration, Instant};

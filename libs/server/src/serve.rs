@@ -54,6 +54,9 @@ impl Listeners {
 /// Serves `grpc` (plus health and reflection) and `http` (plus `/livez`, `/readyz`, `/metrics`)
 /// until `shutdown` is cancelled, then lets in-flight requests finish within
 /// `config.shutdown_timeout` and stops the service's background tasks in `tracker`.
+// Every argument is a distinct part a service hands over once at start; a builder would only
+// rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<A>(
     spec: ServiceSpec,
     config: &ServiceConfig<A>,

@@ -411,7 +411,7 @@ impl AgentRegistryService for Registry {
                         break;
                     }
                     Some(Err(err)) => {
-                        let api: ApiError = err.into();
+                        let api: ApiError = err;
                         yield Ok(QueryAgentResponse { event: Some(query_agent_response::Event::Error(getlood_proto::common::v1::ErrorDetail {
                             code: error_code(api.code) as i32,
                             message: api.message,

@@ -97,10 +97,10 @@ fn check_model(model: &ModelConfig) -> Result<(), ApiError> {
     if model.model_name.is_empty() || model.model_name.len() > 128 || model.model_name.chars().any(char::is_control) {
         return Err(ApiError::invalid_argument("agent.model.model_name must be 1-128 printable characters"));
     }
-    if let Some(url) = &model.base_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512 {
-            return Err(ApiError::invalid_argument("agent.model.base_url must be an http(s) url"));
-        }
+    if let Some(url) = &model.base_url
+        && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512)
+    {
+        return Err(ApiError::invalid_argument("agent.model.base_url must be an http(s) url"));
     }
     if model.api_key.len() > 512 {
         return Err(ApiError::invalid_argument("agent.model.api_key is longer than 512 bytes"));

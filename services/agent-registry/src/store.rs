@@ -14,10 +14,10 @@ use crate::model::metadata_json;
 /// Maps a database failure to the client: a unique violation is a conflict the client caused;
 /// anything else is internal and logged here, once.
 pub(crate) fn db_err(err: sqlx::Error) -> ApiError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return ApiError::new(ErrorCode::AlreadyExists, "an object with this name already exists");
-        }
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return ApiError::new(ErrorCode::AlreadyExists, "an object with this name already exists");
     }
     ApiError::internal(&err)
 }
