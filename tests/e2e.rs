@@ -142,3 +142,101 @@ async fn flow1_with_the_official_openai_python_client() -> anyhow::Result<()> {
     assert!(stdout.contains("openai client check: ok"), "{stdout}");
     world.platform.stop().await
 }
+
+/// Flow 1 to the end: the chat's `open_window` action becomes a window `POST`, desktop-state
+/// persists it, and both WebSocket clients of that desktop receive it; another tenant's
+/// client receives nothing.
+#[tokio::test]
+async fn flow1_chat_action_opens_a_window_every_client_of_the_desktop_sees() -> anyhow::Result<()> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let llm = OpenAiDouble::start().await?;
+    llm.reply_when(SEED_PROMPT, "Voici votre dashboard analytics.");
+    let platform = Platform::builder()
+        .service(Service::AgentRegistry)
+        .service(Service::Pipeline)
+        .service(Service::DesktopState)
+        .service(Service::EventDispatcher)
+        .service(Service::Gateway)
+        .app_settings(
+            Service::Pipeline,
+            json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-test-intent"}}),
+        )
+        .start()
+        .await?;
+    platform.wait_ready(Duration::from_secs(30)).await?;
+    let tenant = format!("flow1_{}", std::process::id());
+    let world = World {
+        base: platform.http_url(Service::Gateway),
+        token: platform.token(&tenant, "alice", &["admin"]),
+        http: reqwest::Client::new(),
+        llm,
+        platform,
+    };
+    world.seed_agents().await?;
+    let other = world.platform.token(&format!("other_{}", std::process::id()), "mallory", &["admin"]);
+
+    let desktop: Value = world.post("/api/v1/desktops", json!({"name": "main"})).await?;
+    let desktop = desktop["id"].as_str().unwrap_or_default().to_owned();
+    let ws_base = world.base.replace("http://", "ws://");
+    let connect = |token: String, desktop: String| {
+        let url = format!("{ws_base}/ws/desktop/{desktop}");
+        async move {
+            let mut req = url.into_client_request()?;
+            req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+            anyhow::Ok(tokio_tungstenite::connect_async(req).await?.0)
+        }
+    };
+    let mut clients = vec![
+        connect(world.token.clone(), desktop.clone()).await?,
+        connect(world.token.clone(), desktop.clone()).await?,
+    ];
+    for ws in &mut clients {
+        let state = crate::desktop_ws::recv(ws, Duration::from_secs(10)).await.expect("state frame");
+        assert_eq!(state["type"], "state");
+    }
+    // Another tenant cannot even open this desktop's socket.
+    assert!(connect(other.clone(), desktop.clone()).await.is_err());
+
+    // The chat turn proposes the window.
+    let turn = world
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "getlood", "messages": [{"role": "user", "content": SEED_PROMPT}]}),
+        )
+        .await?;
+    let action = turn["getlood"]["ui_actions"][0].clone();
+    assert_eq!(action["type"], "open_window", "{turn}");
+    let app_id = action["params"]["app_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(app_id, "dashboard");
+
+    // The client carries the action out; every client of the desktop sees the window.
+    let opened = world
+        .post(&format!("/api/v1/desktops/{desktop}/windows"), json!({"app_id": app_id, "title": "Dashboard"}))
+        .await?;
+    let window_id = opened["window"]["id"].as_str().unwrap_or_default().to_owned();
+    for ws in &mut clients {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let event = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = crate::desktop_ws::recv(ws, left).await.expect("window.opened");
+            if frame["type"] == "event" {
+                break frame;
+            }
+        };
+        assert_eq!(event["event"]["type"], "window.opened");
+        assert_eq!(event["event"]["data"]["window"]["id"], window_id.as_str());
+        assert_eq!(event["event"]["data"]["window"]["app_id"], "dashboard");
+    }
+    // Persisted: the desktop's state holds the window.
+    let state: Value = world
+        .http
+        .get(format!("{}/api/v1/desktop/state/{desktop}", world.base))
+        .bearer_auth(&world.token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(state.to_string().contains(&window_id), "{state}");
+    world.platform.stop().await
+}
