@@ -22,6 +22,15 @@ pub(crate) fn db_err(err: sqlx::Error) -> ApiError {
     ApiError::internal(&err)
 }
 
+/// Names the object in a unique-violation error: `agent 'x' already exists`.
+fn named_conflict(err: ApiError, kind: &str, name: &str) -> ApiError {
+    if err.code == ErrorCode::AlreadyExists {
+        ApiError::new(ErrorCode::AlreadyExists, format!("{kind} '{name}' already exists"))
+    } else {
+        err
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct AgentRow {
     id: Uuid,
@@ -188,12 +197,7 @@ impl Store {
             .bind(owner)
             .fetch_one(&mut **tx)
             .await
-            .map_err(|e| match db_err(e) {
-                err if err.code == ErrorCode::AlreadyExists => {
-                    ApiError::new(ErrorCode::AlreadyExists, format!("agent '{}' already exists", agent.name))
-                }
-                err => err,
-            })?;
+            .map_err(|e| named_conflict(db_err(e), "agent", &agent.name))?;
         Ok(row.into())
     }
 
@@ -273,12 +277,7 @@ impl Store {
             .bind(metadata_json(&agent.metadata))
             .fetch_one(&mut **tx)
             .await
-            .map_err(|e| match db_err(e) {
-                err if err.code == ErrorCode::AlreadyExists => {
-                    ApiError::new(ErrorCode::AlreadyExists, format!("agent '{}' already exists", agent.name))
-                }
-                err => err,
-            })?;
+            .map_err(|e| named_conflict(db_err(e), "agent", &agent.name))?;
         Ok(row.into())
     }
 
@@ -362,12 +361,7 @@ impl Store {
         .bind(&skill.prompt_fragment)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| match db_err(e) {
-            err if err.code == ErrorCode::AlreadyExists => {
-                ApiError::new(ErrorCode::AlreadyExists, format!("skill '{}' already exists", skill.name))
-            }
-            err => err,
-        })?;
+        .map_err(|e| named_conflict(db_err(e), "skill", &skill.name))?;
         Ok(row.into())
     }
 
