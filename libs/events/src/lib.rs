@@ -10,6 +10,7 @@ mod headers;
 mod lag;
 mod live;
 mod outbox;
+mod watch;
 
 pub use bus::{Domain, EventBus, EventError, ReceivedEvent, new_envelope};
 pub use getlood_proto::events::v1::{EventEnvelope, event_envelope::Payload};
@@ -17,6 +18,7 @@ pub use headers::{NatsHeaderExtractor, NatsHeaderInjector};
 pub use lag::spawn_lag_reporter;
 pub use live::{Follow, RawEvent, StartAt};
 pub use outbox::Outbox;
+pub use watch::spawn_domain_watcher;
 
 /// Header carrying [`EventEnvelope::r#type`].
 pub const HEADER_TYPE: &str = "Getlood-Type";

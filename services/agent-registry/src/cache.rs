@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use getlood_auth::TenantId;
-use getlood_events::{EventEnvelope, Payload};
+use getlood_events::{Domain, Payload};
 use getlood_proto::agent_registry::v1::Agent;
 use getlood_server::RedisHandle;
 use prost::Message as _;
@@ -124,28 +123,22 @@ impl AgentCache {
         subject_prefix: &str,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
-    ) -> Result<(), async_nats::SubscribeError> {
-        let mut sub = nats.subscribe(format!("{subject_prefix}.*.agent.>")).await?;
+    ) -> Result<(), getlood_events::EventError> {
         let this = self.clone();
-        tracker.spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    msg = sub.next() => match msg { Some(m) => m, None => break },
-                };
-                let Ok(envelope) = EventEnvelope::decode(msg.payload) else { continue };
-                let Ok(tenant) = TenantId::parse(&envelope.tenant_id) else { continue };
+        getlood_events::spawn_domain_watcher(nats, subject_prefix, Domain::Agent, tracker, shutdown, move |envelope| {
+            let this = this.clone();
+            async move {
+                let Ok(tenant) = TenantId::parse(&envelope.tenant_id) else { return };
                 let (id, name) = match envelope.payload {
                     Some(Payload::AgentUpdated(e)) => (e.agent_id, e.name),
                     Some(Payload::AgentDeleted(e)) => (e.agent_id, e.name),
                     Some(Payload::AgentCreated(e)) => (e.agent_id, e.name),
-                    _ => continue,
+                    _ => return,
                 };
                 this.invalidate_local(&tenant, &id, &name).await;
             }
-            let _ = sub.unsubscribe().await;
-        });
-        Ok(())
+        })
+        .await
     }
 }
 

@@ -66,6 +66,8 @@ const PROTOCOL: &str = "getlood.v1";
 const BEARER_PROTOCOL: &str = "bearer.";
 /// Largest command frame accepted.
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Most event frames written with one flush.
+const MAX_BATCH: usize = 64;
 
 /// Query of the socket route.
 #[derive(Debug, Default, Deserialize)]
@@ -223,17 +225,31 @@ impl Session {
                 }
                 next = events.next() => match next {
                     Ok(Next::Frame(frame)) => {
-                        if !self.send(&mut sink, Message::Text(frame)).await {
+                        // Whatever else is already queued goes out in the same write: under a
+                        // burst one flush (one syscall) carries many frames instead of one each.
+                        let mut frames = vec![frame];
+                        let mut resync = None;
+                        while frames.len() < MAX_BATCH {
+                            match events.try_next() {
+                                Some(Next::Frame(f)) => frames.push(f),
+                                Some(Next::Resync(reason)) => {
+                                    resync = Some(reason);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        if !self.send_frames(&mut sink, frames).await {
                             tracing::info!(desktop_id = %self.desktop_id, "websocket client too slow to write to, dropped");
+                            break;
+                        }
+                        if let Some(reason) = resync {
+                            self.resync(&mut sink, reason, events.position).await;
                             break;
                         }
                     }
                     Ok(Next::Resync(reason)) => {
-                        metrics::counter!(METRIC_RESYNC, "reason" => reason).increment(1);
-                        tracing::info!(desktop_id = %self.desktop_id, reason, "websocket client told to resync");
-                        let frame = json!({"type": "resync", "reason": reason, "cursor": feed::cursor(events.position)});
-                        let _ = self.send(&mut sink, text(&frame)).await;
-                        let _ = self.send(&mut sink, close(close_code::AGAIN, "resync")).await;
+                        self.resync(&mut sink, reason, events.position).await;
                         break;
                     }
                     Err(err) => {
@@ -258,6 +274,26 @@ impl Session {
     /// Writes one frame within `send_timeout`; false when the client is gone or too slow.
     async fn send(&self, sink: &mut SplitSink<WebSocket, Message>, msg: Message) -> bool {
         matches!(tokio::time::timeout(self.send_timeout, sink.send(msg)).await, Ok(Ok(())))
+    }
+
+    /// Writes event frames with one flush, all within `send_timeout`.
+    async fn send_frames(&self, sink: &mut SplitSink<WebSocket, Message>, frames: Vec<Utf8Bytes>) -> bool {
+        let write = async {
+            for frame in frames {
+                sink.feed(Message::Text(frame)).await?;
+            }
+            sink.flush().await
+        };
+        matches!(tokio::time::timeout(self.send_timeout, write).await, Ok(Ok(())))
+    }
+
+    /// Tells a client that fell behind where to resume, and closes the socket.
+    async fn resync(&self, sink: &mut SplitSink<WebSocket, Message>, reason: &'static str, position: u64) {
+        metrics::counter!(METRIC_RESYNC, "reason" => reason).increment(1);
+        tracing::info!(desktop_id = %self.desktop_id, reason, "websocket client told to resync");
+        let frame = json!({"type": "resync", "reason": reason, "cursor": feed::cursor(position)});
+        let _ = self.send(sink, text(&frame)).await;
+        let _ = self.send(sink, close(close_code::AGAIN, "resync")).await;
     }
 
     /// Runs one command frame; the answer frame, result or error.
@@ -426,6 +462,36 @@ impl Events {
         }
     }
 
+    /// The frame of a shared-feed item not sent yet, advancing the position.
+    fn accept(&mut self, item: &FeedItem) -> Option<Utf8Bytes> {
+        if item.seq <= self.position {
+            return None;
+        }
+        self.position = item.position;
+        Some(item.frame.clone())
+    }
+
+    /// The next shared-feed frame if one is already queued, without waiting. None when nothing
+    /// is queued or the socket is not on the shared feed (`next` then takes over).
+    fn try_next(&mut self) -> Option<Next> {
+        loop {
+            let Source::Live { replay, rx } = &mut self.source else { return None };
+            let item = match replay.pop_front() {
+                Some(item) => item,
+                None => match rx.try_recv() {
+                    Ok(item) => item,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => return Some(Next::Resync("lagged")),
+                    Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                        return None;
+                    }
+                },
+            };
+            if let Some(frame) = self.accept(&item) {
+                return Some(Next::Frame(frame));
+            }
+        }
+    }
+
     async fn next(&mut self) -> Result<Next, ApiError> {
         loop {
             match &mut self.source {
@@ -442,11 +508,9 @@ impl Events {
                             }
                         },
                     };
-                    if item.seq <= self.position {
-                        continue;
+                    if let Some(frame) = self.accept(&item) {
+                        return Ok(Next::Frame(frame));
                     }
-                    self.position = item.position;
-                    return Ok(Next::Frame(item.frame.clone()));
                 }
                 Source::CatchUp(stream) => match stream.message().await {
                     Ok(Some(SubscribeResponse { item: Some(subscribe_response::Item::Event(d)) })) => {
