@@ -178,10 +178,10 @@ async fn events_subscribe_filters_by_tenant_topic_and_entity_and_resumes() -> an
 }
 
 /// One SSE event: `(id, event, data)`.
-type SseEvent = (String, String, Value);
+pub(crate) type SseEvent = (String, String, Value);
 
 /// Reads SSE events until `count` arrived or `timeout` passed.
-async fn read_sse(resp: reqwest::Response, count: usize, timeout: Duration) -> Vec<SseEvent> {
+pub(crate) async fn read_sse(resp: reqwest::Response, count: usize, timeout: Duration) -> Vec<SseEvent> {
     let mut body = resp.bytes_stream();
     let mut buffer = String::new();
     let mut events = Vec::new();

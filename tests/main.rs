@@ -11,6 +11,7 @@ mod desktop_ws;
 mod e2e;
 mod events;
 mod gateway_chat;
+mod gateway_workflows;
 mod pipeline;
 mod platform;
 mod rate_limit;

@@ -21,19 +21,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::chat::upstream_error;
-use crate::extract::ApiJson;
-use crate::openai::proto_struct_to_json;
+use crate::extract::{ApiJson, OptionalJson};
+use crate::proto_json::{json_object_to_struct, proto_struct_to_json, timestamp_json};
+use crate::rest::request_id;
 use crate::{AppState, upstream};
 
 const SERVICE: &str = "desktop-state";
-
-fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok())
-}
-
-fn timestamp(ts: Option<&prost_types::Timestamp>) -> Value {
-    ts.map_or(Value::Null, |t| json!(t.to_string()))
-}
 
 fn state_name(state: i32) -> &'static str {
     match WindowState::try_from(state) {
@@ -71,8 +64,8 @@ pub(crate) fn window_json(w: &Window) -> Value {
         "state": state_name(w.state),
         "props": w.props.as_ref().map_or_else(|| json!({}), proto_struct_to_json),
         "version": w.version,
-        "created_at": timestamp(w.created_at.as_ref()),
-        "updated_at": timestamp(w.updated_at.as_ref()),
+        "created_at": timestamp_json(w.created_at.as_ref()),
+        "updated_at": timestamp_json(w.updated_at.as_ref()),
     })
 }
 
@@ -85,9 +78,9 @@ pub(crate) fn desktop_json(d: &Desktop) -> Value {
         "windows": d.windows.iter().map(window_json).collect::<Vec<_>>(),
         "focus_stack": d.focus_stack,
         "version": d.version,
-        "created_at": timestamp(d.created_at.as_ref()),
-        "updated_at": timestamp(d.updated_at.as_ref()),
-        "saved_at": timestamp(d.saved_at.as_ref()),
+        "created_at": timestamp_json(d.created_at.as_ref()),
+        "updated_at": timestamp_json(d.updated_at.as_ref()),
+        "saved_at": timestamp_json(d.saved_at.as_ref()),
     })
 }
 
@@ -135,7 +128,7 @@ fn payload_json(payload: Option<&Payload>) -> Value {
         Payload::DesktopSaved(e) => json!({"desktop": e.desktop.as_ref().map(desktop_json)}),
         Payload::DesktopRestored(e) => json!({
             "desktop": e.desktop.as_ref().map(desktop_json),
-            "saved_at": timestamp(e.saved_at.as_ref()),
+            "saved_at": timestamp_json(e.saved_at.as_ref()),
         }),
         Payload::AgentCreated(e) => {
             json!({"agent_id": e.agent_id, "name": e.name, "version": e.version, "skills": e.skills})
@@ -189,37 +182,10 @@ pub(crate) fn event_json(e: &EventEnvelope) -> Value {
         "id": e.id,
         "type": e.r#type,
         "entity_id": e.entity_id,
-        "occurred_at": timestamp(e.occurred_at.as_ref()),
+        "occurred_at": timestamp_json(e.occurred_at.as_ref()),
         "actor": e.actor,
         "data": payload_json(e.payload.as_ref()),
     })
-}
-
-fn json_to_proto_value(v: &Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => {
-            Kind::ListValue(prost_types::ListValue { values: a.iter().map(json_to_proto_value).collect() })
-        }
-        Value::Object(o) => Kind::StructValue(prost_types::Struct {
-            fields: o.iter().map(|(k, v)| (k.clone(), json_to_proto_value(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn props(v: Option<&Value>) -> Result<Option<prost_types::Struct>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(prost_types::Struct {
-            fields: o.iter().map(|(k, v)| (k.clone(), json_to_proto_value(v))).collect(),
-        })),
-        Some(_) => Err(ApiError::invalid_argument("props must be a JSON object")),
-    }
 }
 
 /// A window to open (REST body and WebSocket `open` command).
@@ -292,7 +258,7 @@ pub(crate) async fn execute(
                 title: body.title,
                 geometry,
                 state: parse_state(body.state.as_deref())?,
-                props: props(body.props.as_ref())?,
+                props: json_object_to_struct(body.props.as_ref(), "props")?,
                 expected_desktop_version: body.expected_desktop_version,
                 request_id: body.request_id,
             };
@@ -595,13 +561,8 @@ pub(crate) async fn window_action(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<VersionBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: VersionBody = if body.is_empty() {
-        VersionBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_argument(format!("invalid request body: {e}")))?
-    };
     let expected_version = body.expected_version;
     let cmd = match action.as_str() {
         "focus" => WindowCommand::Focus { window_id: id, expected_version },
@@ -675,7 +636,7 @@ async fn save(
                 width: w.width,
                 height: w.height,
                 state: parse_state(w.state.as_deref())?,
-                props: props(w.props.as_ref())?,
+                props: json_object_to_struct(w.props.as_ref(), "props")?,
                 ..Window::default()
             })
         })
@@ -731,13 +692,8 @@ pub(crate) async fn restore_desktop(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<VersionBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: VersionBody = if body.is_empty() {
-        VersionBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_argument(format!("invalid request body: {e}")))?
-    };
     let req = RestoreDesktopRequest { desktop_id: id, expected_version: body.expected_version };
     let resp = state
         .upstreams
@@ -748,6 +704,6 @@ pub(crate) async fn restore_desktop(
         .into_inner();
     Ok(Json(json!({
         "desktop": resp.desktop.as_ref().map(desktop_json),
-        "saved_at": timestamp(resp.saved_at.as_ref()),
+        "saved_at": timestamp_json(resp.saved_at.as_ref()),
     })))
 }

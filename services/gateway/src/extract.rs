@@ -1,5 +1,6 @@
 //! A JSON body extractor whose every rejection is a JSON error body, never axum's plain text.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use getlood_common::{ApiError, ErrorCode};
@@ -23,6 +24,36 @@ where
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(rejection_to_error(&rejection)),
         }
+    }
+}
+
+/// A JSON body that may be left out: an empty body is `T::default()`, for action routes whose
+/// body only carries options (`POST .../cancel`). A body that is present must be valid JSON of
+/// `T` (any content type: curl's `-d` sends form encoding by default), or it is a 400.
+#[derive(Debug)]
+pub(crate) struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+            } else {
+                ApiError::invalid_argument(format!("cannot read request body: {}", r.body_text()))
+            }
+        })?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|e| ApiError::invalid_argument(format!("invalid request body: {e}")))
     }
 }
 

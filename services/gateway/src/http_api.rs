@@ -14,7 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_auth;
-use crate::{AppState, chat, desktop_api, rate_limit, registry_api, sse, ws};
+use crate::{AppState, chat, desktop_api, rate_limit, registry_api, sse, workflow_api, ws};
 
 /// The gateway's router: authenticated API routes under `/api/v1` and `/v1`, behind the shared
 /// layer stack. Health, readiness and metrics are added by the server skeleton, unauthenticated.
@@ -47,6 +47,25 @@ pub fn router(state: AppState) -> Router {
         // The seed's useDesktopBridge routes.
         .route("/api/v1/desktop/state", post(desktop_api::save_state))
         .route("/api/v1/desktop/state/{id}", get(desktop_api::read_desktop))
+        .route("/api/v1/workflows", get(workflow_api::list_workflows).post(workflow_api::create_workflow))
+        .route("/api/v1/workflows/validate", post(workflow_api::validate_workflow))
+        .route(
+            "/api/v1/workflows/{id}",
+            get(workflow_api::get_workflow).put(workflow_api::update_workflow).delete(workflow_api::delete_workflow),
+        )
+        .route("/api/v1/workflows/{id}/versions", get(workflow_api::list_versions))
+        .route("/api/v1/workflows/{id}/execute", post(workflow_api::execute_workflow))
+        .route("/api/v1/workflows/{id}/runs", get(workflow_api::list_workflow_runs))
+        .route(
+            "/api/v1/workflows/{id}/schedule",
+            post(workflow_api::schedule_workflow).delete(workflow_api::unschedule_workflow),
+        )
+        .route("/api/v1/workflows/{id}/jobs/history", get(workflow_api::job_history))
+        // Static `runs` wins over `{id}` in the router, so run routes and workflow ids never clash.
+        .route("/api/v1/workflows/runs", get(workflow_api::list_runs))
+        .route("/api/v1/workflows/runs/{run_id}", get(workflow_api::get_run))
+        .route("/api/v1/workflows/runs/{run_id}/cancel", post(workflow_api::cancel_run))
+        .route("/api/v1/workflows/runs/{run_id}/approve", post(workflow_api::approve_node))
         // Plain requests only: the deadline answers 408 rather than holding a connection.
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.http_request_timeout));
     let streaming = Router::new()
@@ -58,7 +77,8 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_chat)),
         )
         // Event streams last as long as the client stays; they end on shutdown instead.
-        .route("/api/v1/events", get(sse::events));
+        .route("/api/v1/events", get(sse::events))
+        .route("/api/v1/workflows/runs/{run_id}/events", get(workflow_api::run_events));
     let api = plain.merge(streaming).route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
     // Outside `require_auth`: a browser cannot set the Authorization header on a WebSocket, so
     // the handler also accepts the token as a subprotocol. Outside the timeout: sockets are

@@ -9,10 +9,13 @@ mod extract;
 mod grpc;
 mod http_api;
 mod openai;
+mod proto_json;
 mod rate_limit;
 mod registry_api;
+mod rest;
 mod sse;
 mod upstream;
+mod workflow_api;
 mod ws;
 
 use std::collections::BTreeMap;
@@ -171,7 +174,7 @@ pub struct AppState {
     pub infra: Infra,
     /// Gateway settings.
     pub settings: Arc<GatewaySettings>,
-    /// Lazily connected channels to the pipeline and the agent registry.
+    /// Lazily connected channels to the internal services.
     pub upstreams: Upstreams,
     /// Shared (Redis) rate limits of the chat routes.
     pub limiter: RateLimiter,

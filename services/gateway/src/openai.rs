@@ -11,6 +11,8 @@ use getlood_proto::pipeline::v1::{Clarification, Intent, IntentSource, Mode, Sta
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::proto_json::{enum_name, proto_struct_to_json, timestamp_json};
+
 /// Model names that let the pipeline choose the agent.
 pub(crate) const AUTO_MODELS: [&str; 2] = ["getlood", "auto"];
 
@@ -269,35 +271,9 @@ pub(crate) fn error_response(err: &ApiError) -> Response {
     (err.code.http_status(), Json(body)).into_response()
 }
 
-fn enum_name(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
-}
-
 /// The intent name without its prefix, in the spelling (`GENERATE_UI`).
 pub(crate) fn intent_name(intent: i32) -> String {
     Intent::try_from(intent).map_or("UNSPECIFIED", |i| i.as_str_name()).trim_start_matches("INTENT_").to_owned()
-}
-
-/// `google.protobuf.Value` as JSON.
-pub(crate) fn proto_value_to_json(value: &prost_types::Value) -> Value {
-    use prost_types::value::Kind;
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => json!(n),
-        Some(Kind::StringValue(s)) => json!(s),
-        Some(Kind::BoolValue(b)) => json!(b),
-        Some(Kind::StructValue(s)) => proto_struct_to_json(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(proto_value_to_json).collect()),
-    }
-}
-
-/// `google.protobuf.Struct` as a JSON object.
-pub(crate) fn proto_struct_to_json(s: &prost_types::Struct) -> Value {
-    Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), proto_value_to_json(v))).collect())
-}
-
-fn timestamp_json(ts: Option<&prost_types::Timestamp>) -> Value {
-    ts.map_or(Value::Null, |t| json!(t.to_string()))
 }
 
 /// The GETLOOD extras of a turn: intent and confidence, the agent, UI actions, user-intent

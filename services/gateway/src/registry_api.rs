@@ -19,20 +19,14 @@ use serde_json::{Value, json};
 
 use crate::chat::upstream_error;
 use crate::extract::ApiJson;
+use crate::proto_json::timestamp_json;
+use crate::rest::{PageQuery, VersionQuery, idempotency_key, if_match, list_json, request_id, with_etag};
 use crate::{AppState, openai, upstream};
 
 const SERVICE: &str = "agent-registry";
 
 /// Most agents `/v1/models` walks through (pages of 500), so one request stays bounded.
 const MAX_MODEL_PAGES: usize = 10;
-
-fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok())
-}
-
-fn timestamp(ts: Option<&prost_types::Timestamp>) -> Value {
-    ts.map_or(Value::Null, |t| json!(t.to_string()))
-}
 
 fn data_json(data: Option<&AgentData>) -> Value {
     let d = data.cloned().unwrap_or_default();
@@ -57,8 +51,8 @@ pub(crate) fn agent_json(a: &Agent) -> Value {
         "metadata": a.metadata,
         "version": a.version,
         "owner": a.owner,
-        "created_at": timestamp(a.created_at.as_ref()),
-        "updated_at": timestamp(a.updated_at.as_ref()),
+        "created_at": timestamp_json(a.created_at.as_ref()),
+        "updated_at": timestamp_json(a.updated_at.as_ref()),
         "effective_data": data_json(a.effective_data.as_ref()),
         "effective_prompt_template": a.effective_prompt_template,
     })
@@ -72,8 +66,8 @@ fn skill_json(s: &Skill) -> Value {
         "knowledge_bases": s.knowledge_bases,
         "prompt_fragment": s.prompt_fragment,
         "version": s.version,
-        "created_at": timestamp(s.created_at.as_ref()),
-        "updated_at": timestamp(s.updated_at.as_ref()),
+        "created_at": timestamp_json(s.created_at.as_ref()),
+        "updated_at": timestamp_json(s.updated_at.as_ref()),
     })
 }
 
@@ -135,49 +129,6 @@ impl AgentBody {
             ..Agent::default()
         }
     }
-}
-
-/// Paging query of the list routes.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct PageQuery {
-    page_size: Option<i32>,
-    page_token: Option<String>,
-}
-
-impl PageQuery {
-    fn page(self) -> Option<PageRequest> {
-        Some(PageRequest { page_size: self.page_size.unwrap_or(0), page_token: self.page_token.unwrap_or_default() })
-    }
-}
-
-/// Query of the delete routes.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct VersionQuery {
-    expected_version: Option<i64>,
-}
-
-/// The version an `If-Match` header names (`"3"`, `W/"3"` or `3`); `*` means any.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = headers.get(http::header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let raw = raw.to_str().unwrap_or_default().trim();
-    if raw == "*" {
-        return Ok(None);
-    }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::invalid_argument("If-Match must be an agent version such as \"3\""))
-}
-
-fn with_etag(status: StatusCode, version: i64, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    if let Ok(value) = http::HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(http::header::ETAG, value);
-    }
-    response
 }
 
 /// `GET /v1/models`: "getlood" (automatic selection) first, then the tenant's agents by name.
@@ -248,12 +199,7 @@ pub(crate) async fn list_agents(
         .await
         .map_err(|s| upstream_error(SERVICE, s))?
         .into_inner();
-    let page = resp.page.unwrap_or_default();
-    Ok(Json(json!({
-        "agents": resp.agents.iter().map(agent_json).collect::<Vec<_>>(),
-        "next_page_token": page.next_page_token,
-        "total_size": page.total_size,
-    })))
+    Ok(list_json("agents", resp.agents.iter().map(agent_json).collect(), resp.page))
 }
 
 /// `POST /api/v1/agents`: 201 with the agent and its `ETag`.
@@ -263,10 +209,7 @@ pub(crate) async fn create_agent(
     headers: HeaderMap,
     ApiJson(body): ApiJson<AgentBody>,
 ) -> Result<Response, ApiError> {
-    let req = CreateAgentRequest {
-        agent: Some(body.into_agent(String::new())),
-        request_id: headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
-    };
+    let req = CreateAgentRequest { agent: Some(body.into_agent(String::new())), request_id: idempotency_key(&headers) };
     let agent = state
         .upstreams
         .agent_registry()
@@ -375,12 +318,7 @@ pub(crate) async fn list_skills(
         .await
         .map_err(|s| upstream_error(SERVICE, s))?
         .into_inner();
-    let page = resp.page.unwrap_or_default();
-    Ok(Json(json!({
-        "skills": resp.skills.iter().map(skill_json).collect::<Vec<_>>(),
-        "next_page_token": page.next_page_token,
-        "total_size": page.total_size,
-    })))
+    Ok(list_json("skills", resp.skills.iter().map(skill_json).collect(), resp.page))
 }
 
 /// `POST /api/v1/skills`: 201 with the skill.

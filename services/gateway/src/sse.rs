@@ -1,4 +1,5 @@
-//! `GET /api/v1/events`: the caller's events as Server-Sent Events, resumable.
+//! `GET /api/v1/events`: the caller's events as Server-Sent Events, resumable; the shared
+//! [`stream`] also serves `GET /api/v1/workflows/runs/{id}/events` (see `workflow_api`).
 //!
 //! Query: `topics` (comma-separated, e.g. `window,workflow.node.*`), `entity_id` (a desktop or
 //! run id; window topics need one unless the caller is admin), and `after` (a cursor). The
@@ -26,6 +27,7 @@ use serde_json::json;
 
 use crate::chat::upstream_error;
 use crate::desktop_api::event_json;
+use crate::rest::{comma_list, request_id};
 use crate::{AppState, upstream};
 
 /// Query of `/api/v1/events`.
@@ -43,38 +45,61 @@ pub(crate) async fn events(
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let topics: Vec<String> = query
-        .topics
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let topics = comma_list(query.topics.as_deref());
     if topics.is_empty() {
         return Err(ApiError::invalid_argument("topics is required, e.g. topics=window"));
     }
+    let entity_id = query.entity_id.unwrap_or_default();
+    stream(&state, &principal, &headers, topics, entity_id, query.after, Start::New).await
+}
+
+/// Where a stream starts when the client names no cursor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// Only events published from now on (a live feed).
+    New,
+    /// Every retained event that matches (a bounded history such as one run's, then live).
+    All,
+}
+
+/// The SSE stream of the caller's events on `topics`, of `entity_id` only when not empty,
+/// resuming after the `Last-Event-ID` header or else `after` when either is given, and
+/// otherwise starting as `start` says. The caller has already checked that the entity is one
+/// the principal may see; the dispatcher pins the tenant either way.
+pub(crate) async fn stream(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    topics: Vec<String>,
+    entity_id: String,
+    after: Option<String>,
+    start: Start,
+) -> Result<Response, ApiError> {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let cursor = last_event_id.or(query.after).filter(|c| !c.is_empty());
+    let cursor = last_event_id.or(after).filter(|c| !c.is_empty());
+    let deliver_policy = match (&cursor, start) {
+        (Some(_), _) => DeliverPolicy::Resume,
+        (None, Start::New) => DeliverPolicy::New,
+        (None, Start::All) => DeliverPolicy::All,
+    };
     let req = SubscribeRequest {
         topics,
-        entity_id: query.entity_id.unwrap_or_default(),
-        deliver_policy: if cursor.is_some() { DeliverPolicy::Resume } else { DeliverPolicy::New } as i32,
+        entity_id,
+        deliver_policy: deliver_policy as i32,
         resume_cursor: cursor.unwrap_or_default(),
         ..SubscribeRequest::default()
     };
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
     // Errors before the first item (bad topic, unknown desktop, expired cursor) are plain HTTP
     // errors; after that they can only be in-stream.
     let upstream = state
         .upstreams
         .event_dispatcher()
-        .subscribe(upstream::request(&principal, request_id, req))
+        .subscribe(upstream::request(principal, request_id(headers), req))
         .await
         .map_err(|s| upstream_error("event-dispatcher", s))?
         .into_inner();
     let shutdown = state.realtime.shutdown.clone();
-    let stream = futures::stream::unfold(Some(upstream), |upstream| async move {
+    let items = futures::stream::unfold(Some(upstream), |upstream| async move {
         let mut upstream = upstream?;
         loop {
             match upstream.message().await {
@@ -107,8 +132,8 @@ pub(crate) async fn events(
         }
     })
     .take_until(shutdown.cancelled_owned());
-    let sse = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(state.settings.sse_heartbeat_interval).text("keep-alive"));
+    let sse =
+        Sse::new(items).keep_alive(KeepAlive::new().interval(state.settings.sse_heartbeat_interval).text("keep-alive"));
     let mut response = sse.into_response();
     // Tells nginx-style proxies not to buffer the stream.
     response.headers_mut().insert("x-accel-buffering", http::HeaderValue::from_static("no"));

@@ -5,6 +5,7 @@ use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegis
 use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopStateServiceClient;
 use getlood_proto::event_dispatcher::v1::event_dispatcher_service_client::EventDispatcherServiceClient;
 use getlood_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
+use getlood_proto::workflow::v1::workflow_service_client::WorkflowServiceClient;
 use getlood_server::ServiceUrls;
 use tonic::transport::{Channel, Endpoint};
 
@@ -18,6 +19,7 @@ pub struct Upstreams {
     agent_registry: Channel,
     desktop_state: Channel,
     event_dispatcher: Channel,
+    workflow: Channel,
 }
 
 impl Upstreams {
@@ -42,6 +44,7 @@ impl Upstreams {
             agent_registry: channel(&urls.agent_registry)?,
             desktop_state: channel(&urls.desktop_state)?,
             event_dispatcher: channel(&urls.event_dispatcher)?,
+            workflow: channel(&urls.workflow)?,
         })
     }
 
@@ -63,6 +66,11 @@ impl Upstreams {
     /// An event-dispatcher client.
     pub fn event_dispatcher(&self) -> EventDispatcherServiceClient<Channel> {
         EventDispatcherServiceClient::new(self.event_dispatcher.clone())
+    }
+
+    /// A workflow client.
+    pub fn workflow(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.workflow.clone())
     }
 }
 
