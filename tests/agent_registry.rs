@@ -306,6 +306,107 @@ async fn replicas_drop_stale_cache_entries_on_agent_events() -> anyhow::Result<(
     first.stop().await
 }
 
+/// A gateway replica in this process, calling `platform`'s agent registry.
+async fn extra_gateway(platform: &Platform) -> anyhow::Result<(String, tokio_util::sync::CancellationToken)> {
+    let mut config = getlood_gateway::default_config();
+    config.redis.url = getlood_testkit::redis_url();
+    config.nats.url = getlood_testkit::nats_url();
+    config.auth.hs256_secret = Some(secrecy::SecretString::from(getlood_testkit::TEST_SECRET));
+    config.services.agent_registry = format!("http://{}", platform.get(Service::AgentRegistry).grpc_addr);
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
+    let url = format!("http://{}", listeners.http_addr());
+    let token = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(getlood_gateway::run(config, listeners, token.clone()));
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "second gateway not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((url, token))
+}
+
+/// Reads `url` until `done` accepts the response, for at most 5 s (an event's trip).
+async fn read_until(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    done: impl Fn(u16, &serde_json::Value) -> bool,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = http.get(url).bearer_auth(token).send().await?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        if done(status, &body) {
+            return Ok((status, body));
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "still {status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn gateway_agent_read_cache_is_tenant_scoped_and_dropped_on_changes_from_any_replica() -> anyhow::Result<()> {
+    let llm = OpenAiDouble::start().await?;
+    let platform = Platform::builder().service(Service::AgentRegistry).service(Service::Gateway).start().await?;
+    platform.wait_ready(Duration::from_secs(20)).await?;
+    let (second, second_stop) = extra_gateway(&platform).await?;
+    let first = platform.http_url(Service::Gateway);
+    let http = reqwest::Client::new();
+    let acme = platform.token(&format!("gwcache_{}", short_id()), "alice", &["admin"]);
+    let globex = platform.token(&format!("gwother_{}", short_id()), "bob", &["admin"]);
+
+    let created: serde_json::Value = http
+        .post(format!("{first}/api/v1/agents"))
+        .bearer_auth(&acme)
+        .json(&serde_json::json!({"name": "cached", "description": "v1",
+            "model": {"provider": "openai", "model_name": "gpt-test", "base_url": llm.base_url(), "api_key": "sk-test"}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    assert!(!id.is_empty(), "{created}");
+    let on_second = format!("{second}/api/v1/agents/{id}");
+
+    // The second replica reads (and caches) version 1; a conditional read of it is a 304.
+    let r = http.get(&on_second).bearer_auth(&acme).send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "\"1\"");
+    let r = http.get(&on_second).bearer_auth(&acme).header("if-none-match", "\"1\"").send().await?;
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], "\"1\"");
+    // Another tenant asking the same replica for the cached id: 404, as if it did not exist.
+    let r = http.get(&on_second).bearer_auth(&globex).send().await?;
+    assert_eq!(r.status(), 404);
+
+    // The first replica updates it; the second drops its entry when the event arrives.
+    let r = http
+        .put(format!("{first}/api/v1/agents/{id}"))
+        .bearer_auth(&acme)
+        .header("if-match", "\"1\"")
+        .json(&serde_json::json!({"name": "cached", "description": "v2",
+            "model": {"provider": "openai", "model_name": "gpt-test", "base_url": llm.base_url(), "api_key": "sk-test"}}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let (_, body) = read_until(&http, &on_second, &acme, |s, b| s == 200 && b["version"] == 2).await?;
+    assert_eq!(body["description"], "v2");
+    // The writer's own replica never serves the old version, even before the event.
+    let body: serde_json::Value =
+        http.get(format!("{first}/api/v1/agents/{id}")).bearer_auth(&acme).send().await?.json().await?;
+    assert_eq!(body["version"], 2);
+
+    // Deleted through the first replica: the second answers 404 once the event is in.
+    let r = http.delete(format!("{first}/api/v1/agents/{id}")).bearer_auth(&acme).send().await?;
+    assert_eq!(r.status(), 200);
+    read_until(&http, &on_second, &acme, |s, _| s == 404).await?;
+    second_stop.cancel();
+    platform.stop().await
+}
+
 fn short_id() -> String {
     uuid_like()
 }

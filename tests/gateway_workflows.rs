@@ -295,7 +295,7 @@ async fn gateway_workflows_execute_timeline_logs_and_resumable_sse() -> anyhow::
         .await?;
     assert_eq!(err["code"], "failed_precondition", "{err}");
     // The platform's one mapping of FAILED_PRECONDITION (libs/common).
-    assert_eq!(status, 412);
+    assert_eq!(status, 409);
     let (status, err) =
         api.call("POST", &format!("/runs/{run_id}/approve"), &token, Some(json!({"node_id": "x"}))).await?;
     assert_eq!(status, 400, "a decision is required: {err}");

@@ -68,8 +68,10 @@ impl ErrorCode {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::AlreadyExists | Self::Aborted => StatusCode::CONFLICT,
-            Self::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+            // FAILED_PRECONDITION is about the resource's state (a run that is not waiting for
+            // approval): 409 Conflict. 412 is reserved by HTTP for failed conditional headers,
+            // which here are stale versions (ABORTED), also 409 with the current version.
+            Self::AlreadyExists | Self::Aborted | Self::FailedPrecondition => StatusCode::CONFLICT,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

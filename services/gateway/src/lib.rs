@@ -1,6 +1,7 @@
 //! GETLOOD gateway: the only component clients talk to. It verifies the caller's JWT on every
 //! route except health, metrics and docs, assigns request ids, and answers with JSON errors.
 
+mod agent_cache;
 mod auth;
 mod chat;
 mod desktop_api;
@@ -92,6 +93,13 @@ pub struct GatewaySettings {
     /// How long a desktop feed with no client stays subscribed, for clients that reconnect.
     #[serde(with = "humantime_serde")]
     pub ws_feed_idle: Duration,
+    /// How long an agent read stays in this replica's response cache; `0s` disables the cache.
+    /// Changes made through any replica drop entries at once (NATS `agent.*` events); this
+    /// bounds staleness only when such an event is missed.
+    #[serde(with = "humantime_serde")]
+    pub agent_cache_ttl: Duration,
+    /// Most agents the response cache holds.
+    pub agent_cache_capacity: u64,
 }
 
 impl Default for GatewaySettings {
@@ -114,6 +122,8 @@ impl Default for GatewaySettings {
             ws_ping_interval: Duration::from_secs(15),
             ws_send_timeout: Duration::from_secs(10),
             ws_feed_idle: Duration::from_secs(30),
+            agent_cache_ttl: Duration::from_secs(60),
+            agent_cache_capacity: 10_000,
         }
     }
 }
@@ -181,6 +191,8 @@ pub struct AppState {
     /// Desktop feeds shared by the WebSocket clients of this replica, and the shutdown of
     /// long-lived streams.
     pub realtime: Realtime,
+    /// Agent reads served without calling the registry.
+    pub(crate) agents: agent_cache::AgentCache,
 }
 
 /// Runs the gateway on `listeners` until `shutdown` is cancelled.
@@ -198,7 +210,15 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         .map_err(|e| getlood_server::Error::Url { what: "upstream service", message: e.to_string() })?;
     let limiter = RateLimiter::new(infra.redis.clone(), &config.redis.key_prefix, settings.clone());
     let realtime = Realtime::new(settings.clone(), upstreams.clone(), tracker.clone(), shutdown.clone());
-    let state = AppState { verifier: verifier.clone(), infra: infra.clone(), settings, upstreams, limiter, realtime };
+    let agents = agent_cache::AgentCache::new(settings.agent_cache_ttl, settings.agent_cache_capacity);
+    if let Some(nats) = infra.nats.clone() {
+        agents
+            .spawn_invalidation(nats, &config.nats.subject_prefix, &tracker, shutdown.clone())
+            .await
+            .map_err(|e| getlood_server::Error::Serve(format!("nats subscribe: {e}")))?;
+    }
+    let state =
+        AppState { verifier: verifier.clone(), infra: infra.clone(), settings, upstreams, limiter, realtime, agents };
     let grpc = grpc::routes(state.clone());
     getlood_server::serve(SPEC, &config, infra, listeners, grpc, router(state), shutdown, tracker).await
 }

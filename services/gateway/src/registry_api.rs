@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use getlood_auth::Principal;
 use getlood_common::ApiError;
 use getlood_proto::agent_registry::v1::{
@@ -17,6 +18,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::agent_cache::CachedAgent;
 use crate::chat::upstream_error;
 use crate::extract::ApiJson;
 use crate::proto_json::timestamp_json;
@@ -222,24 +224,57 @@ pub(crate) async fn create_agent(
     Ok(with_etag(StatusCode::CREATED, agent.version, agent_json(&agent)))
 }
 
-/// `GET /api/v1/agents/{id}`: another tenant's agent is 404 like a missing one.
+/// `GET /api/v1/agents/{id}`: another tenant's agent is 404 like a missing one. Served from the
+/// replica's response cache when it can be (see `agent_cache`), with `If-None-Match` answered by
+/// 304.
 pub(crate) async fn get_agent(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let req = GetAgentRequest { selector: Some(get_agent_request::Selector::Id(id)) };
-    let agent = state
-        .upstreams
-        .agent_registry()
-        .get_agent(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .agent
-        .unwrap_or_default();
-    Ok(with_etag(StatusCode::OK, agent.version, agent_json(&agent)))
+    let cached = match state.agents.get(&principal.tenant, &id) {
+        Some(hit) => hit,
+        None => {
+            let generation = state.agents.generation();
+            let req = GetAgentRequest { selector: Some(get_agent_request::Selector::Id(id.clone())) };
+            let agent = state
+                .upstreams
+                .agent_registry()
+                .get_agent(upstream::request(&principal, request_id(&headers), req))
+                .await
+                .map_err(|s| upstream_error(SERVICE, s))?
+                .into_inner()
+                .agent
+                .unwrap_or_default();
+            let value = CachedAgent { version: agent.version, body: Bytes::from(agent_json(&agent).to_string()) };
+            let response = cached_response(&headers, &value);
+            // Only under the canonical id, the one invalidation events carry.
+            if agent.id == id {
+                state.agents.fill(generation, &principal.tenant, &id, value);
+            }
+            return Ok(response);
+        }
+    };
+    Ok(cached_response(&headers, &cached))
+}
+
+/// The response of a cached agent read: 304 when `If-None-Match` names its version.
+fn cached_response(headers: &HeaderMap, agent: &CachedAgent) -> Response {
+    let etag = format!("\"{}\"", agent.version);
+    let not_modified = headers
+        .get(http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], agent.body.clone()).into_response()
+    };
+    if let Ok(value) = http::HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(http::header::ETAG, value);
+    }
+    response
 }
 
 /// `PUT /api/v1/agents/{id}`: replaces every mutable field; a stale `If-Match` (or
@@ -267,6 +302,8 @@ pub(crate) async fn update_agent(
         .into_inner()
         .agent
         .unwrap_or_default();
+    // Read-your-writes on this replica without waiting for the event.
+    state.agents.invalidate(&principal.tenant, &agent.id);
     Ok(with_etag(StatusCode::OK, agent.version, agent_json(&agent)))
 }
 
@@ -282,10 +319,15 @@ pub(crate) async fn delete_agent(
     let resp = state
         .upstreams
         .agent_registry()
-        .delete_agent(upstream::request(&principal, request_id(&headers), DeleteAgentRequest { id, expected_version }))
+        .delete_agent(upstream::request(
+            &principal,
+            request_id(&headers),
+            DeleteAgentRequest { id: id.clone(), expected_version },
+        ))
         .await
         .map_err(|s| upstream_error(SERVICE, s))?
         .into_inner();
+    state.agents.invalidate(&principal.tenant, &id);
     Ok(Json(json!({"id": resp.id, "version": resp.version, "deleted": true})))
 }
 
