@@ -393,3 +393,81 @@ async fn gateway_workflows_approval_cancel_and_other_tenants() -> anyhow::Result
     assert!(leaked.is_empty(), "tenant B received {leaked:?}");
     api.platform.stop().await
 }
+
+#[tokio::test]
+async fn gateway_workflow_run_events_over_a_websocket() -> anyhow::Result<()> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+    let api = Api::start().await?;
+    let token = api.token(&unique_tenant("wfws"));
+    let other = api.token(&unique_tenant("wfwsother"));
+    let wf = api.create(&token, "doubler", linear_graph(2)).await?;
+    let run = api.execute(&token, wf["id"].as_str().unwrap(), json!({"n": 1})).await?;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    api.wait_run(&token, &run_id, is_final).await?;
+    let url = format!("ws://{}/api/v1/workflows/runs/{run_id}/events", api.platform.get(Service::Gateway).http_addr);
+
+    // A browser's way: the token as a subprotocol next to getlood.v1.
+    let browser = |token: &str, query: &str| -> anyhow::Result<_> {
+        let mut req = format!("{url}{query}").into_client_request()?;
+        req.headers_mut().insert("sec-websocket-protocol", format!("getlood.v1, bearer.{token}").parse()?);
+        Ok(req)
+    };
+    let (mut ws, resp) = tokio_tungstenite::connect_async(browser(&token, "")?).await?;
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "getlood.v1");
+    let mut frames = Vec::new();
+    while frames.len() < 8 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await?;
+        if let Some(Ok(Message::Text(t))) = msg {
+            frames.push(serde_json::from_str::<Value>(t.as_str())?);
+        }
+    }
+    let kinds: Vec<String> = frames
+        .iter()
+        .map(|f| {
+            assert_eq!(f["type"], "event", "{f}");
+            format!(
+                "{}:{}",
+                f["event"]["type"].as_str().unwrap_or(""),
+                f["event"]["data"]["node_id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("run.started:"));
+    assert_eq!(kinds.last().map(String::as_str), Some("run.completed:"));
+    assert_eq!(kinds.len(), 8, "{kinds:?}");
+    // The socket takes no commands: an error frame, and it stays open.
+    ws.send(Message::Text("{\"type\":\"open\"}".into())).await?;
+    let reply = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await? {
+            Some(Ok(Message::Text(t))) => break serde_json::from_str::<Value>(t.as_str())?,
+            Some(Ok(_)) => {}
+            other => anyhow::bail!("socket ended: {other:?}"),
+        }
+    };
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("invalid_argument")));
+    ws.close(None).await?;
+
+    // Resume after the sixth event: exactly the last two.
+    let sixth = frames[5]["cursor"].as_str().unwrap().to_owned();
+    let (mut ws, _) = tokio_tungstenite::connect_async(browser(&token, &format!("?after={sixth}"))?).await?;
+    let mut rest = Vec::new();
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+        if let Message::Text(t) = msg {
+            rest.push(serde_json::from_str::<Value>(t.as_str())?["cursor"].as_str().unwrap_or("").to_owned());
+        }
+    }
+    let expected: Vec<String> = frames[6..].iter().map(|f| f["cursor"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(rest, expected);
+
+    // Another tenant: 404 before any socket opens; no token: 401.
+    for (req, status) in [(browser(&other, "")?, 404), (url.as_str().into_client_request()?, 401)] {
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), status),
+            other => anyhow::bail!("expected {status}, got {:?}", other.map(|(_, r)| r.status())),
+        }
+    }
+    api.platform.stop().await
+}

@@ -7,11 +7,29 @@ use getlood_common::ApiError;
 
 use crate::AppState;
 
-/// Verifies the `Authorization` header and stores the [`getlood_auth::Principal`] in the request
-/// extensions; a refused token never reaches a handler or a service.
+/// Prefix of the WebSocket subprotocol that carries a browser's token.
+const BEARER_PROTOCOL: &str = "bearer.";
+
+/// The bearer credential of a request, as an `Authorization` value: the header, else (browsers
+/// cannot set headers on a WebSocket) a `bearer.<jwt>` entry of `Sec-WebSocket-Protocol`. The
+/// token is never taken from the URL, where proxies and access logs would keep it.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    if let Some(h) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return Some(h.to_owned());
+    }
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL).map(|t| format!("Bearer {t}")))
+}
+
+/// Verifies the bearer credential ([`bearer`]) and stores the [`getlood_auth::Principal`] in the
+/// request extensions; a refused token never reaches a handler or a service.
 pub(crate) async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let header = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match state.verifier.verify_header(header) {
+    let header = bearer(req.headers());
+    match state.verifier.verify_header(header.as_deref()) {
         Ok(principal) => {
             tracing::Span::current().record("tenant", principal.tenant.as_str());
             req.extensions_mut().insert(principal);

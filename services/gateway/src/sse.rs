@@ -1,5 +1,6 @@
-//! `GET /api/v1/events`: the caller's events as Server-Sent Events, resumable; the shared
-//! [`stream`] also serves `GET /api/v1/workflows/runs/{id}/events` (see `workflow_api`).
+//! `GET /api/v1/events`: the caller's events as Server-Sent Events, or over a WebSocket when the
+//! request is an upgrade, resumable; the shared [`stream`] also serves
+//! `GET /api/v1/workflows/runs/{id}/events` (see `workflow_api`).
 //!
 //! Query: `topics` (comma-separated, e.g. `window,workflow.node.*`), `entity_id` (a desktop or
 //! run id; window topics need one unless the caller is admin), and `after` (a cursor). The
@@ -14,16 +15,19 @@
 
 use std::convert::Infallible;
 
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Extension, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use getlood_auth::Principal;
 use getlood_common::ApiError;
 use getlood_proto::event_dispatcher::v1::{DeliverPolicy, SubscribeRequest, subscribe_response};
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::chat::upstream_error;
 use crate::desktop_api::event_json;
@@ -44,13 +48,14 @@ pub(crate) async fn events(
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
+    upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
     let topics = comma_list(query.topics.as_deref());
     if topics.is_empty() {
         return Err(ApiError::invalid_argument("topics is required, e.g. topics=window"));
     }
     let entity_id = query.entity_id.unwrap_or_default();
-    stream(&state, &principal, &headers, topics, entity_id, query.after, Start::New).await
+    stream(&state, &principal, &headers, upgrade, topics, entity_id, query.after, Start::New).await
 }
 
 /// Where a stream starts when the client names no cursor.
@@ -62,11 +67,60 @@ pub(crate) enum Start {
     All,
 }
 
-/// The SSE stream of the caller's events on `topics`, of `entity_id` only when not empty,
-/// resuming after the `Last-Event-ID` header or else `after` when either is given, and
-/// otherwise starting as `start` says. The caller has already checked that the entity is one
-/// the principal may see; the dispatcher pins the tenant either way.
+/// One item of an event subscription, whatever transport carries it.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// An event and the cursor to resume after it.
+    Event { cursor: String, kind: String, data: Value },
+    /// The client fell behind (`{"reason","cursor","last_delivered_cursor"}`); nothing follows.
+    Resync(Value),
+    /// The upstream failed (`{"code","message"}`); nothing follows.
+    Failed(Value),
+}
+
+/// The caller's events on `topics`, of `entity_id` only when not empty, resuming after the
+/// `Last-Event-ID` header or else `after` when either is given, and otherwise starting as
+/// `start` says; served as Server-Sent Events, or over a WebSocket when the request is an
+/// upgrade (`upgrade`). The caller has already checked that the entity is one the principal may
+/// see; the dispatcher pins the tenant either way.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    upgrade: Upgrade,
+    topics: Vec<String>,
+    entity_id: String,
+    after: Option<String>,
+    start: Start,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade_of(upgrade)?;
+    let items = subscribe(state, principal, headers, topics, entity_id, after, start).await?;
+    match upgrade {
+        Some(upgrade) => Ok(crate::ws::events_socket(state, upgrade, items)),
+        None => Ok(sse(state, items)),
+    }
+}
+
+/// A WebSocket upgrade, if the request is one.
+pub(crate) type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+
+/// None for a plain request; a refused upgrade attempt (a bad version or key) is a 400.
+fn upgrade_of(upgrade: Upgrade) -> Result<Option<WebSocketUpgrade>, ApiError> {
+    match upgrade {
+        Ok(u) => Ok(Some(u)),
+        Err(
+            WebSocketUpgradeRejection::InvalidConnectionHeader(_)
+            | WebSocketUpgradeRejection::InvalidUpgradeHeader(_)
+            | WebSocketUpgradeRejection::MethodNotGet(_),
+        ) => Ok(None),
+        Err(rejection) => Err(ApiError::invalid_argument(rejection.body_text())),
+    }
+}
+
+/// Opens the dispatcher subscription. Errors before the first item (bad topic, unknown desktop,
+/// expired cursor) are plain HTTP errors; after that they can only be in-stream.
+async fn subscribe(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
@@ -74,7 +128,7 @@ pub(crate) async fn stream(
     entity_id: String,
     after: Option<String>,
     start: Start,
-) -> Result<Response, ApiError> {
+) -> Result<BoxStream<'static, Item>, ApiError> {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let cursor = last_event_id.or(after).filter(|c| !c.is_empty());
     let deliver_policy = match (&cursor, start) {
@@ -89,8 +143,6 @@ pub(crate) async fn stream(
         resume_cursor: cursor.unwrap_or_default(),
         ..SubscribeRequest::default()
     };
-    // Errors before the first item (bad topic, unknown desktop, expired cursor) are plain HTTP
-    // errors; after that they can only be in-stream.
     let upstream = state
         .upstreams
         .event_dispatcher()
@@ -107,8 +159,7 @@ pub(crate) async fn stream(
                     Some(subscribe_response::Item::Event(d)) => {
                         let data = d.envelope.as_ref().map(event_json).unwrap_or_default();
                         let kind = d.envelope.as_ref().map(|e| e.r#type.clone()).unwrap_or_default();
-                        let event = Event::default().id(d.cursor).event(kind).data(data.to_string());
-                        return Some((Ok::<_, Infallible>(event), Some(upstream)));
+                        return Some((Item::Event { cursor: d.cursor, kind, data }, Some(upstream)));
                     }
                     Some(subscribe_response::Item::Resync(r)) => {
                         let data = json!({
@@ -116,26 +167,37 @@ pub(crate) async fn stream(
                             "cursor": r.cursor,
                             "last_delivered_cursor": r.last_delivered_cursor,
                         });
-                        return Some((Ok(Event::default().event("resync").data(data.to_string())), None));
+                        return Some((Item::Resync(data), None));
                     }
-                    // Upstream heartbeats only keep the gRPC stream alive; the client gets
-                    // keep-alive comments instead.
+                    // Upstream heartbeats only keep the gRPC stream alive; clients get their
+                    // transport's own keep-alives instead.
                     Some(subscribe_response::Item::Heartbeat(_)) | None => {}
                 },
                 Ok(None) => return None,
                 Err(status) => {
                     let err = upstream_error("event-dispatcher", status);
-                    let data = json!({"code": err.code, "message": err.message});
-                    return Some((Ok(Event::default().event("error").data(data.to_string())), None));
+                    return Some((Item::Failed(json!({"code": err.code, "message": err.message})), None));
                 }
             }
         }
     })
     .take_until(shutdown.cancelled_owned());
-    let sse =
-        Sse::new(items).keep_alive(KeepAlive::new().interval(state.settings.sse_heartbeat_interval).text("keep-alive"));
+    Ok(items.boxed())
+}
+
+/// Renders `items` as Server-Sent Events.
+fn sse(state: &AppState, items: BoxStream<'static, Item>) -> Response {
+    let events = items.map(|item| {
+        Ok::<_, Infallible>(match item {
+            Item::Event { cursor, kind, data } => Event::default().id(cursor).event(kind).data(data.to_string()),
+            Item::Resync(data) => Event::default().event("resync").data(data.to_string()),
+            Item::Failed(data) => Event::default().event("error").data(data.to_string()),
+        })
+    });
+    let sse = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(state.settings.sse_heartbeat_interval).text("keep-alive"));
     let mut response = sse.into_response();
     // Tells nginx-style proxies not to buffer the stream.
     response.headers_mut().insert("x-accel-buffering", http::HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }

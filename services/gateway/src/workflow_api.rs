@@ -770,8 +770,9 @@ pub(crate) async fn approve_node(
     Ok(Json(run_json(&run)))
 }
 
-/// `GET /api/v1/workflows/runs/{run_id}/events`: the run's `run.*` and `node.*` events as SSE
-/// (see [`crate::sse`] for the framing). Without a cursor the stream starts with the run's
+/// `GET /api/v1/workflows/runs/{run_id}/events`: the run's `run.*` and `node.*` events as SSE,
+/// or over a WebSocket when the request is an upgrade (see [`crate::sse`] and `crate::ws` for
+/// the framings). Without a cursor the stream starts with the run's
 /// first retained event; `Last-Event-ID` (or `?after=`, an event `id`) resumes after it. The
 /// run is read first with the caller's token, so another tenant's run is a 404 and no stream
 /// opens.
@@ -781,10 +782,12 @@ pub(crate) async fn run_events(
     headers: HeaderMap,
     Path(run_id): Path<String>,
     Query(query): Query<EventsQuery>,
+    upgrade: sse::Upgrade,
 ) -> Result<Response, ApiError> {
     let (run, _) = fetch_run(&state, &principal, &headers, run_id, false).await?;
     // The service's spelling of the id is the one its events carry as entity id.
-    sse::stream(&state, &principal, &headers, vec![RUN_EVENTS_TOPIC.to_owned()], run.id, query.after, Start::All).await
+    let topics = vec![RUN_EVENTS_TOPIC.to_owned()];
+    sse::stream(&state, &principal, &headers, upgrade, topics, run.id, query.after, Start::All).await
 }
 
 /// `POST /api/v1/workflows/{id}/schedule` (`{"every_count","unit","start_at","end_at","mode",

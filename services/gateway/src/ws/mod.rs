@@ -30,6 +30,7 @@
 //! **Heartbeats.** A ping frame every `ws_ping_interval`; a client silent for three intervals
 //! is dropped.
 
+mod events;
 mod feed;
 
 use std::collections::VecDeque;
@@ -52,6 +53,7 @@ use tokio::time::Instant;
 
 use crate::AppState;
 use crate::desktop_api::{self, GeometryBody, OpenBody, WindowCommand};
+pub(crate) use events::events_socket;
 pub use feed::Realtime;
 use feed::{Feed, FeedItem, parse_position};
 
@@ -62,8 +64,6 @@ pub const METRIC_RESYNC: &str = "getlood_gateway_ws_resync_total";
 
 /// The subprotocol the server selects.
 const PROTOCOL: &str = "getlood.v1";
-/// Prefix of the subprotocol that carries a browser's token.
-const BEARER_PROTOCOL: &str = "bearer.";
 /// Largest command frame accepted.
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
 /// Most event frames written with one flush.
@@ -76,19 +76,6 @@ pub(crate) struct SocketQuery {
     after: Option<String>,
 }
 
-/// The bearer token of a WebSocket request: the header, else the `bearer.` subprotocol.
-fn socket_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(h) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return Some(h.to_owned());
-    }
-    headers
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL).map(|t| format!("Bearer {t}")))
-}
-
 /// `GET /ws/desktop/{id}`.
 pub(crate) async fn desktop_socket(
     State(state): State<AppState>,
@@ -97,7 +84,7 @@ pub(crate) async fn desktop_socket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let principal = match state.verifier.verify_header(socket_token(&headers).as_deref()) {
+    let principal = match state.verifier.verify_header(crate::auth::bearer(&headers).as_deref()) {
         Ok(p) => p,
         Err(err) => {
             tracing::info!(reason = %err, "websocket refused: unauthenticated");
