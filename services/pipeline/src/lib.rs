@@ -95,7 +95,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         settings: Arc::new(config.app.clone()),
         intent_model,
         registry,
-        store: store::Store::new(pool),
+        store: store::Store::new(pool, config.app.durable_turn_commit),
         outbox,
     });
     let api = grpc::PipelineApi { pipeline, tracker: tracker.clone() };

@@ -51,6 +51,12 @@ pub struct PipelineSettings {
     /// How often the outbox relay looks for unpublished events without being woken.
     #[serde(with = "humantime_serde")]
     pub outbox_poll: Duration,
+    /// Whether a turn's commit waits for Postgres to flush it to disk. Off by default: the
+    /// answer has already reached the user, and waiting for the flush (about 4 ms here) is most
+    /// of the gateway's overhead on a chat turn. A Postgres crash can then lose the turns of its
+    /// last few hundred milliseconds, each with its `turn.completed` event (never one without the
+    /// other). Turn it on when every turn must survive a database crash.
+    pub durable_turn_commit: bool,
 }
 
 /// The MindsDB model that classifies intents (stage 1).
@@ -368,6 +374,7 @@ impl Default for PipelineSettings {
             agent_idle_timeout: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             outbox_poll: Duration::from_secs(1),
+            durable_turn_commit: false,
         }
     }
 }

@@ -42,15 +42,24 @@ fn decode(bytes: &[u8]) -> Result<Turn> {
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
     pool: PgPool,
+    /// `app.durable_turn_commit`.
+    durable: bool,
 }
 
 impl Store {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pool: PgPool, durable: bool) -> Self {
+        Self { pool, durable }
     }
 
+    /// A transaction for writing a turn; see `app.durable_turn_commit` for its durability.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        let mut tx = self.pool.begin().await?;
+        if !self.durable {
+            // Scoped to this transaction: atomicity and isolation are unchanged, only the wait
+            // for the WAL flush at commit is skipped.
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
+        Ok(tx)
     }
 
     /// Inserts `turn` inside `tx`. A unique violation means a concurrent request with the same
