@@ -76,6 +76,9 @@ test: infra mindsdb-up llm-up proto-lint deploy-check ## Everything CI runs: con
 
 .PHONY: bench
 bench: infra mindsdb-up ## Print the benchmark figures
+	# wrk (Debian) loads the gateway from its own process in the chat bench; without it the bench
+	# falls back to an in-process client and says so.
+	command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: in-process client"
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench --workspace
 

@@ -27,7 +27,7 @@ pub const METRIC_UPDATES: &str = "getlood_desktop_state_geometry_updates_total";
 /// Metric: rows written by coalescer flushes.
 pub const METRIC_FLUSHED: &str = "getlood_desktop_state_coalesced_writes_total";
 
-/// Flushes write this many windows concurrently (distinct windows, so no ordering between them).
+/// Flushes write this many desktops concurrently (distinct windows, so no ordering between them).
 const FLUSH_CONCURRENCY: usize = 8;
 
 /// The fields of a geometry update; unset fields keep their value.
@@ -104,17 +104,21 @@ struct Inner {
     flush: tokio::sync::Mutex<()>,
     pool: PgPool,
     outbox: Outbox,
+    /// `app.durable_coalesced_writes`.
+    durable: bool,
 }
 
 impl Coalescer {
-    /// A coalescer writing through `pool` and publishing through `outbox`.
-    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
+    /// A coalescer writing through `pool` and publishing through `outbox`; `durable` makes its
+    /// commits wait for the WAL flush.
+    pub fn new(pool: PgPool, outbox: Outbox, durable: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 flush: tokio::sync::Mutex::new(()),
                 pool,
                 outbox,
+                durable,
             }),
         }
     }
@@ -185,19 +189,27 @@ impl Coalescer {
             let ids: Vec<Uuid> = state.pending.iter().filter(|(id, p)| wanted(id, p)).map(|(id, _)| *id).collect();
             ids.iter().filter_map(|id| state.pending.remove(id)).collect()
         };
-        let results: Vec<(Pending, Result<()>)> = futures::stream::iter(taken)
-            .map(|p| async move {
-                let r = self.write(&p).await;
-                (p, r)
+        // One transaction per desktop: every writer locks the desktop row first, so its
+        // windows' writes would queue on that lock anyway; together they cost one lock, one
+        // touch of the desktop and one commit.
+        let mut groups: HashMap<(TenantId, Uuid), Vec<Pending>> = HashMap::new();
+        for p in taken {
+            groups.entry((p.tenant.clone(), p.desktop_id)).or_default().push(p);
+        }
+        let results: Vec<(Vec<Pending>, Result<()>)> = futures::stream::iter(groups.into_values())
+            .map(|group| async move {
+                let r = self.write(&group).await;
+                (group, r)
             })
             .buffer_unordered(FLUSH_CONCURRENCY)
             .collect()
             .await;
         let mut first_err = None;
         let mut state = self.state();
-        for (p, r) in results {
-            if let Err(err) = r {
-                tracing::warn!(window_id = %p.window.id, error = %err, "coalesced geometry write failed, will retry");
+        for (group, r) in results {
+            let Err(err) = r else { continue };
+            tracing::warn!(windows = group.len(), error = %err, "coalesced geometry write failed, will retry");
+            for p in group {
                 // Put it back under anything queued since: newer fields still win.
                 let id = p.window.id.parse::<Uuid>().unwrap_or_default();
                 match state.pending.remove(&id) {
@@ -212,47 +224,63 @@ impl Coalescer {
                         state.pending.insert(id, p);
                     }
                 }
-                first_err.get_or_insert(err);
             }
+            first_err.get_or_insert(err);
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Writes one window's geometry with its event, in one transaction.
-    async fn write(&self, p: &Pending) -> Result<()> {
-        let window_id = p.window.id.parse::<Uuid>().unwrap_or_default();
+    /// Writes the geometry of windows of one desktop (`group`, not empty), each with its
+    /// `window.moved` event, in one transaction.
+    async fn write(&self, group: &[Pending]) -> Result<()> {
+        let Some(first) = group.first() else { return Ok(()) };
+        let (tenant, desktop_id) = (&first.tenant, first.desktop_id);
         let mut tx = self.inner.pool.begin().await?;
+        if !self.inner.durable {
+            // Only the wait for the WAL flush is skipped (see `durable_coalesced_writes`).
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
         // Desktop first: the locking rule every writer follows.
-        if !store::lock_desktop_any_owner(&mut tx, &p.tenant, p.desktop_id).await? {
+        if !store::lock_desktop_any_owner(&mut tx, tenant, desktop_id).await? {
             return Ok(()); // deleted meanwhile: nothing left to move
         }
-        let Some(row) = store::apply_geometry(&mut tx, &p.tenant, p.desktop_id, window_id, &p.patch).await? else {
-            return Ok(()); // closed meanwhile
-        };
+        let mut moved = Vec::with_capacity(group.len());
+        for p in group {
+            let window_id = p.window.id.parse::<Uuid>().unwrap_or_default();
+            // None: closed meanwhile.
+            if let Some(row) = store::apply_geometry(&mut tx, tenant, desktop_id, window_id, &p.patch).await? {
+                moved.push((p, row));
+            }
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
         let desktop =
             sqlx::query_as::<_, (Vec<Uuid>,)>("SELECT focus_stack FROM desktops WHERE tenant_id = $1 AND id = $2")
-                .bind(p.tenant.as_str())
-                .bind(p.desktop_id)
+                .bind(tenant.as_str())
+                .bind(desktop_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        store::touch_desktop(&mut tx, &p.tenant, p.desktop_id, &desktop.0, None).await?;
-        let desktop_id = p.desktop_id.to_string();
-        let event = new_envelope(
-            &p.tenant,
-            &p.actor,
-            &desktop_id,
-            "window.moved",
-            Payload::WindowMoved(WindowMoved {
-                desktop_id: desktop_id.clone(),
-                window_id: row.id.to_string(),
-                geometry: Some(row.geometry()),
-                version: row.version,
-            }),
-        );
-        self.inner.outbox.enqueue(&mut tx, Domain::Window, &event).await?;
+        store::touch_desktop(&mut tx, tenant, desktop_id, &desktop.0, None).await?;
+        let desktop_id = desktop_id.to_string();
+        for (p, row) in &moved {
+            let event = new_envelope(
+                tenant,
+                &p.actor,
+                &desktop_id,
+                "window.moved",
+                Payload::WindowMoved(WindowMoved {
+                    desktop_id: desktop_id.clone(),
+                    window_id: row.id.to_string(),
+                    geometry: Some(row.geometry()),
+                    version: row.version,
+                }),
+            );
+            self.inner.outbox.enqueue(&mut tx, Domain::Window, &event).await?;
+        }
         tx.commit().await?;
         self.inner.outbox.notify();
-        metrics::counter!(METRIC_FLUSHED).increment(1);
+        metrics::counter!(METRIC_FLUSHED).increment(moved.len() as u64);
         Ok(())
     }
 

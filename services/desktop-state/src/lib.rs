@@ -50,6 +50,12 @@ pub struct DesktopSettings {
     pub outbox_poll: Duration,
     /// Windows one desktop may hold.
     pub max_windows_per_desktop: u32,
+    /// Whether coalesced drag writes wait for Postgres to flush them to disk. Off by default:
+    /// drag positions are high-rate and already acknowledged, and the flush wait (about 4 ms
+    /// here) is a large part of a move's trip to the other clients. A Postgres crash can then
+    /// lose the positions of its last few hundred milliseconds, each with its event (never one
+    /// without the other); a desktop-state restart or SIGTERM loses nothing either way.
+    pub durable_coalesced_writes: bool,
     /// The tenants' windows as MindsDB tables.
     pub agent_tables: AgentTablesSettings,
 }
@@ -60,6 +66,7 @@ impl Default for DesktopSettings {
             coalesce_interval: Duration::from_millis(100),
             outbox_poll: Duration::from_secs(1),
             max_windows_per_desktop: 200,
+            durable_coalesced_writes: false,
             agent_tables: AgentTablesSettings::default(),
         }
     }
@@ -110,7 +117,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let outbox = Outbox::new(pool.clone());
     outbox.spawn_relay(bus.clone(), config.app.outbox_poll, &tracker, shutdown.clone());
 
-    let coalescer = coalescer::Coalescer::new(pool.clone(), outbox.clone());
+    let coalescer = coalescer::Coalescer::new(pool.clone(), outbox.clone(), config.app.durable_coalesced_writes);
     coalescer.spawn(config.app.coalesce_interval, bus, &tracker, shutdown.clone());
 
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
