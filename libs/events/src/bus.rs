@@ -119,6 +119,19 @@ impl EventBus {
 
     /// Publishes `envelope` to its domain and waits for the JetStream ack; returns the sequence.
     pub async fn publish(&self, domain: Domain, envelope: &EventEnvelope) -> Result<u64, EventError> {
+        let ack = self.send(domain, envelope, envelope.encode_to_vec().into()).await?.await.map_err(js_err)?;
+        Ok(ack.sequence)
+    }
+
+    /// Sends `envelope` (`body` is its encoding) to its domain without waiting for the JetStream
+    /// ack, so a relay can keep many publishes in flight; the returned future yields the ack.
+    /// The trace context is the one the envelope captured when it was made, else the current one.
+    pub async fn send(
+        &self,
+        domain: Domain,
+        envelope: &EventEnvelope,
+        body: bytes::Bytes,
+    ) -> Result<jetstream::context::PublishAckFuture, EventError> {
         let subject = self.subject(&envelope.tenant_id, domain, &envelope.r#type);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.id.as_str());
@@ -126,15 +139,12 @@ impl EventBus {
         headers.insert(HEADER_SCHEMA, envelope.schema_version.to_string().as_str());
         headers.insert(HEADER_ENTITY_ID, envelope.entity_id.as_str());
         headers.insert("Content-Type", CONTENT_TYPE);
-        getlood_telemetry::inject_context(&mut NatsHeaderInjector(&mut headers));
-        let ack = self
-            .js
-            .publish_with_headers(subject, headers, envelope.encode_to_vec().into())
-            .await
-            .map_err(js_err)?
-            .await
-            .map_err(js_err)?;
-        Ok(ack.sequence)
+        if envelope.traceparent.is_empty() {
+            getlood_telemetry::inject_context(&mut NatsHeaderInjector(&mut headers));
+        } else {
+            headers.insert("traceparent", envelope.traceparent.as_str());
+        }
+        self.js.publish_with_headers(subject, headers, body).await.map_err(js_err)
     }
 
     /// Reads `tenant`'s events of `domain` after `after_sequence` (0: from the start), for at

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
@@ -111,7 +110,13 @@ pub async fn serve<A>(
         })
         .layer(GrpcMetricsLayer::new(spec.name))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown.clone().cancelled_owned());
+        // TCP_NODELAY: a unary response goes out as two writes (headers and data, then the
+        // trailers), and Nagle held the trailers until the client's delayed ACK, about 40 ms
+        // a call on Linux.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        );
 
     let app = http.merge(admin_router(readiness)).layer(axum::middleware::from_fn_with_state(spec.name, http_metrics));
     let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());

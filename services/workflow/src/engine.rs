@@ -173,7 +173,11 @@ impl Engine {
         Ok(done)
     }
 
-    /// Creates a run and queues its start node (engine mode) and returns it.
+    /// Creates a run and returns it. In engine mode, the nodes that need no worker (start,
+    /// transforms, conditions, end, an approval's pause) run right here, in the transaction that
+    /// creates the run: a workflow of such nodes finishes in that one commit, without a trip
+    /// through the work queue. Crash safety is the commit's: the run and everything it did
+    /// exist together or not at all. The other ready nodes go to the work queue after commit.
     pub(crate) async fn create_run(
         &self,
         tx: sqlx::Transaction<'static, sqlx::Postgres>,
@@ -205,7 +209,7 @@ impl Engine {
         };
         let mut rtx = RunTx::create(tx, run, new.graph);
         rtx.start();
-        rtx.defer_ready();
+        rtx.drain_ready(self.lease());
         let view = RunTxView::of(&rtx);
         self.commit(rtx).await?;
         Ok(view)

@@ -625,6 +625,9 @@ impl WorkflowService for Service {
             ))
             .into());
         }
+        // Before the stream's first read: from here on, commits of this run on any replica
+        // notify (see `Store::watch`).
+        self.store.watch(&p.tenant, run.id).await?;
         let mut changes = self.engine.changes.subscribe();
         let store = self.store.clone();
         let run_id = run.id;
@@ -675,6 +678,10 @@ impl WorkflowService for Service {
                         },
                         () = &mut wait => break,
                         _ = heartbeat.tick() => {
+                            if let Err(e) = store.watch(&tenant, run_id).await {
+                                // The 1 s safety net still finds the run's changes meanwhile.
+                                tracing::debug!(%run_id, error = %e, "watch mark not renewed");
+                            }
                             yield Ok(pb::WatchRunResponse { sequence: 0, event: Some(pb::watch_run_response::Event::Heartbeat(prost_types::Timestamp::from(std::time::SystemTime::now()))) });
                         }
                     }

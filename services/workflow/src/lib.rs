@@ -127,7 +127,6 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let relay_wake = Arc::new(tokio::sync::Notify::new());
     relay::spawn(
         pool.clone(),
-        nats.clone(),
         bus,
         relay_wake.clone(),
         config.app.outbox_poll,

@@ -1,103 +1,146 @@
 //! A pipelined relay of this service's outbox (the table of `getlood_events::Outbox`).
 //!
 //! A run produces about a dozen events, so the shared relay's one-publish-one-ack loop
-//! (about a millisecond per event here) fell seconds behind under load. This relay sends a
-//! whole batch on the connection, then awaits the acks: JetStream keeps one connection's
-//! publishes in order, and rows are deleted only after every ack of the batch came back, so a
-//! crash re-publishes (de-duplicated by `Nats-Msg-Id`) rather than loses. Meant to move into
-//! `libs/events` as `Outbox::relay_batch`'s behaviour; the table and headers are the same.
+//! (about a millisecond per event here) fell seconds behind under load, and waiting for a
+//! batch's acks before reading the next one still put a whole round of JetStream acks plus a
+//! commit in front of every new event. This relay takes a batch by deleting its rows in an open
+//! transaction, sends the whole batch on the connection, and goes on to the next batch at once;
+//! a separate task per batch awaits the acks and only then commits the delete (at most
+//! [`IN_FLIGHT`] batches are open). A batch whose acks fail rolls back: its rows come back and
+//! are sent again, de-duplicated by `Nats-Msg-Id`, so a crash or a failure re-publishes rather
+//! than loses. Meant to move into `libs/events` as `Outbox::relay_batch`'s behaviour; the table
+//! and headers are the same.
+//!
+//! Ordering: JetStream keeps one connection's publishes in order and batches are sent in id
+//! order (a run's ids are made in commit order under its row lock), so a run's events arrive in
+//! order, except after a failed batch, whose rows are re-sent after later ones (consumers have
+//! `run_sequence` for that).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
-use std::sync::Arc;
-
-use getlood_events::{CONTENT_TYPE, Domain, EventBus, EventEnvelope, HEADER_ENTITY_ID, HEADER_SCHEMA, HEADER_TYPE};
+use getlood_events::{Domain, EventBus, EventEnvelope};
 use prost::Message as _;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-/// Rows per batch: large enough to amortize the round trip, small enough to keep one
+/// Rows per batch: large enough to amortize the round trips, small enough to keep one
 /// transaction short.
 const BATCH: i64 = 500;
+
+/// Batches whose acks may be outstanding at once; each holds a pooled connection meanwhile.
+const IN_FLIGHT: usize = 3;
+
+/// A batch sent to JetStream whose rows are deleted in `tx`, not committed yet.
+struct Sent {
+    tx: Transaction<'static, Postgres>,
+    acks: Vec<async_nats::jetstream::context::PublishAckFuture>,
+}
+
+impl Sent {
+    /// Commits the delete once JetStream has acknowledged every message; else rolls it back
+    /// (dropping `tx` does), so the rows are relayed again.
+    async fn settle(self) -> Result<()> {
+        for ack in self.acks {
+            ack.await.map_err(q)?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
 
 /// Relays committed outbox rows to JetStream until `shutdown`.
 pub(crate) fn spawn(
     pool: PgPool,
-    nats: async_nats::Client,
     bus: EventBus,
-    wake: Arc<tokio::sync::Notify>,
+    wake: Arc<Notify>,
     poll: Duration,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let js = jetstream::new(nats);
+    let settlers = tracker.clone();
     tracker.spawn(async move {
+        let permits = Arc::new(Semaphore::new(IN_FLIGHT));
         loop {
-            match relay_batch(&pool, &js, &bus).await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            match send_batch(&pool, &bus).await {
+                Ok(Some(sent)) => {
+                    settlers.spawn(async move {
+                        if let Err(err) = sent.settle().await {
+                            tracing::warn!(error = %err, "outbox batch not acknowledged, it will be relayed again");
+                        }
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Ok(None) => {}
                 Err(err) => tracing::warn!(error = %err, "outbox relay failed, retrying"),
             }
+            drop(permit);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
             }
         }
-        // Events committed during the drain still leave.
-        if let Err(err) = relay_batch(&pool, &js, &bus).await {
-            tracing::warn!(error = %err, "outbox relay failed during shutdown");
+        // Events committed during the drain still leave, after the batches in flight settle
+        // (so their rows are not skipped as locked).
+        let _settled = permits.acquire_many(IN_FLIGHT as u32).await;
+        loop {
+            match send_batch(&pool, &bus).await {
+                Ok(Some(sent)) => {
+                    if let Err(err) = sent.settle().await {
+                        tracing::warn!(error = %err, "outbox relay failed during shutdown");
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "outbox relay failed during shutdown");
+                    break;
+                }
+            }
         }
     });
 }
 
-async fn relay_batch(pool: &PgPool, js: &jetstream::Context, bus: &EventBus) -> Result<usize> {
-    let mut tx = pool.begin().await?;
-    // By id alone: ids are UUIDv7 made under the run's row lock, so a run's events sort in
-    // commit order (created_at is the transaction's start, which a lock waiter has earlier).
-    // SKIP LOCKED: replicas relay concurrently without publishing a row twice at once.
-    let rows: Vec<(Uuid, Vec<u8>)> =
-        sqlx::query_as("SELECT id, envelope FROM outbox WHERE domain = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED")
-            .bind(Domain::Workflow.token())
-            .bind(BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
+/// Takes the oldest unsent rows and sends them; `None` when there are none.
+async fn send_batch(pool: &PgPool, bus: &EventBus) -> Result<Option<Sent>> {
+    // A lost commit of the delete only means a re-publish that `Nats-Msg-Id` de-duplicates, so
+    // this transaction does not wait for its WAL flush.
+    let mut tx = pool.begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF").await?;
+    // By id: ids are UUIDv7 made under the run's row lock, so a run's events sort in commit
+    // order (created_at is the transaction's start, which a lock waiter has earlier).
+    // SKIP LOCKED: batches in flight, and other replicas, hold their rows until they settle.
+    let mut rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
+        "DELETE FROM outbox WHERE id IN \
+         (SELECT id FROM outbox WHERE domain = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, envelope",
+    )
+    .bind(Domain::Workflow.token())
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
     if rows.is_empty() {
-        return Ok(0);
+        tx.rollback().await?;
+        return Ok(None);
     }
+    // RETURNING does not keep the subquery's order.
+    rows.sort_unstable_by_key(|(id, _)| *id);
     let mut acks = Vec::with_capacity(rows.len());
-    let mut ids = Vec::with_capacity(rows.len());
-    for (id, bytes) in &rows {
-        ids.push(*id);
+    for (id, bytes) in rows {
         let Ok(envelope) = EventEnvelope::decode(bytes.as_slice()) else {
             tracing::error!(%id, "undecodable outbox row dropped");
             continue;
         };
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", envelope.id.as_str());
-        headers.insert(HEADER_TYPE, envelope.r#type.as_str());
-        headers.insert(HEADER_SCHEMA, envelope.schema_version.to_string().as_str());
-        headers.insert(HEADER_ENTITY_ID, envelope.entity_id.as_str());
-        headers.insert("Content-Type", CONTENT_TYPE);
-        // The operation's trace context, as captured when the event was made.
-        if !envelope.traceparent.is_empty() {
-            headers.insert("traceparent", envelope.traceparent.as_str());
-        }
-        let subject = bus.subject(&envelope.tenant_id, Domain::Workflow, &envelope.r#type);
-        let ack = js.publish_with_headers(subject, headers, bytes.clone().into()).await.map_err(q)?;
-        acks.push(ack);
+        acks.push(bus.send(Domain::Workflow, &envelope, bytes.into()).await.map_err(q)?);
     }
-    for ack in acks {
-        ack.await.map_err(q)?;
-    }
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(ids.len())
+    Ok(Some(Sent { tx, acks }))
 }
 
 fn q(e: impl std::fmt::Display) -> Error {

@@ -7,7 +7,7 @@
 //! `run.*`/`node.*` envelopes (`outbox`) are written in the same transaction as the change.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use getlood_auth::TenantId;
@@ -899,12 +899,6 @@ impl RunTx {
         self.ready.push_back(i);
     }
 
-    /// Hands every ready node to the work queue instead of running it here.
-    pub(crate) fn defer_ready(&mut self) {
-        let ready: Vec<usize> = self.ready.drain(..).collect();
-        self.to_publish.extend(ready);
-    }
-
     /// Runs the ready nodes that need no worker (start, end, transform, condition, and
     /// human_approval's pause) right here; the others are left for the work queue.
     pub(crate) fn drain_ready(&mut self, lease: chrono::Duration) {
@@ -967,16 +961,17 @@ impl RunTx {
         Ok(())
     }
 
-    /// Writes every change and event, then commits. `channel` is the Postgres NOTIFY channel
-    /// WatchRun streams (and cancellation on other replicas) listen on.
+    /// Writes every change and event in one statement, then commits. `channel` is the Postgres
+    /// NOTIFY channel WatchRun streams (and cancellation on other replicas) listen on; it is
+    /// notified only while some WatchRun stream follows the run (see [`WRITE_TAIL`]).
     pub(crate) async fn commit(mut self, channel: &str) -> Result<Committed> {
         let id = self.run.id;
-        let r = &self.run;
         if self.inserted {
-            let sql = format!(
-                "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
+            self.dirty = (0..self.nodes.len()).collect();
+        }
+        let r = &self.run;
+        let query = if self.inserted {
+            sqlx::query(sqlx::AssertSqlSafe(INSERT_SQL.as_str()))
                 .bind(r.id)
                 .bind(&r.tenant_id)
                 .bind(r.workflow_id)
@@ -998,88 +993,21 @@ impl RunTx {
                 .bind(r.started_at)
                 .bind(r.finished_at)
                 .bind(r.last_sequence)
-                .execute(&mut *self.tx)
-                .await?;
-            self.dirty = (0..self.nodes.len()).collect();
         } else {
-            sqlx::query(
-                "UPDATE runs SET status = $2, result = $3, error_code = $4, error_message = $5, failed_node_id = $6, \
-                 cancel_reason = $7, started_at = $8, finished_at = $9, last_sequence = $10, job_name = $11 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&r.status)
-            .bind(&r.result)
-            .bind(&r.error_code)
-            .bind(&r.error_message)
-            .bind(&r.failed_node_id)
-            .bind(&r.cancel_reason)
-            .bind(r.started_at)
-            .bind(r.finished_at)
-            .bind(r.last_sequence)
-            .bind(&r.job_name)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if !self.dirty.is_empty() {
-            self.write_nodes().await?;
-        }
-        if !self.events.is_empty() {
-            let (seqs, bodies): (Vec<i64>, Vec<Vec<u8>>) = std::mem::take(&mut self.events).into_iter().unzip();
-            sqlx::query(
-                "INSERT INTO run_events (run_id, sequence, body) SELECT $1, * FROM UNNEST($2::bigint[], $3::bytea[])",
-            )
-            .bind(id)
-            .bind(&seqs)
-            .bind(&bodies)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        if !self.logs.is_empty() {
-            let logs = std::mem::take(&mut self.logs);
-            let seqs: Vec<i64> = logs.iter().map(|(s, _)| *s).collect();
-            let nodes: Vec<String> = logs.iter().map(|(_, l)| l.node_id.clone()).collect();
-            let attempts: Vec<i32> = logs.iter().map(|(_, l)| l.attempt).collect();
-            let levels: Vec<String> = logs.iter().map(|(_, l)| level_name(l.level).to_owned()).collect();
-            let messages: Vec<String> = logs.iter().map(|(_, l)| l.message.clone()).collect();
-            let fields: Vec<Value> = logs.iter().map(|(_, l)| l.fields.clone()).collect();
-            sqlx::query(
-                "INSERT INTO run_logs (run_id, sequence, logged_at, node_id, attempt, level, message, fields) \
-                 SELECT $1, s, $2, n, a, l, m, f FROM UNNEST($3::bigint[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[]) \
-                 AS u(s, n, a, l, m, f)",
-            )
-            .bind(id)
-            .bind(self.now)
-            .bind(&seqs)
-            .bind(&nodes)
-            .bind(&attempts)
-            .bind(&levels)
-            .bind(&messages)
-            .bind(&fields)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        let published_events = !self.outbox.is_empty();
-        if published_events {
-            // The outbox table of libs/events, filled in one statement instead of one per event.
-            let ids: Vec<Uuid> =
-                self.outbox.iter().map(|e| Uuid::parse_str(&e.id).unwrap_or_else(|_| Uuid::now_v7())).collect();
-            let bodies: Vec<Vec<u8>> = self.outbox.iter().map(prost::Message::encode_to_vec).collect();
-            // Same created_at for the batch: the relay orders by (created_at, id) and v7 ids
-            // made in order keep the events of this transaction in order.
-            sqlx::query("INSERT INTO outbox (id, domain, envelope) SELECT i, $1, b FROM UNNEST($2::uuid[], $3::bytea[]) AS u(i, b)")
-                .bind(Domain::Workflow.token())
-                .bind(&ids)
-                .bind(&bodies)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(id.to_string()).execute(&mut *self.tx).await?;
-        self.tx.commit().await?;
-        let to_publish = self.to_publish.iter().map(|&i| self.nodes[i].node_id.clone()).collect();
-        Ok(Committed { run_id: id, to_publish, events: published_events })
-    }
+            sqlx::query(sqlx::AssertSqlSafe(UPDATE_SQL.as_str()))
+                .bind(id)
+                .bind(&r.status)
+                .bind(&r.result)
+                .bind(&r.error_code)
+                .bind(&r.error_message)
+                .bind(&r.failed_node_id)
+                .bind(&r.cancel_reason)
+                .bind(r.started_at)
+                .bind(r.finished_at)
+                .bind(r.last_sequence)
+                .bind(&r.job_name)
+        };
 
-    async fn write_nodes(&mut self) -> Result<()> {
         let mut rows: Vec<&NodeRow> = self.dirty.iter().map(|&i| &self.nodes[i]).collect();
         rows.sort_by_key(|n| n.ordinal);
         macro_rules! col {
@@ -1087,83 +1015,135 @@ impl RunTx {
                 rows.iter().map(|n| n.$f.clone()).collect::<Vec<_>>()
             };
         }
-        let (
-            ids,
-            types,
-            ords,
-            status,
-            attempt,
-            reached,
-            queued,
-            started,
-            astarted,
-            finished,
-            dur,
-            lease,
-            retry,
-            output,
-            summary,
-            error,
-            by,
-            comment,
-        ) = (
-            col!(node_id),
-            col!(node_type),
-            col!(ordinal),
-            col!(status),
-            col!(attempt),
-            col!(reached_seq),
-            col!(queued_at),
-            col!(started_at),
-            col!(attempt_started_at),
-            col!(finished_at),
-            col!(duration_ms),
-            col!(lease_until),
-            col!(next_retry_at),
-            col!(output),
-            col!(output_summary),
-            col!(error),
-            col!(decided_by),
-            col!(decision_comment),
-        );
-        let sql = format!(
-            "INSERT INTO node_runs (run_id, {NODE_COLUMNS}) SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int[], \
-             $5::text[], $6::int[], $7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], \
-             $11::timestamptz[], $12::bigint[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[], $16::text[], \
-             $17::text[], $18::text[], $19::text[]) \
-             ON CONFLICT (run_id, node_id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt, \
-             reached_seq = EXCLUDED.reached_seq, queued_at = EXCLUDED.queued_at, started_at = EXCLUDED.started_at, \
-             attempt_started_at = EXCLUDED.attempt_started_at, finished_at = EXCLUDED.finished_at, \
-             duration_ms = EXCLUDED.duration_ms, lease_until = EXCLUDED.lease_until, \
-             next_retry_at = EXCLUDED.next_retry_at, output = EXCLUDED.output, \
-             output_summary = EXCLUDED.output_summary, error = EXCLUDED.error, decided_by = EXCLUDED.decided_by, \
-             decision_comment = EXCLUDED.decision_comment"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(self.run.id)
-            .bind(&ids)
-            .bind(&types)
-            .bind(&ords)
-            .bind(&status)
-            .bind(&attempt)
-            .bind(&reached)
-            .bind(&queued)
-            .bind(&started)
-            .bind(&astarted)
-            .bind(&finished)
-            .bind(&dur)
-            .bind(&lease)
-            .bind(&retry)
-            .bind(&output)
-            .bind(&summary)
-            .bind(&error)
-            .bind(&by)
-            .bind(&comment)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        let query = query
+            .bind(col!(node_id))
+            .bind(col!(node_type))
+            .bind(col!(ordinal))
+            .bind(col!(status))
+            .bind(col!(attempt))
+            .bind(col!(reached_seq))
+            .bind(col!(queued_at))
+            .bind(col!(started_at))
+            .bind(col!(attempt_started_at))
+            .bind(col!(finished_at))
+            .bind(col!(duration_ms))
+            .bind(col!(lease_until))
+            .bind(col!(next_retry_at))
+            .bind(col!(output))
+            .bind(col!(output_summary))
+            .bind(col!(error))
+            .bind(col!(decided_by))
+            .bind(col!(decision_comment));
+
+        let (seqs, bodies): (Vec<i64>, Vec<Vec<u8>>) = std::mem::take(&mut self.events).into_iter().unzip();
+        let query = query.bind(seqs).bind(bodies);
+
+        let logs = std::mem::take(&mut self.logs);
+        let query = query
+            .bind(self.now)
+            .bind(logs.iter().map(|(s, _)| *s).collect::<Vec<i64>>())
+            .bind(logs.iter().map(|(_, l)| l.node_id.clone()).collect::<Vec<String>>())
+            .bind(logs.iter().map(|(_, l)| l.attempt).collect::<Vec<i32>>())
+            .bind(logs.iter().map(|(_, l)| level_name(l.level).to_owned()).collect::<Vec<String>>())
+            .bind(logs.iter().map(|(_, l)| l.message.clone()).collect::<Vec<String>>())
+            .bind(logs.iter().map(|(_, l)| l.fields.clone()).collect::<Vec<Value>>());
+
+        // The outbox table of libs/events. Its ids are v7 made in order, so the relay, which
+        // sends by id, keeps the events of this transaction (and of this run) in order.
+        let published_events = !self.outbox.is_empty();
+        let ids: Vec<Uuid> =
+            self.outbox.iter().map(|e| Uuid::parse_str(&e.id).unwrap_or_else(|_| Uuid::now_v7())).collect();
+        let envelopes: Vec<Vec<u8>> = self.outbox.iter().map(prost::Message::encode_to_vec).collect();
+        let query = query.bind(Domain::Workflow.token()).bind(ids).bind(envelopes).bind(channel);
+
+        query.execute(&mut *self.tx).await?;
+        self.tx.commit().await?;
+        let to_publish = self.to_publish.iter().map(|&i| self.nodes[i].node_id.clone()).collect();
+        Ok(Committed { run_id: id, to_publish, events: published_events })
     }
 }
+
+/// The write of a new run: the run row is `$1`..`$21`.
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let values = (1..=21).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    write_sql(&format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES ({values})"), 21)
+});
+
+/// The write of a loaded run: the run row's mutable columns are `$1`..`$11`.
+static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    write_sql(
+        "UPDATE runs SET status = $2, result = $3, error_code = $4, error_message = $5, failed_node_id = $6, \
+         cancel_reason = $7, started_at = $8, finished_at = $9, last_sequence = $10, job_name = $11 WHERE id = $1",
+        11,
+    )
+});
+
+/// Column types of the node rows' arrays, in [`NODE_COLUMNS`] order.
+const NODE_ARRAY_TYPES: [&str; 18] = [
+    "text[]",
+    "text[]",
+    "int[]",
+    "text[]",
+    "int[]",
+    "bigint[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "bigint[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "jsonb[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+];
+
+/// One statement for the whole commit, instead of one per table (and one for the NOTIFY): the
+/// run row (`run`, whose parameters are `$1`..`$params`, `$1` being the run id), then the
+/// changed node rows, the WatchRun items, the log lines, the outbox rows (each as arrays, empty
+/// when there are none) and the NOTIFY channel. See [`WRITE_TAIL`] for when it notifies.
+fn write_sql(run: &str, params: usize) -> String {
+    let mut n = params;
+    let mut p = |ty: &str| {
+        n += 1;
+        format!("${n}::{ty}")
+    };
+    let nodes = NODE_ARRAY_TYPES.map(&mut p).join(", ");
+    let events = [p("bigint[]"), p("bytea[]")].join(", ");
+    let logged_at = p("timestamptz");
+    let logs = ["bigint[]", "text[]", "int[]", "text[]", "text[]", "jsonb[]"].map(&mut p).join(", ");
+    let domain = p("text");
+    let outbox = [p("uuid[]"), p("bytea[]")].join(", ");
+    let channel = p("text");
+    format!(
+        "WITH run AS ({run}), \
+         nodes AS (INSERT INTO node_runs (run_id, {NODE_COLUMNS}) SELECT $1, * FROM UNNEST({nodes}) \
+           ON CONFLICT (run_id, node_id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt, \
+           reached_seq = EXCLUDED.reached_seq, queued_at = EXCLUDED.queued_at, started_at = EXCLUDED.started_at, \
+           attempt_started_at = EXCLUDED.attempt_started_at, finished_at = EXCLUDED.finished_at, \
+           duration_ms = EXCLUDED.duration_ms, lease_until = EXCLUDED.lease_until, \
+           next_retry_at = EXCLUDED.next_retry_at, output = EXCLUDED.output, \
+           output_summary = EXCLUDED.output_summary, error = EXCLUDED.error, decided_by = EXCLUDED.decided_by, \
+           decision_comment = EXCLUDED.decision_comment), \
+         events AS (INSERT INTO run_events (run_id, sequence, body) SELECT $1, * FROM UNNEST({events})), \
+         logs AS (INSERT INTO run_logs (run_id, sequence, logged_at, node_id, attempt, level, message, fields) \
+           SELECT $1, s, {logged_at}, n, a, l, m, f FROM UNNEST({logs}) AS u(s, n, a, l, m, f)), \
+         outbox AS (INSERT INTO outbox (id, domain, envelope) SELECT i, {domain}, b FROM UNNEST({outbox}) AS u(i, b)) \
+         {WRITE_TAIL}",
+        WRITE_TAIL = WRITE_TAIL.replace("$channel", &channel),
+    )
+}
+
+/// The NOTIFY of a commit, sent only while a WatchRun stream (of any replica) follows the run:
+/// NOTIFY takes a database-wide lock from before the commit until after its WAL flush, which
+/// serializes every notifying commit, so a notify per state change capped the engine. A
+/// stream marks the run (`watched_until`, see `Store::watch`) before it reads the run's items,
+/// and that update waits for the run's row lock, so each commit either sees the mark (and
+/// notifies) or committed before the stream's first read. A new run has no watcher yet (the
+/// statement's snapshot does not see the row it inserts).
+const WRITE_TAIL: &str = "SELECT pg_notify($channel, $1::text) FROM runs WHERE id = $1 AND watched_until > now()";
 
 /// What a committed transaction leaves to do.
 #[derive(Debug)]
@@ -1173,4 +1153,36 @@ pub(crate) struct Committed {
     pub to_publish: Vec<String>,
     /// Whether outbox rows were written (wake the relay).
     pub events: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The placeholders of a commit's statement, in order of first use.
+    fn placeholders(sql: &str) -> Vec<usize> {
+        let mut seen = Vec::new();
+        for part in sql.split('$').skip(1) {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<usize>()
+                && !seen.contains(&n)
+            {
+                seen.push(n);
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn commit_statements_number_their_parameters_as_commit_binds_them() {
+        // Run row, 18 node arrays, 2 event arrays, logged_at and 6 log arrays, domain and 2
+        // outbox arrays, the channel.
+        let tail = 18 + 2 + 7 + 3 + 1;
+        for (sql, run) in [(INSERT_SQL.as_str(), 21), (UPDATE_SQL.as_str(), 11)] {
+            let mut used = placeholders(sql);
+            used.sort_unstable();
+            assert_eq!(used, (1..=run + tail).collect::<Vec<_>>(), "{sql}");
+        }
+        assert!(INSERT_SQL.ends_with(WRITE_TAIL.replace("$channel", "$52::text").as_str()));
+    }
 }

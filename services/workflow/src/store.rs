@@ -398,6 +398,23 @@ impl Store {
             .collect())
     }
 
+    /// Marks run `id` of `tenant` as followed by a WatchRun stream for the next minute, so its
+    /// commits notify the other replicas (see `WRITE_TAIL` in state.rs); a stream calls this
+    /// before it reads the run's items and again with every heartbeat (15 s). A mark with more than
+    /// half a minute left is kept as is, so streams of one run rarely take its row lock.
+    pub(crate) async fn watch(&self, tenant: &TenantId, id: Uuid) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET watched_until = now() + interval '60 seconds' \
+             WHERE id = $1 AND tenant_id = $2 AND status NOT IN ('succeeded', 'failed', 'cancelled') \
+             AND (watched_until IS NULL OR watched_until < now() + interval '30 seconds')",
+        )
+        .bind(id)
+        .bind(tenant.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Encoded WatchRun items of a run from `from` on.
     pub(crate) async fn events(&self, run: Uuid, from: i64, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
         Ok(sqlx::query_as(
