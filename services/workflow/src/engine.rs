@@ -173,11 +173,12 @@ impl Engine {
         Ok(done)
     }
 
-    /// Creates a run and returns it. In engine mode, the nodes that need no worker (start,
-    /// transforms, conditions, end, an approval's pause) run right here, in the transaction that
-    /// creates the run: a workflow of such nodes finishes in that one commit, without a trip
-    /// through the work queue. Crash safety is the commit's: the run and everything it did
-    /// exist together or not at all. The other ready nodes go to the work queue after commit.
+    /// Creates a run and returns it as it started. In engine mode, the nodes that need no worker
+    /// (start, transforms, conditions, end, an approval's pause) run right here, in the
+    /// transaction that creates the run: a workflow of such nodes finishes in that one commit,
+    /// without a trip through the work queue. Crash safety is the commit's: the run and
+    /// everything it did exist together or not at all. The other ready nodes go to the work
+    /// queue after commit.
     pub(crate) async fn create_run(
         &self,
         tx: sqlx::Transaction<'static, sqlx::Postgres>,
@@ -209,8 +210,11 @@ impl Engine {
         };
         let mut rtx = RunTx::create(tx, run, new.graph);
         rtx.start();
-        rtx.drain_ready(self.lease());
+        // The answer is the run as it started, as ExecuteWorkflow promises (PENDING or RUNNING,
+        // "returns it at once"): what follows in this commit is told by WatchRun from the
+        // answer's last_sequence + 1, by GetRun and by the events.
         let view = RunTxView::of(&rtx);
+        rtx.drain_ready(self.lease());
         self.commit(rtx).await?;
         Ok(view)
     }

@@ -126,7 +126,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     }
     let relay_wake = Arc::new(tokio::sync::Notify::new());
     relay::spawn(
-        pool.clone(),
+        &pool,
         bus,
         relay_wake.clone(),
         config.app.outbox_poll,

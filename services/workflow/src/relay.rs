@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use getlood_events::{Domain, EventBus, EventEnvelope};
 use prost::Message as _;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,7 @@ use crate::error::{Error, Result};
 /// transaction short.
 const BATCH: i64 = 500;
 
-/// Batches whose acks may be outstanding at once; each holds a pooled connection meanwhile.
+/// Batches whose acks may be outstanding at once; each holds one of the relay's connections.
 const IN_FLIGHT: usize = 3;
 
 /// A batch sent to JetStream whose rows are deleted in `tx`, not committed yet.
@@ -54,15 +55,22 @@ impl Sent {
     }
 }
 
-/// Relays committed outbox rows to JetStream until `shutdown`.
+/// Relays committed outbox rows to JetStream until `shutdown`. The relay has connections of
+/// its own (`pool`'s options, [`IN_FLIGHT`] + 1 of them): through the shared pool, every batch
+/// waited behind the queue of RPCs for a connection, which under load was most of an event's
+/// latency.
 pub(crate) fn spawn(
-    pool: PgPool,
+    pool: &PgPool,
     bus: EventBus,
     wake: Arc<Notify>,
     poll: Duration,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let pool = PgPoolOptions::new()
+        .max_connections(IN_FLIGHT as u32 + 1)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
     let settlers = tracker.clone();
     tracker.spawn(async move {
         let permits = Arc::new(Semaphore::new(IN_FLIGHT));
