@@ -125,14 +125,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
     }
     let relay_wake = Arc::new(tokio::sync::Notify::new());
-    relay::spawn(
-        &pool,
-        bus,
-        relay_wake.clone(),
-        config.app.outbox_poll,
-        &tracker,
-        shutdown.clone(),
-    );
+    relay::spawn(&pool, bus, relay_wake.clone(), config.app.outbox_poll, &tracker, shutdown.clone());
 
     let queue =
         queue::WorkQueue::new(nats, &config.nats.subject_prefix, &config.postgres.schema, config.app.node_lease);

@@ -400,8 +400,8 @@ impl Store {
 
     /// Marks run `id` of `tenant` as followed by a WatchRun stream for the next minute, so its
     /// commits notify the other replicas (see `WRITE_TAIL` in state.rs); a stream calls this
-    /// before it reads the run's items and again with every heartbeat (15 s). A mark with more than
-    /// half a minute left is kept as is, so streams of one run rarely take its row lock.
+    /// before it reads the run's items and again with every heartbeat (15 s). A mark with more
+    /// than half a minute left is kept as is, so streams of one run rarely take its row lock.
     pub(crate) async fn watch(&self, tenant: &TenantId, id: Uuid) -> Result<()> {
         sqlx::query(
             "UPDATE runs SET watched_until = now() + interval '60 seconds' \
