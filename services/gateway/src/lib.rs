@@ -175,9 +175,22 @@ pub fn default_config() -> Config {
     ServiceConfig::with_ports(8080, 9090, "gateway")
 }
 
-/// What request handlers share.
+/// What request handlers share: one pointer, because axum clones the state for every extractor
+/// and middleware of every request, and cloning the parts (a tonic channel is a buffered
+/// service with its own sender) showed up at the top of the cached-read profile.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// Verifies bearer tokens.
     pub verifier: Arc<Verifier>,
     /// Redis and NATS clients.
@@ -217,8 +230,15 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
             .await
             .map_err(|e| getlood_server::Error::Serve(format!("nats subscribe: {e}")))?;
     }
-    let state =
-        AppState { verifier: verifier.clone(), infra: infra.clone(), settings, upstreams, limiter, realtime, agents };
+    let state = AppState(Arc::new(Shared {
+        verifier: verifier.clone(),
+        infra: infra.clone(),
+        settings,
+        upstreams,
+        limiter,
+        realtime,
+        agents,
+    }));
     let grpc = grpc::routes(state.clone());
     getlood_server::serve(SPEC, &config, infra, listeners, grpc, router(state), shutdown, tracker).await
 }
