@@ -25,6 +25,7 @@ use getlood_testkit::{Platform, Service, TEST_SECRET};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const WINDOWS: usize = 2;
 /// Latency histogram: 1 ms buckets, the last one catches everything slower.
@@ -234,7 +235,11 @@ async fn run() -> anyhow::Result<()> {
             async move {
                 let mut req = url.into_client_request()?;
                 req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
-                let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+                // tungstenite zero-fills its whole read buffer (128 KiB by default) on every
+                // read: a thousand such clients spent a sixth of the machine in memset, CPU the
+                // gateway under test then lacked. Frames here are a few hundred bytes.
+                let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+                let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false).await?;
                 // The state frame first.
                 while let Some(msg) = ws.next().await {
                     if matches!(msg?, Message::Text(_)) {
