@@ -39,7 +39,10 @@ pub(crate) fn list_json(key: &str, items: Vec<Value>, page: Option<PageResponse>
     let mut body = Map::new();
     body.insert(key.to_owned(), Value::Array(items));
     body.insert("next_page_token".to_owned(), Value::String(page.next_page_token));
-    body.insert("total_size".to_owned(), Value::from(page.total_size));
+    // -1 is the proto's "not counted": REST leaves the field out rather than show a sentinel.
+    if page.total_size >= 0 {
+        body.insert("total_size".to_owned(), Value::from(page.total_size));
+    }
     Json(Value::Object(body))
 }
 
