@@ -4,8 +4,9 @@
 //!   (target: at least 500 a second; n8n reports 220 a second on a 2-vCPU c5a.large);
 //! * node-event latency: from a `node.completed` event's `occurred_at` (stamped in the
 //!   transaction that completed the node) to its arrival at a NATS subscriber, through the
-//!   outbox relay and JetStream, p50/p99 (target: p99 under 20 ms), under the throughput load,
-//!   under a light load, and paced at the target rate of 500 runs a second.
+//!   outbox relay and JetStream, p50/p99, under the throughput load (saturated, so mostly
+//!   queueing), under a light load, and paced at the target rate of 500 runs a second, where the
+//!   target (p99 under 20 ms) is judged.
 //!
 //! The workflow service runs in this process with its production defaults (pool of 16, 64
 //! concurrent nodes), against the machine's Postgres and NATS: `cargo bench -p getlood-tests
@@ -240,7 +241,7 @@ fn main() -> anyhow::Result<()> {
         println!("workflow engine, 5-node workflows of zero-latency transform nodes (in-process service, this machine):");
         println!("  throughput: {runs} runs from 64 concurrent ExecuteWorkflow callers in {:.2} s = {rps:.0} runs/s (target >= 500)", took.as_secs_f64());
         println!(
-            "  node.completed event latency under that load ({} events): p50 {:.1} ms, p99 {:.1} ms (target p99 < 20 ms)",
+            "  node.completed event latency under that load ({} events, saturated: callers never wait): p50 {:.1} ms, p99 {:.1} ms",
             loaded.len(),
             percentile(&loaded, 0.5),
             percentile(&loaded, 0.99)
@@ -253,7 +254,7 @@ fn main() -> anyhow::Result<()> {
             percentile(&light, 0.99)
         );
         println!(
-            "  node.completed event latency, paced at 500 runs/s ({paced_runs} runs, 64 callers, {:.0} runs/s, {} events): p50 {:.1} ms, p99 {:.1} ms",
+            "  node.completed event latency, paced at 500 runs/s ({paced_runs} runs, 64 callers, {:.0} runs/s, {} events): p50 {:.1} ms, p99 {:.1} ms (target p99 < 20 ms at the 500 runs/s target rate)",
             paced_runs as f64 / paced_took.as_secs_f64(),
             paced.len(),
             percentile(&paced, 0.5),
