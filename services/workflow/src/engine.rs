@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::WorkflowSettings;
+use crate::backlog::RelayBacklog;
 use crate::error::{Error, Result};
 use crate::model::{Graph, GraphDoc, NodeKind};
 use crate::nodes::{NodeError, NodeRunner};
@@ -66,7 +67,7 @@ pub(crate) struct Engine {
     pub pool: PgPool,
     pub queue: WorkQueue,
     /// Wakes the outbox relay after a commit that wrote events.
-    pub relay_wake: Arc<tokio::sync::Notify>,
+    pub backlog: Arc<RelayBacklog>,
     pub runner: NodeRunner,
     pub jobs: JobAdapter,
     pub settings: WorkflowSettings,
@@ -94,7 +95,7 @@ impl Engine {
     pub(crate) fn new(
         pool: PgPool,
         queue: WorkQueue,
-        relay_wake: Arc<tokio::sync::Notify>,
+        backlog: Arc<RelayBacklog>,
         runner: NodeRunner,
         jobs: JobAdapter,
         settings: WorkflowSettings,
@@ -103,7 +104,7 @@ impl Engine {
         Self {
             pool,
             queue,
-            relay_wake,
+            backlog,
             runner,
             jobs,
             settings,
@@ -159,9 +160,7 @@ impl Engine {
     /// Commits `rtx`, then hands its ready nodes to the work queue and wakes the outbox relay.
     pub(crate) async fn commit(&self, rtx: RunTx) -> Result<Committed> {
         let done = rtx.commit(&self.channel).await?;
-        if done.events {
-            self.relay_wake.notify_one();
-        }
+        self.backlog.committed(done.events);
         let _ = self.changes.send(done.run_id);
         for node_id in &done.to_publish {
             let item = WorkItem { run_id: done.run_id, node_id: node_id.clone() };

@@ -533,6 +533,9 @@ impl WorkflowService for Service {
         req: Request<pb::ExecuteWorkflowRequest>,
     ) -> Result<Response<pb::ExecuteWorkflowResponse>, Status> {
         let p = principal(&req)?;
+        // Back-pressure: while the relay is behind, new runs wait here rather than their events
+        // waiting in the outbox (see `backlog`).
+        self.engine.backlog.wait_below_limit().await;
         let run = self.execute(&p, req.into_inner()).await?;
         Ok(Response::new(pb::ExecuteWorkflowResponse { run: Some(run) }))
     }

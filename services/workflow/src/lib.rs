@@ -6,6 +6,7 @@
 //! publishing `run.*` and `node.*` events through the transactional outbox; or, on request and
 //! for scheduled jobs, compile to a MindsDB JOB whose progress comes from `log.jobs_history`.
 
+mod backlog;
 mod convert;
 mod engine;
 mod error;
@@ -63,6 +64,13 @@ pub struct WorkflowSettings {
     /// How often the outbox relay looks for unpublished events without being woken.
     #[serde(with = "humantime_serde")]
     pub outbox_poll: Duration,
+    /// Events this replica committed and JetStream has not acknowledged yet, above which new
+    /// ExecuteWorkflow calls wait (up to `relay_backlog_max_wait`): a saturated engine answers
+    /// later instead of delivering node events later. 0 disables the wait.
+    pub relay_backlog_limit: u64,
+    /// Longest an ExecuteWorkflow call waits for the relay's backlog to drain.
+    #[serde(with = "humantime_serde")]
+    pub relay_backlog_max_wait: Duration,
 }
 
 impl Default for WorkflowSettings {
@@ -74,6 +82,8 @@ impl Default for WorkflowSettings {
             scheduler_interval: Duration::from_secs(1),
             worker_concurrency: 64,
             outbox_poll: Duration::from_secs(1),
+            relay_backlog_limit: 256,
+            relay_backlog_max_wait: Duration::from_secs(1),
         }
     }
 }
@@ -124,8 +134,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     if let Err(err) = bus.ensure_streams().await {
         tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
     }
-    let relay_wake = Arc::new(tokio::sync::Notify::new());
-    relay::spawn(&pool, bus, relay_wake.clone(), config.app.outbox_poll, &tracker, shutdown.clone());
+    let backlog =
+        Arc::new(backlog::RelayBacklog::new(config.app.relay_backlog_limit, config.app.relay_backlog_max_wait));
+    relay::spawn(&pool, bus, backlog.clone(), config.app.outbox_poll, &tracker, shutdown.clone());
 
     let queue =
         queue::WorkQueue::new(nats, &config.nats.subject_prefix, &config.postgres.schema, config.app.node_lease);
@@ -133,7 +144,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let engine = Arc::new(engine::Engine::new(
         pool.clone(),
         queue,
-        relay_wake,
+        backlog,
         nodes::NodeRunner::new(mindsdb.clone()),
         JobAdapter::new(mindsdb.clone()),
         config.app.clone(),

@@ -23,11 +23,12 @@ use getlood_events::{Domain, EventBus, EventEnvelope};
 use prost::Message as _;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::backlog::RelayBacklog;
 use crate::error::{Error, Result};
 
 /// Rows per batch: large enough to amortize the round trips, small enough to keep one
@@ -46,12 +47,13 @@ struct Sent {
 impl Sent {
     /// Commits the delete once JetStream has acknowledged every message; else rolls it back
     /// (dropping `tx` does), so the rows are relayed again.
-    async fn settle(self) -> Result<()> {
+    async fn settle(self) -> Result<usize> {
+        let n = self.acks.len();
         for ack in self.acks {
             ack.await.map_err(q)?;
         }
         self.tx.commit().await?;
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -62,7 +64,7 @@ impl Sent {
 pub(crate) fn spawn(
     pool: &PgPool,
     bus: EventBus,
-    wake: Arc<Notify>,
+    backlog: Arc<RelayBacklog>,
     poll: Duration,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
@@ -78,9 +80,13 @@ pub(crate) fn spawn(
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             match send_batch(&pool, &bus).await {
                 Ok(Some(sent)) => {
+                    let backlog = backlog.clone();
                     settlers.spawn(async move {
-                        if let Err(err) = sent.settle().await {
-                            tracing::warn!(error = %err, "outbox batch not acknowledged, it will be relayed again");
+                        match sent.settle().await {
+                            Ok(n) => backlog.published(n),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "outbox batch not acknowledged, it will be relayed again");
+                            }
                         }
                         drop(permit);
                     });
@@ -92,7 +98,7 @@ pub(crate) fn spawn(
             drop(permit);
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = wake.notified() => {}
+                () = backlog.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
             }
         }

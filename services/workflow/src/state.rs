@@ -1050,7 +1050,7 @@ impl RunTx {
 
         // The outbox table of libs/events. Its ids are v7 made in order, so the relay, which
         // sends by id, keeps the events of this transaction (and of this run) in order.
-        let published_events = !self.outbox.is_empty();
+        let published_events = self.outbox.len();
         let ids: Vec<Uuid> =
             self.outbox.iter().map(|e| Uuid::parse_str(&e.id).unwrap_or_else(|_| Uuid::now_v7())).collect();
         let envelopes: Vec<Vec<u8>> = self.outbox.iter().map(prost::Message::encode_to_vec).collect();
@@ -1151,8 +1151,8 @@ pub(crate) struct Committed {
     pub run_id: Uuid,
     /// Nodes to hand to the work queue.
     pub to_publish: Vec<String>,
-    /// Whether outbox rows were written (wake the relay).
-    pub events: bool,
+    /// Outbox rows written (the relay's backlog).
+    pub events: usize,
 }
 
 #[cfg(test)]
