@@ -82,7 +82,7 @@ impl Default for WorkflowSettings {
             scheduler_interval: Duration::from_secs(1),
             worker_concurrency: 64,
             outbox_poll: Duration::from_secs(1),
-            relay_backlog_limit: 256,
+            relay_backlog_limit: 128,
             relay_backlog_max_wait: Duration::from_secs(1),
         }
     }
