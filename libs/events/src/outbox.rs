@@ -86,10 +86,9 @@ impl Outbox {
     /// Publishes up to 100 rows; returns how many went out.
     pub async fn relay_batch(&self, bus: &EventBus) -> Result<usize, crate::EventError> {
         let db = |e: sqlx::Error| crate::EventError::JetStream(format!("outbox: {e}"));
-        let mut tx = self.pool.begin().await.map_err(db)?;
         // The DELETE below need not wait for the WAL flush: if a database crash undoes it, the
         // rows are published again and JetStream drops the copies by `Nats-Msg-Id`.
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(db)?;
+        let mut tx = begin(&self.pool, false).await.map_err(db)?;
         // SKIP LOCKED: several replicas relay concurrently without publishing a row twice at once.
         let rows: Vec<(Uuid, String, Vec<u8>)> = sqlx::query_as(
             "SELECT id, domain, envelope FROM outbox ORDER BY created_at, id LIMIT 100 FOR UPDATE SKIP LOCKED",
@@ -114,4 +113,12 @@ impl Outbox {
         tx.commit().await.map_err(db)?;
         Ok(sent.len())
     }
+}
+
+/// Begins a transaction on `pool`. With `durable` false its commit does not wait for the WAL
+/// flush (`synchronous_commit` off for this transaction only, set in the same round trip as
+/// `BEGIN`): atomicity and isolation are unchanged, but a database crash can undo the last few
+/// hundred milliseconds of such commits, each whole (rows and outbox events together).
+pub async fn begin(pool: &PgPool, durable: bool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    if durable { pool.begin().await } else { pool.begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF").await }
 }

@@ -235,11 +235,8 @@ impl Coalescer {
     async fn write(&self, group: &[Pending]) -> Result<()> {
         let Some(first) = group.first() else { return Ok(()) };
         let (tenant, desktop_id) = (&first.tenant, first.desktop_id);
-        let mut tx = self.inner.pool.begin().await?;
-        if !self.inner.durable {
-            // Only the wait for the WAL flush is skipped (see `durable_coalesced_writes`).
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        }
+        // See `durable_coalesced_writes`.
+        let mut tx = getlood_events::begin(&self.inner.pool, self.inner.durable).await?;
         // Desktop first: the locking rule every writer follows.
         if !store::lock_desktop_any_owner(&mut tx, tenant, desktop_id).await? {
             return Ok(()); // deleted meanwhile: nothing left to move

@@ -53,13 +53,7 @@ impl Store {
 
     /// A transaction for writing a turn; see `app.durable_turn_commit` for its durability.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
-        if !self.durable {
-            // Scoped to this transaction: atomicity and isolation are unchanged, only the wait
-            // for the WAL flush at commit is skipped.
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        }
-        Ok(tx)
+        Ok(getlood_events::begin(&self.pool, self.durable).await?)
     }
 
     /// Inserts `turn` inside `tx`. A unique violation means a concurrent request with the same

@@ -127,7 +127,7 @@ pub(crate) fn spawn(
 async fn send_batch(pool: &PgPool, bus: &EventBus) -> Result<Option<Sent>> {
     // A lost commit of the delete only means a re-publish that `Nats-Msg-Id` de-duplicates, so
     // this transaction does not wait for its WAL flush.
-    let mut tx = pool.begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF").await?;
+    let mut tx = getlood_events::begin(pool, false).await?;
     // By id: ids are UUIDv7 made under the run's row lock, so a run's events sort in commit
     // order (created_at is the transaction's start, which a lock waiter has earlier).
     // SKIP LOCKED: batches in flight, and other replicas, hold their rows until they settle.
