@@ -1,12 +1,11 @@
-//! One chat turn is one trace: the real `getlood-gateway`, `getlood-pipeline` and
-//! `getlood-agent-registry` binaries export spans over OTLP to a local receiver, and the spans
+//! One chat turn is one trace: the real `getlood gateway`, `getlood pipeline` and
+//! `getlood agent-registry` processes export spans over OTLP to a local receiver, and the spans
 //! of the gateway request, both services' gRPC handlers and the MindsDB HTTP call share one
 //! trace id (W3C `traceparent` over HTTP, gRPC metadata and MindsDB's HTTP API).
 //! The binaries come from `cargo build --bins` (`make test` builds them first).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use getlood_testkit::{OpenAiDouble, OtlpReceiver, TEST_SECRET};
@@ -22,18 +21,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
-fn bin_dir() -> PathBuf {
-    // target/debug/deps/integration-<hash> -> target/debug
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default()
-}
-
 fn spawn(name: &'static str, env: &[(String, String)]) -> anyhow::Result<Bin> {
-    let path = bin_dir().join(format!("getlood-{name}"));
-    anyhow::ensure!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
+    let mut cmd = getlood_testkit::service_command(name)?;
     let prefix = format!("GETLOOD_{}_", name.to_uppercase().replace('-', "_"));
     let http = free_port();
-    let mut cmd = Command::new(path);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn")

@@ -952,12 +952,8 @@ fn free_port() -> u16 {
 
 impl Binary {
     fn start(schema: &str) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-        let bin = dir.join("getlood-workflow");
-        anyhow::ensure!(bin.exists(), "{} is missing: run `cargo build --bins` first", bin.display());
         let (http, grpc) = (free_port(), free_port());
-        let child = tokio::process::Command::new(bin)
+        let child = tokio::process::Command::from(getlood_testkit::service_command("workflow")?)
             .env("GETLOOD_WORKFLOW_HTTP_ADDR", format!("127.0.0.1:{http}"))
             .env("GETLOOD_WORKFLOW_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
             .env("GETLOOD_WORKFLOW_POSTGRES__URL", getlood_testkit::postgres_url())

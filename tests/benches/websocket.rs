@@ -7,15 +7,14 @@
 //!   includes it (or a later move of the same window) arrives there;
 //! * gateway RSS with the 1,000 sockets open (target: under 150 MB).
 //!
-//! The gateway runs as its own process when `getlood-gateway` is built next to the bench
-//! (`cargo build --release -p getlood-gateway --bin getlood-gateway`), so its RSS is exact;
+//! The gateway runs as its own process (`getlood gateway`) when `getlood` is built next to the
+//! bench (`cargo build --release --bin getlood`), so its RSS is exact;
 //! otherwise in-process, and the figure is the RSS growth of the whole bench process (clients
 //! included). desktop-state and event-dispatcher run in-process. Knobs: `BENCH_WS_CLIENTS`,
 //! `BENCH_WS_MOVES_PER_SEC`, `BENCH_WS_SECONDS`, `BENCH_WS_INFLIGHT` (moves in flight per window).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,13 +38,6 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
-}
-
-fn gateway_binary() -> Option<PathBuf> {
-    // target/release/deps/websocket-<hash> -> target/release/getlood-gateway
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("getlood-gateway");
-    bin.exists().then_some(bin)
 }
 
 /// The gateway under test: a child process, or a task in this process.
@@ -82,9 +74,9 @@ fn free_port() -> anyhow::Result<u16> {
 async fn start_gateway(platform: &Platform) -> anyhow::Result<(Gateway, SocketAddr)> {
     let desktop = format!("http://{}", platform.get(Service::DesktopState).grpc_addr);
     let dispatcher = format!("http://{}", platform.get(Service::EventDispatcher).grpc_addr);
-    if let Some(bin) = gateway_binary() {
+    if getlood_testkit::getlood_binary().is_some() {
         let (http, grpc) = (free_port()?, free_port()?);
-        let child = Command::new(bin)
+        let child = getlood_testkit::service_command("gateway")?
             .env("GETLOOD_GATEWAY_HTTP_ADDR", format!("127.0.0.1:{http}"))
             .env("GETLOOD_GATEWAY_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
             .env("GETLOOD_GATEWAY_AUTH__HS256_SECRET", TEST_SECRET)
@@ -116,7 +108,14 @@ async fn start_gateway(platform: &Platform) -> anyhow::Result<(Gateway, SocketAd
     let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
     let addr = listeners.http_addr();
     let token = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(getlood_gateway::run(config, listeners, token.clone()));
+    tokio::spawn(getlood_server::run_service(
+        getlood_gateway::SPEC,
+        config,
+        None,
+        listeners,
+        token.clone(),
+        getlood_gateway::run,
+    ));
     Ok((Gateway::InProcess(token), addr))
 }
 

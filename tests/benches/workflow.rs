@@ -189,7 +189,14 @@ fn main() -> anyhow::Result<()> {
         let listeners = Listeners::bind(loopback, loopback).await?;
         let grpc = listeners.grpc_addr();
         let shutdown = CancellationToken::new();
-        let service = tokio::spawn(getlood_workflow::run(config, listeners, shutdown.clone()));
+        let service = tokio::spawn(getlood_server::run_service(
+            getlood_workflow::SPEC,
+            config,
+            Some(&getlood_workflow::MIGRATOR),
+            listeners,
+            shutdown.clone(),
+            getlood_workflow::run,
+        ));
 
         let tenant = format!("bench_{suffix}");
         let token = getlood_auth::dev_token(getlood_testkit::TEST_SECRET, "getlood", "getlood", &tenant, "bench", &["member"], 3600)?;

@@ -5,11 +5,11 @@
 //! configure RS256 or ES256 public keys of their OIDC provider.
 
 mod config;
-mod principal;
+
 mod verifier;
 
 pub use config::{AuthConfig, DEV_HS256_SECRET, PublicKeyConfig};
-pub use principal::{Principal, TenantId};
+pub use getlood_common::{Principal, TenantId};
 pub use verifier::{AuthError, Claims, Verifier, dev_token};
 
 /// The gRPC metadata / HTTP header that carries the bearer token between services.

@@ -1,8 +1,14 @@
 use std::fmt;
 
 use axum::response::{IntoResponse, Response};
+use getlood_proto::common::v1::{ErrorCode as WireCode, ErrorDetail};
 use http::StatusCode;
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
+
+/// Binary metadata key of the [`ErrorDetail`] trailer every service error status carries
+/// (`common.proto`).
+pub const ERROR_DETAIL_KEY: &str = "getlood-error-bin";
 
 /// The closed set of error kinds a GETLOOD API can return.
 ///
@@ -99,6 +105,42 @@ impl ErrorCode {
         }
     }
 
+    /// The wire `getlood.common.v1.ErrorCode` of this kind (the one mapping between the two).
+    pub fn to_wire(self) -> WireCode {
+        match self {
+            Self::InvalidArgument | Self::PayloadTooLarge => WireCode::InvalidArgument,
+            Self::Unauthenticated => WireCode::Unauthenticated,
+            Self::PermissionDenied => WireCode::PermissionDenied,
+            Self::NotFound => WireCode::NotFound,
+            Self::AlreadyExists => WireCode::AlreadyExists,
+            Self::Aborted => WireCode::VersionConflict,
+            Self::FailedPrecondition => WireCode::FailedPrecondition,
+            Self::ResourceExhausted => WireCode::RateLimited,
+            Self::Unavailable => WireCode::Unavailable,
+            Self::DeadlineExceeded => WireCode::DeadlineExceeded,
+            Self::Unimplemented | Self::Internal => WireCode::Internal,
+        }
+    }
+
+    /// The kind a wire code (as carried in an [`ErrorDetail`]) stands for; unknown values are
+    /// internal. A model or MindsDB failure (`UPSTREAM_FAILURE`) is a dependency being
+    /// unavailable to the client, and a cancelled call one that ran out of time.
+    pub fn from_wire(code: i32) -> Self {
+        match WireCode::try_from(code).unwrap_or(WireCode::Internal) {
+            WireCode::InvalidArgument => Self::InvalidArgument,
+            WireCode::Unauthenticated => Self::Unauthenticated,
+            WireCode::PermissionDenied => Self::PermissionDenied,
+            WireCode::NotFound => Self::NotFound,
+            WireCode::AlreadyExists => Self::AlreadyExists,
+            WireCode::VersionConflict => Self::Aborted,
+            WireCode::FailedPrecondition => Self::FailedPrecondition,
+            WireCode::RateLimited => Self::ResourceExhausted,
+            WireCode::Unavailable | WireCode::UpstreamFailure => Self::Unavailable,
+            WireCode::DeadlineExceeded | WireCode::Cancelled => Self::DeadlineExceeded,
+            WireCode::Internal | WireCode::Unspecified => Self::Internal,
+        }
+    }
+
     /// The stable snake_case name used in JSON bodies, e.g. `not_found`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -186,8 +228,76 @@ impl ApiError {
 
 impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> Self {
-        tonic::Status::new(err.code.grpc_code(), err.message)
+        status(&err)
     }
+}
+
+impl ServiceError for ApiError {
+    fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    fn public_message(&self) -> String {
+        self.message.clone()
+    }
+}
+
+/// What every crate's error tells the one status conversion ([`status`]): its kind, what a
+/// client may read, and the structured extras of its [`ErrorDetail`].
+///
+/// A crate implements this for its `Error` and writes `impl From<Error> for tonic::Status`
+/// as `getlood_common::status(&err)`.
+pub trait ServiceError: std::error::Error {
+    /// The kind of failure.
+    fn code(&self) -> ErrorCode;
+
+    /// The message a client may see: the error's text, except for internal errors, whose
+    /// cause is logged and never returned.
+    fn public_message(&self) -> String {
+        if self.code() == ErrorCode::Internal { "internal error".to_owned() } else { self.to_string() }
+    }
+
+    /// The wire code of the detail trailer; a crate overrides it to say more than the kind
+    /// (e.g. `UPSTREAM_FAILURE` for a model provider's own error).
+    fn wire_code(&self) -> WireCode {
+        self.code().to_wire()
+    }
+
+    /// Adds the kind-specific extras (field violations, the current version) to `detail`.
+    fn fill_detail(&self, _detail: &mut ErrorDetail) {}
+
+    /// The in-stream error item of this error (streams carry an [`ErrorDetail`] instead of
+    /// ending with a status).
+    fn detail(&self) -> ErrorDetail {
+        let mut detail =
+            ErrorDetail { code: self.wire_code() as i32, message: self.public_message(), ..Default::default() };
+        self.fill_detail(&mut detail);
+        detail
+    }
+}
+
+/// The gRPC status of a service error: its code, its public message, and its [`ErrorDetail`]
+/// in the [`ERROR_DETAIL_KEY`] trailer. Logs the cause here, once, for the kinds whose cause
+/// the client does not see (internal, unavailable, deadline exceeded).
+pub fn status<E: ServiceError + ?Sized>(err: &E) -> tonic::Status {
+    let code = err.code();
+    match code {
+        ErrorCode::Internal => tracing::error!(error = %err, "internal error"),
+        ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => tracing::warn!(error = %err, "dependency failed"),
+        _ => {}
+    }
+    let detail = err.detail();
+    let mut status = tonic::Status::new(code.grpc_code(), detail.message.clone());
+    status
+        .metadata_mut()
+        .insert_bin(ERROR_DETAIL_KEY, tonic::metadata::MetadataValue::from_bytes(&detail.encode_to_vec()));
+    status
+}
+
+/// The [`ErrorDetail`] a status carries in its trailer, if any.
+pub fn status_detail(status: &tonic::Status) -> Option<ErrorDetail> {
+    let bytes = status.metadata().get_bin(ERROR_DETAIL_KEY)?.to_bytes().ok()?;
+    ErrorDetail::decode(bytes).ok()
 }
 
 impl From<tonic::Status> for ApiError {

@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt as _;
-use getlood_auth::TenantId;
+use getlood_common::TenantId;
 use prost::Message as _;
 
 use crate::{

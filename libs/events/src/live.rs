@@ -6,7 +6,7 @@
 use async_nats::jetstream::consumer;
 use futures::stream::BoxStream;
 use futures::{StreamExt as _, TryStreamExt as _};
-use getlood_auth::TenantId;
+use getlood_common::TenantId;
 use prost::Message as _;
 
 use crate::bus::js_err;

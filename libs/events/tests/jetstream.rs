@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use getlood_auth::TenantId;
+use getlood_common::TenantId;
 use getlood_events::{Domain, EventBus, Payload, new_envelope};
 use getlood_proto::events::v1::AgentCreated;
 

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use getlood_auth::TenantId;
+use getlood_common::TenantId;
 use getlood_mindsdb::{MindsdbClient, MindsdbConfig, ProjectAdapter, SqlBuilder, TENANT_USER_ID, TenantContext};
 use serde_json::json;
 

@@ -52,9 +52,16 @@ impl Default for MindsdbConfig {
     }
 }
 
+/// As the `mindsdb` section of a service's configuration.
+impl getlood_config::Validate for MindsdbConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_at("mindsdb")
+    }
+}
+
 impl MindsdbConfig {
     /// Checks the values, naming the offending key under `prefix` (e.g. `mindsdb`).
-    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+    pub fn validate_at(&self, prefix: &str) -> Result<(), ConfigError> {
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| ConfigError::invalid(format!("{prefix}.url"), format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -112,7 +119,7 @@ mod tests {
     #[test]
     fn default_is_valid_and_round_trips() {
         let cfg = MindsdbConfig::default();
-        cfg.validate("mindsdb").unwrap();
+        cfg.validate_at("mindsdb").unwrap();
         let json = serde_json::to_value(&cfg).unwrap();
         assert_eq!(json["request_timeout"], "30s");
         let back: MindsdbConfig = serde_json::from_value(json).unwrap();
@@ -129,7 +136,7 @@ mod tests {
             (MindsdbConfig { username: Some("admin".into()), ..Default::default() }, "mindsdb.password"),
         ];
         for (cfg, key) in cases {
-            let err = cfg.validate("mindsdb").unwrap_err().to_string();
+            let err = cfg.validate_at("mindsdb").unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
         }
     }

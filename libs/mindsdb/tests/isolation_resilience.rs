@@ -317,7 +317,7 @@ async fn login_token_is_used_and_renewed() {
         password: Some(SecretString::from("s3cret")),
         ..MindsdbConfig::default()
     };
-    cfg.validate("mindsdb").unwrap();
+    cfg.validate_at("mindsdb").unwrap();
     let c = MindsdbClient::new(&cfg).unwrap();
     assert_eq!(ProjectAdapter::new(c.clone()).list(&common::tenant("login")).await.unwrap().len(), 1);
     assert_eq!(logins.load(Ordering::SeqCst), 2);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Infra, Listeners, Result, ServiceConfig, ServiceSpec, shutdown_signal};
+use crate::{Infra, Listeners, Result, Runtime, ServiceConfig, ServiceSpec, shutdown_signal};
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -33,19 +33,43 @@ enum Command {
 }
 
 /// Runs a service binary. `run` is the service's library entry point.
-pub async fn main<A, F, Fut>(
+pub async fn main<A, M, F, Fut>(
     spec: ServiceSpec,
-    defaults: ServiceConfig<A>,
+    defaults: ServiceConfig<A, M>,
     migrator: Option<&'static sqlx::migrate::Migrator>,
     run: F,
 ) -> ExitCode
 where
     A: Serialize + DeserializeOwned + Validate,
-    F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
+    M: Serialize + DeserializeOwned + Validate + Default,
+    F: FnOnce(ServiceConfig<A, M>, Runtime, Listeners) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    let cli = Cli::parse();
-    let config: ServiceConfig<A> = match getlood_config::load(spec.name, cli.config.as_deref(), &defaults) {
+    main_with(spec, defaults, migrator, run, std::env::args_os()).await
+}
+
+/// [`main`] over the given arguments (the first is the program name), for a launcher that
+/// runs several services from one binary (`getlood <service> [serve|migrate|print-config]`).
+pub async fn main_with<A, M, F, Fut, I, T>(
+    spec: ServiceSpec,
+    defaults: ServiceConfig<A, M>,
+    migrator: Option<&'static sqlx::migrate::Migrator>,
+    run: F,
+    args: I,
+) -> ExitCode
+where
+    A: Serialize + DeserializeOwned + Validate,
+    M: Serialize + DeserializeOwned + Validate + Default,
+    F: FnOnce(ServiceConfig<A, M>, Runtime, Listeners) -> Fut,
+    Fut: Future<Output = Result<()>>,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let config: ServiceConfig<A, M> = match getlood_config::load(spec.name, cli.config.as_deref(), &defaults) {
         Ok(config) => config,
         Err(err) => {
             // Telemetry is not up yet, and this must reach the operator: stderr it is.
@@ -61,7 +85,7 @@ where
         }
     };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config, run).await,
+        Command::Serve => serve(spec, config, migrator, run).await,
         Command::Migrate => migrate(spec, &config, migrator).await,
         Command::PrintConfig => {
             let mut value = serde_json::to_value(&config).unwrap_or_default();
@@ -86,23 +110,30 @@ where
     code
 }
 
-async fn serve<A, F, Fut>(config: ServiceConfig<A>, run: F) -> Result<()>
+async fn serve<A, M, F, Fut>(
+    spec: ServiceSpec,
+    config: ServiceConfig<A, M>,
+    migrator: Option<&'static sqlx::migrate::Migrator>,
+    run: F,
+) -> Result<()>
 where
-    F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
+    F: FnOnce(ServiceConfig<A, M>, Runtime, Listeners) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
     let listeners = Listeners::bind(config.http_addr, config.grpc_addr).await?;
     let shutdown = CancellationToken::new();
+    // The signal watcher is the one task outside the runtime's tracker: it must outlive it.
+    #[allow(clippy::disallowed_methods)]
     let signal = tokio::spawn(shutdown_signal(shutdown.clone()));
-    let result = run(config, listeners, shutdown.clone()).await;
+    let result = crate::run_service(spec, config, migrator, listeners, shutdown.clone(), run).await;
     shutdown.cancel();
     let _ = signal.await;
     result
 }
 
-async fn migrate<A>(
+async fn migrate<A, M>(
     spec: ServiceSpec,
-    config: &ServiceConfig<A>,
+    config: &ServiceConfig<A, M>,
     migrator: Option<&'static sqlx::migrate::Migrator>,
 ) -> Result<()> {
     if !spec.needs.postgres {

@@ -3,17 +3,18 @@ use std::time::Duration;
 
 use getlood_auth::AuthConfig;
 use getlood_config::{ConfigError, Validate};
-use getlood_mindsdb::MindsdbConfig;
 use getlood_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
-/// Settings every service shares, plus the service's own settings `A` under the `app` key.
+/// Settings every service shares, plus the service's own settings `A` under the `app` key and,
+/// for the services that own a MindsDB adapter, its connection `M` under `mindsdb` (the others
+/// use [`NoMindsdb`], which refuses any `mindsdb.*` key).
 ///
 /// Env: `GETLOOD_<SERVICE>_HTTP_ADDR`, `GETLOOD_<SERVICE>_POSTGRES__URL`,
-/// `GETLOOD_<SERVICE>_APP__<KEY>`, and so on.
+/// `GETLOOD_<SERVICE>_MINDSDB__URL`, `GETLOOD_<SERVICE>_APP__<KEY>`, and so on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceConfig<A> {
+pub struct ServiceConfig<A, M = NoMindsdb> {
     /// HTTP listener: `/livez`, `/readyz`, `/metrics`, and the service's HTTP API if any.
     pub http_addr: SocketAddr,
     /// gRPC listener: the service API, `grpc.health.v1` and reflection.
@@ -36,8 +37,9 @@ pub struct ServiceConfig<A> {
     pub redis: RedisConfig,
     /// NATS connection.
     pub nats: NatsConfig,
-    /// MindsDB connection (ignored by services without a MindsDB adapter).
-    pub mindsdb: MindsdbConfig,
+    /// MindsDB connection of the services that own a MindsDB adapter.
+    #[serde(default)]
+    pub mindsdb: M,
     /// Token verification.
     pub auth: AuthConfig,
     /// Where the other services' gRPC endpoints are.
@@ -134,7 +136,7 @@ impl Default for ServiceUrls {
     }
 }
 
-impl<A: Default> ServiceConfig<A> {
+impl<A: Default, M: Default> ServiceConfig<A, M> {
     /// The defaults of a service listening on `http_port` and `grpc_port`, with its Postgres
     /// schema named `schema`.
     pub fn with_ports(http_port: u16, grpc_port: u16, schema: &str) -> Self {
@@ -148,7 +150,7 @@ impl<A: Default> ServiceConfig<A> {
             postgres: PostgresConfig { schema: schema.to_owned(), ..PostgresConfig::default() },
             redis: RedisConfig::default(),
             nats: NatsConfig::default(),
-            mindsdb: MindsdbConfig::default(),
+            mindsdb: M::default(),
             auth: AuthConfig::default(),
             services: ServiceUrls::default(),
             app: A::default(),
@@ -156,7 +158,7 @@ impl<A: Default> ServiceConfig<A> {
     }
 }
 
-impl<A: Validate> Validate for ServiceConfig<A> {
+impl<A: Validate, M: Validate> Validate for ServiceConfig<A, M> {
     fn validate(&self) -> Result<(), ConfigError> {
         check_url("postgres.url", &self.postgres.url, &["postgres", "postgresql"])?;
         check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
@@ -193,8 +195,20 @@ impl<A: Validate> Validate for ServiceConfig<A> {
             check_url(key, url, &["http", "https"])?;
         }
         self.auth.validate("auth")?;
-        self.mindsdb.validate("mindsdb")?;
+        self.mindsdb.validate()?;
         self.app.validate()
+    }
+}
+
+/// The `mindsdb` section of a service without a MindsDB adapter: empty, and any key in it is
+/// refused at start, so a setting meant for another service is not silently ignored.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoMindsdb {}
+
+impl Validate for NoMindsdb {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
     }
 }
 

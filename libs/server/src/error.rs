@@ -15,6 +15,14 @@ pub enum Error {
     /// A database migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A service asked its runtime for a dependency its spec does not declare.
+    #[error("{service} does not declare {what} in its spec")]
+    NotNeeded {
+        /// The service.
+        service: &'static str,
+        /// The dependency.
+        what: &'static str,
+    },
     /// Postgres refused a statement during start-up.
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
@@ -33,3 +41,13 @@ pub enum Error {
 
 /// Result of the server skeleton.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kind of a Postgres failure as a client sees it: the pool could not get a connection
+/// (Postgres down or saturated, retrying later may help) is UNAVAILABLE, anything else a bug
+/// or an unexpected state, INTERNAL.
+pub fn database_code(err: &sqlx::Error) -> getlood_common::ErrorCode {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => getlood_common::ErrorCode::Unavailable,
+        _ => getlood_common::ErrorCode::Internal,
+    }
+}

@@ -42,7 +42,7 @@ impl std::fmt::Debug for Infra {
 
 impl Infra {
     /// Creates the clients `needs` asks for. Only a malformed URL fails here.
-    pub async fn connect<A>(needs: Needs, config: &ServiceConfig<A>, name: &str) -> Result<Self> {
+    pub async fn connect<A, M>(needs: Needs, config: &ServiceConfig<A, M>, name: &str) -> Result<Self> {
         let postgres = if needs.postgres {
             let options = PgConnectOptions::from_str(&config.postgres.url)
                 .map_err(|e| Error::Url { what: "postgres", message: e.to_string() })?
@@ -81,9 +81,9 @@ impl Infra {
     }
 
     /// Connects what `spec` needs and, unless a release job does it, applies the migrations.
-    pub async fn start<A>(
+    pub async fn start<A, M>(
         spec: crate::ServiceSpec,
-        config: &ServiceConfig<A>,
+        config: &ServiceConfig<A, M>,
         migrator: Option<&sqlx::migrate::Migrator>,
     ) -> Result<Self> {
         let infra = Self::connect(spec.needs, config, spec.name).await?;

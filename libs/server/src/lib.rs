@@ -4,7 +4,11 @@
 //!   auth, shutdown), plus the service's own settings under `app`;
 //! * [`Infra`]: lazily connected Postgres, Redis and NATS clients, so a service starts even when
 //!   a dependency is down and reports it through readiness instead of crash-looping;
-//! * [`serve`]: gRPC (with `grpc.health.v1` and reflection) and HTTP (`/livez`, `/readyz`,
+//! * [`Runtime`]: built once per service from its config (verifier with JWKS refresh, infra
+//!   clients, event bus, outbox relay, channels to other services, task tracker, shutdown) and
+//!   handed to the service's `run`;
+//! * [`Upstream`] and [`Caller`]: the one way to call another service;
+//! * [`Runtime::serve`]: gRPC (with `grpc.health.v1` and reflection) and HTTP (`/livez`, `/readyz`,
 //!   `/metrics`, plus the service's routes) on caller-bound listeners, draining in-flight requests
 //!   on shutdown within `shutdown_timeout`;
 //! * [`shutdown_signal`]: SIGINT/SIGTERM to a `CancellationToken`.
@@ -16,16 +20,20 @@ mod grpc_auth;
 mod infra;
 mod metrics_layer;
 mod readiness;
+mod runtime;
 mod serve;
 mod shutdown;
+mod upstream;
 mod verifier;
 
-pub use config::{NatsConfig, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
-pub use error::{Error, Result};
-pub use grpc_auth::{authenticate, principal};
+pub use config::{NatsConfig, NoMindsdb, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
+pub use error::{Error, Result, database_code};
+pub use grpc_auth::{authenticate, caller, principal};
 pub use infra::{Infra, Needs, RedisHandle};
 pub use metrics_layer::{GrpcMetricsLayer, http_metrics};
 pub use readiness::{Readiness, ReadinessReport};
-pub use serve::{Listeners, ServiceSpec, serve};
+pub use runtime::{Runtime, run_service};
+pub use serve::{Listeners, ServiceSpec};
+pub use upstream::{Caller, REQUEST_ID, Upstream, UpstreamTimeouts};
 pub use shutdown::shutdown_signal;
 pub use verifier::verifier;

@@ -7,12 +7,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
 
 use crate::metrics_layer::{GrpcMetricsLayer, http_metrics};
-use crate::{Error, Infra, Needs, Readiness, Result, ServiceConfig};
+use crate::{Error, Needs, Readiness, Result};
 
 /// What the skeleton needs to know about a service.
 #[derive(Debug, Clone, Copy)]
@@ -50,31 +48,30 @@ impl Listeners {
     }
 }
 
-/// Serves `grpc` (plus health and reflection) and `http` (plus `/livez`, `/readyz`, `/metrics`)
-/// until `shutdown` is cancelled, then lets in-flight requests finish within
-/// `config.shutdown_timeout` and stops the service's background tasks in `tracker`.
-// Every argument is a distinct part a service hands over once at start; a builder would only
-// rename them.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve<A>(
-    spec: ServiceSpec,
-    config: &ServiceConfig<A>,
-    infra: Infra,
-    listeners: Listeners,
-    grpc: tonic::service::Routes,
-    http: Router,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) -> Result<()> {
+impl crate::Runtime {
+    /// Serves `grpc` (plus health and reflection) and `http` (plus `/livez`, `/readyz`,
+    /// `/metrics`) until the shutdown token is cancelled, then lets in-flight requests finish
+    /// within `shutdown_timeout` and stops the background tasks on the tracker.
+    pub async fn serve(self, listeners: Listeners, grpc: tonic::service::Routes, http: Router) -> Result<()> {
+        serve(self, listeners, grpc, http).await
+    }
+}
+
+async fn serve(runtime: crate::Runtime, listeners: Listeners, grpc: tonic::service::Routes, http: Router) -> Result<()> {
+    let name = runtime.name();
+    let settings = runtime.serve;
+    let shutdown = runtime.shutdown();
+    let tracker = runtime.tracker().clone();
+    let infra = runtime.infra().clone();
     // Install the recorder before the first request so no early sample is lost.
     let _ = getlood_telemetry::prometheus_handle();
-    let readiness = Readiness::spawn(spec.name, infra, config.readiness_interval, shutdown.clone(), &tracker);
+    let readiness = Readiness::spawn(name, infra, settings.readiness_interval, shutdown.clone(), &tracker);
 
     // grpc.health.v1: "" is the whole server; the service name is its own entry, both follow
     // readiness so a Kubernetes gRPC probe and a client-side health check agree with /readyz.
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status("", ServingStatus::NotServing).await;
-    reporter.set_service_status(spec.name, ServingStatus::NotServing).await;
+    reporter.set_service_status(name, ServingStatus::NotServing).await;
     {
         let mut readiness = readiness.clone();
         let shutdown = shutdown.clone();
@@ -86,10 +83,10 @@ pub async fn serve<A>(
                 };
                 let status = if report.ready { ServingStatus::Serving } else { ServingStatus::NotServing };
                 reporter.set_service_status("", status).await;
-                reporter.set_service_status(spec.name, status).await;
+                reporter.set_service_status(name, status).await;
             }
             reporter.set_service_status("", ServingStatus::NotServing).await;
-            reporter.set_service_status(spec.name, ServingStatus::NotServing).await;
+            reporter.set_service_status(name, ServingStatus::NotServing).await;
         });
     }
     let reflection = tonic_reflection::server::Builder::configure()
@@ -102,13 +99,13 @@ pub async fn serve<A>(
     let grpc_addr = listeners.grpc_addr();
     let http_addr = listeners.http_addr();
     let grpc_server = tonic::transport::Server::builder()
-        .timeout(config.request_timeout)
+        .timeout(settings.request_timeout)
         .trace_fn(move |req| {
-            let span = tracing::info_span!("grpc.request", service = spec.name, method = %req.uri().path());
+            let span = tracing::info_span!("grpc.request", service = name, method = %req.uri().path());
             getlood_telemetry::set_parent_from_headers(&span, req.headers());
             span
         })
-        .layer(GrpcMetricsLayer::new(spec.name))
+        .layer(GrpcMetricsLayer::new(name))
         .add_routes(routes)
         // TCP_NODELAY: a unary response goes out as two writes (headers and data, then the
         // trailers), and Nagle held the trailers until the client's delayed ACK, about 40 ms
@@ -118,10 +115,10 @@ pub async fn serve<A>(
             shutdown.clone().cancelled_owned(),
         );
 
-    let app = http.merge(admin_router(readiness)).layer(axum::middleware::from_fn_with_state(spec.name, http_metrics));
+    let app = http.merge(admin_router(readiness)).layer(axum::middleware::from_fn_with_state(name, http_metrics));
     let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
-    tracing::info!(service = spec.name, %http_addr, %grpc_addr, "service listening");
+    tracing::info!(service = name, %http_addr, %grpc_addr, "service listening");
     let servers = async {
         let (h, g) = tokio::join!(async { http_server.await.map_err(|e| Error::Serve(format!("http: {e}"))) }, async {
             grpc_server.await.map_err(|e| Error::Serve(format!("grpc: {e}")))
@@ -130,12 +127,12 @@ pub async fn serve<A>(
     };
     let drain_deadline = async {
         shutdown.cancelled().await;
-        tokio::time::sleep(config.shutdown_timeout).await;
+        tokio::time::sleep(settings.shutdown_timeout).await;
     };
     let result = tokio::select! {
         result = servers => result,
         () = drain_deadline => {
-            tracing::warn!(service = spec.name, timeout = ?config.shutdown_timeout, "drain timed out, dropping open requests");
+            tracing::warn!(service = name, timeout = ?settings.shutdown_timeout, "drain timed out, dropping open requests");
             Ok(())
         }
     };
@@ -143,9 +140,9 @@ pub async fn serve<A>(
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
-        tracing::warn!(service = spec.name, "background tasks did not stop within 5s");
+        tracing::warn!(service = name, "background tasks did not stop within 5s");
     }
-    tracing::info!(service = spec.name, "service stopped");
+    tracing::info!(service = name, "service stopped");
     result
 }
 

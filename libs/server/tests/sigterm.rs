@@ -5,15 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::get;
-use getlood_server::{Infra, Listeners, Needs, NoSettings, ServiceConfig, ServiceSpec};
+use getlood_server::{Listeners, Needs, NoSettings, Runtime, ServiceConfig, ServiceSpec};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_complete() {
     let spec = ServiceSpec { name: "sigterm-test", needs: Needs::default() };
     let config = ServiceConfig::<NoSettings>::with_ports(0, 0, "sigterm_test");
-    let infra = Infra::connect(spec.needs, &config, spec.name).await.unwrap();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let listeners = Listeners::bind(loopback, loopback).await.unwrap();
     let base = format!("http://{}", listeners.http_addr());
@@ -27,22 +25,8 @@ async fn sigterm_lets_an_in_flight_request_complete() {
     );
     let shutdown = CancellationToken::new();
     let signal = tokio::spawn(getlood_server::shutdown_signal(shutdown.clone()));
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            getlood_server::serve(
-                spec,
-                &config,
-                infra,
-                listeners,
-                tonic::service::Routes::default(),
-                slow,
-                shutdown,
-                TaskTracker::new(),
-            )
-            .await
-        }
-    });
+    let runtime = Runtime::build(spec, &config, None, shutdown.clone()).await.unwrap();
+    let server = tokio::spawn(runtime.serve(listeners, tonic::service::Routes::default(), slow));
 
     let http = reqwest::Client::new();
     let in_flight = tokio::spawn({

@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use futures::{Stream, StreamExt as _};
 use getlood_auth::{Principal, TenantId};
+use getlood_common::paging::{decode_page_token, encode_page_token, page_size};
 use getlood_common::{ApiError, ErrorCode};
 use getlood_events::{Domain, Outbox, Payload, new_envelope};
 use getlood_proto::agent_registry::v1::agent_registry_service_server::AgentRegistryService;
@@ -34,27 +34,9 @@ fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     getlood_server::principal(req).cloned()
 }
 
-fn page(size: i32) -> i64 {
-    match size {
-        s if s <= 0 => 50,
-        s => i64::from(s.min(200)),
-    }
-}
-
-fn decode_token(token: &str) -> Result<String, Status> {
-    if token.is_empty() {
-        return Ok(String::new());
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| Status::invalid_argument("page_token is not a token this API returned"))
-}
-
-fn encode_token(last: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
-}
+/// Page-token kinds: a token of one list is refused by the other.
+const PAGE_KIND: &str = "agents";
+const SKILL_PAGE_KIND: &str = "skills";
 
 fn parse_id(id: &str) -> Result<Uuid, Status> {
     // A malformed id cannot name an agent of this tenant: NOT_FOUND, like any other unknown id.
@@ -313,8 +295,8 @@ impl AgentRegistryService for Registry {
         let p = principal(&req)?;
         let req = req.into_inner();
         let page_req = req.page.unwrap_or_default();
-        let limit = page(page_req.page_size);
-        let after = decode_token(&page_req.page_token)?;
+        let limit = page_size(page_req.page_size)?;
+        let after = decode_page_token(PAGE_KIND, &page_req.page_token)?.unwrap_or_default();
         let rows = self.store.list_agents(&p.tenant, &after, limit + 1, &req.owner, &req.metadata_filter).await?;
         let more = rows.len() as i64 > limit;
         let mut agents: Vec<Agent> = rows.into_iter().take(limit as usize).map(|s| s.agent).collect();
@@ -324,7 +306,7 @@ impl AgentRegistryService for Registry {
             let own: Vec<Skill> = skills.iter().filter(|s| agent.skills.contains(&s.name)).cloned().collect();
             compile(agent, &own);
         }
-        let next = if more { agents.last().map(|a| encode_token(&a.name)).unwrap_or_default() } else { String::new() };
+        let next = if more { agents.last().map(|a| encode_page_token(PAGE_KIND, &a.name)).unwrap_or_default() } else { String::new() };
         Ok(Response::new(ListAgentsResponse {
             agents: agents.into_iter().map(redact).collect(),
             page: Some(PageResponse { next_page_token: next, ..Default::default() }),
@@ -449,12 +431,12 @@ impl AgentRegistryService for Registry {
     async fn list_skills(&self, req: Request<ListSkillsRequest>) -> Result<Response<ListSkillsResponse>, Status> {
         let p = principal(&req)?;
         let page_req = req.into_inner().page.unwrap_or_default();
-        let limit = page(page_req.page_size);
-        let after = decode_token(&page_req.page_token)?;
+        let limit = page_size(page_req.page_size)?;
+        let after = decode_page_token(SKILL_PAGE_KIND, &page_req.page_token)?.unwrap_or_default();
         let mut skills = self.store.list_skills(&p.tenant, &after, limit + 1).await?;
         let more = skills.len() as i64 > limit;
         skills.truncate(limit as usize);
-        let next = if more { skills.last().map(|s| encode_token(&s.name)).unwrap_or_default() } else { String::new() };
+        let next = if more { skills.last().map(|s| encode_page_token(SKILL_PAGE_KIND, &s.name)).unwrap_or_default() } else { String::new() };
         Ok(Response::new(ListSkillsResponse {
             skills,
             page: Some(PageResponse { next_page_token: next, ..Default::default() }),

@@ -12,13 +12,10 @@ mod store;
 use std::time::Duration;
 
 use getlood_config::{ConfigError, Validate};
-use getlood_events::{EventBus, Outbox};
-use getlood_mindsdb::MindsdbClient;
+use getlood_mindsdb::{MindsdbClient, MindsdbConfig};
 use getlood_proto::agent_registry::v1::agent_registry_service_server::AgentRegistryServiceServer;
-use getlood_server::{Error, Infra, Listeners, Needs, ServiceConfig, ServiceSpec};
+use getlood_server::{Error, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
@@ -71,53 +68,36 @@ impl Validate for RegistrySettings {
 }
 
 /// The service's configuration.
-pub type Config = ServiceConfig<RegistrySettings>;
+pub type Config = ServiceConfig<RegistrySettings, MindsdbConfig>;
 
 /// Defaults: HTTP on :8084, gRPC on :9094, Postgres schema `agent_registry`.
 pub fn default_config() -> Config {
     ServiceConfig::with_ports(8084, 9094, "agent_registry")
 }
 
-/// Runs the service on `listeners` until `shutdown` is cancelled.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
-    let tracker = TaskTracker::new();
-    let verifier = getlood_server::verifier(&config.auth, &tracker, shutdown.clone()).await?;
-    let infra = Infra::start(SPEC, &config, Some(&MIGRATOR)).await?;
-    let (Some(pool), Some(nats)) = (infra.postgres.clone(), infra.nats.clone()) else {
-        return Err(Error::Serve("agent-registry needs postgres and nats".to_owned()));
-    };
+/// Runs the service on `listeners` until the runtime's shutdown.
+pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getlood_server::Result<()> {
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
-
-    let bus = EventBus::new(nats.clone(), &config.nats.subject_prefix);
-    // Streams are created lazily by whichever replica gets there first; a NATS outage at start
-    // only delays the outbox relay, which retries.
-    if let Err(err) = bus.ensure_streams().await {
-        tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
-    }
-    let outbox = Outbox::new(pool.clone());
-    outbox.spawn_relay(bus, config.app.outbox_poll, &tracker, shutdown.clone());
-
+    let outbox = runtime.outbox(config.app.outbox_poll)?;
     let cache = cache::AgentCache::new(
-        infra.redis.clone(),
+        runtime.redis(),
         &config.redis.key_prefix,
         config.app.cache_ttl,
         config.app.cache_capacity,
     );
     cache
-        .spawn_invalidation(nats, &config.nats.subject_prefix, &tracker, shutdown.clone())
+        .spawn_invalidation(runtime.nats()?, &config.nats.subject_prefix, runtime.tracker(), runtime.shutdown())
         .await
         .map_err(|e| Error::Serve(format!("nats subscribe: {e}")))?;
 
     let registry = grpc::Registry {
-        store: store::Store::new(pool),
+        store: store::Store::new(runtime.postgres()?),
         cache,
         outbox,
         backend: backend::Backend::new(mindsdb),
         heartbeat: config.app.query_heartbeat,
     };
-    let grpc = tonic::service::Routes::new(AgentRegistryServiceServer::with_interceptor(
-        registry,
-        getlood_server::authenticate(verifier),
-    ));
-    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, tracker).await
+    let grpc =
+        tonic::service::Routes::new(AgentRegistryServiceServer::with_interceptor(registry, runtime.authenticate()));
+    runtime.serve(listeners, grpc, axum::Router::new()).await
 }

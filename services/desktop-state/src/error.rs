@@ -1,12 +1,12 @@
 //! The service's errors, and how they reach a gRPC client: a status code, a message that is
 //! safe to show, and a `getlood.common.v1.ErrorDetail` in the `getlood-error-bin` trailer.
 
-use getlood_proto::common::v1::{ErrorCode as DetailCode, ErrorDetail, FieldViolation};
-use prost::Message as _;
-use tonic::{Code, Status};
+use getlood_common::{ApiError, ErrorCode, ServiceError};
+use getlood_server::database_code;
+use getlood_proto::common::v1::{ErrorDetail, FieldViolation};
+use tonic::Status;
 
-/// Binary metadata key of the [`ErrorDetail`] trailer (see `common.proto`).
-pub const ERROR_DETAIL_KEY: &str = "getlood-error-bin";
+pub use getlood_common::ERROR_DETAIL_KEY;
 
 /// Why a desktop-state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,53 +75,62 @@ fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        let (code, detail_code, message) = match &err {
-            Error::Aborted { message, .. } => (Code::Aborted, DetailCode::VersionConflict, message.clone()),
-            Error::Database(db) => match db {
-                // The pool could not get a connection: Postgres is down or saturated, retrying
-                // later may help.
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                    tracing::warn!(error = %db, "postgres unavailable");
-                    (Code::Unavailable, DetailCode::Unavailable, "database unavailable".to_owned())
-                }
-                _ => {
-                    tracing::error!(error = %db, "database error");
-                    (Code::Internal, DetailCode::Internal, "internal error".to_owned())
-                }
-            },
-            Error::FailedPrecondition(m) => (Code::FailedPrecondition, DetailCode::FailedPrecondition, m.clone()),
-            Error::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                (Code::Internal, DetailCode::Internal, "internal error".to_owned())
-            }
-            Error::InvalidArgument { message, .. } => {
-                (Code::InvalidArgument, DetailCode::InvalidArgument, message.clone())
-            }
-            Error::NotFound(m) => (Code::NotFound, DetailCode::NotFound, m.clone()),
-            Error::ResourceExhausted(m) => (Code::ResourceExhausted, DetailCode::RateLimited, m.clone()),
-        };
-        let mut detail = ErrorDetail { code: detail_code as i32, message: message.clone(), ..Default::default() };
-        match err {
+impl ServiceError for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Aborted { .. } => ErrorCode::Aborted,
+            Error::Database(db) => database_code(db),
+            Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            Error::Internal(_) => ErrorCode::Internal,
+            Error::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Error::Database(_) if self.code() == ErrorCode::Unavailable => "database unavailable".to_owned(),
+            Error::Database(_) | Error::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    fn fill_detail(&self, detail: &mut ErrorDetail) {
+        match self {
             Error::Aborted { current_version, current, .. } => {
-                detail.current_version = current_version;
-                detail.current = current;
+                detail.current_version = *current_version;
+                detail.current.clone_from(current);
             }
-            Error::InvalidArgument { violations, .. } => detail.field_violations = violations,
+            Error::InvalidArgument { violations, .. } => detail.field_violations.clone_from(violations),
             _ => {}
         }
-        let mut status = Status::new(code, message);
-        status
-            .metadata_mut()
-            .insert_bin(ERROR_DETAIL_KEY, tonic::metadata::MetadataValue::from_bytes(&detail.encode_to_vec()));
-        status
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        getlood_common::status(&err)
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(err: ApiError) -> Self {
+        match err.code {
+            ErrorCode::InvalidArgument => Self::InvalidArgument { message: err.message, violations: Vec::new() },
+            ErrorCode::NotFound => Self::NotFound(err.message),
+            _ => Self::Internal(err.message),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use getlood_proto::common::v1::ErrorCode as DetailCode;
+    use prost::Message as _;
+    use tonic::Code;
 
     #[test]
     fn aborted_carries_the_current_version_in_the_trailer() {

@@ -14,18 +14,13 @@ mod service;
 mod store;
 pub mod tables;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use getlood_auth::Verifier;
 use getlood_config::{ConfigError, Validate};
-use getlood_events::{EventBus, Outbox};
-use getlood_mindsdb::MindsdbClient;
+use getlood_mindsdb::{MindsdbClient, MindsdbConfig};
 use getlood_proto::desktop_state::v1::desktop_state_service_server::DesktopStateServiceServer;
-use getlood_server::{Error, Infra, Listeners, Needs, ServiceConfig, ServiceSpec};
+use getlood_server::{Error, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use error::{Error as DesktopError, Result};
 pub use tables::AgentTablesSettings;
@@ -91,34 +86,20 @@ impl Validate for DesktopSettings {
 }
 
 /// The service's configuration.
-pub type Config = ServiceConfig<DesktopSettings>;
+pub type Config = ServiceConfig<DesktopSettings, MindsdbConfig>;
 
 /// Defaults: HTTP on :8082, gRPC on :9092, Postgres schema `desktop_state`.
 pub fn default_config() -> Config {
     ServiceConfig::with_ports(8082, 9092, "desktop_state")
 }
 
-/// Runs the service on `listeners` until `shutdown` is cancelled. On shutdown the coalesced
+/// Runs the service on `listeners` until the runtime's shutdown. On shutdown the coalesced
 /// moves are written before this returns.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
-    let verifier = Arc::new(Verifier::new(&config.auth)?);
-    let infra = Infra::start(SPEC, &config, Some(&MIGRATOR)).await?;
-    let (Some(pool), Some(nats)) = (infra.postgres.clone(), infra.nats.clone()) else {
-        return Err(Error::Serve("desktop-state needs postgres and nats".to_owned()));
-    };
-    let tracker = TaskTracker::new();
-
-    let bus = EventBus::new(nats, &config.nats.subject_prefix);
-    // Streams are created lazily by whichever service gets there first; a NATS outage at start
-    // only delays the outbox relay, which retries.
-    if let Err(err) = bus.ensure_streams().await {
-        tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
-    }
-    let outbox = Outbox::new(pool.clone());
-    outbox.spawn_relay(bus.clone(), config.app.outbox_poll, &tracker, shutdown.clone());
-
+pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getlood_server::Result<()> {
+    let pool = runtime.postgres()?;
+    let outbox = runtime.outbox(config.app.outbox_poll)?;
     let coalescer = coalescer::Coalescer::new(pool.clone(), outbox.clone(), config.app.durable_coalesced_writes);
-    coalescer.spawn(config.app.coalesce_interval, bus, &tracker, shutdown.clone());
+    coalescer.spawn(config.app.coalesce_interval, runtime.bus()?, runtime.tracker(), runtime.shutdown());
 
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
     let tables = tables::AgentTables::new(
@@ -127,8 +108,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         &config.postgres.schema,
         pool.clone(),
         mindsdb,
-        tracker.clone(),
-        shutdown.clone(),
+        runtime.tracker().clone(),
+        runtime.shutdown(),
     )
     .map_err(|e| Error::Serve(format!("agent tables: {e}")))?;
     if let Some(tables) = &tables {
@@ -142,9 +123,6 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         tables,
         max_windows: i64::from(config.app.max_windows_per_desktop),
     };
-    let grpc = tonic::service::Routes::new(DesktopStateServiceServer::with_interceptor(
-        desktops,
-        getlood_server::authenticate(verifier),
-    ));
-    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, tracker).await
+    let grpc = tonic::service::Routes::new(DesktopStateServiceServer::with_interceptor(desktops, runtime.authenticate()));
+    runtime.serve(listeners, grpc, axum::Router::new()).await
 }

@@ -1,12 +1,9 @@
 //! Rows as stored, their protobuf form, and input validation.
 
-use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use getlood_proto::common::v1::FieldViolation;
 use getlood_proto::desktop_state::v1::{Desktop, Geometry, Window, WindowState};
-use prost_types::value::Kind;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -241,76 +238,19 @@ pub fn check_request_id(request_id: &str) -> Result<Option<&str>> {
     }
 }
 
-/// Page size of a `PageRequest`: 0 is the default 50, above 500 is clamped, negative refused.
-pub fn page_size(requested: i32) -> Result<i64> {
-    match requested {
-        s if s < 0 => Err(Error::invalid("page.page_size", "must not be negative")),
-        0 => Ok(50),
-        s => Ok(i64::from(s.min(500))),
-    }
-}
+pub use getlood_common::paging::{
+    decode_page_token as decode_token, encode_page_token as encode_token, page_size,
+};
 
-/// Encodes a page token: `kind` ties it to the query it was issued for.
-pub fn encode_token(kind: &str, position: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}|{position}"))
-}
-
-/// Decodes a token issued for `kind`; `None` for the first page.
-pub fn decode_token(kind: &str, token: &str) -> Result<Option<String>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || Error::invalid("page.page_token", "is not a token this query returned");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    match text.split_once('|') {
-        Some((k, position)) if k == kind => Ok(Some(position.to_owned())),
-        _ => Err(bad()),
-    }
-}
-
-/// `google.protobuf.Struct` to JSON (for the `props` column).
-pub fn struct_to_json(s: Option<&prost_types::Struct>) -> Json {
-    let mut map = serde_json::Map::new();
-    if let Some(s) = s {
-        for (k, v) in &s.fields {
-            map.insert(k.clone(), value_to_json(v));
-        }
-    }
-    Json::Object(map)
-}
-
-fn value_to_json(v: &prost_types::Value) -> Json {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::StructValue(s)) => struct_to_json(Some(s)),
-        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
-    }
-}
+/// `google.protobuf.Struct` to JSON (for the `props` column), `{}` when absent.
+pub use getlood_common::structs::opt_struct_to_json as struct_to_json;
 
 /// JSON (the `props` column) to `google.protobuf.Struct`; `None` for an empty object.
 pub fn json_to_struct(j: &Json) -> Option<prost_types::Struct> {
     match j {
-        Json::Object(map) if !map.is_empty() => Some(prost_types::Struct {
-            fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect::<BTreeMap<_, _>>(),
-        }),
+        Json::Object(map) if !map.is_empty() => Some(getlood_common::structs::object_to_struct(map)),
         _ => None,
     }
-}
-
-fn json_to_value(j: &Json) -> prost_types::Value {
-    let kind = match j {
-        Json::Null => Kind::NullValue(0),
-        Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(a) => Kind::ListValue(prost_types::ListValue { values: a.iter().map(json_to_value).collect() }),
-        Json::Object(_) => Kind::StructValue(json_to_struct(j).unwrap_or_default()),
-    };
-    prost_types::Value { kind: Some(kind) }
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ impl EventDispatcherService for Dispatcher {
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, req: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
-        let principal = getlood_server::principal(&req)?.clone();
-        let stream = self.subscriptions.subscribe(&principal, req.into_inner()).await?;
-        tracing::debug!(tenant = %principal.tenant, user = %principal.user, "subscription opened");
+        let caller = getlood_server::caller(&req)?.clone();
+        let stream = self.subscriptions.subscribe(&caller, req.into_inner()).await?;
+        tracing::debug!(tenant = %caller.principal.tenant, user = %caller.principal.user, "subscription opened");
         Ok(Response::new(stream))
     }
 

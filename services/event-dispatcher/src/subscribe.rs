@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt as _};
-use getlood_auth::{Principal, TenantId};
+use getlood_auth::TenantId;
+use getlood_server::{Caller, Upstream};
 use getlood_events::{Domain, EventBus, EventError, RawEvent, StartAt};
 use getlood_proto::desktop_state::v1::GetDesktopRequest;
 use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopStateServiceClient;
@@ -30,7 +31,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::filter::{Cursor, DomainKey, Topic, parse_topics};
@@ -49,7 +49,7 @@ pub type SubscribeStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, S
 #[derive(Clone)]
 pub(crate) struct Subscriptions {
     pub bus: EventBus,
-    pub desktops: DesktopStateServiceClient<Channel>,
+    pub desktops: Upstream,
     pub heartbeat: Duration,
     pub buffer: usize,
     pub lag_timeout: Duration,
@@ -59,14 +59,15 @@ pub(crate) struct Subscriptions {
 
 impl Subscriptions {
     /// Validates `req`, opens one follower per stream, and returns the subscription's items.
-    pub(crate) async fn subscribe(&self, principal: &Principal, req: SubscribeRequest) -> Result<SubscribeStream> {
+    pub(crate) async fn subscribe(&self, caller: &Caller, req: SubscribeRequest) -> Result<SubscribeStream> {
+        let principal = &caller.principal;
         let topics = parse_topics(&req.topics)?;
         if topics.contains_key(&DomainKey(Domain::Audit)) && !principal.has_role("admin") {
             return Err(Error::PermissionDenied("audit topics need the admin role".to_owned()));
         }
         let entity = (!req.entity_id.is_empty()).then(|| req.entity_id.clone());
         if topics.contains_key(&DomainKey(Domain::Window)) {
-            self.check_desktop(principal, entity.as_deref()).await?;
+            self.check_desktop(caller, entity.as_deref()).await?;
         }
         let heartbeat = match req.heartbeat_interval_ms {
             ms if ms <= 0 => self.heartbeat,
@@ -120,7 +121,8 @@ impl Subscriptions {
 
     /// Window events are per desktop and desktops belong to one user: a non-admin must name a
     /// desktop, and only one they can see (desktop-state decides, with the caller's token).
-    async fn check_desktop(&self, principal: &Principal, entity: Option<&str>) -> Result<()> {
+    async fn check_desktop(&self, caller: &Caller, entity: Option<&str>) -> Result<()> {
+        let principal = &caller.principal;
         let Some(desktop_id) = entity else {
             if principal.has_role("admin") {
                 return Ok(());
@@ -129,12 +131,8 @@ impl Subscriptions {
                 "window topics need entity_id (a desktop id) unless the caller has the admin role".to_owned(),
             ));
         };
-        let mut req = tonic::Request::new(GetDesktopRequest { desktop_id: desktop_id.to_owned() });
-        let bearer = format!("Bearer {}", principal.token)
-            .parse()
-            .map_err(|_| Error::InvalidArgument("token cannot be forwarded".to_owned()))?;
-        req.metadata_mut().insert("authorization", bearer);
-        match self.desktops.clone().get_desktop(req).await {
+        let req = self.desktops.unary(caller, GetDesktopRequest { desktop_id: desktop_id.to_owned() });
+        match self.desktops.client(DesktopStateServiceClient::new).get_desktop(req).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == tonic::Code::NotFound => {
                 Err(Error::NotFound(format!("desktop '{}' not found", desktop_id.chars().take(64).collect::<String>())))

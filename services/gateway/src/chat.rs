@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt as _};
 use getlood_auth::Principal;
 use getlood_common::{ApiError, ErrorCode};
 use getlood_proto::agent_registry::v1::{GetAgentRequest, get_agent_request};
-use getlood_proto::common::v1::{ErrorCode as ProtoErrorCode, ErrorDetail};
+use getlood_proto::common::v1::ErrorDetail;
 use getlood_proto::pipeline::v1::{Clarification, ExecuteRequest, ExecuteResponse, Turn, execute_response};
 use serde_json::json;
 use tokio::time::Instant;
@@ -62,23 +62,9 @@ pub(crate) fn upstream_error(service: &str, status: tonic::Status) -> ApiError {
 
 /// An in-stream error item, whose message the services promise is safe to show.
 fn detail_to_error(detail: &ErrorDetail) -> ApiError {
-    let code = match ProtoErrorCode::try_from(detail.code).unwrap_or(ProtoErrorCode::Internal) {
-        ProtoErrorCode::InvalidArgument => ErrorCode::InvalidArgument,
-        ProtoErrorCode::Unauthenticated => ErrorCode::Unauthenticated,
-        ProtoErrorCode::PermissionDenied => ErrorCode::PermissionDenied,
-        ProtoErrorCode::NotFound => ErrorCode::NotFound,
-        ProtoErrorCode::AlreadyExists => ErrorCode::AlreadyExists,
-        ProtoErrorCode::VersionConflict => ErrorCode::Aborted,
-        ProtoErrorCode::FailedPrecondition => ErrorCode::FailedPrecondition,
-        ProtoErrorCode::RateLimited => ErrorCode::ResourceExhausted,
-        // A model or MindsDB failing is a dependency failure the client may retry.
-        ProtoErrorCode::Unavailable | ProtoErrorCode::UpstreamFailure => ErrorCode::Unavailable,
-        ProtoErrorCode::DeadlineExceeded | ProtoErrorCode::Cancelled => ErrorCode::DeadlineExceeded,
-        ProtoErrorCode::Internal | ProtoErrorCode::Unspecified => ErrorCode::Internal,
-    };
     let message =
         if detail.message.is_empty() { "the chat pipeline failed".to_owned() } else { detail.message.clone() };
-    ApiError::new(code, message)
+    ApiError::new(ErrorCode::from_wire(detail.code), message)
 }
 
 /// Checks the model, starts `Execute` and returns its events. Errors before the stream starts

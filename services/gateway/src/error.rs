@@ -14,14 +14,6 @@ pub enum Error {
     /// The gateway has no Redis configured, so shared limits cannot be kept.
     #[error("rate-limit store is not configured")]
     RateLimitStoreMissing,
-    /// An upstream service URL cannot be turned into a gRPC endpoint.
-    #[error("invalid upstream url '{url}': {message}")]
-    UpstreamUrl {
-        /// The configured URL.
-        url: String,
-        /// Why tonic refused it.
-        message: String,
-    },
 }
 
 /// Result of the gateway crate.
@@ -34,7 +26,6 @@ impl From<Error> for ApiError {
             Error::RateLimitStore(_) | Error::RateLimitStoreMissing | Error::RateLimitStoreTimeout => {
                 ApiError::new(ErrorCode::Unavailable, "rate limiting is temporarily unavailable, retry shortly")
             }
-            Error::UpstreamUrl { .. } => ApiError::internal(&err),
         }
     }
 }

@@ -25,11 +25,8 @@ use std::time::Duration;
 
 use getlood_auth::Verifier;
 use getlood_config::{ConfigError, Validate};
-use getlood_server::{Infra, Listeners, Needs, ServiceConfig, ServiceSpec};
-use secrecy::ExposeSecret as _;
+use getlood_server::{Infra, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec, UpstreamTimeouts};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use error::{Error, Result};
 pub use http_api::router;
@@ -208,31 +205,24 @@ pub struct Shared {
     pub(crate) agents: agent_cache::AgentCache,
 }
 
-/// Runs the gateway on `listeners` until `shutdown` is cancelled.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
-    let tracker = TaskTracker::new();
-    let verifier = getlood_server::verifier(&config.auth, &tracker, shutdown.clone()).await?;
-    if config.auth.hs256_secret.as_ref().is_some_and(|s| s.expose_secret() == getlood_auth::DEV_HS256_SECRET) {
-        tracing::warn!(
-            "auth uses the built-in development secret; set GETLOOD_GATEWAY_AUTH__HS256_SECRET or public keys in production"
-        );
-    }
-    let infra = Infra::start(SPEC, &config, None).await?;
+/// Runs the gateway on `listeners` until the runtime's shutdown.
+pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getlood_server::Result<()> {
     let settings = Arc::new(config.app.clone());
-    let upstreams = Upstreams::connect_lazy(&config.services, &settings)
-        .map_err(|e| getlood_server::Error::Url { what: "upstream service", message: e.to_string() })?;
-    let limiter = RateLimiter::new(infra.redis.clone(), &config.redis.key_prefix, settings.clone());
-    let realtime = Realtime::new(settings.clone(), upstreams.clone(), tracker.clone(), shutdown.clone());
+    let runtime = runtime.with_upstream_timeouts(UpstreamTimeouts {
+        connect: settings.upstream_connect_timeout,
+        request: settings.upstream_request_timeout,
+    });
+    let upstreams = Upstreams::connect_lazy(&runtime)?;
+    let limiter = RateLimiter::new(runtime.redis(), &config.redis.key_prefix, settings.clone());
+    let realtime = Realtime::new(settings.clone(), upstreams.clone(), runtime.tracker().clone(), runtime.shutdown());
     let agents = agent_cache::AgentCache::new(settings.agent_cache_ttl, settings.agent_cache_capacity);
-    if let Some(nats) = infra.nats.clone() {
-        agents
-            .spawn_invalidation(nats, &config.nats.subject_prefix, &tracker, shutdown.clone())
-            .await
-            .map_err(|e| getlood_server::Error::Serve(format!("nats subscribe: {e}")))?;
-    }
+    agents
+        .spawn_invalidation(runtime.nats()?, &config.nats.subject_prefix, runtime.tracker(), runtime.shutdown())
+        .await
+        .map_err(|e| getlood_server::Error::Serve(format!("nats subscribe: {e}")))?;
     let state = AppState(Arc::new(Shared {
-        verifier: verifier.clone(),
-        infra: infra.clone(),
+        verifier: runtime.verifier(),
+        infra: runtime.infra().clone(),
         settings,
         upstreams,
         limiter,
@@ -240,5 +230,5 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         agents,
     }));
     let grpc = grpc::routes(state.clone());
-    getlood_server::serve(SPEC, &config, infra, listeners, grpc, router(state), shutdown, tracker).await
+    runtime.serve(listeners, grpc, router(state)).await
 }

@@ -1,6 +1,7 @@
 //! Runs any of the six GETLOOD services inside the current process, like Loki's monolithic
 //! mode: the `getlood dev` launcher and the test kit both start services through [`start`].
-//! In Kubernetes each service runs as its own binary instead.
+//! In Kubernetes each Deployment runs the same `getlood` binary with its service's name as
+//! the argument ([`run_service`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,12 +9,51 @@ use std::path::Path;
 use std::time::Duration;
 
 use getlood_config::Validate;
-use getlood_server::{Listeners, ServiceConfig, ServiceUrls};
+use getlood_server::{Listeners, Runtime, ServiceConfig, ServiceUrls};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Runs `$body` with `$krate` naming the crate of `$service` and `$migrator` its migrations:
+/// the one place that lists the six services' entry points.
+macro_rules! with_service {
+    ($service:expr, |$krate:ident, $migrator:ident| $body:expr) => {
+        match $service {
+            Service::Gateway => {
+                use getlood_gateway as $krate;
+                let $migrator: Option<&'static sqlx::migrate::Migrator> = None;
+                $body
+            }
+            Service::Pipeline => {
+                use getlood_pipeline as $krate;
+                let $migrator = Some(&getlood_pipeline::MIGRATOR);
+                $body
+            }
+            Service::DesktopState => {
+                use getlood_desktop_state as $krate;
+                let $migrator = Some(&getlood_desktop_state::MIGRATOR);
+                $body
+            }
+            Service::Workflow => {
+                use getlood_workflow as $krate;
+                let $migrator = Some(&getlood_workflow::MIGRATOR);
+                $body
+            }
+            Service::AgentRegistry => {
+                use getlood_agent_registry as $krate;
+                let $migrator = Some(&getlood_agent_registry::MIGRATOR);
+                $body
+            }
+            Service::EventDispatcher => {
+                use getlood_event_dispatcher as $krate;
+                let $migrator: Option<&'static sqlx::migrate::Migrator> = None;
+                $body
+            }
+        }
+    };
+}
 
 /// One of the six services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,14 +85,12 @@ impl Service {
 
     /// The service name, e.g. `desktop-state`.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Gateway => getlood_gateway::SPEC.name,
-            Self::Pipeline => getlood_pipeline::SPEC.name,
-            Self::DesktopState => getlood_desktop_state::SPEC.name,
-            Self::Workflow => getlood_workflow::SPEC.name,
-            Self::AgentRegistry => getlood_agent_registry::SPEC.name,
-            Self::EventDispatcher => getlood_event_dispatcher::SPEC.name,
-        }
+        with_service!(self, |krate, _migrator| krate::SPEC.name)
+    }
+
+    /// The service named `name`, e.g. `desktop-state`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -110,95 +148,67 @@ pub async fn start(
     listeners: Option<Listeners>,
     shutdown: CancellationToken,
 ) -> getlood_server::Result<Started> {
-    let (http_addr, grpc_addr, task) = match service {
-        Service::Gateway => {
-            spawn(getlood_gateway::default_config(), service, overrides, listeners, shutdown, getlood_gateway::run)
-                .await?
-        }
-        Service::Pipeline => {
-            spawn(getlood_pipeline::default_config(), service, overrides, listeners, shutdown, getlood_pipeline::run)
-                .await?
-        }
-        Service::DesktopState => {
-            spawn(
-                getlood_desktop_state::default_config(),
-                service,
-                overrides,
-                listeners,
-                shutdown,
-                getlood_desktop_state::run,
-            )
-            .await?
-        }
-        Service::Workflow => {
-            spawn(getlood_workflow::default_config(), service, overrides, listeners, shutdown, getlood_workflow::run)
-                .await?
-        }
-        Service::AgentRegistry => {
-            spawn(
-                getlood_agent_registry::default_config(),
-                service,
-                overrides,
-                listeners,
-                shutdown,
-                getlood_agent_registry::run,
-            )
-            .await?
-        }
-        Service::EventDispatcher => {
-            spawn(
-                getlood_event_dispatcher::default_config(),
-                service,
-                overrides,
-                listeners,
-                shutdown,
-                getlood_event_dispatcher::run,
-            )
-            .await?
-        }
-    };
+    let (http_addr, grpc_addr, task) = with_service!(service, |krate, migrator| {
+        spawn(krate::SPEC, krate::default_config(), migrator, overrides, listeners, shutdown, krate::run).await?
+    });
     Ok(Started { service, http_addr, grpc_addr, task })
+}
+
+/// Runs `service` as its own process would (`getlood <service> [serve|migrate|print-config]`):
+/// `args` are the service's arguments, the first being the program name.
+pub async fn run_service(service: Service, args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    with_service!(service, |krate, migrator| {
+        getlood_server::cli::main_with(krate::SPEC, krate::default_config(), migrator, krate::run, args).await
+    })
 }
 
 /// Loads `service`'s configuration from `file` and the environment exactly as its binary would,
 /// without starting it: used to prove that what Helm and compose set is accepted.
 pub fn check_config(service: Service, file: Option<&Path>) -> Result<(), getlood_config::ConfigError> {
-    match service {
-        Service::Gateway => getlood_config::load(service.name(), file, &getlood_gateway::default_config()).map(drop),
-        Service::Pipeline => getlood_config::load(service.name(), file, &getlood_pipeline::default_config()).map(drop),
-        Service::DesktopState => {
-            getlood_config::load(service.name(), file, &getlood_desktop_state::default_config()).map(drop)
-        }
-        Service::Workflow => getlood_config::load(service.name(), file, &getlood_workflow::default_config()).map(drop),
-        Service::AgentRegistry => {
-            getlood_config::load(service.name(), file, &getlood_agent_registry::default_config()).map(drop)
-        }
-        Service::EventDispatcher => {
-            getlood_config::load(service.name(), file, &getlood_event_dispatcher::default_config()).map(drop)
-        }
+    with_service!(service, |krate, _migrator| {
+        getlood_config::load(service.name(), file, &krate::default_config()).map(drop)
+    })
+}
+
+/// How the launcher sets a service's MindsDB URL, whether or not the service has a MindsDB
+/// section.
+trait MindsdbSection {
+    fn set_url(&mut self, url: &str);
+}
+
+impl MindsdbSection for getlood_mindsdb::MindsdbConfig {
+    fn set_url(&mut self, url: &str) {
+        self.url = url.to_owned();
     }
 }
 
-async fn spawn<A, F, Fut>(
-    defaults: ServiceConfig<A>,
-    service: Service,
+impl MindsdbSection for getlood_server::NoMindsdb {
+    fn set_url(&mut self, _url: &str) {}
+}
+
+async fn spawn<A, M, F, Fut>(
+    spec: getlood_server::ServiceSpec,
+    defaults: ServiceConfig<A, M>,
+    migrator: Option<&'static sqlx::migrate::Migrator>,
     overrides: &Overrides,
     listeners: Option<Listeners>,
     shutdown: CancellationToken,
     run: F,
 ) -> getlood_server::Result<(SocketAddr, SocketAddr, JoinHandle<getlood_server::Result<()>>)>
 where
-    A: Serialize + DeserializeOwned + Validate,
-    F: FnOnce(ServiceConfig<A>, Listeners, CancellationToken) -> Fut,
+    A: Serialize + DeserializeOwned + Validate + Send + Sync + 'static,
+    M: Serialize + DeserializeOwned + Validate + Default + MindsdbSection + Send + Sync + 'static,
+    F: FnOnce(ServiceConfig<A, M>, Runtime, Listeners) -> Fut + Send + 'static,
     Fut: Future<Output = getlood_server::Result<()>> + Send + 'static,
 {
     let mut config = if overrides.load_environment {
-        getlood_config::load(service.name(), overrides.config_file.as_deref().map(Path::new), &defaults)?
+        getlood_config::load(spec.name, overrides.config_file.as_deref().map(Path::new), &defaults)?
     } else {
         defaults
     };
     apply(&mut config, overrides);
-    if let Some(app) = overrides.app_settings.get(&service) {
+    let service = Service::ALL.into_iter().find(|s| s.name() == spec.name);
+    if let Some(app) = service.and_then(|s| overrides.app_settings.get(&s)) {
         // Merged over the service's own `app` settings and checked by the same deserializer,
         // so a test cannot set a key the service does not know.
         config = figment::Figment::from(figment::providers::Serialized::defaults(&config))
@@ -214,10 +224,14 @@ where
     let (http_addr, grpc_addr) = (listeners.http_addr(), listeners.grpc_addr());
     config.http_addr = http_addr;
     config.grpc_addr = grpc_addr;
-    Ok((http_addr, grpc_addr, tokio::spawn(run(config, listeners, shutdown))))
+    // Each in-process service is one task of the launcher, which waits on its handle; its own
+    // background tasks run on its runtime's tracker.
+    #[allow(clippy::disallowed_methods)]
+    let task = tokio::spawn(getlood_server::run_service(spec, config, migrator, listeners, shutdown, run));
+    Ok((http_addr, grpc_addr, task))
 }
 
-fn apply<A>(config: &mut ServiceConfig<A>, o: &Overrides) {
+fn apply<A, M: MindsdbSection>(config: &mut ServiceConfig<A, M>, o: &Overrides) {
     if let Some(v) = &o.postgres_url {
         config.postgres.url.clone_from(v);
     }
@@ -237,7 +251,7 @@ fn apply<A>(config: &mut ServiceConfig<A>, o: &Overrides) {
         config.nats.url.clone_from(v);
     }
     if let Some(v) = &o.mindsdb_url {
-        config.mindsdb.url.clone_from(v);
+        config.mindsdb.set_url(v);
     }
     if let Some(v) = &o.hs256_secret {
         config.auth.hs256_secret = Some(SecretString::from(v.as_str()));

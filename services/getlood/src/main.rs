@@ -1,5 +1,7 @@
-//! `getlood`: the all-in-one development launcher.
+//! `getlood`: the one binary of GETLOOD.
 //!
+//! `getlood <service> [serve|migrate|print-config] [--config FILE]` runs one service, as each
+//! Kubernetes Deployment does (`getlood gateway`, `getlood workflow migrate`, ...).
 //! `getlood dev` runs the six services in this process on their default ports (each still reads
 //! its own `GETLOOD_<SERVICE>_*` settings), prints the gateway URL and a development token, and
 //! stops everything on Ctrl-C. `getlood token` signs a development token.
@@ -15,7 +17,11 @@ use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(about = "GETLOOD all-in-one launcher")]
+#[command(
+    about = "GETLOOD: one binary for the six services",
+    after_help = "Services: getlood <gateway|pipeline|desktop-state|workflow|agent-registry|event-dispatcher> \
+                  [serve|migrate|print-config] [--config FILE]"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,9 +67,16 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `getlood <service> ...`: the service's own command line, as its Deployment runs it.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(service) = args.get(1).and_then(|a| a.to_str()).and_then(Service::from_name) {
+        let program = format!("getlood {}", service.name());
+        args.splice(0..2, [program.into()]);
+        return getlood::run_service(service, args).await;
+    }
     let cli = Cli::parse();
     if let Command::CheckConfig { service, config } = &cli.command {
-        let Some(svc) = Service::ALL.into_iter().find(|s| s.name() == service) else {
+        let Some(svc) = Service::from_name(service) else {
             eprintln!("getlood: unknown service '{service}'");
             return ExitCode::from(2);
         };

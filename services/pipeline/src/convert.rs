@@ -2,51 +2,16 @@
 
 use getlood_proto::common::v1::{ChatMessage, Role};
 use getlood_proto::pipeline::v1::{Stage, StageStatus, StageTiming, UiAction, UserIntentHint};
-use prost_types::value::Kind;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-/// A JSON value as a protobuf `Value`.
-pub(crate) fn json_to_value(v: Value) -> prost_types::Value {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s),
-        Value::Array(a) => {
-            Kind::ListValue(prost_types::ListValue { values: a.into_iter().map(json_to_value).collect() })
-        }
-        Value::Object(o) => Kind::StructValue(object_to_struct(o)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn object_to_struct(o: Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct { fields: o.into_iter().map(|(k, v)| (k, json_to_value(v))).collect() }
-}
+pub(crate) use getlood_common::structs::struct_to_json;
 
 /// A JSON object as a protobuf `Struct` (anything else becomes an empty struct).
 pub(crate) fn json_to_struct(v: Value) -> prost_types::Struct {
     match v {
-        Value::Object(o) => object_to_struct(o),
+        Value::Object(o) => getlood_common::structs::object_to_struct(&o),
         _ => prost_types::Struct::default(),
     }
-}
-
-/// A protobuf `Value` as JSON.
-pub(crate) fn value_to_json(v: &prost_types::Value) -> Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => json!(b),
-        Some(Kind::NumberValue(n)) => json!(n),
-        Some(Kind::StringValue(s)) => json!(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
-        Some(Kind::StructValue(s)) => struct_to_json(s),
-    }
-}
-
-/// A protobuf `Struct` as a JSON object.
-pub(crate) fn struct_to_json(s: &prost_types::Struct) -> Value {
-    Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
 }
 
 /// `ROLE_USER` → `user`.

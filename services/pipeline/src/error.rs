@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use getlood_common::{ApiError, ErrorCode};
+use getlood_common::{ApiError, ErrorCode, ServiceError};
 use getlood_mindsdb::MindsdbError;
 use getlood_proto::common::v1::{ErrorCode as ProtoCode, ErrorDetail};
 
@@ -78,39 +78,35 @@ impl Error {
         }
     }
 
-    /// The in-stream error item.
-    pub fn detail(&self) -> ErrorDetail {
+}
+
+impl ServiceError for Error {
+    fn code(&self) -> ErrorCode {
+        self.api().code
+    }
+
+    fn public_message(&self) -> String {
+        self.api().message
+    }
+
+    fn wire_code(&self) -> ProtoCode {
+        match (self, self.code()) {
+            (Self::Upstream(_) | Self::Mindsdb(_), ErrorCode::Unavailable) => ProtoCode::UpstreamFailure,
+            (_, code) => code.to_wire(),
+        }
+    }
+
+    /// The agent's own in-stream error is relayed as the registry sent it.
+    fn detail(&self) -> ErrorDetail {
         if let Self::Agent { code, message } = self {
             return ErrorDetail { code: *code, message: message.clone(), ..Default::default() };
         }
-        let api = self.api();
-        let code = match (self, api.code) {
-            (Self::Upstream(_) | Self::Mindsdb(_), ErrorCode::Unavailable) => ProtoCode::UpstreamFailure,
-            (_, c) => proto_code(c),
-        };
-        ErrorDetail { code: code as i32, message: api.message, ..Default::default() }
+        ErrorDetail { code: self.wire_code() as i32, message: self.public_message(), ..Default::default() }
     }
 }
 
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
-        err.api().into()
-    }
-}
-
-/// The proto error code of an error kind.
-pub(crate) fn proto_code(code: ErrorCode) -> ProtoCode {
-    match code {
-        ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge => ProtoCode::InvalidArgument,
-        ErrorCode::Unauthenticated => ProtoCode::Unauthenticated,
-        ErrorCode::PermissionDenied => ProtoCode::PermissionDenied,
-        ErrorCode::NotFound => ProtoCode::NotFound,
-        ErrorCode::AlreadyExists => ProtoCode::AlreadyExists,
-        ErrorCode::Aborted => ProtoCode::VersionConflict,
-        ErrorCode::FailedPrecondition => ProtoCode::FailedPrecondition,
-        ErrorCode::ResourceExhausted => ProtoCode::RateLimited,
-        ErrorCode::Unavailable => ProtoCode::Unavailable,
-        ErrorCode::DeadlineExceeded => ProtoCode::DeadlineExceeded,
-        ErrorCode::Unimplemented | ErrorCode::Internal => ProtoCode::Internal,
+        getlood_common::status(&err)
     }
 }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tracing::Instrument as _;
 
-use base64::Engine as _;
+use getlood_common::paging::{decode_page_token, encode_page_token, page_size};
 use chrono::DateTime;
 use futures::Stream;
 use getlood_auth::Principal;
@@ -128,34 +128,18 @@ pub(crate) fn check_request(req: &ExecuteRequest, limits: &Limits) -> Result<(),
     Ok(())
 }
 
-fn page_size(size: i32) -> Result<i64, Status> {
-    match size {
-        s if s < 0 => Err(Status::invalid_argument("page.page_size must not be negative")),
-        0 => Ok(50),
-        s => Ok(i64::from(s.min(500))),
-    }
-}
-
 /// Page tokens name the conversation they were issued for, so one cannot be replayed on another.
 fn encode_token(conversation: Uuid, c: &Cursor) -> String {
-    let raw = format!("{}|{}|{}", conversation.simple(), c.created_at.timestamp_micros(), c.id.simple());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    let position = format!("{}|{}", c.created_at.timestamp_micros(), c.id.simple());
+    encode_page_token(&conversation.simple().to_string(), &position)
 }
 
 fn decode_token(conversation: Uuid, token: &str) -> Result<Option<Cursor>, Status> {
-    if token.is_empty() {
+    let Some(position) = decode_page_token(&conversation.simple().to_string(), token)? else {
         return Ok(None);
-    }
-    let bad = || Status::invalid_argument("page_token is not a token this API returned for this conversation");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let mut parts = raw.split('|');
-    let (Some(conv), Some(micros), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
     };
-    if Uuid::parse_str(conv).ok() != Some(conversation) {
-        return Err(bad());
-    }
+    let bad = || Status::invalid_argument("page.page_token: is not a token this list returned");
+    let (micros, id) = position.split_once('|').ok_or_else(bad)?;
     let created_at = micros.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(bad)?;
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
     Ok(Some(Cursor { created_at, id }))
@@ -170,7 +154,8 @@ impl PipelineService for PipelineApi {
     type ExecuteStream = ExecuteStream;
 
     async fn execute(&self, req: Request<ExecuteRequest>) -> Result<Response<Self::ExecuteStream>, Status> {
-        let p = principal(&req)?;
+        let caller = getlood_server::caller(&req)?.clone();
+        let p = caller.principal.clone();
         let req = req.into_inner();
         let settings = &self.pipeline.settings;
         check_request(&req, &settings.limits)?;
@@ -194,11 +179,11 @@ impl PipelineService for PipelineApi {
             id
         };
         let override_agent = match &req.agent_name {
-            Some(name) => Some(self.pipeline.registry.get_by_name(&p, name).await?),
+            Some(name) => Some(self.pipeline.registry.get_by_name(&caller, name).await?),
             None => None,
         };
         let input = TurnInput {
-            principal: p,
+            caller,
             conversation_id,
             messages: req.messages,
             override_agent,
@@ -211,7 +196,7 @@ impl PipelineService for PipelineApi {
         let emitter = Emitter::new(tx, settings.heartbeat);
         // The turn runs in its own task; its span keeps it in the caller's trace, so the
         // registry and MindsDB calls it makes carry the same traceparent.
-        let span = tracing::info_span!("pipeline.turn", tenant = %input.principal.tenant);
+        let span = tracing::info_span!("pipeline.turn", tenant = %input.caller.principal.tenant);
         self.tracker.spawn(self.pipeline.clone().run(input, emitter).instrument(span));
         let stream = async_stream::stream! {
             while let Some(item) = rx.recv().await {

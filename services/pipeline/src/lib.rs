@@ -23,14 +23,11 @@ mod store;
 mod text;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use getlood_auth::Verifier;
-use getlood_events::{EventBus, Outbox};
-use getlood_mindsdb::MindsdbClient;
+use getlood_mindsdb::{MindsdbClient, MindsdbConfig};
 use getlood_proto::pipeline::v1::pipeline_service_server::PipelineServiceServer;
-use getlood_server::{Infra, Listeners, Needs, ServiceConfig, ServiceSpec};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use getlood_server::{Listeners, Needs, Runtime, ServiceConfig, ServiceSpec, UpstreamTimeouts};
 
 pub use error::{Error, Result};
 pub use routing::Mode;
@@ -46,7 +43,7 @@ pub const SPEC: ServiceSpec =
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// The service's configuration.
-pub type Config = ServiceConfig<PipelineSettings>;
+pub type Config = ServiceConfig<PipelineSettings, MindsdbConfig>;
 
 /// Defaults: HTTP on :8081, gRPC on :9091, Postgres schema `pipeline`.
 pub fn default_config() -> Config {
@@ -59,24 +56,9 @@ fn serve_err(what: &str, e: &dyn std::fmt::Display) -> getlood_server::Error {
     getlood_server::Error::Serve(format!("{what}: {e}"))
 }
 
-/// Runs the service on `listeners` until `shutdown` is cancelled.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
-    let verifier = Arc::new(Verifier::new(&config.auth)?);
-    let infra = Infra::start(SPEC, &config, Some(&MIGRATOR)).await?;
-    let (Some(pool), Some(nats)) = (infra.postgres.clone(), infra.nats.clone()) else {
-        return Err(getlood_server::Error::Serve("pipeline needs postgres and nats".to_owned()));
-    };
-    let tracker = TaskTracker::new();
-
-    let bus = EventBus::new(nats, &config.nats.subject_prefix);
-    // Streams are created by whichever service gets there first; a NATS outage at start only
-    // delays the outbox relay, which retries.
-    if let Err(err) = bus.ensure_streams().await {
-        tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
-    }
-    let outbox = Outbox::new(pool.clone());
-    outbox.spawn_relay(bus, config.app.outbox_poll, &tracker, shutdown.clone());
-
+/// Runs the service on `listeners` until the runtime's shutdown.
+pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getlood_server::Result<()> {
+    let outbox = runtime.outbox(config.app.outbox_poll)?;
     let intent_model = if config.app.intent_model.enabled {
         let client = MindsdbClient::new(&config.mindsdb).map_err(|e| serve_err("mindsdb client", &e))?;
         let prompt = intent::prompt_template(&config.app.intents);
@@ -87,21 +69,23 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     } else {
         None
     };
-    let registry = registry::RegistryClient::new(&config.services.agent_registry, config.app.registry_timeout)
-        .map_err(|e| serve_err("agent registry client", &e))?;
+    // QueryAgent answers once MindsDB has started the agent's stream, which may take up to the
+    // agent's deadline: the channel's time-to-headers bound must not cut it sooner.
+    let runtime = runtime.with_upstream_timeouts(UpstreamTimeouts {
+        connect: config.app.registry_timeout.min(Duration::from_secs(3)),
+        request: config.app.registry_timeout.max(config.app.agent_timeout),
+    });
+    let registry = registry::RegistryClient::new(runtime.upstream("agent-registry")?, config.app.registry_timeout);
     let pipeline = Arc::new(pipeline::Pipeline {
         rules: intent::RuleClassifier::new(&config.app),
         router: routing::Router::new(&config.app.routes),
         settings: Arc::new(config.app.clone()),
         intent_model,
         registry,
-        store: store::Store::new(pool, config.app.durable_turn_commit),
+        store: store::Store::new(runtime.postgres()?, config.app.durable_turn_commit),
         outbox,
     });
-    let api = grpc::PipelineApi { pipeline, tracker: tracker.clone() };
-    let grpc = tonic::service::Routes::new(PipelineServiceServer::with_interceptor(
-        api,
-        getlood_server::authenticate(verifier),
-    ));
-    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, tracker).await
+    let api = grpc::PipelineApi { pipeline, tracker: runtime.tracker().clone() };
+    let grpc = tonic::service::Routes::new(PipelineServiceServer::with_interceptor(api, runtime.authenticate()));
+    runtime.serve(listeners, grpc, axum::Router::new()).await
 }

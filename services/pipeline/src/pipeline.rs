@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use getlood_auth::Principal;
+use getlood_server::Caller;
 use getlood_events::{Domain, Outbox, Payload, new_envelope};
 use getlood_proto::agent_registry::v1::{Agent, query_agent_response};
 use getlood_proto::common::v1::{ChatMessage, Usage};
@@ -26,6 +27,7 @@ use uuid::Uuid;
 
 use crate::enhance::{ui_actions, user_intent_hints};
 use crate::error::Error;
+use getlood_common::ServiceError as _;
 use crate::intent::{Intent, RuleClassifier, RuleOutcome, parse_llm_answer};
 use crate::intent_model::IntentModel;
 use crate::registry::RegistryClient;
@@ -50,7 +52,7 @@ pub(crate) struct Pipeline {
 /// the stream).
 #[derive(Debug)]
 pub(crate) struct TurnInput {
-    pub principal: Principal,
+    pub caller: Caller,
     pub conversation_id: Uuid,
     pub messages: Vec<ChatMessage>,
     pub override_agent: Option<Agent>,
@@ -198,7 +200,7 @@ impl Pipeline {
     pub(crate) async fn run(self: Arc<Self>, input: TurnInput, mut em: Emitter) {
         let draft = Draft { id: Uuid::now_v7(), created_at: SystemTime::now(), clock: Instant::now() };
         let mut timer = Timer::default();
-        let tenant = input.principal.tenant.clone();
+        let tenant = input.caller.principal.tenant.clone();
         match self.stages(&input, &draft, &mut em, &mut timer).await {
             Ok(turn) => {
                 tracing::info!(%tenant, turn_id = %turn.id, outcome = turn.outcome, duration_ms = turn.duration_ms, "turn completed");
@@ -227,7 +229,8 @@ impl Pipeline {
         em: &mut Emitter,
         timer: &mut Timer,
     ) -> Result<Turn, Stop> {
-        let p = &input.principal;
+        let caller = &input.caller;
+        let p = &caller.principal;
         let message = input.messages.last().map(|m| m.content.as_str()).unwrap_or_default();
 
         // Stage 1: intent.
@@ -268,7 +271,7 @@ impl Pipeline {
             None => {
                 let s = timer.start(em, Stage::AgentSelection).await?;
                 let found = em
-                    .beat(Stage::AgentSelection, self.select(p, &route))
+                    .beat(Stage::AgentSelection, self.select(caller, &route))
                     .await?
                     .map_err(|e| Stop::Failed(Stage::AgentSelection, e))?;
                 match found {
@@ -324,7 +327,7 @@ impl Pipeline {
             id: draft.id.to_string(),
             conversation_id: input.conversation_id.to_string(),
             client_request_id: input.client_request_id.clone(),
-            user_id: input.principal.user.clone(),
+            user_id: input.caller.principal.user.clone(),
             desktop_id: input.desktop_id.clone(),
             messages: input.messages.clone(),
             intent: detected.intent.0 as i32,
@@ -376,7 +379,7 @@ impl Pipeline {
             intent_note: detected.note.clone(),
             route_rule: route.map(|r| r.rule.clone()).unwrap_or_default(),
         };
-        self.persist(&input.principal, turn, &notes).await.map_err(|e| Stop::Failed(Stage::Enhancement, e))
+        self.persist(&input.caller.principal, turn, &notes).await.map_err(|e| Stop::Failed(Stage::Enhancement, e))
     }
 
     /// Stage 1: the rules first; the LLM when they are not sure; a fallback when the LLM fails
@@ -446,7 +449,7 @@ impl Pipeline {
     /// Stage 3: the first agent with the route's skill, else the tenant's default agent.
     async fn select(
         &self,
-        p: &Principal,
+        p: &Caller,
         route: &Route,
     ) -> Result<Option<(Agent, SelectionReason, Vec<String>)>, Error> {
         let matches = self.registry.find(p, &route.skill).await?;
@@ -472,7 +475,7 @@ impl Pipeline {
         let deadline = tokio::time::Instant::now() + self.settings.agent_timeout;
         let conversation_id = input.conversation_id.to_string();
         let start = self.registry.query(
-            &input.principal,
+            &input.caller,
             &agent.id,
             &input.messages,
             &conversation_id,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use getlood_auth::Principal;
+use getlood_server::{Caller, Upstream};
 use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use getlood_proto::agent_registry::v1::{
     Agent, AgentMatch, FindAgentsRequest, GetAgentRequest, ListAgentsRequest, QueryAgentRequest, QueryAgentResponse,
@@ -11,48 +11,25 @@ use getlood_proto::agent_registry::v1::{
 };
 use getlood_proto::common::v1::{ChatMessage, PageRequest};
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 
-/// The registry's gRPC endpoint with the pipeline's deadlines.
+/// The registry's channel (the runtime's [`Upstream`]) with the pipeline's deadline.
 #[derive(Clone, Debug)]
 pub(crate) struct RegistryClient {
-    channel: Channel,
+    upstream: Upstream,
     timeout: Duration,
 }
 
 impl RegistryClient {
-    /// A lazily connecting client: the pipeline starts while the registry is down, and calls
-    /// then fail fast instead of hanging.
-    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| format!("agent registry url '{url}': {e}"))?;
-        let channel = endpoint
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .tcp_nodelay(true)
-            // Detects a silently dead registry under a long agent stream.
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        Ok(Self { channel, timeout })
+    /// A client over `upstream` whose lookups must answer within `timeout`.
+    pub(crate) fn new(upstream: Upstream, timeout: Duration) -> Self {
+        Self { upstream, timeout }
     }
 
     fn client(&self) -> AgentRegistryServiceClient<Channel> {
-        AgentRegistryServiceClient::new(self.channel.clone())
-    }
-
-    fn request<T>(p: &Principal, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
-        let mut headers = http::HeaderMap::new();
-        getlood_telemetry::inject_context(&mut getlood_telemetry::HeaderInjector(&mut headers));
-        if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", p.token)) {
-            headers.insert(http::header::AUTHORIZATION, value);
-        }
-        let mut req = tonic::Request::new(message);
-        *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
-        if let Some(t) = timeout {
-            req.set_timeout(t);
-        }
-        req
+        self.upstream.client(AgentRegistryServiceClient::new)
     }
 
     /// Runs a unary call under the deadline, client side too: `grpc-timeout` alone does not
@@ -77,21 +54,21 @@ impl RegistryClient {
 
     /// Agents having `skill`, in the registry's deterministic order (most matched skills, then
     /// name).
-    pub(crate) async fn find(&self, p: &Principal, skill: &str) -> Result<Vec<AgentMatch>> {
+    pub(crate) async fn find(&self, p: &Caller, skill: &str) -> Result<Vec<AgentMatch>> {
         let req =
             FindAgentsRequest { skills: vec![skill.to_owned()], match_mode: SkillMatchMode::Any as i32, limit: 10 };
         let mut client = self.client();
         let resp = self
-            .unary("agent registry FindAgents", client.find_agents(Self::request(p, req, Some(self.timeout))))
+            .unary("agent registry FindAgents", client.find_agents(p.request(req, Some(self.timeout))))
             .await?;
         Ok(resp.matches)
     }
 
     /// One agent of the caller's tenant by name; `NotFound` when the tenant has none.
-    pub(crate) async fn get_by_name(&self, p: &Principal, name: &str) -> Result<Agent> {
+    pub(crate) async fn get_by_name(&self, p: &Caller, name: &str) -> Result<Agent> {
         let req = GetAgentRequest { selector: Some(get_agent_request::Selector::Name(name.to_owned())) };
         let mut client = self.client();
-        match self.unary("agent registry GetAgent", client.get_agent(Self::request(p, req, Some(self.timeout)))).await {
+        match self.unary("agent registry GetAgent", client.get_agent(p.request(req, Some(self.timeout)))).await {
             Ok(resp) => resp.agent.ok_or_else(|| Error::NotFound(format!("agent '{name}' not found"))),
             Err(Error::Registry(s)) if s.code() == tonic::Code::NotFound => {
                 Err(Error::NotFound(format!("agent '{}' not found", name.chars().take(64).collect::<String>())))
@@ -102,7 +79,7 @@ impl RegistryClient {
 
     /// The tenant's default agent: the first by name with metadata `default=true`, else the
     /// configured name when the tenant has it.
-    pub(crate) async fn default_agent(&self, p: &Principal, configured: Option<&str>) -> Result<Option<Agent>> {
+    pub(crate) async fn default_agent(&self, p: &Caller, configured: Option<&str>) -> Result<Option<Agent>> {
         let req = ListAgentsRequest {
             page: Some(PageRequest { page_size: 1, page_token: String::new() }),
             owner: String::new(),
@@ -110,7 +87,7 @@ impl RegistryClient {
         };
         let mut client = self.client();
         let listed = self
-            .unary("agent registry ListAgents", client.list_agents(Self::request(p, req, Some(self.timeout))))
+            .unary("agent registry ListAgents", client.list_agents(p.request(req, Some(self.timeout))))
             .await?;
         if let Some(agent) = listed.agents.into_iter().next() {
             return Ok(Some(agent));
@@ -128,7 +105,7 @@ impl RegistryClient {
     /// Starts the agent's answer stream (the stream's own deadlines are the caller's).
     pub(crate) async fn query(
         &self,
-        p: &Principal,
+        p: &Caller,
         agent_id: &str,
         messages: &[ChatMessage],
         conversation_id: &str,
@@ -146,7 +123,7 @@ impl RegistryClient {
         // stream's idle time and total duration instead.
         // The registry answers once MindsDB has started the agent's stream, which can take longer
         // than a plain lookup: that wait has the agent's deadline.
-        self.unary_within("agent registry QueryAgent", start_timeout, client.query_agent(Self::request(p, req, None)))
+        self.unary_within("agent registry QueryAgent", start_timeout, client.query_agent(p.request(req, None)))
             .await
     }
 }

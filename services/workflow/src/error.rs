@@ -1,12 +1,12 @@
 //! The service's errors, and how they reach a gRPC client: a status code, a message that is
 //! safe to show, and a `getlood.common.v1.ErrorDetail` in the `getlood-error-bin` trailer.
 
+use getlood_common::{ApiError, ErrorCode, ServiceError};
 use getlood_proto::common::v1::{ErrorCode as DetailCode, ErrorDetail, FieldViolation};
-use prost::Message as _;
-use tonic::{Code, Status};
+use getlood_server::database_code;
+use tonic::Status;
 
-/// Binary metadata key of the [`ErrorDetail`] trailer (see `common.proto`).
-pub const ERROR_DETAIL_KEY: &str = "getlood-error-bin";
+pub use getlood_common::ERROR_DETAIL_KEY;
 
 /// Why a workflow operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,60 +95,82 @@ fn mindsdb_public_message(e: &getlood_mindsdb::MindsdbError) -> String {
     }
 }
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        let (code, detail_code, message) = match &err {
-            Error::Aborted { message, .. } => (Code::Aborted, DetailCode::VersionConflict, message.clone()),
-            Error::AlreadyExists(m) => (Code::AlreadyExists, DetailCode::AlreadyExists, m.clone()),
-            Error::Database(db) => match db {
-                // The pool could not get a connection: Postgres is down or saturated.
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                    tracing::warn!(error = %db, "postgres unavailable");
-                    (Code::Unavailable, DetailCode::Unavailable, "database unavailable".to_owned())
-                }
-                _ => {
-                    tracing::error!(error = %db, "database error");
-                    (Code::Internal, DetailCode::Internal, "internal error".to_owned())
-                }
-            },
-            Error::FailedPrecondition(m) => (Code::FailedPrecondition, DetailCode::FailedPrecondition, m.clone()),
-            Error::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                (Code::Internal, DetailCode::Internal, "internal error".to_owned())
+impl ServiceError for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Aborted { .. } => ErrorCode::Aborted,
+            Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Error::Database(db) => database_code(db),
+            Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            Error::Internal(_) => ErrorCode::Internal,
+            Error::InvalidArgument { .. } | Error::OutOfRange(_) => ErrorCode::InvalidArgument,
+            Error::Mindsdb(e) => e.code(),
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::Queue(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Error::Database(_) if self.code() == ErrorCode::Unavailable => "database unavailable".to_owned(),
+            Error::Database(_) | Error::Internal(_) => "internal error".to_owned(),
+            Error::Mindsdb(e) => mindsdb_public_message(e),
+            Error::Queue(_) => "work queue unavailable".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    fn wire_code(&self) -> DetailCode {
+        match self {
+            // A MindsDB failure that is not one of the client's own kinds is the model
+            // provider's or MindsDB's own error.
+            Error::Mindsdb(e)
+                if !matches!(
+                    e.code(),
+                    ErrorCode::NotFound
+                        | ErrorCode::InvalidArgument
+                        | ErrorCode::AlreadyExists
+                        | ErrorCode::Unavailable
+                        | ErrorCode::DeadlineExceeded
+                ) =>
+            {
+                DetailCode::UpstreamFailure
             }
-            Error::InvalidArgument { message, .. } => {
-                (Code::InvalidArgument, DetailCode::InvalidArgument, message.clone())
-            }
-            Error::Mindsdb(e) => {
-                tracing::warn!(error = %e, "mindsdb call failed");
-                let code = e.code();
-                let detail = match code {
-                    getlood_common::ErrorCode::NotFound => DetailCode::NotFound,
-                    getlood_common::ErrorCode::InvalidArgument => DetailCode::InvalidArgument,
-                    getlood_common::ErrorCode::AlreadyExists => DetailCode::AlreadyExists,
-                    getlood_common::ErrorCode::Unavailable => DetailCode::Unavailable,
-                    getlood_common::ErrorCode::DeadlineExceeded => DetailCode::DeadlineExceeded,
-                    _ => DetailCode::UpstreamFailure,
-                };
-                (code.grpc_code(), detail, mindsdb_public_message(e))
-            }
-            Error::NotFound(m) => (Code::NotFound, DetailCode::NotFound, m.clone()),
-            Error::OutOfRange(m) => (Code::OutOfRange, DetailCode::InvalidArgument, m.clone()),
-            Error::Queue(m) => {
-                tracing::warn!(error = %m, "jetstream unavailable");
-                (Code::Unavailable, DetailCode::Unavailable, "work queue unavailable".to_owned())
-            }
-        };
-        let mut detail = ErrorDetail { code: detail_code as i32, message: message.clone(), ..Default::default() };
-        match err {
-            Error::Aborted { current_version, .. } => detail.current_version = current_version,
-            Error::InvalidArgument { violations, .. } => detail.field_violations = violations,
+            other => other.code().to_wire(),
+        }
+    }
+
+    fn fill_detail(&self, detail: &mut ErrorDetail) {
+        match self {
+            Error::Aborted { current_version, .. } => detail.current_version = *current_version,
+            Error::InvalidArgument { violations, .. } => detail.field_violations.clone_from(violations),
             _ => {}
         }
-        let mut status = Status::new(code, message);
-        status
-            .metadata_mut()
-            .insert_bin(ERROR_DETAIL_KEY, tonic::metadata::MetadataValue::from_bytes(&detail.encode_to_vec()));
-        status
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let code = match &err {
+            // A resume point past the end is OUT_OF_RANGE on the wire (INVALID_ARGUMENT in
+            // the detail), which is what gRPC clients test for.
+            Error::OutOfRange(_) => Some(tonic::Code::OutOfRange),
+            _ => None,
+        };
+        let status = getlood_common::status(&err);
+        match code {
+            Some(code) => Status::with_metadata(code, status.message().to_owned(), status.metadata().clone()),
+            None => status,
+        }
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(err: ApiError) -> Self {
+        match err.code {
+            ErrorCode::InvalidArgument => Self::InvalidArgument { message: err.message, violations: Vec::new() },
+            ErrorCode::NotFound => Self::NotFound(err.message),
+            _ => Self::Internal(err.message),
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
+use getlood_common::paging::page_size;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use getlood_auth::{Principal, TenantId};
@@ -38,27 +38,14 @@ fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     getlood_server::principal(req).cloned()
 }
 
-fn page_size(size: i32) -> Result<i64, Status> {
-    match size {
-        s if s < 0 => Err(Error::invalid("page.page_size", "must not be negative").into()),
-        0 => Ok(50),
-        s => Ok(i64::from(s.min(500))),
-    }
+/// A page token of the list `kind` ([`getlood_common::paging`]).
+fn encode_token(kind: &str, position: &str) -> String {
+    getlood_common::paging::encode_page_token(kind, position)
 }
 
-fn encode_token(s: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
-}
-
-fn decode_token(token: &str) -> Result<String, Status> {
-    if token.is_empty() {
-        return Ok(String::new());
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| Error::invalid("page.page_token", "is not a token this API returned").into())
+/// The position of a page token of the list `kind`, empty for the first page.
+fn decode_token(kind: &str, token: &str) -> Result<String, Error> {
+    Ok(getlood_common::paging::decode_page_token(kind, token)?.unwrap_or_default())
 }
 
 /// A malformed id cannot name an object of this tenant: NOT_FOUND, like any unknown id.
@@ -340,11 +327,10 @@ impl Service {
             return Err(Error::FailedPrecondition("the workflow has no mindsdb job".to_owned()));
         }
         let page = req.page.unwrap_or_default();
-        let limit = page_size(page.page_size).map_err(|s| Error::invalid("page.page_size", s.message()))? as usize;
-        let offset: usize = match decode_token(&page.page_token) {
-            Ok(t) if t.is_empty() => 0,
-            Ok(t) => t.parse().map_err(|_| Error::invalid("page.page_token", "is not a token this API returned"))?,
-            Err(s) => return Err(Error::invalid("page.page_token", s.message())),
+        let limit = usize::try_from(page_size(page.page_size)?).unwrap_or(0);
+        let offset: usize = match decode_token("job_history", &page.page_token)? {
+            t if t.is_empty() => 0,
+            t => t.parse().map_err(|_| Error::invalid("page.page_token", "is not a token this API returned"))?,
         };
         let c = ctx(&p.tenant, &p.user);
         let prefix = job_prefix(&wf.id);
@@ -376,7 +362,7 @@ impl Service {
             })
             .collect::<Vec<_>>();
         let next = if offset + entries.len() < total {
-            encode_token(&(offset + entries.len()).to_string())
+            encode_token("job_history", &(offset + entries.len()).to_string())
         } else {
             String::new()
         };
@@ -462,11 +448,11 @@ impl WorkflowService for Service {
         let req = req.into_inner();
         let page = req.page.unwrap_or_default();
         let limit = page_size(page.page_size)?;
-        let after = decode_token(&page.page_token)?;
+        let after = decode_token("workflows", &page.page_token)?;
         let mut rows = self.store.list(&p.tenant, &after, limit + 1).await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next = if more { rows.last().map(|r| encode_token(&r.name)).unwrap_or_default() } else { String::new() };
+        let next = if more { rows.last().map(|r| encode_token("workflows", &r.name)).unwrap_or_default() } else { String::new() };
         let mut workflows = Vec::with_capacity(rows.len());
         for r in &rows {
             workflows.push(self.with_schedule(&p.tenant, r, !req.omit_graph).await?);
@@ -500,7 +486,7 @@ impl WorkflowService for Service {
         let wf = self.workflow(&p.tenant, &req.workflow_id, 0).await?;
         let page = req.page.unwrap_or_default();
         let limit = page_size(page.page_size)?;
-        let before: i64 = match decode_token(&page.page_token)? {
+        let before: i64 = match decode_token("versions", &page.page_token)? {
             t if t.is_empty() => 0,
             t => t.parse().map_err(|_| Error::invalid("page.page_token", "is not a token this API returned"))?,
         };
@@ -508,7 +494,7 @@ impl WorkflowService for Service {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next = if more {
-            rows.last().map(|r| encode_token(&r.version.to_string())).unwrap_or_default()
+            rows.last().map(|r| encode_token("versions", &r.version.to_string())).unwrap_or_default()
         } else {
             String::new()
         };
@@ -593,7 +579,7 @@ impl WorkflowService for Service {
             .collect();
         let page = req.page.unwrap_or_default();
         let limit = page_size(page.page_size)?;
-        let cursor = match decode_token(&page.page_token)? {
+        let cursor = match decode_token("runs", &page.page_token)? {
             t if t.is_empty() => None,
             t => {
                 let bad = || Status::from(Error::invalid("page.page_token", "is not a token this API returned"));
@@ -606,7 +592,7 @@ impl WorkflowService for Service {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next = match (more, rows.last()) {
-            (true, Some(r)) => encode_token(&format!("{} {}", r.created_at.timestamp_micros(), r.id)),
+            (true, Some(r)) => encode_token("runs", &format!("{} {}", r.created_at.timestamp_micros(), r.id)),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListRunsResponse {

@@ -25,13 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use getlood_config::{ConfigError, Validate};
-use getlood_events::EventBus;
-use getlood_mindsdb::{JobAdapter, MindsdbClient, ProjectAdapter};
+use getlood_mindsdb::{JobAdapter, MindsdbClient, MindsdbConfig, ProjectAdapter};
 use getlood_proto::workflow::v1::workflow_service_server::WorkflowServiceServer;
-use getlood_server::{Error, Infra, Listeners, Needs, ServiceConfig, ServiceSpec};
+use getlood_server::{Error, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use error::ERROR_DETAIL_KEY;
 
@@ -111,36 +108,32 @@ impl Validate for WorkflowSettings {
 }
 
 /// The service's configuration.
-pub type Config = ServiceConfig<WorkflowSettings>;
+pub type Config = ServiceConfig<WorkflowSettings, MindsdbConfig>;
 
 /// Defaults: HTTP on :8083, gRPC on :9093, Postgres schema `workflow`.
 pub fn default_config() -> Config {
     ServiceConfig::with_ports(8083, 9093, "workflow")
 }
 
-/// Runs the service on `listeners` until `shutdown` is cancelled.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> getlood_server::Result<()> {
-    let tracker = TaskTracker::new();
-    let verifier = getlood_server::verifier(&config.auth, &tracker, shutdown.clone()).await?;
-    let infra = Infra::start(SPEC, &config, Some(&MIGRATOR)).await?;
-    let (Some(pool), Some(nats)) = (infra.postgres.clone(), infra.nats.clone()) else {
-        return Err(Error::Serve("workflow needs postgres and nats".to_owned()));
-    };
+/// Runs the service on `listeners` until the runtime's shutdown.
+pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getlood_server::Result<()> {
+    let pool = runtime.postgres()?;
+    let (tracker, shutdown) = (runtime.tracker(), runtime.shutdown());
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
 
-    let bus = EventBus::new(nats.clone(), &config.nats.subject_prefix);
-    // Streams are created by whichever replica gets there first; a NATS outage at start only
-    // delays the relay and the workers, which retry.
-    if let Err(err) = bus.ensure_streams().await {
-        tracing::warn!(error = %err, "jetstream streams not ensured yet; the outbox relay will retry");
-    }
+    // The workflow relay is its own (pipelined, with back-pressure on ExecuteWorkflow), not
+    // the runtime's generic outbox relay.
     let backlog =
         Arc::new(backlog::RelayBacklog::new(config.app.relay_backlog_limit, config.app.relay_backlog_max_wait));
-    relay::spawn(&pool, bus, backlog.clone(), config.app.outbox_poll, &tracker, shutdown.clone());
+    relay::spawn(&pool, runtime.bus()?, backlog.clone(), config.app.outbox_poll, tracker, shutdown.clone());
 
-    let queue =
-        queue::WorkQueue::new(nats, &config.nats.subject_prefix, &config.postgres.schema, config.app.node_lease);
-    queue.spawn_lag_reporter(&tracker, shutdown.clone());
+    let queue = queue::WorkQueue::new(
+        runtime.nats()?,
+        &config.nats.subject_prefix,
+        &config.postgres.schema,
+        config.app.node_lease,
+    );
+    queue.spawn_lag_reporter(tracker, shutdown.clone());
     let engine = Arc::new(engine::Engine::new(
         pool.clone(),
         queue,
@@ -150,15 +143,12 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         config.app.clone(),
         &config.postgres.schema,
     ));
-    engine.spawn_listener(&tracker, shutdown.clone());
-    engine.spawn_workers(&tracker, shutdown.clone());
-    engine.spawn_sweeper(&tracker, shutdown.clone());
-    scheduler::spawn(engine.clone(), &tracker, shutdown.clone());
+    engine.spawn_listener(tracker, shutdown.clone());
+    engine.spawn_workers(tracker, shutdown.clone());
+    engine.spawn_sweeper(tracker, shutdown.clone());
+    scheduler::spawn(engine.clone(), tracker, shutdown);
 
     let service = grpc::Service { store: store::Store { pool }, engine, projects: ProjectAdapter::new(mindsdb) };
-    let grpc = tonic::service::Routes::new(WorkflowServiceServer::with_interceptor(
-        service,
-        getlood_server::authenticate(verifier),
-    ));
-    getlood_server::serve(SPEC, &config, infra, listeners, grpc, axum::Router::new(), shutdown, tracker).await
+    let grpc = tonic::service::Routes::new(WorkflowServiceServer::with_interceptor(service, runtime.authenticate()));
+    runtime.serve(listeners, grpc, axum::Router::new()).await
 }

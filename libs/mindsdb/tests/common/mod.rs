@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use getlood_auth::TenantId;
+use getlood_common::TenantId;
 use getlood_mindsdb::{MindsdbClient, MindsdbConfig, ProjectAdapter, TenantContext};
 
 // The testkit's double and proxy are self-contained files; including them by path keeps this
 // crate's tests from building every service (see the dev-dependencies comment in Cargo.toml).
-#[path = "../../../testkit/src/openai_double.rs"]
+#[path = "../../../../tests/kit/src/openai_double.rs"]
 pub mod openai_double;
-#[path = "../../../testkit/src/proxy.rs"]
+#[path = "../../../../tests/kit/src/proxy.rs"]
 pub mod proxy;
 
 pub use openai_double::OpenAiDouble;

@@ -1,15 +1,17 @@
-//! The real `getlood-gateway` binary: refuses bad configuration by name, and exits cleanly on
-//! SIGTERM. Every service binary goes through the same `getlood_server::cli::main`.
+//! The real `getlood` binary running one service (`getlood gateway`, as its Deployment does):
+//! refuses bad configuration by name, and exits cleanly on SIGTERM. Every service goes through
+//! the same `getlood_server::cli::main_with`.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_getlood-gateway");
+const BIN: &str = env!("CARGO_BIN_EXE_getlood");
 
 fn gateway() -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear()
+    cmd.arg("gateway")
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("GETLOOD_GATEWAY_HTTP_ADDR", "127.0.0.1:0")
         .env("GETLOOD_GATEWAY_GRPC_ADDR", "127.0.0.1:0")
@@ -32,6 +34,9 @@ fn invalid_values_refuse_start_and_name_the_key() {
         ("GETLOOD_GATEWAY_REDIS__URL", "http://redis", "redis.url"),
         ("GETLOOD_GATEWAY_AUTH__HS256_SECRET", "short", "auth.hs256_secret"),
         ("GETLOOD_GATEWAY_APP__MAX_BODY_BYTES", "10", "app.max_body_bytes"),
+        // The gateway owns no MindsDB adapter: a MindsDB setting meant for another service is
+        // refused, not silently ignored.
+        ("GETLOOD_GATEWAY_MINDSDB__URL", "http://mindsdb:47334", "url"),
     ] {
         let out = gateway().env(key, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{key}");

@@ -1,3 +1,7 @@
+//! Who a request is for: the tenant and the verified caller. Every crate names tenants with
+//! [`TenantId`], so the types sit here, below the crates that verify tokens (`getlood-auth`)
+//! or scope resources by tenant (`getlood-mindsdb`, `getlood-events`).
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

@@ -44,3 +44,20 @@ pub fn init_test_logging() {
             .try_init();
     }
 }
+
+/// The `getlood` binary built next to the running test or bench (`target/<profile>/getlood`,
+/// from `target/<profile>/deps/<test>-<hash>`), if it has been built.
+pub fn getlood_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("getlood");
+    bin.exists().then_some(bin)
+}
+
+/// A command that runs `service` the way its Deployment does: `getlood <service>`.
+pub fn service_command(service: &str) -> anyhow::Result<std::process::Command> {
+    let bin = getlood_binary()
+        .ok_or_else(|| anyhow::anyhow!("the getlood binary is missing: run `cargo build --bin getlood` first"))?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg(service);
+    Ok(cmd)
+}

@@ -1,0 +1,196 @@
+//! The one client for service-to-service calls: how a channel to another service is made, and
+//! what every call carries (the caller's own bearer token, the W3C trace context, the request
+//! id and the caller's remaining deadline).
+
+use std::time::{Duration, Instant};
+
+use getlood_auth::Principal;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{Error, Result};
+
+/// Who a call is made for: the verified caller, the request id to correlate logs with, and
+/// the instant by which the caller wants an answer.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The verified caller; its token is forwarded so the callee re-verifies it and scopes
+    /// everything to its tenant (no service vouches for another's tenant).
+    pub principal: Principal,
+    /// `x-request-id` of the originating request, when there is one.
+    pub request_id: Option<String>,
+    /// When the caller stops waiting (its `grpc-timeout`), when it gave one.
+    pub deadline: Option<Instant>,
+}
+
+impl Caller {
+    /// A caller with no request id and no deadline.
+    pub fn new(principal: Principal) -> Self {
+        Self { principal, request_id: None, deadline: None }
+    }
+
+    /// The caller with `request_id`.
+    #[must_use]
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    /// Time left before the caller's deadline (zero once passed), `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Wraps `message` for an upstream call on behalf of this caller: bearer token, trace
+    /// context of the current span, request id, and a `grpc-timeout` of the smaller of
+    /// `timeout` and the caller's remaining time (none when both are absent: a stream whose
+    /// length is bounded by its own idle and total deadlines).
+    pub fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
+        let mut headers = http::HeaderMap::new();
+        getlood_telemetry::inject_context(&mut getlood_telemetry::HeaderInjector(&mut headers));
+        if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", self.principal.token)) {
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        if let Some(value) = self.request_id.as_deref().and_then(|id| http::HeaderValue::from_str(id).ok()) {
+            headers.insert(REQUEST_ID, value);
+        }
+        let mut req = tonic::Request::new(message);
+        *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        let timeout = match (timeout, self.remaining()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = timeout {
+            req.set_timeout(t);
+        }
+        req
+    }
+}
+
+/// Header and metadata key of the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Deadlines of the channels to other services.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    /// Time allowed to open a connection.
+    pub connect: Duration,
+    /// Deadline of every call until its response headers (a unary call's whole answer).
+    pub request: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(2), request: Duration::from_secs(10) }
+    }
+}
+
+/// A lazily connected channel to another service: made once at start, cloned per call (a tonic
+/// `Channel` multiplexes HTTP/2 streams and reconnects by itself). The service starts while the
+/// other is down, and a call to it then fails fast with UNAVAILABLE instead of hanging.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    name: &'static str,
+    channel: Channel,
+    timeouts: UpstreamTimeouts,
+}
+
+impl Upstream {
+    /// A channel named `name` (for errors and logs) to `url`, without dialing.
+    pub fn connect_lazy(name: &'static str, url: &str, timeouts: UpstreamTimeouts) -> Result<Self> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Error::Url { what: name, message: format!("'{url}': {e}") })?;
+        let channel = endpoint
+            .connect_timeout(timeouts.connect)
+            // Time to the response headers: bounds a unary call, and a stream until it starts;
+            // a stream's body has its handler's idle and total deadlines instead.
+            .timeout(timeouts.request)
+            .tcp_nodelay(true)
+            // Detects a silently dead peer under a long stream (chat answers, subscriptions).
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Self { name, channel, timeouts })
+    }
+
+    /// The service's name, e.g. `agent-registry`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// A generated client over the channel, e.g. `upstream.client(PipelineServiceClient::new)`.
+    pub fn client<C>(&self, make: impl FnOnce(Channel) -> C) -> C {
+        make(self.channel.clone())
+    }
+
+    /// The default deadline of a unary call.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeouts.request
+    }
+
+    /// `message` wrapped for a unary call on behalf of `caller`, under the default deadline
+    /// (or the caller's remaining time, if shorter).
+    pub fn unary<T>(&self, caller: &Caller, message: T) -> tonic::Request<T> {
+        caller.request(message, Some(self.timeouts.request))
+    }
+
+    /// `message` wrapped for a streaming call on behalf of `caller`: no deadline of its own
+    /// (the caller's remaining time still applies).
+    pub fn streaming<T>(&self, caller: &Caller, message: T) -> tonic::Request<T> {
+        caller.request(message, None)
+    }
+
+    /// Runs a unary call under `timeout` on this side too: `grpc-timeout` alone does not cover
+    /// a connection that never completes. Elapsed time is a DEADLINE_EXCEEDED status naming
+    /// the service.
+    pub async fn call<T, F>(&self, timeout: Duration, call: F) -> std::result::Result<T, tonic::Status>
+    where
+        F: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "the {} service did not answer within {}s",
+                self.name,
+                timeout.as_secs_f32()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> Principal {
+        Principal {
+            tenant: getlood_auth::TenantId::parse("acme").unwrap(),
+            user: "u".into(),
+            roles: vec![],
+            expires_at: 0,
+            token: "tok".into(),
+        }
+    }
+
+    #[test]
+    fn a_call_carries_token_request_id_and_the_shorter_deadline() {
+        let mut caller = Caller::new(principal()).with_request_id(Some("rid-1".into()));
+        caller.deadline = Some(Instant::now() + Duration::from_secs(2));
+        let req = caller.request((), Some(Duration::from_secs(10)));
+        assert_eq!(req.metadata().get("authorization").unwrap(), "Bearer tok");
+        assert_eq!(req.metadata().get(REQUEST_ID).unwrap(), "rid-1");
+        let timeout = req.metadata().get("grpc-timeout").unwrap().to_str().unwrap().to_owned();
+        let (value, unit) = timeout.split_at(timeout.len() - 1);
+        let nanos_per_unit: u128 = match unit {
+            "H" => 3_600_000_000_000,
+            "M" => 60_000_000_000,
+            "S" => 1_000_000_000,
+            "m" => 1_000_000,
+            "u" => 1_000,
+            _ => 1,
+        };
+        let nanos = value.parse::<u128>().unwrap() * nanos_per_unit;
+        assert!(nanos <= 2_000_000_000 && nanos > 1_000_000_000, "{timeout}");
+        let req = Caller::new(principal()).request((), None);
+        assert!(req.metadata().get("grpc-timeout").is_none());
+    }
+}
