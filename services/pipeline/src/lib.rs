@@ -21,6 +21,7 @@ mod routing;
 mod settings;
 mod store;
 mod text;
+mod types;
 
 use std::sync::Arc;
 
@@ -33,10 +34,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::{Error, Result};
-pub use routing::Mode;
 pub use settings::{
     AppKeywords, FallbackSettings, IntentModelSettings, KeywordRule, Limits, PipelineSettings, RouteRule, RuleSettings,
 };
+pub use types::Mode;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =

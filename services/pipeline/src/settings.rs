@@ -7,8 +7,7 @@ use getlood_config::{ConfigError, Validate};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::intent::Intent;
-use crate::routing::Mode;
+use crate::types::{Intent, Mode};
 
 /// pipeline settings (`GETLOOD_PIPELINE_APP__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
