@@ -2,8 +2,8 @@
 //!
 //! Settings travel as JSON through MindsDB's REST routes (`/api/projects/{p}/agents`), because
 //! `CREATE AGENT ... USING` cannot bind values (the parser refuses `:name` in `USING`).
-//! Questions always use the streaming route: the non-streaming one answers 500 in 26.1
-//! (notes §8, `KeyError 'trace_id'`).
+//! Questions always use the streaming route: the non-streaming one answers 500 in 26.1 on every
+//! successful answer (`KeyError 'trace_id'`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -25,7 +25,7 @@ use crate::sql::Ident;
 #[derive(Debug, Clone)]
 pub struct LlmSettings {
     /// MindsDB provider: `openai`, `anthropic`, `google`, `ollama`, `nvidia_nim`, `litellm`,
-    /// `vllm` (26.1's list, notes §8).
+    /// `vllm` (26.1 accepts these; `writer`, `bedrock` and `mindsdb` raise).
     pub provider: String,
     /// The provider's model name.
     pub model_name: String,
@@ -184,7 +184,8 @@ impl AgentMessage {
 /// One event of an agent's answer stream.
 ///
 /// MindsDB sends progress lines, then the whole answer in one event (no tokens), then `end`
-/// twice (notes §8); the stream yields the first `End` and stops.
+/// twice (26.1 sends `{"type": "end", ...}` and then a bare `{"type": "end"}`); the stream yields
+/// the first `End` and stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
     /// A progress line, e.g. "Generating Data Catalog...".

@@ -23,7 +23,7 @@ pub const METRIC_ERRORS: &str = "getlood_mindsdb_errors_total";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantContext {
     /// The tenant; also the MindsDB `company-id`, which is where MindsDB really separates
-    /// tenants (projects alone are only namespaces, notes §5).
+    /// tenants (projects are only namespaces: a query may name another project's tables).
     pub tenant: TenantId,
     /// The acting user, for our logs. It is NOT sent as MindsDB's `user-id`: MindsDB 26.1
     /// scopes projects and agents by (company-id, user-id), so per-user ids would split one
@@ -54,7 +54,7 @@ pub enum QueryOutput {
     Table(Table),
     /// A statement without rows.
     Ok {
-        /// MindsDB's count; unreliable (`0` for inserts into files tables, notes §4).
+        /// MindsDB's count; unreliable (26.1 answers `0` for a row inserted into a files table).
         affected_rows: Option<i64>,
     },
 }

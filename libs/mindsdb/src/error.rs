@@ -6,9 +6,9 @@ use getlood_common::{ApiError, ErrorCode};
 ///
 /// MindsDB 26.1 answers SQL-level failures with HTTP 200 and a free-text `error_message`
 /// (`error_code` is always 0), so most variants come out of [`MindsdbError::from_message`],
-/// which matches the message texts observed on the real server (shared notes/mindsdb-26.1.md §4,
-/// §11). The text of a variant is for logs; [`From<MindsdbError> for ApiError`] decides what a
-/// client may see.
+/// which matches the message texts observed on a real 26.1 server (e.g. `Table 'x' not found in
+/// database: p`). The text of a variant is for logs; [`From<MindsdbError> for ApiError`] decides
+/// what a client may see.
 #[derive(Debug, thiserror::Error)]
 pub enum MindsdbError {
     /// An object with this name already exists.

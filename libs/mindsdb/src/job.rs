@@ -5,7 +5,8 @@
 //! so bound values are written as checked literals ([`crate::sql::Sql::to_inline`]) and values
 //! containing `{{`/`}}` are refused (MindsDB substitutes `{{START_DATETIME}}`-style templates
 //! in bodies). There is no "run now" in 26.1: [`JobAdapter::run_once`] creates a job without a
-//! schedule, which MindsDB runs at its next check and then deletes (notes §10).
+//! schedule, which MindsDB runs at its next check (`jobs.check_interval`, default 30 s, plus
+//! 1-10 s) and then deletes.
 
 use chrono::NaiveDateTime;
 use reqwest::Method;
@@ -155,7 +156,7 @@ impl JobAdapter {
             return Err(MindsdbError::InvalidArgument("job end is before its start".to_owned()));
         }
         // The REST route takes the schedule as JSON fields, so only the body is SQL text.
-        // `start_at`/`end_at` must be present even when null (500 KeyError otherwise, notes §10).
+        // `start_at`/`end_at` must be present even when null: 26.1 answers 500 `KeyError 'start_at'`.
         let body = json!({"job": {
             "name": spec.name.as_str(),
             "query": query,

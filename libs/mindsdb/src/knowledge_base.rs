@@ -16,8 +16,8 @@ use crate::mask::mask_secrets;
 use crate::sql::{Ident, SqlBuilder};
 
 /// The embedding model of a knowledge base. MindsDB 26.1 allows the providers `openai`,
-/// `azure_openai`, `bedrock`, `gemini`, `google`, `ollama`, `snowflake` (notes §9); any
-/// OpenAI-compatible endpoint works as `openai` with a `base_url`.
+/// `azure_openai`, `bedrock`, `gemini`, `google`, `ollama`, `snowflake` (no sentence-transformers
+/// or huggingface); any OpenAI-compatible endpoint works as `openai` with a `base_url`.
 #[derive(Debug, Clone)]
 pub struct EmbeddingSettings {
     /// Provider.
@@ -246,7 +246,7 @@ fn check_doc_id(doc_id: &str) -> Result<()> {
 
 fn parse_metadata(cell: Option<&Value>) -> Value {
     match cell {
-        // Selected by name, metadata comes back as JSON text (notes §4).
+        // MindsDB sends metadata as JSON text when the column is selected by name (an object in `*`).
         Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
         Some(v) => v.clone(),
         None => Value::Null,

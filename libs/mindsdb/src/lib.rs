@@ -10,8 +10,7 @@
 //!   [`KnowledgeBaseAdapter`], [`JobAdapter`], [`DatabaseAdapter`]. Each works inside the
 //!   tenant's project `t_<tenant>` and returns secrets masked.
 //!
-//! Facts about MindsDB behind the choices here are in shared notes/mindsdb-26.1.md; section
-//! numbers in comments refer to it.
+//! Comments state the MindsDB 26.1 behaviour behind each choice where the choice is made.
 
 mod agent;
 mod client;

@@ -1,7 +1,7 @@
 //! Secret masking for everything an adapter returns.
 //!
 //! MindsDB masks some listings itself and not others (agents' `model.api_key` and
-//! `GET /api/databases/{name}` come back in clear, notes §7-§8), so every adapter passes
+//! `GET /api/databases/{name}` come back in clear), so every adapter passes
 //! connection data and model settings through [`mask_secrets`] before returning them.
 
 use serde_json::Value;

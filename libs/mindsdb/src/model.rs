@@ -2,8 +2,8 @@
 //! Owned by the pipeline (intent detection and enhancement calls).
 //!
 //! * Engines are created through `PUT /api/config/integrations/{name}` with JSON params: the
-//!   API key and base URL never appear in SQL text. The base URL key is `api_base` (notes §7:
-//!   `openai_api_base` is silently ignored by the engine and traffic goes to api.openai.com).
+//!   API key and base URL never appear in SQL text. The base URL key is `api_base`: the 26.1
+//!   engine silently ignores `openai_api_base` and sends traffic to api.openai.com.
 //! * `CREATE MODEL ... USING` cannot bind params, so its values are written as checked literals
 //!   by [`crate::sql::Sql::to_inline`]; no secret goes there (the key lives on the engine, which
 //!   also keeps it out of `TRAINING_OPTIONS`, which MindsDB echoes in clear).
@@ -55,7 +55,8 @@ pub struct ModelSpec {
     pub engine: Ident,
     /// Output column (`answer`).
     pub target: Ident,
-    /// Provider model name. Offline, prefer a name tiktoken maps to cl100k (notes §7).
+    /// Provider model name. Offline, prefer a cl100k name (`gpt-4`, `gpt-3.5-turbo`): MindsDB's
+    /// tiktoken downloads the encoding of any other name (o200k for `gpt-4o`) and fails.
     pub model_name: String,
     /// Template with `{{column}}` placeholders filled from each prediction row.
     pub prompt_template: String,
@@ -184,7 +185,7 @@ impl ModelAdapter {
 
     /// The models of the tenant's project.
     pub async fn list(&self, ctx: &TenantContext) -> Result<Vec<ModelInfo>> {
-        // Named columns only: TRAINING_OPTIONS can hold keys in clear (notes §7).
+        // Named columns only: MindsDB echoes API keys in clear in TRAINING_OPTIONS.
         let sql = SqlBuilder::new()
             .kw("SELECT NAME, ENGINE, STATUS, ERROR, PREDICT FROM")
             .qualified(&ctx.project(), &models_table())

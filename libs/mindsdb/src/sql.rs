@@ -195,8 +195,8 @@ impl SqlBuilder {
 ///
 /// The 26.1 lexer matches `'(?:\\.|[^'])*(?:''(?:\\.|[^'])*)*'` and the parser then replaces
 /// `\'`, `\"` and `''` and strips *every* leading and trailing quote (`unquote(...).strip("'")`
-/// in mindsdb_sql_parser). So a backslash changes meaning depending on what follows it (notes
-/// §11: `'a\\b'` reads `a\\b` but `'x\\'` reads `x\`), and a value that starts or ends with `'`
+/// in mindsdb_sql_parser). So a backslash changes meaning depending on what follows it (26.1
+/// reads `'a\\b'` as `a\\b` but `'x\\'` as `x\`), and a value that starts or ends with `'`
 /// loses that quote. Doubling `'` is exact for everything else. NUL is refused because it ends
 /// strings in the C libraries below some handlers.
 pub fn check_inline_str(s: &str) -> Result<()> {

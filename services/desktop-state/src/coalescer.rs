@@ -22,6 +22,9 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::store;
 
+// Part of this module's public API; the type lives in `model` so `store` need not import us.
+pub use crate::model::GeometryPatch;
+
 /// Metric: geometry updates, labelled `mode` (`coalesced` or `direct`).
 pub const METRIC_UPDATES: &str = "getlood_desktop_state_geometry_updates_total";
 /// Metric: rows written by coalescer flushes.
@@ -29,35 +32,6 @@ pub const METRIC_FLUSHED: &str = "getlood_desktop_state_coalesced_writes_total";
 
 /// Flushes write this many desktops concurrently (distinct windows, so no ordering between them).
 const FLUSH_CONCURRENCY: usize = 8;
-
-/// The fields of a geometry update; unset fields keep their value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GeometryPatch {
-    pub x: Option<i32>,
-    pub y: Option<i32>,
-    pub width: Option<i32>,
-    pub height: Option<i32>,
-}
-
-impl GeometryPatch {
-    /// `newer` over `self`: newer fields win, fields it leaves unset keep ours.
-    pub fn merge(self, newer: GeometryPatch) -> Self {
-        Self {
-            x: newer.x.or(self.x),
-            y: newer.y.or(self.y),
-            width: newer.width.or(self.width),
-            height: newer.height.or(self.height),
-        }
-    }
-
-    /// Applies the patch to a window message.
-    pub fn apply_to(&self, w: &mut Window) {
-        w.x = self.x.unwrap_or(w.x);
-        w.y = self.y.unwrap_or(w.y);
-        w.width = self.width.unwrap_or(w.width);
-        w.height = self.height.unwrap_or(w.height);
-    }
-}
 
 /// A window's acknowledged, not yet written geometry.
 #[derive(Debug, Clone)]
@@ -327,17 +301,5 @@ impl Coalescer {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn newer_fields_win_and_unset_fields_keep_older_values() {
-        let older = GeometryPatch { x: Some(1), y: Some(2), width: Some(300), height: None };
-        let newer = GeometryPatch { x: Some(10), y: None, width: None, height: Some(50) };
-        assert_eq!(older.merge(newer), GeometryPatch { x: Some(10), y: Some(2), width: Some(300), height: Some(50) });
     }
 }

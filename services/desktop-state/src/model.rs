@@ -59,6 +59,35 @@ pub struct WindowRow {
 pub const WINDOW_COLUMNS: &str = "id, desktop_id, app_id, title, x, y, width, height, z_index, state, \
      props, version, created_at, updated_at";
 
+/// The fields of a geometry update; unset fields keep their value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GeometryPatch {
+    pub x: Option<i32>,
+    pub y: Option<i32>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+}
+
+impl GeometryPatch {
+    /// `newer` over `self`: newer fields win, fields it leaves unset keep ours.
+    pub fn merge(self, newer: GeometryPatch) -> Self {
+        Self {
+            x: newer.x.or(self.x),
+            y: newer.y.or(self.y),
+            width: newer.width.or(self.width),
+            height: newer.height.or(self.height),
+        }
+    }
+
+    /// Applies the patch to a window message.
+    pub fn apply_to(&self, w: &mut Window) {
+        w.x = self.x.unwrap_or(w.x);
+        w.y = self.y.unwrap_or(w.y);
+        w.width = self.width.unwrap_or(w.width);
+        w.height = self.height.unwrap_or(w.height);
+    }
+}
+
 /// Protobuf timestamp of `t`.
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
@@ -280,5 +309,12 @@ mod tests {
     fn window_checks_list_every_problem() {
         let v = check_window_fields("windows[0].", "w1", "", &"t".repeat(201), Some((0, -1)));
         assert_eq!(v.len(), 4);
+    }
+
+    #[test]
+    fn newer_fields_win_and_unset_fields_keep_older_values() {
+        let older = GeometryPatch { x: Some(1), y: Some(2), width: Some(300), height: None };
+        let newer = GeometryPatch { x: Some(10), y: None, width: None, height: Some(50) };
+        assert_eq!(older.merge(newer), GeometryPatch { x: Some(10), y: Some(2), width: Some(300), height: Some(50) });
     }
 }

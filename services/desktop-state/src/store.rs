@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{DESKTOP_COLUMNS, DesktopRow, WINDOW_COLUMNS, WindowRow};
+use crate::model::{DESKTOP_COLUMNS, DesktopRow, GeometryPatch, WINDOW_COLUMNS, WindowRow};
 
 /// The fields of a window a write sets.
 #[derive(Debug, Clone)]
@@ -368,7 +368,7 @@ pub async fn apply_geometry(
     tenant: &TenantId,
     desktop_id: Uuid,
     id: Uuid,
-    g: &crate::coalescer::GeometryPatch,
+    g: &GeometryPatch,
 ) -> Result<Option<WindowRow>> {
     let sql = format!(
         "UPDATE windows_state SET x = COALESCE($4, x), y = COALESCE($5, y), width = COALESCE($6, width), \

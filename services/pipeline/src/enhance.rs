@@ -6,9 +6,9 @@ use getlood_proto::pipeline::v1::{Intent as P, UiAction, UserIntentHint};
 use serde_json::json;
 
 use crate::convert::json_to_struct;
-use crate::intent::Intent;
 use crate::settings::PipelineSettings;
 use crate::text::{contains_word, normalize};
+use crate::types::Intent;
 
 /// The language a message is most likely written in, by stop words; `None` when unsure.
 fn language(text: &str) -> Option<&'static str> {

@@ -1,31 +1,11 @@
 //! Stage 1 without I/O: the intent names, the keyword classifier, the LLM prompt and the strict
 //! parser of the LLM's JSON answer.
 
-use getlood_proto::pipeline::v1::Intent as ProtoIntent;
 use serde_json::Value;
 
 use crate::settings::{KeywordRule, PipelineSettings};
 use crate::text::{contains_word, normalize};
-
-/// An intent name of the closed set, mapped to the proto enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Intent(pub ProtoIntent);
-
-impl Intent {
-    /// Parses `CHAT`, `GENERATE_UI`, ... (exact, upper case).
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        let full = format!("INTENT_{name}");
-        match ProtoIntent::from_str_name(&full) {
-            Some(ProtoIntent::Unspecified) | None => None,
-            Some(i) => Some(Self(i)),
-        }
-    }
-
-    /// The name without the `INTENT_` prefix.
-    pub(crate) fn name(self) -> &'static str {
-        self.0.as_str_name().trim_start_matches("INTENT_")
-    }
-}
+use crate::types::Intent;
 
 /// A classifier's decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +131,8 @@ fn truncate(s: &str, n: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use getlood_proto::pipeline::v1::Intent as ProtoIntent;
+
     use super::*;
 
     fn set() -> Vec<String> {

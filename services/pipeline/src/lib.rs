@@ -21,6 +21,7 @@ mod routing;
 mod settings;
 mod store;
 mod text;
+mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +31,10 @@ use getlood_proto::pipeline::v1::pipeline_service_server::PipelineServiceServer;
 use getlood_server::{Listeners, Needs, Runtime, ServiceConfig, ServiceSpec, UpstreamTimeouts};
 
 pub use error::{Error, Result};
-pub use routing::Mode;
 pub use settings::{
     AppKeywords, FallbackSettings, IntentModelSettings, KeywordRule, Limits, PipelineSettings, RouteRule, RuleSettings,
 };
+pub use types::Mode;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =

@@ -27,14 +27,15 @@ use uuid::Uuid;
 
 use crate::enhance::{ui_actions, user_intent_hints};
 use crate::error::Error;
+use crate::intent::{RuleClassifier, RuleOutcome, parse_llm_answer};
 use getlood_common::ServiceError as _;
-use crate::intent::{Intent, RuleClassifier, RuleOutcome, parse_llm_answer};
 use crate::intent_model::IntentModel;
 use crate::registry::RegistryClient;
 use crate::routing::{Route, Router};
 use crate::settings::PipelineSettings;
 use crate::store::{Store, TurnNotes};
 use crate::text::normalize;
+use crate::types::Intent;
 
 /// Everything the stages share.
 #[derive(Debug)]

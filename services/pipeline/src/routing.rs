@@ -1,33 +1,8 @@
 //! Stage 2: configurable rules map an intent and its confidence to a mode and the skill the
 //! agent must have.
 
-use getlood_proto::pipeline::v1::Mode as ProtoMode;
-use serde::{Deserialize, Serialize};
-
-use crate::intent::Intent;
 use crate::settings::RouteRule;
-
-/// The route's mode, as written in the settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Plain chat with an agent.
-    Chat,
-    /// A UI-producing answer with UI actions.
-    Ui,
-    /// A multi-step, workflow-oriented answer.
-    Workflow,
-}
-
-impl Mode {
-    pub(crate) fn proto(self) -> ProtoMode {
-        match self {
-            Self::Chat => ProtoMode::Chat,
-            Self::Ui => ProtoMode::Ui,
-            Self::Workflow => ProtoMode::Workflow,
-        }
-    }
-}
+use crate::types::{Intent, Mode};
 
 /// Stage 2's decision.
 #[derive(Debug, Clone, PartialEq)]

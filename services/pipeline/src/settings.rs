@@ -7,8 +7,7 @@ use getlood_config::{ConfigError, Validate};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::intent::Intent;
-use crate::routing::Mode;
+use crate::types::{Intent, Mode};
 
 /// pipeline settings (`GETLOOD_PIPELINE_APP__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -386,7 +385,8 @@ impl Default for IntentModelSettings {
             provider: "openai".to_owned(),
             // The local SmolLM2 server of scripts/llm.sh.
             base_url: Some("http://127.0.0.1:18080/v1".to_owned()),
-            // A cl100k name, so MindsDB's tiktoken counts offline (notes §7).
+            // A cl100k name: offline, MindsDB's tiktoken has only the cl100k_base file that
+            // scripts/mindsdb.sh caches (`gpt-4o` would need o200k and fail).
             model_name: "gpt-4".to_owned(),
             api_key: Some(SecretString::from("sk-local")),
             max_tokens: 1024,

@@ -1,6 +1,6 @@
 //! A deterministic OpenAI-compatible server for tests that must assert exact content.
 //!
-//! It answers what MindsDB 26.1 sends (shared notes/mindsdb-26.1.md §7-§9):
+//! It answers what MindsDB 26.1 sends to an OpenAI endpoint (ML engines, agents, KB embeddings):
 //! * `POST /v1/chat/completions`, plain and `stream: true` (SSE ending in `data: [DONE]`);
 //!   when the request carries `tools` it answers with a call of the first tool whose arguments
 //!   are built from that tool's JSON schema. That is how MindsDB agents (pydantic-ai, one
