@@ -1,4 +1,5 @@
-//! Bearer authentication for every API route.
+//! Bearer authentication for every route of the gateway router, the desktop WebSocket included
+//! (the public routes are the skeleton's, see `http_api::PUBLIC_ROUTES`).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;

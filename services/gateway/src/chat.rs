@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::time::Duration;
 
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt as _};
@@ -18,8 +18,10 @@ use getlood_proto::pipeline::v1::{Clarification, ExecuteRequest, ExecuteResponse
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::caller::{Caller, unary};
 use crate::extract::ApiJson;
 use crate::openai::{self, ChatCompletionRequest, ChatInput, ModelChoice};
+use crate::rest::IdempotencyKey;
 use crate::{AppState, upstream};
 
 /// What the chat routes see of a pipeline run.
@@ -100,13 +102,8 @@ pub(crate) async fn start(
         client_request_id: input.client_request_id.clone(),
         metadata: std::collections::HashMap::from([("model".to_owned(), input.model_label.clone())]),
     };
-    let stream = state
-        .upstreams
-        .pipeline()
-        .execute(upstream::request(principal, request_id, req))
-        .await
-        .map_err(|status| upstream_error("pipeline", status))?
-        .into_inner();
+    let stream =
+        unary("pipeline", state.upstreams.pipeline().execute(upstream::request(principal, request_id, req))).await?;
     Ok(events(stream, state.settings.chat_idle_timeout, state.settings.chat_total_timeout))
 }
 
@@ -220,19 +217,18 @@ fn events(inner: tonic::Streaming<ExecuteResponse>, idle: Duration, total: Durat
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: http::HeaderMap,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
     body: Result<ApiJson<ChatCompletionRequest>, ApiError>,
 ) -> Response {
     let mut input = match body.and_then(|ApiJson(req)| req.validate()) {
         Ok(input) => input,
         Err(err) => return openai::error_response(&err),
     };
-    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-        key.clone_into(&mut input.client_request_id);
+    if let Some(key) = key {
+        input.client_request_id = key;
     }
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    let events = match start(&state, &principal, request_id, &input).await {
+    let events = match start(&state, caller.principal(), caller.request_id(), &input).await {
         Ok(events) => events,
         Err(err) => return openai::error_response(&err),
     };

@@ -3,9 +3,8 @@
 //! thin mappings onto desktop-state's gRPC API, called with the caller's own token.
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use getlood_auth::Principal;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use getlood_common::ApiError;
 use getlood_proto::common::v1::PageRequest;
 use getlood_proto::desktop_state::v1::{
@@ -16,15 +15,14 @@ use getlood_proto::desktop_state::v1::{
 };
 use getlood_proto::events::v1::EventEnvelope;
 use getlood_proto::events::v1::event_envelope::Payload;
-use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::chat::upstream_error;
+use crate::AppState;
+use crate::caller::{Caller, unary};
 use crate::extract::{ApiJson, OptionalJson};
 use crate::proto_json::{json_object_to_struct, proto_struct_to_json, timestamp_json};
-use crate::rest::request_id;
-use crate::{AppState, upstream};
+use crate::rest::{Deleted, created};
 
 const SERVICE: &str = "desktop-state";
 
@@ -231,15 +229,9 @@ pub(crate) enum WindowCommand {
     Close { window_id: String, expected_version: i64 },
 }
 
-/// Runs `cmd` against desktop-state as `principal`; the JSON answer of the operation.
-pub(crate) async fn execute(
-    state: &AppState,
-    principal: &Principal,
-    request_id: Option<&str>,
-    cmd: WindowCommand,
-) -> Result<Value, ApiError> {
+/// Runs `cmd` against desktop-state as `caller`; the JSON answer of the operation.
+pub(crate) async fn execute(state: &AppState, caller: &Caller, cmd: WindowCommand) -> Result<Value, ApiError> {
     let mut client = state.upstreams.desktop_state();
-    let err = |s| upstream_error(SERVICE, s);
     let window = |w: Option<Window>| w.as_ref().map_or(Value::Null, window_json);
     Ok(match cmd {
         WindowCommand::Open { desktop_id, body } => {
@@ -262,103 +254,45 @@ pub(crate) async fn execute(
                 expected_desktop_version: body.expected_desktop_version,
                 request_id: body.request_id,
             };
-            let r = client.open_window(upstream::request(principal, request_id, req)).await.map_err(err)?.into_inner();
+            let r = unary(SERVICE, client.open_window(caller.request(req))).await?;
             json!({"window": window(r.window), "desktop_version": r.desktop_version, "focus_stack": r.focus_stack})
         }
         WindowCommand::Move { window_id, body } => {
-            let req = UpdateWindowGeometryRequest {
-                window_id,
-                x: body.x,
-                y: body.y,
-                width: body.width,
-                height: body.height,
-                expected_version: body.expected_version,
-            };
-            let r = client
-                .update_window_geometry(upstream::request(principal, request_id, req))
-                .await
-                .map_err(err)?
-                .into_inner();
+            let GeometryBody { x, y, width, height, expected_version } = body;
+            let req = UpdateWindowGeometryRequest { window_id, x, y, width, height, expected_version };
+            let r = unary(SERVICE, client.update_window_geometry(caller.request(req))).await?;
             json!({"window": window(r.window)})
         }
         WindowCommand::Focus { window_id, expected_version } => {
-            let r = client
-                .focus_window(upstream::request(
-                    principal,
-                    request_id,
-                    FocusWindowRequest { window_id, expected_version },
-                ))
-                .await
-                .map_err(err)?
-                .into_inner();
+            let req = FocusWindowRequest { window_id, expected_version };
+            let r = unary(SERVICE, client.focus_window(caller.request(req))).await?;
             json!({"window": window(r.window), "focus_stack": r.focus_stack})
         }
         WindowCommand::Minimize { window_id, expected_version } => {
-            let r = client
-                .minimize_window(upstream::request(
-                    principal,
-                    request_id,
-                    MinimizeWindowRequest { window_id, expected_version },
-                ))
-                .await
-                .map_err(err)?
-                .into_inner();
-            json!({"window": window(r.window)})
+            let req = MinimizeWindowRequest { window_id, expected_version };
+            json!({"window": window(unary(SERVICE, client.minimize_window(caller.request(req))).await?.window)})
         }
         WindowCommand::Maximize { window_id, expected_version } => {
-            let r = client
-                .maximize_window(upstream::request(
-                    principal,
-                    request_id,
-                    MaximizeWindowRequest { window_id, expected_version },
-                ))
-                .await
-                .map_err(err)?
-                .into_inner();
-            json!({"window": window(r.window)})
+            let req = MaximizeWindowRequest { window_id, expected_version };
+            json!({"window": window(unary(SERVICE, client.maximize_window(caller.request(req))).await?.window)})
         }
         WindowCommand::Restore { window_id, expected_version } => {
-            let r = client
-                .restore_window(upstream::request(
-                    principal,
-                    request_id,
-                    RestoreWindowRequest { window_id, expected_version },
-                ))
-                .await
-                .map_err(err)?
-                .into_inner();
-            json!({"window": window(r.window)})
+            let req = RestoreWindowRequest { window_id, expected_version };
+            json!({"window": window(unary(SERVICE, client.restore_window(caller.request(req))).await?.window)})
         }
         WindowCommand::Close { window_id, expected_version } => {
-            let r = client
-                .close_window(upstream::request(
-                    principal,
-                    request_id,
-                    CloseWindowRequest { window_id, expected_version },
-                ))
-                .await
-                .map_err(err)?
-                .into_inner();
+            let req = CloseWindowRequest { window_id, expected_version };
+            let r = unary(SERVICE, client.close_window(caller.request(req))).await?;
             json!({"window_id": r.window_id, "desktop_version": r.desktop_version, "focus_stack": r.focus_stack})
         }
     })
 }
 
 /// The caller's desktop `id`; another user's or tenant's is 404 like a missing one.
-pub(crate) async fn get_desktop(
-    state: &AppState,
-    principal: &Principal,
-    request_id: Option<&str>,
-    id: &str,
-) -> Result<Desktop, ApiError> {
+pub(crate) async fn get_desktop(state: &AppState, caller: &Caller, id: &str) -> Result<Desktop, ApiError> {
     let req = GetDesktopRequest { desktop_id: id.to_owned() };
-    let resp = state
-        .upstreams
-        .desktop_state()
-        .get_desktop(upstream::request(principal, request_id, req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?;
-    Ok(resp.into_inner().desktop.unwrap_or_default())
+    let resp = unary(SERVICE, state.upstreams.desktop_state().get_desktop(caller.request(req))).await?;
+    Ok(resp.desktop.unwrap_or_default())
 }
 
 /// Paging and filters of the list routes.
@@ -403,163 +337,139 @@ pub(crate) struct CreateDesktopBody {
     request_id: String,
 }
 
+/// `GET /api/v1/desktops` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct DesktopList {
+    desktops: Vec<Value>,
+    next_page_token: String,
+}
+
+/// `GET /api/v1/desktops/{id}/windows` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct WindowList {
+    next_page_token: String,
+    windows: Vec<Value>,
+}
+
+/// `POST /api/v1/desktops/{id}/restore` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct Restored {
+    desktop: Option<Value>,
+    saved_at: Value,
+}
+
 /// `POST /api/v1/desktops`: 201 with the new desktop.
 pub(crate) async fn create_desktop(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateDesktopBody>,
 ) -> Result<Response, ApiError> {
     let req = CreateDesktopRequest { name: body.name, request_id: body.request_id };
-    let desktop = state
-        .upstreams
-        .desktop_state()
-        .create_desktop(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .desktop
-        .unwrap_or_default();
-    Ok((StatusCode::CREATED, Json(desktop_json(&desktop))).into_response())
+    let resp = unary(SERVICE, state.upstreams.desktop_state().create_desktop(caller.request(req))).await?;
+    Ok(created(desktop_json(&resp.desktop.unwrap_or_default())))
 }
 
 /// `GET /api/v1/desktops`: the caller's desktops, newest first.
 pub(crate) async fn list_desktops(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DesktopList>, ApiError> {
     let req = ListDesktopsRequest { page: query.page(), include_windows: query.include_windows };
-    let resp = state
-        .upstreams
-        .desktop_state()
-        .list_desktops(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
-    Ok(Json(json!({
-        "desktops": resp.desktops.iter().map(desktop_json).collect::<Vec<_>>(),
-        "next_page_token": resp.page.unwrap_or_default().next_page_token,
-    })))
+    let resp = unary(SERVICE, state.upstreams.desktop_state().list_desktops(caller.request(req))).await?;
+    Ok(Json(DesktopList {
+        desktops: resp.desktops.iter().map(desktop_json).collect(),
+        next_page_token: resp.page.unwrap_or_default().next_page_token,
+    }))
 }
 
 /// `GET /api/v1/desktops/{id}` and the seed's `GET /api/v1/desktop/state/{id}`: the current
 /// durable state (after a save, the saved state), without changing anything.
 pub(crate) async fn read_desktop(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let desktop = get_desktop(&state, &principal, request_id(&headers), &id).await?;
-    Ok(Json(desktop_json(&desktop)))
+    Ok(Json(desktop_json(&get_desktop(&state, &caller, &id).await?)))
 }
 
 /// `DELETE /api/v1/desktops/{id}`.
 pub(crate) async fn delete_desktop(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<VersionQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let req = DeleteDesktopRequest { desktop_id: id, expected_version: query.expected_version };
-    let resp = state
-        .upstreams
-        .desktop_state()
-        .delete_desktop(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
-    Ok(Json(json!({"id": resp.desktop_id, "deleted": true})))
+    let resp = unary(SERVICE, state.upstreams.desktop_state().delete_desktop(caller.request(req))).await?;
+    Ok(Json(Deleted::id(resp.desktop_id)))
 }
 
 /// `GET /api/v1/desktops/{id}/windows`: a page of windows in z-order.
 pub(crate) async fn list_windows(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WindowList>, ApiError> {
     let req = ListWindowsRequest { desktop_id: id, page: query.page(), state: parse_state(query.state.as_deref())? };
-    let resp = state
-        .upstreams
-        .desktop_state()
-        .list_windows(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
-    Ok(Json(json!({
-        "windows": resp.windows.iter().map(window_json).collect::<Vec<_>>(),
-        "next_page_token": resp.page.unwrap_or_default().next_page_token,
-    })))
+    let resp = unary(SERVICE, state.upstreams.desktop_state().list_windows(caller.request(req))).await?;
+    Ok(Json(WindowList {
+        next_page_token: resp.page.unwrap_or_default().next_page_token,
+        windows: resp.windows.iter().map(window_json).collect(),
+    }))
 }
 
 /// `POST /api/v1/desktops/{id}/windows`: 201 with the window, the desktop version and focus
 /// stack; every WebSocket client of the desktop receives `window.opened`.
 pub(crate) async fn open_window(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<OpenBody>,
 ) -> Result<Response, ApiError> {
     let cmd = WindowCommand::Open { desktop_id: id, body };
-    let value = execute(&state, &principal, request_id(&headers), cmd).await?;
-    Ok((StatusCode::CREATED, Json(value)).into_response())
+    Ok(created(execute(&state, &caller, cmd).await?))
 }
 
 /// `GET /api/v1/windows/{id}`.
 pub(crate) async fn get_window(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let window = state
-        .upstreams
-        .desktop_state()
-        .get_window(upstream::request(&principal, request_id(&headers), GetWindowRequest { window_id: id }))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .window
-        .unwrap_or_default();
-    Ok(Json(window_json(&window)))
+    let req = GetWindowRequest { window_id: id };
+    let resp = unary(SERVICE, state.upstreams.desktop_state().get_window(caller.request(req))).await?;
+    Ok(Json(window_json(&resp.window.unwrap_or_default())))
 }
 
 /// `PATCH /api/v1/windows/{id}`: move and/or resize.
 pub(crate) async fn move_window(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GeometryBody>,
 ) -> Result<Json<Value>, ApiError> {
     let cmd = WindowCommand::Move { window_id: id, body };
-    Ok(Json(execute(&state, &principal, request_id(&headers), cmd).await?))
+    Ok(Json(execute(&state, &caller, cmd).await?))
 }
 
 /// `DELETE /api/v1/windows/{id}`: close.
 pub(crate) async fn close_window(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<VersionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let cmd = WindowCommand::Close { window_id: id, expected_version: query.expected_version };
-    Ok(Json(execute(&state, &principal, request_id(&headers), cmd).await?))
+    Ok(Json(execute(&state, &caller, cmd).await?))
 }
 
 /// `POST /api/v1/windows/{id}/{action}` with action `focus`, `minimize`, `maximize` or
 /// `restore`; the body (`{"expected_version": n}`) is optional.
 pub(crate) async fn window_action(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((id, action)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<VersionBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -576,7 +486,7 @@ pub(crate) async fn window_action(
             )));
         }
     };
-    Ok(Json(execute(&state, &principal, request_id(&headers), cmd).await?))
+    Ok(Json(execute(&state, &caller, cmd).await?))
 }
 
 /// A window of a whole-desktop save: windows with an id are updated, without one created.
@@ -616,13 +526,8 @@ pub(crate) struct SaveBody {
     expected_version: i64,
 }
 
-async fn save(
-    state: &AppState,
-    principal: &Principal,
-    request_id: Option<&str>,
-    desktop_id: String,
-    body: SaveBody,
-) -> Result<Value, ApiError> {
+/// Writes the whole state of `desktop_id` from `body` and records it as the snapshot.
+async fn save(state: &AppState, caller: &Caller, desktop_id: String, body: SaveBody) -> Result<Json<Value>, ApiError> {
     let windows = body
         .windows
         .into_iter()
@@ -648,62 +553,65 @@ async fn save(
         focus_stack: body.focus_stack,
         expected_version: body.expected_version,
     };
-    let desktop = state
-        .upstreams
-        .desktop_state()
-        .save_desktop(upstream::request(principal, request_id, req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .desktop
-        .unwrap_or_default();
-    Ok(desktop_json(&desktop))
+    let resp = unary(SERVICE, state.upstreams.desktop_state().save_desktop(caller.request(req))).await?;
+    Ok(Json(desktop_json(&resp.desktop.unwrap_or_default())))
 }
 
 /// `POST /api/v1/desktops/{id}/save`: writes the whole state and records it as the snapshot.
 pub(crate) async fn save_desktop(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SaveBody>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(save(&state, &principal, request_id(&headers), id, body).await?))
+    save(&state, &caller, id, body).await
 }
 
 /// The seed's `POST /api/v1/desktop/state` (`useDesktopBridge`'s debounced sync):
 /// `{"desktop_id", "windows", "focus_stack"}` saved as one SaveDesktop.
 pub(crate) async fn save_state(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     ApiJson(body): ApiJson<SaveBody>,
 ) -> Result<Json<Value>, ApiError> {
     if body.desktop_id.is_empty() {
         return Err(ApiError::invalid_argument("desktop_id is required"));
     }
     let id = body.desktop_id.clone();
-    Ok(Json(save(&state, &principal, request_id(&headers), id, body).await?))
+    save(&state, &caller, id, body).await
 }
 
 /// `POST /api/v1/desktops/{id}/restore`: makes the last saved snapshot current again.
 pub(crate) async fn restore_desktop(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<VersionBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Restored>, ApiError> {
     let req = RestoreDesktopRequest { desktop_id: id, expected_version: body.expected_version };
-    let resp = state
-        .upstreams
-        .desktop_state()
-        .restore_desktop(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
-    Ok(Json(json!({
-        "desktop": resp.desktop.as_ref().map(desktop_json),
-        "saved_at": timestamp_json(resp.saved_at.as_ref()),
-    })))
+    let resp = unary(SERVICE, state.upstreams.desktop_state().restore_desktop(caller.request(req))).await?;
+    Ok(Json(Restored {
+        desktop: resp.desktop.as_ref().map(desktop_json),
+        saved_at: timestamp_json(resp.saved_at.as_ref()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed bodies keep the bytes the `json!` objects (sorted keys) produced.
+    #[test]
+    fn typed_bodies_are_written_as_the_json_objects_were() {
+        let item = json!({"id": "d1"});
+        let list = DesktopList { desktops: vec![item.clone()], next_page_token: "t".to_owned() };
+        let old = json!({"desktops": [item.clone()], "next_page_token": "t"});
+        assert_eq!(serde_json::to_string(&list).unwrap(), old.to_string());
+        let list = WindowList { next_page_token: String::new(), windows: vec![item.clone()] };
+        let old = json!({"windows": [item.clone()], "next_page_token": ""});
+        assert_eq!(serde_json::to_string(&list).unwrap(), old.to_string());
+        let restored = Restored { desktop: None, saved_at: Value::Null };
+        let old = json!({"desktop": Option::<Value>::None, "saved_at": Value::Null});
+        assert_eq!(serde_json::to_string(&restored).unwrap(), old.to_string());
+    }
 }

@@ -1,10 +1,9 @@
 //! The gateway's HTTP surface and its layer stack.
 
-use axum::extract::{Extension, Request};
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use getlood_auth::Principal;
 use getlood_common::{ApiError, ErrorCode};
 use serde::Serialize;
 use tower::ServiceBuilder;
@@ -14,10 +13,19 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::require_auth;
+use crate::caller::Caller;
 use crate::{AppState, chat, desktop_api, rate_limit, registry_api, sse, workflow_api, ws};
 
-/// The gateway's router: authenticated API routes under `/api/v1` and `/v1`, behind the shared
-/// layer stack. Health, readiness and metrics are added by the server skeleton, unauthenticated.
+/// The only routes of the gateway a request reaches without a verified token. They are not in
+/// [`router`]: the server skeleton (`getlood_server::serve`) adds them outside it, so within
+/// the router *every* route, WebSocket included, runs behind `require_auth`. A route that must
+/// be public goes to the skeleton and to this list, never around `require_auth`.
+#[cfg_attr(not(test), allow(dead_code, reason = "the rule, for reviewers; checked by the tests"))]
+pub(crate) const PUBLIC_ROUTES: &[&str] = &["/livez", "/readyz", "/metrics"];
+
+/// The gateway's router: authenticated API routes under `/api/v1` and `/v1` and the desktop
+/// WebSocket under `/ws`, behind the shared layer stack. Health, readiness and metrics are added
+/// by the server skeleton, unauthenticated ([`PUBLIC_ROUTES`]).
 ///
 /// Plain routes run under `http_request_timeout`; the chat route (SSE or a long non-streaming
 /// answer) is kept out of that layer and bounded by its own idle and total deadlines instead,
@@ -78,13 +86,13 @@ pub fn router(state: AppState) -> Router {
         )
         // Event streams last as long as the client stays; they end on shutdown instead.
         .route("/api/v1/events", get(sse::events))
-        .route("/api/v1/workflows/runs/{run_id}/events", get(workflow_api::run_events));
+        .route("/api/v1/workflows/runs/{run_id}/events", get(workflow_api::run_events))
+        // Sockets are long-lived. A browser cannot set the Authorization header on a WebSocket:
+        // `require_auth` takes its token from the `bearer.<jwt>` subprotocol entry instead.
+        .route("/ws/desktop/{id}", get(ws::desktop_socket));
+    // Every route of this router is authenticated; the public ones are `PUBLIC_ROUTES`, served
+    // by the skeleton outside it. `route_layer`: an unknown path stays a plain 404 (fallback).
     let api = plain.merge(streaming).route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
-    // Outside `require_auth`: a browser cannot set the Authorization header on a WebSocket, so
-    // the handler also accepts the token as a subprotocol. Outside the timeout: sockets are
-    // long-lived.
-    let sockets = Router::new().route("/ws/desktop/{id}", get(ws::desktop_socket));
-    let api = api.merge(sockets);
 
     api.fallback(not_found).with_state(state).layer(
         // Outermost first.
@@ -124,7 +132,8 @@ struct Me {
     expires_at: u64,
 }
 
-async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
+async fn me(caller: Caller) -> Json<Me> {
+    let principal = caller.into_principal();
     Json(Me {
         tenant: principal.tenant.to_string(),
         user: principal.user,
@@ -135,4 +144,19 @@ async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PUBLIC_ROUTES;
+
+    /// The public routes are the skeleton's probes and scrape endpoint, never an API path: an
+    /// API route is public only if it is taken out of this router, which is reviewed here.
+    #[test]
+    fn public_routes_are_only_the_skeletons() {
+        assert_eq!(PUBLIC_ROUTES, ["/livez", "/readyz", "/metrics"]);
+        for route in PUBLIC_ROUTES {
+            assert!(!route.starts_with("/api/") && !route.starts_with("/v1/") && !route.starts_with("/ws/"), "{route}");
+        }
+    }
 }

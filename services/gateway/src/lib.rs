@@ -3,6 +3,7 @@
 
 mod agent_cache;
 mod auth;
+mod caller;
 mod chat;
 mod desktop_api;
 mod error;

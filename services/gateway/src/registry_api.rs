@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use getlood_auth::Principal;
@@ -15,14 +15,14 @@ use getlood_proto::agent_registry::v1::{
 };
 use getlood_proto::common::v1::PageRequest;
 use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::agent_cache::CachedAgent;
-use crate::chat::upstream_error;
+use crate::caller::{Caller, unary};
 use crate::extract::ApiJson;
 use crate::proto_json::timestamp_json;
-use crate::rest::{PageQuery, VersionQuery, idempotency_key, if_match, list_json, request_id, with_etag};
+use crate::rest::{IdempotencyKey, IfMatch, PageQuery, VersionQuery, list_json, with_etag};
 use crate::{AppState, openai, upstream};
 
 const SERVICE: &str = "agent-registry";
@@ -134,12 +134,8 @@ impl AgentBody {
 }
 
 /// `GET /v1/models`: "getlood" (automatic selection) first, then the tenant's agents by name.
-pub(crate) async fn list_models(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
-) -> Response {
-    match models(&state, &principal, request_id(&headers)).await {
+pub(crate) async fn list_models(State(state): State<AppState>, caller: Caller) -> Response {
+    match models(&state, caller.principal(), caller.request_id()).await {
         Ok(agents) => {
             let mut data = vec![json!({"id": "getlood", "object": "model", "created": 0, "owned_by": "getlood"})];
             data.extend(agents.iter().map(|a| {
@@ -170,13 +166,8 @@ pub(crate) async fn models(
             page: Some(PageRequest { page_size: 500, page_token: token }),
             ..ListAgentsRequest::default()
         };
-        let resp = state
-            .upstreams
-            .agent_registry()
-            .list_agents(upstream::request(principal, request_id, req))
-            .await
-            .map_err(|s| upstream_error(SERVICE, s))?
-            .into_inner();
+        let req = upstream::request(principal, request_id, req);
+        let resp = unary(SERVICE, state.upstreams.agent_registry().list_agents(req)).await?;
         agents.extend(resp.agents);
         token = resp.page.map(|p| p.next_page_token).unwrap_or_default();
         if token.is_empty() {
@@ -186,41 +177,42 @@ pub(crate) async fn models(
     Ok(agents)
 }
 
+/// `DELETE /api/v1/agents/{id}` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct AgentDeleted {
+    deleted: bool,
+    id: String,
+    version: i64,
+}
+
+/// `DELETE /api/v1/skills/{name}` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct SkillDeleted {
+    deleted: bool,
+    name: String,
+}
+
 /// `GET /api/v1/agents`.
 pub(crate) async fn list_agents(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let req = ListAgentsRequest { page: query.page(), ..ListAgentsRequest::default() };
-    let resp = state
-        .upstreams
-        .agent_registry()
-        .list_agents(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
+    let resp = unary(SERVICE, state.upstreams.agent_registry().list_agents(caller.request(req))).await?;
     Ok(list_json("agents", resp.agents.iter().map(agent_json).collect(), resp.page))
 }
 
 /// `POST /api/v1/agents`: 201 with the agent and its `ETag`.
 pub(crate) async fn create_agent(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<AgentBody>,
 ) -> Result<Response, ApiError> {
-    let req = CreateAgentRequest { agent: Some(body.into_agent(String::new())), request_id: idempotency_key(&headers) };
-    let agent = state
-        .upstreams
-        .agent_registry()
-        .create_agent(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .agent
-        .unwrap_or_default();
+    let req = CreateAgentRequest { agent: Some(body.into_agent(String::new())), request_id: key.or_empty() };
+    let resp = unary(SERVICE, state.upstreams.agent_registry().create_agent(caller.request(req))).await?;
+    let agent = resp.agent.unwrap_or_default();
     Ok(with_etag(StatusCode::CREATED, agent.version, agent_json(&agent)))
 }
 
@@ -229,34 +221,25 @@ pub(crate) async fn create_agent(
 /// 304.
 pub(crate) async fn get_agent(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
+    caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let cached = match state.agents.get(&principal.tenant, &id) {
-        Some(hit) => hit,
-        None => {
-            let generation = state.agents.generation();
-            let req = GetAgentRequest { selector: Some(get_agent_request::Selector::Id(id.clone())) };
-            let agent = state
-                .upstreams
-                .agent_registry()
-                .get_agent(upstream::request(&principal, request_id(&headers), req))
-                .await
-                .map_err(|s| upstream_error(SERVICE, s))?
-                .into_inner()
-                .agent
-                .unwrap_or_default();
-            let value = CachedAgent { version: agent.version, body: Bytes::from(agent_json(&agent).to_string()) };
-            let response = cached_response(&headers, &value);
-            // Only under the canonical id, the one invalidation events carry.
-            if agent.id == id {
-                state.agents.fill(generation, &principal.tenant, &id, value);
-            }
-            return Ok(response);
-        }
-    };
-    Ok(cached_response(&headers, &cached))
+    let tenant = &caller.principal().tenant;
+    if let Some(hit) = state.agents.get(tenant, &id) {
+        return Ok(cached_response(&headers, &hit));
+    }
+    let generation = state.agents.generation();
+    let req = GetAgentRequest { selector: Some(get_agent_request::Selector::Id(id.clone())) };
+    let resp = unary(SERVICE, state.upstreams.agent_registry().get_agent(caller.request(req))).await?;
+    let agent = resp.agent.unwrap_or_default();
+    let value = CachedAgent { version: agent.version, body: Bytes::from(agent_json(&agent).to_string()) };
+    let response = cached_response(&headers, &value);
+    // Only under the canonical id, the one invalidation events carry.
+    if agent.id == id {
+        state.agents.fill(generation, tenant, &id, value);
+    }
+    Ok(response)
 }
 
 /// The response of a cached agent read: 304 when `If-None-Match` names its version.
@@ -281,54 +264,33 @@ fn cached_response(headers: &HeaderMap, agent: &CachedAgent) -> Response {
 /// `expected_version`) is 409.
 pub(crate) async fn update_agent(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    if_match: IfMatch,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AgentBody>,
 ) -> Result<Response, ApiError> {
-    let expected_version = if_match(&headers)?.or(body.expected_version).unwrap_or(0);
-    let req = UpdateAgentRequest {
-        agent: Some(body.into_agent(id)),
-        // Empty mask: every mutable field, which is what PUT means.
-        update_mask: None,
-        expected_version,
-    };
-    let agent = state
-        .upstreams
-        .agent_registry()
-        .update_agent(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .agent
-        .unwrap_or_default();
+    let expected_version = if_match.or(body.expected_version)?;
+    // Empty mask: every mutable field, which is what PUT means.
+    let req = UpdateAgentRequest { agent: Some(body.into_agent(id)), update_mask: None, expected_version };
+    let resp = unary(SERVICE, state.upstreams.agent_registry().update_agent(caller.request(req))).await?;
+    let agent = resp.agent.unwrap_or_default();
     // Read-your-writes on this replica without waiting for the event.
-    state.agents.invalidate(&principal.tenant, &agent.id);
+    state.agents.invalidate(&caller.principal().tenant, &agent.id);
     Ok(with_etag(StatusCode::OK, agent.version, agent_json(&agent)))
 }
 
 /// `DELETE /api/v1/agents/{id}`, with `If-Match` or `?expected_version=`.
 pub(crate) async fn delete_agent(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    if_match: IfMatch,
     Path(id): Path<String>,
     Query(query): Query<VersionQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let expected_version = if_match(&headers)?.or(query.expected_version).unwrap_or(0);
-    let resp = state
-        .upstreams
-        .agent_registry()
-        .delete_agent(upstream::request(
-            &principal,
-            request_id(&headers),
-            DeleteAgentRequest { id: id.clone(), expected_version },
-        ))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
-    state.agents.invalidate(&principal.tenant, &id);
-    Ok(Json(json!({"id": resp.id, "version": resp.version, "deleted": true})))
+) -> Result<Json<AgentDeleted>, ApiError> {
+    let req = DeleteAgentRequest { id: id.clone(), expected_version: if_match.or(query.expected_version)? };
+    let resp = unary(SERVICE, state.upstreams.agent_registry().delete_agent(caller.request(req))).await?;
+    state.agents.invalidate(&caller.principal().tenant, &id);
+    Ok(Json(AgentDeleted { deleted: true, id: resp.id, version: resp.version }))
 }
 
 /// The writable fields of a skill.
@@ -349,25 +311,18 @@ pub(crate) struct SkillBody {
 /// `GET /api/v1/skills`.
 pub(crate) async fn list_skills(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let resp = state
-        .upstreams
-        .agent_registry()
-        .list_skills(upstream::request(&principal, request_id(&headers), ListSkillsRequest { page: query.page() }))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
+    let req = ListSkillsRequest { page: query.page() };
+    let resp = unary(SERVICE, state.upstreams.agent_registry().list_skills(caller.request(req))).await?;
     Ok(list_json("skills", resp.skills.iter().map(skill_json).collect(), resp.page))
 }
 
 /// `POST /api/v1/skills`: 201 with the skill.
 pub(crate) async fn create_skill(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     ApiJson(body): ApiJson<SkillBody>,
 ) -> Result<Response, ApiError> {
     let skill = Skill {
@@ -378,56 +333,53 @@ pub(crate) async fn create_skill(
         prompt_fragment: body.prompt_fragment,
         ..Skill::default()
     };
-    let skill = state
-        .upstreams
-        .agent_registry()
-        .create_skill(upstream::request(&principal, request_id(&headers), CreateSkillRequest { skill: Some(skill) }))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .skill
-        .unwrap_or_default();
-    Ok(with_etag(StatusCode::CREATED, skill.version, skill_json(&skill)))
+    let req = CreateSkillRequest { skill: Some(skill) };
+    let resp = unary(SERVICE, state.upstreams.agent_registry().create_skill(caller.request(req))).await?;
+    Ok(skill_response(StatusCode::CREATED, resp.skill))
 }
 
 /// `GET /api/v1/skills/{name}`.
 pub(crate) async fn get_skill(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let skill = state
-        .upstreams
-        .agent_registry()
-        .get_skill(upstream::request(&principal, request_id(&headers), GetSkillRequest { name }))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner()
-        .skill
-        .unwrap_or_default();
-    Ok(with_etag(StatusCode::OK, skill.version, skill_json(&skill)))
+    let resp =
+        unary(SERVICE, state.upstreams.agent_registry().get_skill(caller.request(GetSkillRequest { name }))).await?;
+    Ok(skill_response(StatusCode::OK, resp.skill))
+}
+
+/// A skill as a response with its `ETag`.
+fn skill_response(status: StatusCode, skill: Option<Skill>) -> Response {
+    let skill = skill.unwrap_or_default();
+    with_etag(status, skill.version, skill_json(&skill))
 }
 
 /// `DELETE /api/v1/skills/{name}`, with `If-Match` or `?expected_version=`.
 pub(crate) async fn delete_skill(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    if_match: IfMatch,
     Path(name): Path<String>,
     Query(query): Query<VersionQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let expected_version = if_match(&headers)?.or(query.expected_version).unwrap_or(0);
-    let resp = state
-        .upstreams
-        .agent_registry()
-        .delete_skill(upstream::request(
-            &principal,
-            request_id(&headers),
-            DeleteSkillRequest { name, expected_version },
-        ))
-        .await
-        .map_err(|s| upstream_error(SERVICE, s))?
-        .into_inner();
-    Ok(Json(json!({"name": resp.name, "deleted": true})))
+) -> Result<Json<SkillDeleted>, ApiError> {
+    let req = DeleteSkillRequest { name, expected_version: if_match.or(query.expected_version)? };
+    let resp = unary(SERVICE, state.upstreams.agent_registry().delete_skill(caller.request(req))).await?;
+    Ok(Json(SkillDeleted { deleted: true, name: resp.name }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed bodies keep the bytes the `json!` objects (sorted keys) produced.
+    #[test]
+    fn typed_bodies_are_written_as_the_json_objects_were() {
+        let deleted = AgentDeleted { deleted: true, id: "a".to_owned(), version: 3 };
+        let old = json!({"id": "a", "version": 3, "deleted": true});
+        assert_eq!(serde_json::to_string(&deleted).unwrap(), old.to_string());
+        let deleted = SkillDeleted { deleted: true, name: "s".to_owned() };
+        let old = json!({"name": "s", "deleted": true});
+        assert_eq!(serde_json::to_string(&deleted).unwrap(), old.to_string());
+    }
 }

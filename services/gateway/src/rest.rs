@@ -1,22 +1,58 @@
-//! What the REST route modules share: the request id they forward, paging queries, and
-//! optimistic concurrency through `ETag` / `If-Match`.
+//! What the REST route modules share: paging queries, the `Idempotency-Key` header, and
+//! optimistic concurrency through `ETag` / `If-Match`. The caller and the upstream call itself
+//! are in [`crate::caller`].
+
+use std::convert::Infallible;
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use getlood_common::ApiError;
 use getlood_proto::common::v1::{PageRequest, PageResponse};
-use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The request id the gateway assigned (or the client sent), forwarded to the services.
-pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+/// The `Idempotency-Key` header, when the client sent a readable one.
+#[derive(Debug, Default)]
+pub(crate) struct IdempotencyKey(pub Option<String>);
+
+impl IdempotencyKey {
+    /// The key, or empty: services treat an empty key as none.
+    pub(crate) fn or_empty(self) -> String {
+        self.0.unwrap_or_default()
+    }
 }
 
-/// The `Idempotency-Key` header, or empty: services treat an empty key as none.
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> String {
-    headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned)))
+    }
+}
+
+/// The `If-Match` precondition of a write. It is only read when the handler asks for the
+/// version ([`IfMatch::or`]), so a malformed header is reported after the body and query have
+/// been checked, as the route always did.
+#[derive(Debug, Default)]
+pub(crate) struct IfMatch(Option<HeaderValue>);
+
+impl IfMatch {
+    /// The version the write expects: the one `If-Match` names (`"3"`, `W/"3"` or `3`; `*` means
+    /// any), else `fallback` (a body or query field), else 0 (any).
+    pub(crate) fn or(self, fallback: Option<i64>) -> Result<i64, ApiError> {
+        Ok(parse_if_match(self.0.as_ref())?.or(fallback).unwrap_or(0))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(http::header::IF_MATCH).cloned()))
+    }
 }
 
 /// Paging query of the list routes.
@@ -52,6 +88,24 @@ pub(crate) fn comma_list(raw: Option<&str>) -> Vec<String> {
     raw.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
 }
 
+/// The answer of a delete by id (`{"deleted": true, "id": ...}`).
+///
+/// The typed response bodies list their fields alphabetically, the order in which `json!`
+/// objects (a `BTreeMap` without serde_json's `preserve_order`) have always been written, so
+/// the bodies stay byte for byte what they were.
+#[derive(Debug, Serialize)]
+pub(crate) struct Deleted {
+    deleted: bool,
+    id: String,
+}
+
+impl Deleted {
+    /// `id` was deleted.
+    pub(crate) fn id(id: String) -> Self {
+        Self { deleted: true, id }
+    }
+}
+
 /// Query of the delete routes.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct VersionQuery {
@@ -60,8 +114,8 @@ pub(crate) struct VersionQuery {
 }
 
 /// The version an `If-Match` header names (`"3"`, `W/"3"` or `3`); `*` means any.
-pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = headers.get(http::header::IF_MATCH) else {
+fn parse_if_match(raw: Option<&HeaderValue>) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     let raw = raw.to_str().unwrap_or_default().trim();
@@ -76,10 +130,42 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 }
 
 /// `body` with status `status` and the object's `version` as its `ETag`.
-pub(crate) fn with_etag(status: StatusCode, version: i64, body: Value) -> Response {
+pub(crate) fn with_etag(status: StatusCode, version: i64, body: impl Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
-    if let Ok(value) = http::HeaderValue::from_str(&format!("\"{version}\"")) {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
         response.headers_mut().insert(http::header::ETAG, value);
     }
     response
+}
+
+/// `body` as a 201.
+pub(crate) fn created(body: impl Serialize) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn if_match(raw: Option<&'static str>) -> IfMatch {
+        IfMatch(raw.map(HeaderValue::from_static))
+    }
+
+    #[test]
+    fn if_match_wins_over_the_fallback_and_star_means_any() {
+        assert_eq!(if_match(Some("\"3\"")).or(Some(7)).unwrap(), 3);
+        assert_eq!(if_match(Some("W/\"4\"")).or(None).unwrap(), 4);
+        assert_eq!(if_match(Some("5")).or(None).unwrap(), 5);
+        assert_eq!(if_match(Some("*")).or(Some(7)).unwrap(), 7);
+        assert_eq!(if_match(None).or(Some(7)).unwrap(), 7);
+        assert_eq!(if_match(None).or(None).unwrap(), 0);
+        assert!(if_match(Some("abc")).or(Some(7)).unwrap_err().message.contains("If-Match"));
+    }
+
+    #[test]
+    fn typed_bodies_are_written_as_the_json_objects_were() {
+        let typed = serde_json::to_string(&Deleted::id("wf-1".to_owned())).unwrap();
+        let old = serde_json::json!({"id": "wf-1", "deleted": true}).to_string();
+        assert_eq!(typed, old);
+    }
 }

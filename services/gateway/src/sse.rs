@@ -17,22 +17,24 @@ use std::convert::Infallible;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
-use getlood_auth::Principal;
 use getlood_common::ApiError;
 use getlood_proto::event_dispatcher::v1::{DeliverPolicy, SubscribeRequest, subscribe_response};
-use http::HeaderMap;
+use http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::AppState;
+use crate::caller::{Caller, unary};
 use crate::chat::upstream_error;
 use crate::desktop_api::event_json;
-use crate::rest::{comma_list, request_id};
-use crate::{AppState, upstream};
+use crate::rest::comma_list;
+
+const SERVICE: &str = "event-dispatcher";
 
 /// Query of `/api/v1/events`.
 #[derive(Debug, Default, Deserialize)]
@@ -42,11 +44,30 @@ pub(crate) struct EventsQuery {
     after: Option<String>,
 }
 
+/// The `Last-Event-ID` header, which browsers send when they reconnect an `EventSource`.
+#[derive(Debug, Default)]
+pub(crate) struct LastEventId(Option<String>);
+
+impl LastEventId {
+    /// The cursor to resume after: the header wins over `after` (a query parameter).
+    pub(crate) fn or(self, after: Option<String>) -> Option<String> {
+        self.0.or(after)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned)))
+    }
+}
+
 /// `GET /api/v1/events`.
 pub(crate) async fn events(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    last_event_id: LastEventId,
     Query(query): Query<EventsQuery>,
     upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
@@ -55,7 +76,8 @@ pub(crate) async fn events(
         return Err(ApiError::invalid_argument("topics is required, e.g. topics=window"));
     }
     let entity_id = query.entity_id.unwrap_or_default();
-    stream(&state, &principal, &headers, upgrade, topics, entity_id, query.after, Start::New).await
+    let cursor = last_event_id.or(query.after);
+    stream(&state, &caller, upgrade, topics, entity_id, cursor, Start::New).await
 }
 
 /// Where a stream starts when the client names no cursor.
@@ -78,24 +100,22 @@ pub(crate) enum Item {
     Failed(Value),
 }
 
-/// The caller's events on `topics`, of `entity_id` only when not empty, resuming after the
-/// `Last-Event-ID` header or else `after` when either is given, and otherwise starting as
-/// `start` says; served as Server-Sent Events, or over a WebSocket when the request is an
-/// upgrade (`upgrade`). The caller has already checked that the entity is one the principal may
-/// see; the dispatcher pins the tenant either way.
-#[allow(clippy::too_many_arguments)]
+/// The caller's events on `topics`, of `entity_id` only when not empty, resuming after `cursor`
+/// when it is given and not empty ([`LastEventId::or`]), and otherwise starting as `start`
+/// says; served as Server-Sent Events, or over a WebSocket when the request is an upgrade
+/// (`upgrade`). The handler has already checked that the entity is one the caller may see; the
+/// dispatcher pins the tenant either way.
 pub(crate) async fn stream(
     state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
+    caller: &Caller,
     upgrade: Upgrade,
     topics: Vec<String>,
     entity_id: String,
-    after: Option<String>,
+    cursor: Option<String>,
     start: Start,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade_of(upgrade)?;
-    let items = subscribe(state, principal, headers, topics, entity_id, after, start).await?;
+    let items = subscribe(state, caller, topics, entity_id, cursor, start).await?;
     match upgrade {
         Some(upgrade) => Ok(crate::ws::events_socket(state, upgrade, items)),
         None => Ok(sse(state, items)),
@@ -122,15 +142,13 @@ fn upgrade_of(upgrade: Upgrade) -> Result<Option<WebSocketUpgrade>, ApiError> {
 /// expired cursor) are plain HTTP errors; after that they can only be in-stream.
 async fn subscribe(
     state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
+    caller: &Caller,
     topics: Vec<String>,
     entity_id: String,
-    after: Option<String>,
+    cursor: Option<String>,
     start: Start,
 ) -> Result<BoxStream<'static, Item>, ApiError> {
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let cursor = last_event_id.or(after).filter(|c| !c.is_empty());
+    let cursor = cursor.filter(|c| !c.is_empty());
     let deliver_policy = match (&cursor, start) {
         (Some(_), _) => DeliverPolicy::Resume,
         (None, Start::New) => DeliverPolicy::New,
@@ -143,13 +161,7 @@ async fn subscribe(
         resume_cursor: cursor.unwrap_or_default(),
         ..SubscribeRequest::default()
     };
-    let upstream = state
-        .upstreams
-        .event_dispatcher()
-        .subscribe(upstream::request(principal, request_id(headers), req))
-        .await
-        .map_err(|s| upstream_error("event-dispatcher", s))?
-        .into_inner();
+    let upstream = unary(SERVICE, state.upstreams.event_dispatcher().subscribe(caller.request(req))).await?;
     let shutdown = state.realtime.shutdown.clone();
     let items = futures::stream::unfold(Some(upstream), |upstream| async move {
         let mut upstream = upstream?;
@@ -175,7 +187,7 @@ async fn subscribe(
                 },
                 Ok(None) => return None,
                 Err(status) => {
-                    let err = upstream_error("event-dispatcher", status);
+                    let err = upstream_error(SERVICE, status);
                     return Some((Item::Failed(json!({"code": err.code, "message": err.message})), None));
                 }
             }

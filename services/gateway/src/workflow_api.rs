@@ -11,9 +11,8 @@
 //! honour `If-Match`.
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use getlood_auth::Principal;
 use getlood_common::ApiError;
 use getlood_proto::common::v1::{ErrorDetail, FieldViolation};
 use getlood_proto::workflow::v1::{
@@ -23,28 +22,24 @@ use getlood_proto::workflow::v1::{
     RunStatus, RunTrigger, Schedule, ScheduleUnit, ScheduleWorkflowRequest, UnscheduleWorkflowRequest,
     UpdateWorkflowRequest, ValidateWorkflowRequest, Workflow, WorkflowVersion,
 };
-use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::chat::upstream_error;
+use crate::AppState;
+use crate::caller::{Caller, unary};
 use crate::extract::{ApiJson, OptionalJson};
 use crate::proto_json::{
     enum_name, json_object_to_struct, opt_struct_to_json, parse_enum, parse_timestamp, proto_struct_to_json,
     timestamp_json,
 };
-use crate::rest::{PageQuery, VersionQuery, comma_list, idempotency_key, if_match, list_json, request_id, with_etag};
-use crate::sse::{self, Start};
-use crate::{AppState, upstream};
+use crate::rest::{Deleted, IdempotencyKey, IfMatch, PageQuery, VersionQuery, comma_list, list_json, with_etag};
+use crate::sse::{self, LastEventId, Start};
 
 const SERVICE: &str = "workflow";
 
 /// The event-dispatcher topic of every run and node event (`run.*`, `node.*`).
 const RUN_EVENTS_TOPIC: &str = "workflow";
-
-fn workflow_error(status: tonic::Status) -> ApiError {
-    upstream_error(SERVICE, status)
-}
 
 // ---- JSON out -------------------------------------------------------------------------------
 
@@ -435,23 +430,41 @@ pub(crate) struct EventsQuery {
 
 // ---- Handlers -------------------------------------------------------------------------------
 
+/// A workflow version as a response with its `ETag`.
+fn workflow_response(status: StatusCode, workflow: Option<Workflow>) -> Response {
+    let workflow = workflow.unwrap_or_default();
+    with_etag(status, workflow.version, workflow_json(&workflow))
+}
+
+/// A run as a response body.
+fn run_body(run: Option<Run>) -> Json<Value> {
+    Json(run_json(&run.unwrap_or_default()))
+}
+
+/// `POST /api/v1/workflows/validate` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct Validation {
+    problems: Vec<Value>,
+    valid: bool,
+}
+
+/// `DELETE /api/v1/workflows/{id}/schedule` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct Unscheduled {
+    id: String,
+    unscheduled: bool,
+}
+
 /// `GET /api/v1/workflows`: the tenant's workflows (latest versions) by name; `omit_graph=true`
 /// for a lighter listing.
 pub(crate) async fn list_workflows(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(page): Query<PageQuery>,
     Query(options): Query<ListOptions>,
 ) -> Result<Json<Value>, ApiError> {
     let req = ListWorkflowsRequest { page: page.page(), omit_graph: options.omit_graph };
-    let resp = state
-        .upstreams
-        .workflow()
-        .list_workflows(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
+    let resp = unary(SERVICE, state.upstreams.workflow().list_workflows(caller.request(req))).await?;
     Ok(list_json("workflows", resp.workflows.iter().map(workflow_json).collect(), resp.page))
 }
 
@@ -459,8 +472,8 @@ pub(crate) async fn list_workflows(
 /// whose message lists every problem with its node or edge id.
 pub(crate) async fn create_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let req = CreateWorkflowRequest {
@@ -468,110 +481,68 @@ pub(crate) async fn create_workflow(
         description: body.description,
         graph: Some(required_graph(body.graph)?),
         version_comment: body.version_comment,
-        request_id: idempotency_key(&headers),
+        request_id: key.or_empty(),
     };
-    let workflow = state
-        .upstreams
-        .workflow()
-        .create_workflow(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner()
-        .workflow
-        .unwrap_or_default();
-    Ok(with_etag(StatusCode::CREATED, workflow.version, workflow_json(&workflow)))
+    let resp = unary(SERVICE, state.upstreams.workflow().create_workflow(caller.request(req))).await?;
+    Ok(workflow_response(StatusCode::CREATED, resp.workflow))
 }
 
 /// `GET /api/v1/workflows/{id}`: the latest version, or `?version=n`.
 pub(crate) async fn get_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Query(options): Query<GetOptions>,
 ) -> Result<Response, ApiError> {
     let req = GetWorkflowRequest { workflow_id: id, version: options.version };
-    let workflow = state
-        .upstreams
-        .workflow()
-        .get_workflow(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner()
-        .workflow
-        .unwrap_or_default();
-    Ok(with_etag(StatusCode::OK, workflow.version, workflow_json(&workflow)))
+    let resp = unary(SERVICE, state.upstreams.workflow().get_workflow(caller.request(req))).await?;
+    Ok(workflow_response(StatusCode::OK, resp.workflow))
 }
 
 /// `PUT /api/v1/workflows/{id}`: saves a new version; a stale `If-Match` (or
 /// `expected_version`) is 409.
 pub(crate) async fn update_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    if_match: IfMatch,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Response, ApiError> {
     let req = UpdateWorkflowRequest {
         workflow_id: id,
-        expected_version: if_match(&headers)?.or(body.expected_version).unwrap_or(0),
+        expected_version: if_match.or(body.expected_version)?,
         name: body.name,
         description: body.description,
         graph: Some(required_graph(body.graph)?),
         version_comment: body.version_comment,
     };
-    let workflow = state
-        .upstreams
-        .workflow()
-        .update_workflow(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner()
-        .workflow
-        .unwrap_or_default();
-    Ok(with_etag(StatusCode::OK, workflow.version, workflow_json(&workflow)))
+    let resp = unary(SERVICE, state.upstreams.workflow().update_workflow(caller.request(req))).await?;
+    Ok(workflow_response(StatusCode::OK, resp.workflow))
 }
 
 /// `DELETE /api/v1/workflows/{id}`, with `If-Match` or `?expected_version=`. Started runs finish
 /// and stay readable; new executions are 404.
 pub(crate) async fn delete_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    if_match: IfMatch,
     Path(id): Path<String>,
     Query(query): Query<VersionQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let expected_version = if_match(&headers)?.or(query.expected_version).unwrap_or(0);
-    let resp = state
-        .upstreams
-        .workflow()
-        .delete_workflow(upstream::request(
-            &principal,
-            request_id(&headers),
-            DeleteWorkflowRequest { workflow_id: id, expected_version },
-        ))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
-    Ok(Json(json!({"id": resp.workflow_id, "deleted": true})))
+) -> Result<Json<Deleted>, ApiError> {
+    let req = DeleteWorkflowRequest { workflow_id: id, expected_version: if_match.or(query.expected_version)? };
+    let resp = unary(SERVICE, state.upstreams.workflow().delete_workflow(caller.request(req))).await?;
+    Ok(Json(Deleted::id(resp.workflow_id)))
 }
 
 /// `GET /api/v1/workflows/{id}/versions`: newest first.
 pub(crate) async fn list_versions(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let req = ListWorkflowVersionsRequest { workflow_id: id, page: page.page() };
-    let resp = state
-        .upstreams
-        .workflow()
-        .list_workflow_versions(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
+    let resp = unary(SERVICE, state.upstreams.workflow().list_workflow_versions(caller.request(req))).await?;
     Ok(list_json("versions", resp.versions.iter().map(version_json).collect(), resp.page))
 }
 
@@ -579,22 +550,12 @@ pub(crate) async fn list_versions(
 /// for the editor; an invalid graph is not an error here.
 pub(crate) async fn validate_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     ApiJson(body): ApiJson<ValidateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Validation>, ApiError> {
     let req = ValidateWorkflowRequest { graph: Some(required_graph(body.graph)?) };
-    let resp = state
-        .upstreams
-        .workflow()
-        .validate_workflow(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
-    Ok(Json(json!({
-        "valid": resp.valid,
-        "problems": resp.problems.iter().map(violation_json).collect::<Vec<_>>(),
-    })))
+    let resp = unary(SERVICE, state.upstreams.workflow().validate_workflow(caller.request(req))).await?;
+    Ok(Json(Validation { problems: resp.problems.iter().map(violation_json).collect(), valid: resp.valid }))
 }
 
 /// `POST /api/v1/workflows/{id}/execute`: 202 with the run (pending or running); follow it
@@ -602,12 +563,12 @@ pub(crate) async fn validate_workflow(
 /// `mode`, `timeout_ms`, `request_id`) may be empty.
 pub(crate) async fn execute_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    key: IdempotencyKey,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
-    let request_key = if body.request_id.is_empty() { idempotency_key(&headers) } else { body.request_id };
+    let request_key = if body.request_id.is_empty() { key.or_empty() } else { body.request_id };
     let timeout = match body.timeout_ms {
         None => None,
         Some(ms) => Some(
@@ -623,22 +584,14 @@ pub(crate) async fn execute_workflow(
         timeout,
         request_id: request_key,
     };
-    let run = state
-        .upstreams
-        .workflow()
-        .execute_workflow(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner()
-        .run
-        .unwrap_or_default();
-    Ok((StatusCode::ACCEPTED, Json(run_json(&run))).into_response())
+    let resp = unary(SERVICE, state.upstreams.workflow().execute_workflow(caller.request(req))).await?;
+    Ok((StatusCode::ACCEPTED, run_body(resp.run)).into_response())
 }
 
+/// The runs of `workflow_id` (every run of the tenant when empty), filtered by `filter`.
 async fn list_runs_of(
     state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
+    caller: &Caller,
     workflow_id: String,
     page: PageQuery,
     filter: RunFilter,
@@ -657,13 +610,7 @@ async fn list_runs_of(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let req = ListRunsRequest { workflow_id, statuses, page: page.page() };
-    let resp = state
-        .upstreams
-        .workflow()
-        .list_runs(upstream::request(principal, request_id(headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
+    let resp = unary(SERVICE, state.upstreams.workflow().list_runs(caller.request(req))).await?;
     Ok(list_json("runs", resp.runs.iter().map(run_json).collect(), resp.page))
 }
 
@@ -671,41 +618,34 @@ async fn list_runs_of(
 /// `?status=running,waiting_approval` filters.
 pub(crate) async fn list_workflow_runs(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
     Query(filter): Query<RunFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    list_runs_of(&state, &principal, &headers, id, page, filter).await
+    list_runs_of(&state, &caller, id, page, filter).await
 }
 
 /// `GET /api/v1/workflows/runs`: every run of the tenant, newest first, filtered like
 /// [`list_workflow_runs`].
 pub(crate) async fn list_runs(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(page): Query<PageQuery>,
     Query(filter): Query<RunFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    list_runs_of(&state, &principal, &headers, String::new(), page, filter).await
+    list_runs_of(&state, &caller, String::new(), page, filter).await
 }
 
+/// The run `run_id` and, with `include_logs`, its persisted logs.
 async fn fetch_run(
     state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
+    caller: &Caller,
     run_id: String,
     include_logs: bool,
 ) -> Result<(Run, Vec<LogEntry>), ApiError> {
-    let resp = state
-        .upstreams
-        .workflow()
-        .get_run(upstream::request(principal, request_id(headers), GetRunRequest { run_id, include_logs }))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
+    let req = GetRunRequest { run_id, include_logs };
+    let resp = unary(SERVICE, state.upstreams.workflow().get_run(caller.request(req))).await?;
     Ok((resp.run.unwrap_or_default(), resp.logs))
 }
 
@@ -713,12 +653,11 @@ async fn fetch_run(
 /// its persisted `logs` (`?include_logs=false` leaves them out).
 pub(crate) async fn get_run(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(run_id): Path<String>,
     Query(options): Query<RunOptions>,
 ) -> Result<Json<Value>, ApiError> {
-    let (run, logs) = fetch_run(&state, &principal, &headers, run_id, options.include_logs).await?;
+    let (run, logs) = fetch_run(&state, &caller, run_id, options.include_logs).await?;
     let mut body = run_json(&run);
     if let Some(obj) = body.as_object_mut() {
         obj.insert("logs".to_owned(), Value::Array(logs.iter().map(log_json).collect()));
@@ -730,44 +669,26 @@ pub(crate) async fn get_run(
 /// finished run is `failed_precondition`.
 pub(crate) async fn cancel_run(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(run_id): Path<String>,
     OptionalJson(body): OptionalJson<CancelBody>,
 ) -> Result<Json<Value>, ApiError> {
     let req = CancelRunRequest { run_id, reason: body.reason };
-    let run = state
-        .upstreams
-        .workflow()
-        .cancel_run(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner()
-        .run
-        .unwrap_or_default();
-    Ok(Json(run_json(&run)))
+    let resp = unary(SERVICE, state.upstreams.workflow().cancel_run(caller.request(req))).await?;
+    Ok(run_body(resp.run))
 }
 
 /// `POST /api/v1/workflows/runs/{run_id}/approve` (`{"node_id","approved","comment"}`): the
 /// decision on a waiting human_approval node; a run or node not waiting is `failed_precondition`.
 pub(crate) async fn approve_node(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(run_id): Path<String>,
     ApiJson(body): ApiJson<ApproveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let req = ApproveNodeRequest { run_id, node_id: body.node_id, approved: body.approved, comment: body.comment };
-    let run = state
-        .upstreams
-        .workflow()
-        .approve_node(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner()
-        .run
-        .unwrap_or_default();
-    Ok(Json(run_json(&run)))
+    let resp = unary(SERVICE, state.upstreams.workflow().approve_node(caller.request(req))).await?;
+    Ok(run_body(resp.run))
 }
 
 /// `GET /api/v1/workflows/runs/{run_id}/events`: the run's `run.*` and `node.*` events as SSE,
@@ -778,24 +699,24 @@ pub(crate) async fn approve_node(
 /// opens.
 pub(crate) async fn run_events(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
+    last_event_id: LastEventId,
     Path(run_id): Path<String>,
     Query(query): Query<EventsQuery>,
     upgrade: sse::Upgrade,
 ) -> Result<Response, ApiError> {
-    let (run, _) = fetch_run(&state, &principal, &headers, run_id, false).await?;
+    let (run, _) = fetch_run(&state, &caller, run_id, false).await?;
     // The service's spelling of the id is the one its events carry as entity id.
     let topics = vec![RUN_EVENTS_TOPIC.to_owned()];
-    sse::stream(&state, &principal, &headers, upgrade, topics, run.id, query.after, Start::All).await
+    let cursor = last_event_id.or(query.after);
+    sse::stream(&state, &caller, upgrade, topics, run.id, cursor, Start::All).await
 }
 
 /// `POST /api/v1/workflows/{id}/schedule` (`{"every_count","unit","start_at","end_at","mode",
 /// "version","input"}`): sets (or replaces) the schedule; the stored schedule.
 pub(crate) async fn schedule_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ScheduleBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -817,56 +738,31 @@ pub(crate) async fn schedule_workflow(
         ..Schedule::default()
     };
     let req = ScheduleWorkflowRequest { workflow_id: id, schedule: Some(schedule) };
-    let schedule = state
-        .upstreams
-        .workflow()
-        .schedule_workflow(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner()
-        .schedule
-        .unwrap_or_default();
-    Ok(Json(schedule_json(&schedule)))
+    let resp = unary(SERVICE, state.upstreams.workflow().schedule_workflow(caller.request(req))).await?;
+    Ok(Json(schedule_json(&resp.schedule.unwrap_or_default())))
 }
 
 /// `DELETE /api/v1/workflows/{id}/schedule`: removes the schedule (and its MindsDB job).
 pub(crate) async fn unschedule_workflow(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let resp = state
-        .upstreams
-        .workflow()
-        .unschedule_workflow(upstream::request(
-            &principal,
-            request_id(&headers),
-            UnscheduleWorkflowRequest { workflow_id: id },
-        ))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
-    Ok(Json(json!({"id": resp.workflow_id, "unscheduled": true})))
+) -> Result<Json<Unscheduled>, ApiError> {
+    let req = UnscheduleWorkflowRequest { workflow_id: id };
+    let resp = unary(SERVICE, state.upstreams.workflow().unschedule_workflow(caller.request(req))).await?;
+    Ok(Json(Unscheduled { id: resp.workflow_id, unscheduled: true }))
 }
 
 /// `GET /api/v1/workflows/{id}/jobs/history`: a MindsDB-job-mode workflow's `log.jobs_history`,
 /// newest first.
 pub(crate) async fn job_history(
     State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let req = GetJobHistoryRequest { workflow_id: id, page: page.page() };
-    let resp = state
-        .upstreams
-        .workflow()
-        .get_job_history(upstream::request(&principal, request_id(&headers), req))
-        .await
-        .map_err(workflow_error)?
-        .into_inner();
+    let resp = unary(SERVICE, state.upstreams.workflow().get_job_history(caller.request(req))).await?;
     Ok(list_json("entries", resp.entries.iter().map(job_entry_json).collect(), resp.page))
 }
 
@@ -901,6 +797,17 @@ mod tests {
         assert_eq!(out["nodes"][1]["data"]["expression"], "true");
         assert_eq!(out["nodes"][2]["data"], json!({}));
         assert_eq!(out["viewport"]["zoom"], 1.5);
+    }
+
+    /// The typed bodies keep the bytes the `json!` objects (sorted keys) produced.
+    #[test]
+    fn typed_bodies_are_written_as_the_json_objects_were() {
+        let validation = Validation { problems: vec![json!({"field": "f"})], valid: false };
+        let old = json!({"valid": false, "problems": [{"field": "f"}]});
+        assert_eq!(serde_json::to_string(&validation).unwrap(), old.to_string());
+        let unscheduled = Unscheduled { id: "wf".to_owned(), unscheduled: true };
+        let old = json!({"id": "wf", "unscheduled": true});
+        assert_eq!(serde_json::to_string(&unscheduled).unwrap(), old.to_string());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! **Authentication.** Either `Authorization: Bearer <jwt>` (servers, CLIs, tests), or, for
 //! browsers, which cannot set headers on a WebSocket, the subprotocol list
 //! `Sec-WebSocket-Protocol: getlood.v1, bearer.<jwt>`; the server selects `getlood.v1`. The
-//! token is never accepted in the URL, where proxies and access logs would keep it.
+//! token is never accepted in the URL, where proxies and access logs would keep it. Both are
+//! checked by `require_auth`, which covers this route like every other one.
 //! Before the upgrade the desktop is read with the caller's token: an unknown desktop, or
 //! another user's or tenant's, is a plain 404 and no socket is opened.
 //!
@@ -45,13 +46,13 @@ use futures::{SinkExt as _, StreamExt as _};
 use getlood_auth::Principal;
 use getlood_common::{ApiError, ErrorCode};
 use getlood_proto::event_dispatcher::v1::{SubscribeResponse, subscribe_response};
-use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::AppState;
+use crate::caller::Caller;
 use crate::desktop_api::{self, GeometryBody, OpenBody, WindowCommand};
 pub(crate) use events::events_socket;
 pub use feed::Realtime;
@@ -76,22 +77,15 @@ pub(crate) struct SocketQuery {
     after: Option<String>,
 }
 
-/// `GET /ws/desktop/{id}`.
+/// `GET /ws/desktop/{id}`, behind `require_auth` like every route (which accepts the
+/// browser's `bearer.<jwt>` subprotocol entry as the credential).
 pub(crate) async fn desktop_socket(
     State(state): State<AppState>,
+    caller: Caller,
     Path(desktop_id): Path<String>,
     Query(query): Query<SocketQuery>,
-    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let principal = match state.verifier.verify_header(crate::auth::bearer(&headers).as_deref()) {
-        Ok(p) => p,
-        Err(err) => {
-            tracing::info!(reason = %err, "websocket refused: unauthenticated");
-            return ApiError::from(err).into_response();
-        }
-    };
-    tracing::Span::current().record("tenant", principal.tenant.as_str());
     let after = match query.after.as_deref() {
         None | Some("") => None,
         Some(raw) => match parse_position(raw) {
@@ -99,17 +93,34 @@ pub(crate) async fn desktop_socket(
             None => return ApiError::invalid_argument("after must be a cursor such as window:42").into_response(),
         },
     };
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
     // Checked before the upgrade, so another tenant's desktop is a 404, never a socket.
-    if let Err(err) = desktop_api::get_desktop(&state, &principal, request_id, &desktop_id).await {
+    if let Err(err) = desktop_api::get_desktop(&state, &caller, &desktop_id).await {
         return err.into_response();
     }
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(rejection) => return ApiError::invalid_argument(rejection.body_text()).into_response(),
     };
+    // The session's own calls (state read, commands) are not part of the handshake request.
+    let caller = caller.without_request_id();
     let settings = &state.settings;
+    configure(upgrade).on_failed_upgrade(|err| tracing::info!(error = %err, "websocket upgrade failed")).on_upgrade({
+        let ping = settings.ws_ping_interval;
+        let send_timeout = settings.ws_send_timeout;
+        move |socket| async move {
+            metrics::gauge!(METRIC_SOCKETS).increment(1.0);
+            let session = Session { state, caller, desktop_id, ping, send_timeout };
+            session.run(socket, after).await;
+            metrics::gauge!(METRIC_SOCKETS).decrement(1.0);
+        }
+    })
+}
+
+/// The handshake and limits of a desktop socket.
+fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
+        // Only `getlood.v1` is ever selected: the `bearer.<jwt>` entry a browser offers next to
+        // it carries the token and is never echoed back in the handshake response.
         .protocols([PROTOCOL])
         // Small buffers: a thousand sockets of one desktop must fit in the gateway's memory
         // budget, and commands are small.
@@ -117,22 +128,11 @@ pub(crate) async fn desktop_socket(
         .write_buffer_size(16 * 1024)
         .max_message_size(MAX_COMMAND_BYTES)
         .max_frame_size(MAX_COMMAND_BYTES)
-        .on_failed_upgrade(|err| tracing::info!(error = %err, "websocket upgrade failed"))
-        .on_upgrade({
-            let ping = settings.ws_ping_interval;
-            let send_timeout = settings.ws_send_timeout;
-            move |socket| async move {
-                metrics::gauge!(METRIC_SOCKETS).increment(1.0);
-                let session = Session { state, principal, desktop_id, ping, send_timeout };
-                session.run(socket, after).await;
-                metrics::gauge!(METRIC_SOCKETS).decrement(1.0);
-            }
-        })
 }
 
 struct Session {
     state: AppState,
-    principal: Principal,
+    caller: Caller,
     desktop_id: String,
     ping: Duration,
     send_timeout: Duration,
@@ -149,7 +149,7 @@ impl Session {
         let (mut sink, mut stream) = socket.split();
         let mut events = Events {
             realtime: self.state.realtime.clone(),
-            principal: self.principal.clone(),
+            principal: self.caller.principal().clone(),
             desktop_id: self.desktop_id.clone(),
             position: after.unwrap_or(0),
             source: Source::Detached,
@@ -161,7 +161,7 @@ impl Session {
             None => events.attach_live().await,
         };
         let initial = match start {
-            Ok(()) => desktop_api::get_desktop(&self.state, &self.principal, None, &self.desktop_id).await,
+            Ok(()) => desktop_api::get_desktop(&self.state, &self.caller, &self.desktop_id).await,
             Err(err) => Err(err),
         };
         let desktop = match initial {
@@ -297,7 +297,7 @@ impl Session {
             Err(e) => return error_frame_json(&id, &ApiError::invalid_argument(format!("invalid command: {e}"))),
         };
         let (name, cmd) = frame.into_command(&self.desktop_id);
-        match desktop_api::execute(&self.state, &self.principal, None, cmd).await {
+        match desktop_api::execute(&self.state, &self.caller, cmd).await {
             Ok(result) => json!({"type": "result", "id": id, "command": name, "result": result}),
             Err(err) => error_frame_json(&id, &err),
         }
@@ -528,5 +528,48 @@ impl Events {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// The handshake response of a socket served with [`configure`], to a client offering
+    /// `protocols`.
+    async fn handshake(protocols: &str) -> String {
+        let app = Router::new()
+            .route("/ws", get(|u: WebSocketUpgrade| async { configure(u).on_upgrade(|_socket| async {}) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Protocol: {protocols}\r\n\r\n"
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the handshake response");
+            response.extend_from_slice(&buf[..n]);
+        }
+        server.abort();
+        String::from_utf8(response).unwrap().to_ascii_lowercase()
+    }
+
+    #[tokio::test]
+    async fn browser_handshake_selects_getlood_v1_and_never_echoes_the_token() {
+        let response = handshake("getlood.v1, bearer.header.payload.signature").await;
+        assert!(response.starts_with("http/1.1 101"), "{response}");
+        assert!(response.contains("sec-websocket-protocol: getlood.v1\r\n"), "{response}");
+        assert!(!response.contains("bearer"), "{response}");
     }
 }
