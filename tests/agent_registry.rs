@@ -317,7 +317,14 @@ async fn extra_gateway(platform: &Platform) -> anyhow::Result<(String, tokio_uti
     let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
     let url = format!("http://{}", listeners.http_addr());
     let token = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(getlood_server::run_service(getlood_gateway::SPEC, config, None, listeners, token.clone(), getlood_gateway::run));
+    tokio::spawn(getlood_server::run_service(
+        getlood_gateway::SPEC,
+        config,
+        None,
+        listeners,
+        token.clone(),
+        getlood_gateway::run,
+    ));
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {

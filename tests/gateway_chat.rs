@@ -70,7 +70,14 @@ impl TestGateway {
         let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
         let (http, grpc) = (listeners.http_addr(), listeners.grpc_addr());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(getlood_server::run_service(getlood_gateway::SPEC, config, None, listeners, shutdown.clone(), getlood_gateway::run));
+        let task = tokio::spawn(getlood_server::run_service(
+            getlood_gateway::SPEC,
+            config,
+            None,
+            listeners,
+            shutdown.clone(),
+            getlood_gateway::run,
+        ));
         Ok(Self { http: format!("http://{http}"), grpc, shutdown, task })
     }
 

@@ -78,7 +78,14 @@ impl TestPipeline {
         let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
         let grpc = listeners.grpc_addr();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(getlood_server::run_service(getlood_pipeline::SPEC, config, Some(&getlood_pipeline::MIGRATOR), listeners, shutdown.clone(), getlood_pipeline::run));
+        let task = tokio::spawn(getlood_server::run_service(
+            getlood_pipeline::SPEC,
+            config,
+            Some(&getlood_pipeline::MIGRATOR),
+            listeners,
+            shutdown.clone(),
+            getlood_pipeline::run,
+        ));
         Ok(Self { grpc, schema, shutdown, task })
     }
 

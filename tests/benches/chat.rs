@@ -9,6 +9,9 @@
 //! Run: `make bench` (or `cargo bench -p getlood-tests --bench chat`); MindsDB must be up
 //! (`scripts/mindsdb.sh start`).
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
 // A bench's output is its figures.
 #![allow(clippy::print_stdout)]
 

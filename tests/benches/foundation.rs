@@ -5,6 +5,9 @@
 //!
 //! Needs the release binaries next to the bench executable: `make bench` builds them first.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
 // A bench's output is its figures.
 #![allow(clippy::print_stdout)]
 

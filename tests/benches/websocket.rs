@@ -13,6 +13,10 @@
 //! included). desktop-state and event-dispatcher run in-process. Knobs: `BENCH_WS_CLIENTS`,
 //! `BENCH_WS_MOVES_PER_SEC`, `BENCH_WS_SECONDS`, `BENCH_WS_INFLIGHT` (moves in flight per window).
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::Arc;

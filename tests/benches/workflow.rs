@@ -12,6 +12,9 @@
 //! concurrent nodes), against the machine's Postgres and NATS: `cargo bench -p getlood-tests
 //! --bench workflow`.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
 // Printing the figures is what this bench is for.
 #![allow(clippy::print_stdout)]
 

@@ -1,5 +1,9 @@
 //! Publishing and reading envelopes on the real NATS JetStream server.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Duration;
 
 use getlood_common::TenantId;

@@ -1,6 +1,9 @@
 //! Every adapter operation against the real MindsDB 26.1, with the deterministic OpenAI double
 //! as the LLM and embedding provider so answers can be asserted exactly.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns fail loudly by design
 
 mod common;

@@ -3,6 +3,9 @@
 //! byte for byte (or, where MindsDB 26.1 cannot store them exactly, are refused up front); a
 //! canary table attached to the same tenant is never read, changed or dropped.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns fail loudly by design
 
 mod common;

@@ -2,6 +2,9 @@
 //! concurrency limit. Outages use a cuttable TCP proxy in front of the real MindsDB; retry,
 //! login and limit behaviour use tiny local HTTP servers whose answers are scripted.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns fail loudly by design
 
 mod common;

@@ -4,6 +4,9 @@
 //! Skipped (with a note) when the servers are not running, unless `GETLOOD_TEST_REQUIRE_LLM=1`
 //! (set in CI) makes that a failure.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns fail loudly by design
 
 mod common;

@@ -47,7 +47,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// or an unexpected state, INTERNAL.
 pub fn database_code(err: &sqlx::Error) -> getlood_common::ErrorCode {
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => getlood_common::ErrorCode::Unavailable,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            getlood_common::ErrorCode::Unavailable
+        }
         _ => getlood_common::ErrorCode::Internal,
     }
 }

@@ -34,6 +34,6 @@ pub use metrics_layer::{GrpcMetricsLayer, http_metrics};
 pub use readiness::{Readiness, ReadinessReport};
 pub use runtime::{Runtime, run_service};
 pub use serve::{Listeners, ServiceSpec};
-pub use upstream::{Caller, REQUEST_ID, Upstream, UpstreamTimeouts};
 pub use shutdown::shutdown_signal;
+pub use upstream::{Caller, REQUEST_ID, Upstream, UpstreamTimeouts};
 pub use verifier::verifier;

@@ -57,7 +57,12 @@ impl crate::Runtime {
     }
 }
 
-async fn serve(runtime: crate::Runtime, listeners: Listeners, grpc: tonic::service::Routes, http: Router) -> Result<()> {
+async fn serve(
+    runtime: crate::Runtime,
+    listeners: Listeners,
+    grpc: tonic::service::Routes,
+    http: Router,
+) -> Result<()> {
     let name = runtime.name();
     let settings = runtime.serve;
     let shutdown = runtime.shutdown();

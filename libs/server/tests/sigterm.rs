@@ -1,6 +1,10 @@
 //! SIGTERM during a slow request lets it complete; new requests are refused afterwards.
 //! One test per file: it signals its own process (nextest runs each test in its own process too).
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -306,7 +306,11 @@ impl AgentRegistryService for Registry {
             let own: Vec<Skill> = skills.iter().filter(|s| agent.skills.contains(&s.name)).cloned().collect();
             compile(agent, &own);
         }
-        let next = if more { agents.last().map(|a| encode_page_token(PAGE_KIND, &a.name)).unwrap_or_default() } else { String::new() };
+        let next = if more {
+            agents.last().map(|a| encode_page_token(PAGE_KIND, &a.name)).unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(ListAgentsResponse {
             agents: agents.into_iter().map(redact).collect(),
             page: Some(PageResponse { next_page_token: next, ..Default::default() }),
@@ -436,7 +440,11 @@ impl AgentRegistryService for Registry {
         let mut skills = self.store.list_skills(&p.tenant, &after, limit + 1).await?;
         let more = skills.len() as i64 > limit;
         skills.truncate(limit as usize);
-        let next = if more { skills.last().map(|s| encode_page_token(SKILL_PAGE_KIND, &s.name)).unwrap_or_default() } else { String::new() };
+        let next = if more {
+            skills.last().map(|s| encode_page_token(SKILL_PAGE_KIND, &s.name)).unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(Response::new(ListSkillsResponse {
             skills,
             page: Some(PageResponse { next_page_token: next, ..Default::default() }),

@@ -2,8 +2,8 @@
 //! safe to show, and a `getlood.common.v1.ErrorDetail` in the `getlood-error-bin` trailer.
 
 use getlood_common::{ApiError, ErrorCode, ServiceError};
-use getlood_server::database_code;
 use getlood_proto::common::v1::{ErrorDetail, FieldViolation};
+use getlood_server::database_code;
 use tonic::Status;
 
 pub use getlood_common::ERROR_DETAIL_KEY;

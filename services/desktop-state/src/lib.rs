@@ -123,6 +123,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         tables,
         max_windows: i64::from(config.app.max_windows_per_desktop),
     };
-    let grpc = tonic::service::Routes::new(DesktopStateServiceServer::with_interceptor(desktops, runtime.authenticate()));
+    let grpc =
+        tonic::service::Routes::new(DesktopStateServiceServer::with_interceptor(desktops, runtime.authenticate()));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

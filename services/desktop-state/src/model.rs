@@ -1,6 +1,5 @@
 //! Rows as stored, their protobuf form, and input validation.
 
-
 use chrono::{DateTime, Utc};
 use getlood_proto::common::v1::FieldViolation;
 use getlood_proto::desktop_state::v1::{Desktop, Geometry, Window, WindowState};
@@ -267,9 +266,7 @@ pub fn check_request_id(request_id: &str) -> Result<Option<&str>> {
     }
 }
 
-pub use getlood_common::paging::{
-    decode_page_token as decode_token, encode_page_token as encode_token, page_size,
-};
+pub use getlood_common::paging::{decode_page_token as decode_token, encode_page_token as encode_token, page_size};
 
 /// `google.protobuf.Struct` to JSON (for the `props` column), `{}` when absent.
 pub use getlood_common::structs::opt_struct_to_json as struct_to_json;

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt as _};
 use getlood_auth::TenantId;
-use getlood_server::{Caller, Upstream};
 use getlood_events::{Domain, EventBus, EventError, RawEvent, StartAt};
 use getlood_proto::desktop_state::v1::GetDesktopRequest;
 use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopStateServiceClient;
 use getlood_proto::event_dispatcher::v1::{
     DeliverPolicy, Delivery, Heartbeat, Resync, SubscribeRequest, SubscribeResponse, subscribe_response,
 };
+use getlood_server::{Caller, Upstream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -160,6 +160,8 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
         println!("Try:      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
         println!("Ctrl-C stops everything.");
     }
+    // The signal watcher outlives every service's tracker: it is what stops them.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(getlood_server::shutdown_signal(shutdown.clone()));
     let mut failed = None;
     for s in started {

@@ -77,7 +77,6 @@ impl Error {
             Self::Upstream(m) => ApiError::unavailable(m.clone()),
         }
     }
-
 }
 
 impl ServiceError for Error {

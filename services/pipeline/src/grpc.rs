@@ -5,10 +5,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tracing::Instrument as _;
 
-use getlood_common::paging::{decode_page_token, encode_page_token, page_size};
 use chrono::DateTime;
 use futures::Stream;
 use getlood_auth::Principal;
+use getlood_common::paging::{decode_page_token, encode_page_token, page_size};
 use getlood_proto::common::v1::{ChatMessage, PageResponse, Role};
 use getlood_proto::pipeline::v1::pipeline_service_server::PipelineService;
 use getlood_proto::pipeline::v1::{

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use getlood_auth::Principal;
-use getlood_server::Caller;
 use getlood_events::{Domain, Outbox, Payload, new_envelope};
 use getlood_proto::agent_registry::v1::{Agent, query_agent_response};
 use getlood_proto::common::v1::{ChatMessage, Usage};
@@ -21,6 +20,7 @@ use getlood_proto::pipeline::v1::{
     IntentSource, RouteSelected, SelectionReason, Stage, StageCompleted, StageStarted, StageStatus, StageTiming, Turn,
     TurnOutcome, execute_response::Event,
 };
+use getlood_server::Caller;
 use tokio::sync::mpsc;
 use tonic::Status;
 use uuid::Uuid;
@@ -28,7 +28,6 @@ use uuid::Uuid;
 use crate::enhance::{ui_actions, user_intent_hints};
 use crate::error::Error;
 use crate::intent::{RuleClassifier, RuleOutcome, parse_llm_answer};
-use getlood_common::ServiceError as _;
 use crate::intent_model::IntentModel;
 use crate::registry::RegistryClient;
 use crate::routing::{Route, Router};
@@ -36,6 +35,7 @@ use crate::settings::PipelineSettings;
 use crate::store::{Store, TurnNotes};
 use crate::text::normalize;
 use crate::types::Intent;
+use getlood_common::ServiceError as _;
 
 /// Everything the stages share.
 #[derive(Debug)]
@@ -448,11 +448,7 @@ impl Pipeline {
     }
 
     /// Stage 3: the first agent with the route's skill, else the tenant's default agent.
-    async fn select(
-        &self,
-        p: &Caller,
-        route: &Route,
-    ) -> Result<Option<(Agent, SelectionReason, Vec<String>)>, Error> {
+    async fn select(&self, p: &Caller, route: &Route) -> Result<Option<(Agent, SelectionReason, Vec<String>)>, Error> {
         let matches = self.registry.find(p, &route.skill).await?;
         if let Some(m) = matches.into_iter().find(|m| m.agent.is_some()) {
             let matched = m.matched_skills;

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use getlood_server::{Caller, Upstream};
 use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use getlood_proto::agent_registry::v1::{
     Agent, AgentMatch, FindAgentsRequest, GetAgentRequest, ListAgentsRequest, QueryAgentRequest, QueryAgentResponse,
     SkillMatchMode, get_agent_request, query_agent_request,
 };
 use getlood_proto::common::v1::{ChatMessage, PageRequest};
+use getlood_server::{Caller, Upstream};
 use tonic::Streaming;
 use tonic::transport::Channel;
 
@@ -58,9 +58,8 @@ impl RegistryClient {
         let req =
             FindAgentsRequest { skills: vec![skill.to_owned()], match_mode: SkillMatchMode::Any as i32, limit: 10 };
         let mut client = self.client();
-        let resp = self
-            .unary("agent registry FindAgents", client.find_agents(p.request(req, Some(self.timeout))))
-            .await?;
+        let resp =
+            self.unary("agent registry FindAgents", client.find_agents(p.request(req, Some(self.timeout)))).await?;
         Ok(resp.matches)
     }
 
@@ -86,9 +85,8 @@ impl RegistryClient {
             metadata_filter: [("default".to_owned(), "true".to_owned())].into(),
         };
         let mut client = self.client();
-        let listed = self
-            .unary("agent registry ListAgents", client.list_agents(p.request(req, Some(self.timeout))))
-            .await?;
+        let listed =
+            self.unary("agent registry ListAgents", client.list_agents(p.request(req, Some(self.timeout)))).await?;
         if let Some(agent) = listed.agents.into_iter().next() {
             return Ok(Some(agent));
         }
@@ -123,7 +121,6 @@ impl RegistryClient {
         // stream's idle time and total duration instead.
         // The registry answers once MindsDB has started the agent's stream, which can take longer
         // than a plain lookup: that wait has the agent's deadline.
-        self.unary_within("agent registry QueryAgent", start_timeout, client.query_agent(p.request(req, None)))
-            .await
+        self.unary_within("agent registry QueryAgent", start_timeout, client.query_agent(p.request(req, None))).await
     }
 }

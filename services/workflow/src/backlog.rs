@@ -87,6 +87,7 @@ impl RelayBacklog {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // test harness tasks end with the test
 mod tests {
     use super::*;
 

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-pub(crate) use getlood_common::structs::opt_struct_to_json;
 use getlood_common::structs::object_to_struct;
+pub(crate) use getlood_common::structs::opt_struct_to_json;
 
 /// A JSON object as a protobuf `Struct`; a non-object is wrapped as `{"value": ...}` so nothing
 /// a node produced is silently dropped.

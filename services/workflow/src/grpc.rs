@@ -4,10 +4,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use getlood_common::paging::page_size;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use getlood_auth::{Principal, TenantId};
+use getlood_common::paging::page_size;
 use getlood_mindsdb::{Ident, JobSpec, ProjectAdapter, Schedule, ScheduleUnit, TenantContext};
 use getlood_proto::common::v1::PageResponse;
 use getlood_proto::workflow::v1 as pb;
@@ -452,7 +452,11 @@ impl WorkflowService for Service {
         let mut rows = self.store.list(&p.tenant, &after, limit + 1).await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next = if more { rows.last().map(|r| encode_token("workflows", &r.name)).unwrap_or_default() } else { String::new() };
+        let next = if more {
+            rows.last().map(|r| encode_token("workflows", &r.name)).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let mut workflows = Vec::with_capacity(rows.len());
         for r in &rows {
             workflows.push(self.with_schedule(&p.tenant, r, !req.omit_graph).await?);

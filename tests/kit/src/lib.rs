@@ -4,6 +4,10 @@
 //! Addresses of the shared servers come from `GETLOOD_TEST_POSTGRES_URL`, `GETLOOD_TEST_REDIS_URL`
 //! and `GETLOOD_TEST_NATS_URL`, defaulting to the standard local ports.
 
+// Test harnesses spawn their servers and clients directly: they end with the test, there is
+// no service shutdown to wait for.
+#![allow(clippy::disallowed_methods)]
+
 mod openai_double;
 mod otlp;
 mod platform;

@@ -532,6 +532,7 @@ impl Events {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // test harness tasks end with the test
 mod tests {
     use axum::Router;
     use axum::routing::get;
