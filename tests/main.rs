@@ -15,6 +15,7 @@ mod e2e;
 mod events;
 mod gateway_chat;
 mod gateway_workflows;
+mod jwks;
 mod pipeline;
 mod platform;
 mod rate_limit;

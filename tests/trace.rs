@@ -75,7 +75,6 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
             ("REDIS__URL".to_owned(), getlood_testkit::redis_url()),
             ("REDIS__KEY_PREFIX".to_owned(), format!("getlood_{run}")),
             ("NATS__URL".to_owned(), getlood_testkit::nats_url()),
-            ("MINDSDB__URL".to_owned(), getlood_testkit::mindsdb_url()),
             ("AUTH__HS256_SECRET".to_owned(), TEST_SECRET.to_owned()),
             ("SERVICES__AGENT_REGISTRY".to_owned(), format!("http://127.0.0.1:{registry_grpc}")),
             ("SERVICES__PIPELINE".to_owned(), format!("http://127.0.0.1:{pipeline_grpc}")),
@@ -89,7 +88,13 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
     let mut bins = vec![
         spawn(
             "agent-registry",
-            &with(common("agent_registry"), &[("GRPC_ADDR", format!("127.0.0.1:{registry_grpc}"))]),
+            &with(
+                common("agent_registry"),
+                &[
+                    ("GRPC_ADDR", format!("127.0.0.1:{registry_grpc}")),
+                    ("MINDSDB__URL", getlood_testkit::mindsdb_url()),
+                ],
+            ),
         )?,
         spawn(
             "pipeline",
@@ -97,6 +102,7 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
                 common("pipeline"),
                 &[
                     ("GRPC_ADDR", format!("127.0.0.1:{pipeline_grpc}")),
+                    ("MINDSDB__URL", getlood_testkit::mindsdb_url()),
                     ("APP__INTENT_MODEL__BASE_URL", llm.base_url()),
                     ("APP__INTENT_MODEL__API_KEY", "sk-trace".to_owned()),
                 ],
@@ -156,5 +162,106 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
             .execute(&pool)
             .await?;
     }
+    Ok(())
+}
+
+// One desktop subscription is one trace: the gateway's request, the dispatcher's Subscribe,
+// and the dispatcher's check with desktop-state that the caller may see the desktop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_holds_a_desktop_subscription_and_the_dispatchers_desktop_check() -> anyhow::Result<()> {
+    let otlp = OtlpReceiver::start().await?;
+    let run = format!("tracews{}", std::process::id());
+    let (desktop_grpc, dispatcher_grpc) = (free_port(), free_port());
+    let common = vec![
+        ("POSTGRES__URL".to_owned(), getlood_testkit::postgres_url()),
+        ("POSTGRES__SCHEMA".to_owned(), format!("desktop_state_{run}")),
+        ("REDIS__URL".to_owned(), getlood_testkit::redis_url()),
+        ("REDIS__KEY_PREFIX".to_owned(), format!("getlood_{run}")),
+        ("NATS__URL".to_owned(), getlood_testkit::nats_url()),
+        ("AUTH__HS256_SECRET".to_owned(), TEST_SECRET.to_owned()),
+        ("SERVICES__DESKTOP_STATE".to_owned(), format!("http://127.0.0.1:{desktop_grpc}")),
+        ("SERVICES__EVENT_DISPATCHER".to_owned(), format!("http://127.0.0.1:{dispatcher_grpc}")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), otlp.endpoint()),
+    ];
+    let with = |extra: &[(&str, String)]| {
+        let mut env = common.clone();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env
+    };
+    let mut bins = vec![
+        spawn(
+            "desktop-state",
+            &with(&[
+                ("GRPC_ADDR", format!("127.0.0.1:{desktop_grpc}")),
+                ("MINDSDB__URL", getlood_testkit::mindsdb_url()),
+                // The agent tables' MindsDB registration is not what this test follows.
+                ("APP__AGENT_TABLES__ENABLED", "false".to_owned()),
+            ]),
+        )?,
+        spawn(
+            "event-dispatcher",
+            &with(&[
+                ("GRPC_ADDR", format!("127.0.0.1:{dispatcher_grpc}")),
+                ("MINDSDB__URL", getlood_testkit::mindsdb_url()),
+                ("APP__MEMORY__ENABLED", "false".to_owned()),
+            ]),
+        )?,
+        spawn("gateway", &with(&[("GRPC_ADDR", format!("127.0.0.1:{}", free_port()))]))?,
+    ];
+    let outcome = async {
+        for bin in &bins {
+            wait_ready(bin).await?;
+        }
+        let gateway = format!("http://127.0.0.1:{}", bins[2].http);
+        let token = getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", &run, "alice", &["member"], 600)?;
+        let http = reqwest::Client::new();
+        let desktop: serde_json::Value = http
+            .post(format!("{gateway}/api/v1/desktops"))
+            .bearer_auth(&token)
+            .json(&json!({"name": "traced"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = desktop["id"].as_str().unwrap_or_default().to_owned();
+        anyhow::ensure!(!id.is_empty(), "no desktop id in {desktop}");
+        // The subscription answers its headers once the dispatcher has checked the desktop;
+        // the stream itself stays open, so it is dropped after the first bytes.
+        let mut resp = http
+            .get(format!("{gateway}/api/v1/events?topics=window&entity_id={id}"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "subscription: {}", resp.status());
+        let _ = tokio::time::timeout(Duration::from_secs(2), resp.chunk()).await;
+        drop(resp);
+        anyhow::Ok(())
+    }
+    .await;
+    for bin in &mut bins {
+        sigterm(bin);
+    }
+    outcome?;
+
+    let spans = otlp.spans();
+    let subscription = spans
+        .iter()
+        .find(|s| s.service == "gateway" && s.name == "gateway.http" && s.attribute("path") == Some("/api/v1/events"))
+        .unwrap_or_else(|| panic!("no gateway subscription span among {} spans", spans.len()));
+    let trace: Vec<_> = spans.iter().filter(|s| s.trace_id == subscription.trace_id).collect();
+    let services: std::collections::BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
+    for service in ["gateway", "event-dispatcher", "desktop-state"] {
+        assert!(
+            services.contains(service),
+            "{service} missing from the subscription trace: {:?}",
+            trace.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()
+        );
+    }
+
+    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"desktop_state_{run}\" CASCADE")))
+        .execute(&pool)
+        .await?;
     Ok(())
 }

@@ -88,6 +88,10 @@ pub struct Verifier {
     /// Keys of the identity provider's JWKS document, replaced wholesale on each refresh.
     jwks: std::sync::RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
     jwks_url: Option<String>,
+    /// Woken by a token whose `kid` is unknown, so the JWKS refresher fetches the document
+    /// again at once instead of at the next period: an identity provider that rotates its
+    /// signing key issues tokens with the new `kid` before any period would pass.
+    unknown_kid: tokio::sync::Notify,
     issuer: String,
     audience: String,
     leeway: u64,
@@ -129,6 +133,7 @@ impl Verifier {
             by_kid,
             jwks: std::sync::RwLock::new(HashMap::new()),
             jwks_url: config.jwks_url.clone(),
+            unknown_kid: tokio::sync::Notify::new(),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway: config.leeway_secs,
@@ -138,6 +143,12 @@ impl Verifier {
     /// The configured JWKS document URL, if any.
     pub fn jwks_url(&self) -> Option<&str> {
         self.jwks_url.as_deref()
+    }
+
+    /// Completes when a token named a `kid` this verifier does not know (the JWKS refresher
+    /// then fetches the document again, rate-limited on its side).
+    pub async fn unknown_kid_seen(&self) {
+        self.unknown_kid.notified().await;
     }
 
     /// Replaces the JWKS keys with those of `document` (a JWK Set JSON), returning how many
@@ -200,9 +211,15 @@ impl Verifier {
                 let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
                 let jwks = self.jwks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let (key_alg, key) = match header.kid {
-                    Some(kid) => {
-                        self.by_kid.get(&kid).or_else(|| jwks.get(&kid)).cloned().ok_or(AuthError::UnknownKey(kid))?
-                    }
+                    Some(kid) => match self.by_kid.get(&kid).or_else(|| jwks.get(&kid)).cloned() {
+                        Some(key) => key,
+                        None => {
+                            if self.jwks_url.is_some() {
+                                self.unknown_kid.notify_one();
+                            }
+                            return Err(AuthError::UnknownKey(kid));
+                        }
+                    },
                     None => self
                         .by_kid
                         .values()

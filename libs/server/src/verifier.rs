@@ -9,8 +9,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::Result;
 
+/// Shortest time between two JWKS fetches triggered by unknown `kid`s: a flood of tokens with
+/// made-up key ids costs the identity provider at most one request a second per replica.
+const UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(1);
+
 /// Builds the verifier for `auth`; with a `jwks_url`, fetches it now (a failure is logged and
-/// retried, RS/ES tokens are refused meanwhile) and again every `jwks_refresh` until `shutdown`.
+/// retried, RS/ES tokens are refused meanwhile), again every `jwks_refresh`, and as soon as a
+/// token names an unknown `kid` (a key rotation), until `shutdown`.
 pub async fn verifier(auth: &AuthConfig, tracker: &TaskTracker, shutdown: CancellationToken) -> Result<Arc<Verifier>> {
     let verifier = Arc::new(Verifier::new(auth)?);
     let Some(url) = auth.jwks_url.clone() else { return Ok(verifier) };
@@ -26,6 +31,14 @@ pub async fn verifier(auth: &AuthConfig, tracker: &TaskTracker, shutdown: Cancel
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(period) => refresh(&http, &url, &task_verifier).await,
+                () = task_verifier.unknown_kid_seen() => {
+                    tracing::debug!(url, "unknown key id seen, fetching the jwks again");
+                    refresh(&http, &url, &task_verifier).await;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(UNKNOWN_KID_COOLDOWN) => {}
+                    }
+                }
             }
         }
     });

@@ -118,6 +118,8 @@ pub struct Overrides {
     pub mindsdb_url: Option<String>,
     /// HS256 secret.
     pub hs256_secret: Option<String>,
+    /// The whole `auth` section, replacing the service's (applied before `hs256_secret`).
+    pub auth: Option<getlood_auth::AuthConfig>,
     /// gRPC endpoints of the other services.
     pub services: Option<ServiceUrls>,
     /// Drain deadline.
@@ -252,6 +254,9 @@ fn apply<A, M: MindsdbSection>(config: &mut ServiceConfig<A, M>, o: &Overrides) 
     }
     if let Some(v) = &o.mindsdb_url {
         config.mindsdb.set_url(v);
+    }
+    if let Some(v) = &o.auth {
+        config.auth = v.clone();
     }
     if let Some(v) = &o.hs256_secret {
         config.auth.hs256_secret = Some(SecretString::from(v.as_str()));

@@ -28,6 +28,7 @@ pub struct PlatformBuilder {
     replica_of: Option<String>,
     app_settings: std::collections::BTreeMap<Service, serde_json::Value>,
     shutdown_timeout: Duration,
+    auth: Option<getlood_auth::AuthConfig>,
 }
 
 /// A started service.
@@ -69,6 +70,7 @@ impl Default for PlatformBuilder {
                 serde_json::json!({"memory": {"enabled": false}}),
             )]),
             shutdown_timeout: Duration::from_secs(5),
+            auth: None,
         }
     }
 }
@@ -120,6 +122,13 @@ impl PlatformBuilder {
         self
     }
 
+    /// Replaces every service's token verification settings (the default: HS256 with
+    /// [`TEST_SECRET`]), e.g. an identity provider's JWKS URL only.
+    pub fn auth(mut self, auth: getlood_auth::AuthConfig) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     /// How long a stopping service waits for in-flight requests.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -148,7 +157,8 @@ impl PlatformBuilder {
             redis_key_prefix: Some(self.redis_key_prefix.clone().unwrap_or_else(|| format!("getlood_test_{run_id}"))),
             mindsdb_url: Some(self.mindsdb_url.clone()),
             nats_url: Some(self.nats_url.clone()),
-            hs256_secret: Some(TEST_SECRET.to_owned()),
+            hs256_secret: self.auth.is_none().then(|| TEST_SECRET.to_owned()),
+            auth: self.auth.clone(),
             services: Some(getlood::service_urls(&addrs)),
             shutdown_timeout: Some(self.shutdown_timeout),
             readiness_interval: Some(Duration::from_millis(100)),
