@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn props_round_trip_through_json() {
-        let j = serde_json::json!({"chart": "bar", "n": 3.0, "tags": ["a", true, null], "nested": {"k": "v"}});
+        let j = serde_json::json!({"chart": "bar", "n": 3, "w": 2.5, "tags": ["a", true, null], "nested": {"k": "v"}});
         let s = json_to_struct(&j).unwrap();
         assert_eq!(struct_to_json(Some(&s)), j);
         assert!(json_to_struct(&serde_json::json!({})).is_none());

@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn struct_round_trip() {
-        let v = json!({"app_id": "dashboard", "n": 2.0, "list": [true, null], "o": {"k": "v"}});
+        let v = json!({"app_id": "dashboard", "n": 2, "w": 2.5, "list": [true, null], "o": {"k": "v"}});
         assert_eq!(struct_to_json(&json_to_struct(v.clone())), v);
         assert_eq!(stage_name(Stage::IntentDetection as i32), "intent_detection");
     }
