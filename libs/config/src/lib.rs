@@ -49,6 +49,17 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
+/// Refuses the first of `durations` (key, value) that is zero, naming its key: every timeout,
+/// interval and lease of every service must be positive.
+pub fn require_positive<'a>(
+    durations: impl IntoIterator<Item = (&'a str, std::time::Duration)>,
+) -> Result<(), ConfigError> {
+    match durations.into_iter().find(|(_, value)| value.is_zero()) {
+        Some((key, _)) => Err(ConfigError::invalid(key, "must be greater than zero")),
+        None => Ok(()),
+    }
+}
+
 /// The env prefix of a service: `gateway` -> `GETLOOD_GATEWAY_`, `desktop-state` ->
 /// `GETLOOD_DESKTOP_STATE_`.
 pub fn env_prefix(service: &str) -> String {

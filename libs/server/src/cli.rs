@@ -32,25 +32,10 @@ enum Command {
     PrintConfig,
 }
 
-/// Runs a service binary. `run` is the service's library entry point.
-pub async fn main<A, M, F, Fut>(
-    spec: ServiceSpec,
-    defaults: ServiceConfig<A, M>,
-    migrator: Option<&'static sqlx::migrate::Migrator>,
-    run: F,
-) -> ExitCode
-where
-    A: Serialize + DeserializeOwned + Validate,
-    M: Serialize + DeserializeOwned + Validate + Default,
-    F: FnOnce(ServiceConfig<A, M>, Runtime, Listeners) -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
-    main_with(spec, defaults, migrator, run, std::env::args_os()).await
-}
-
-/// [`main`] over the given arguments (the first is the program name), for a launcher that
-/// runs several services from one binary (`getlood <service> [serve|migrate|print-config]`).
-pub async fn main_with<A, M, F, Fut, I, T>(
+/// Runs one service as its own process over `args` (the first is the program name): the
+/// `getlood <service> [serve|migrate|print-config]` command of the one binary. `run` is the
+/// service's library entry point.
+pub async fn main<A, M, F, Fut, I, T>(
     spec: ServiceSpec,
     defaults: ServiceConfig<A, M>,
     migrator: Option<&'static sqlx::migrate::Migrator>,

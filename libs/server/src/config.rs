@@ -174,15 +174,11 @@ impl<A: Validate, M: Validate> Validate for ServiceConfig<A, M> {
         if self.postgres.max_connections == 0 {
             return Err(ConfigError::invalid("postgres.max_connections", "must be at least 1"));
         }
-        for (key, value) in [
+        getlood_config::require_positive([
             ("shutdown_timeout", self.shutdown_timeout),
             ("request_timeout", self.request_timeout),
             ("readiness_interval", self.readiness_interval),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::invalid(key, "must be greater than zero"));
-            }
-        }
+        ])?;
         let urls = &self.services;
         for (key, url) in [
             ("services.gateway", &urls.gateway),

@@ -54,15 +54,11 @@ impl Default for RegistrySettings {
 
 impl Validate for RegistrySettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
+        getlood_config::require_positive([
             ("app.cache_ttl", self.cache_ttl),
             ("app.query_heartbeat", self.query_heartbeat),
             ("app.outbox_poll", self.outbox_poll),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::invalid(key, "must be greater than zero"));
-            }
-        }
+        ])?;
         Ok(())
     }
 }

@@ -111,15 +111,11 @@ fn serialize_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) ->
 
 impl Validate for DispatcherSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
+        getlood_config::require_positive([
             ("app.heartbeat_interval", self.heartbeat_interval),
             ("app.lag_timeout", self.lag_timeout),
             ("app.memory.ack_wait", self.memory.ack_wait),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::invalid(key, "must be greater than zero"));
-            }
-        }
+        ])?;
         if self.subscriber_buffer == 0 {
             return Err(ConfigError::invalid("app.subscriber_buffer", "must be at least 1"));
         }

@@ -145,7 +145,7 @@ impl Validate for GatewaySettings {
                 ));
             }
         }
-        for (key, value) in [
+        getlood_config::require_positive([
             ("app.http_request_timeout", self.http_request_timeout),
             ("app.rate_limit_store_timeout", self.rate_limit_store_timeout),
             ("app.upstream_connect_timeout", self.upstream_connect_timeout),
@@ -156,11 +156,7 @@ impl Validate for GatewaySettings {
             ("app.ws_ping_interval", self.ws_ping_interval),
             ("app.ws_send_timeout", self.ws_send_timeout),
             ("app.ws_feed_idle", self.ws_feed_idle),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::invalid(key, "must be greater than zero"));
-            }
-        }
+        ])?;
         Ok(())
     }
 }

@@ -160,7 +160,7 @@ pub async fn start(
 /// `args` are the service's arguments, the first being the program name.
 pub async fn run_service(service: Service, args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     with_service!(service, |krate, migrator| {
-        getlood_server::cli::main_with(krate::SPEC, krate::default_config(), migrator, krate::run, args).await
+        getlood_server::cli::main(krate::SPEC, krate::default_config(), migrator, krate::run, args).await
     })
 }
 

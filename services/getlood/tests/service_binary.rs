@@ -1,6 +1,6 @@
 //! The real `getlood` binary running one service (`getlood gateway`, as its Deployment does):
 //! refuses bad configuration by name, and exits cleanly on SIGTERM. Every service goes through
-//! the same `getlood_server::cli::main_with`.
+//! the same `getlood_server::cli::main`.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};

@@ -483,7 +483,7 @@ impl Validate for PipelineSettings {
         if l.max_messages == 0 || l.max_message_chars == 0 || l.max_total_chars == 0 {
             return Err(ConfigError::invalid("app.limits", "limits must be positive"));
         }
-        for (key, value) in [
+        getlood_config::require_positive([
             ("app.registry_timeout", self.registry_timeout),
             ("app.agent_timeout", self.agent_timeout),
             ("app.agent_idle_timeout", self.agent_idle_timeout),
@@ -491,11 +491,7 @@ impl Validate for PipelineSettings {
             ("app.outbox_poll", self.outbox_poll),
             ("app.intent_model.timeout", m.timeout),
             ("app.intent_model.setup_timeout", m.setup_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::invalid(key, "must be greater than zero"));
-            }
-        }
+        ])?;
         Ok(())
     }
 }

@@ -87,16 +87,12 @@ impl Default for WorkflowSettings {
 
 impl Validate for WorkflowSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        for (key, value) in [
+        getlood_config::require_positive([
             ("app.run_timeout", self.run_timeout),
             ("app.sweep_interval", self.sweep_interval),
             ("app.scheduler_interval", self.scheduler_interval),
             ("app.outbox_poll", self.outbox_poll),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::invalid(key, "must be greater than zero"));
-            }
-        }
+        ])?;
         if self.node_lease < Duration::from_secs(1) {
             return Err(ConfigError::invalid("app.node_lease", "must be at least 1s"));
         }
