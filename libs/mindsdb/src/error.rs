@@ -115,7 +115,7 @@ impl MindsdbError {
 
     /// The message a client may see: short, and generic where MindsDB's text can carry
     /// internals (tracebacks, generated SQL, provider responses).
-    fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         match self {
             Self::AlreadyExists(m) | Self::NotFound(m) | Self::InvalidArgument(m) => m.clone(),
             Self::InvalidSql(_) => "the statement was rejected by mindsdb".to_owned(),

@@ -1,6 +1,6 @@
 //! Errors of the event dispatcher and their gRPC status.
 
-use getlood_common::{ApiError, ErrorCode};
+use getlood_common::{ErrorCode, ServiceError};
 use getlood_events::EventError;
 use getlood_mindsdb::MindsdbError;
 use tonic::Status;
@@ -36,27 +36,50 @@ pub enum Error {
 /// Result of the dispatcher crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Events(EventError::Expired { .. }) => Status::out_of_range(err.to_string()),
-            Error::Events(EventError::Decode(_)) => ApiError::internal(&err).into(),
-            Error::Events(EventError::JetStream(ref message)) => {
-                // Logged here because the client only learns "unavailable".
-                tracing::warn!(error = %message, "jetstream call failed");
-                Status::unavailable("the event streams are unavailable, retry shortly")
-            }
-            Error::InvalidArgument(message) => Status::invalid_argument(message),
-            Error::Mindsdb(e) => ApiError::from(e).into(),
-            Error::NotFound(message) => Status::not_found(message),
-            Error::PermissionDenied(message) => Status::permission_denied(message),
-            Error::Upstream { service, status } => match status.code() {
-                tonic::Code::NotFound | tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => status,
-                _ => {
-                    tracing::warn!(service, error = %status, "upstream call failed");
-                    ApiError::new(ErrorCode::Unavailable, format!("the {service} service is unavailable")).into()
+impl ServiceError for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            // Past the stream's retention: the client must resync (OUT_OF_RANGE on the wire).
+            Error::Events(EventError::Expired { .. }) | Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Error::Events(EventError::Decode(_)) => ErrorCode::Internal,
+            Error::Events(EventError::JetStream(_)) => ErrorCode::Unavailable,
+            Error::Mindsdb(e) => e.code(),
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            Error::Upstream { status, .. } => match status.code() {
+                // The callee's answer about the caller's own request is relayed as it is.
+                tonic::Code::NotFound | tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
+                    ErrorCode::from_grpc(status.code())
                 }
+                _ => ErrorCode::Unavailable,
             },
         }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Error::Events(EventError::JetStream(_)) => "the event streams are unavailable, retry shortly".to_owned(),
+            Error::Events(EventError::Decode(_)) => "internal error".to_owned(),
+            Error::Mindsdb(e) => e.public_message(),
+            Error::Upstream { service, status } => match self.code() {
+                ErrorCode::Unavailable => format!("the {service} service is unavailable"),
+                _ => status.message().to_owned(),
+            },
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let status = getlood_common::status(&err);
+        if matches!(err, Error::Events(EventError::Expired { .. })) {
+            return Status::with_metadata(
+                tonic::Code::OutOfRange,
+                status.message().to_owned(),
+                status.metadata().clone(),
+            );
+        }
+        status
     }
 }

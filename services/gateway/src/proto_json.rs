@@ -4,55 +4,14 @@
 use getlood_common::ApiError;
 use serde_json::{Value, json};
 
-/// `google.protobuf.Value` as JSON.
-pub(crate) fn proto_value_to_json(value: &prost_types::Value) -> Value {
-    use prost_types::value::Kind;
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => json!(n),
-        Some(Kind::StringValue(s)) => json!(s),
-        Some(Kind::BoolValue(b)) => json!(b),
-        Some(Kind::StructValue(s)) => proto_struct_to_json(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(proto_value_to_json).collect()),
-    }
-}
-
-/// `google.protobuf.Struct` as a JSON object.
-pub(crate) fn proto_struct_to_json(s: &prost_types::Struct) -> Value {
-    Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), proto_value_to_json(v))).collect())
-}
-
-/// An optional `Struct` as a JSON object, `{}` when absent (clients need not test for null).
-pub(crate) fn opt_struct_to_json(s: Option<&prost_types::Struct>) -> Value {
-    s.map_or_else(|| json!({}), proto_struct_to_json)
-}
-
-/// JSON as a `google.protobuf.Value` (numbers become doubles, as protobuf has no integers here).
-pub(crate) fn json_to_proto_value(v: &Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => {
-            Kind::ListValue(prost_types::ListValue { values: a.iter().map(json_to_proto_value).collect() })
-        }
-        Value::Object(o) => Kind::StructValue(prost_types::Struct {
-            fields: o.iter().map(|(k, v)| (k.clone(), json_to_proto_value(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
+pub(crate) use getlood_common::structs::{opt_struct_to_json, struct_to_json as proto_struct_to_json};
 
 /// An optional JSON object of a request body (`field` names it in the error) as a `Struct`;
 /// absent and `null` are `None`, anything but an object is 400.
 pub(crate) fn json_object_to_struct(v: Option<&Value>, field: &str) -> Result<Option<prost_types::Struct>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(prost_types::Struct {
-            fields: o.iter().map(|(k, v)| (k.clone(), json_to_proto_value(v))).collect(),
-        })),
+        Some(Value::Object(o)) => Ok(Some(getlood_common::structs::object_to_struct(o))),
         Some(_) => Err(ApiError::invalid_argument(format!("{field} must be a JSON object"))),
     }
 }

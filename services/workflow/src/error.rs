@@ -82,19 +82,6 @@ impl Error {
     }
 }
 
-/// What a client may see of a MindsDB failure (the adapter's own public wording).
-fn mindsdb_public_message(e: &getlood_mindsdb::MindsdbError) -> String {
-    use getlood_mindsdb::MindsdbError as M;
-    match e {
-        M::AlreadyExists(m) | M::NotFound(m) | M::InvalidArgument(m) => m.clone(),
-        M::InvalidSql(_) => "the statement was rejected by mindsdb".to_owned(),
-        M::Timeout(_) => "mindsdb did not answer in time".to_owned(),
-        M::Unavailable(_) => "mindsdb is unavailable".to_owned(),
-        M::Upstream(_) => "the model provider failed".to_owned(),
-        _ => "internal error".to_owned(),
-    }
-}
-
 impl ServiceError for Error {
     fn code(&self) -> ErrorCode {
         match self {
@@ -114,7 +101,7 @@ impl ServiceError for Error {
         match self {
             Error::Database(_) if self.code() == ErrorCode::Unavailable => "database unavailable".to_owned(),
             Error::Database(_) | Error::Internal(_) => "internal error".to_owned(),
-            Error::Mindsdb(e) => mindsdb_public_message(e),
+            Error::Mindsdb(e) => e.public_message(),
             Error::Queue(_) => "work queue unavailable".to_owned(),
             other => other.to_string(),
         }
