@@ -387,6 +387,6 @@ mod tests {
             .into_iter()
             .collect(),
         };
-        assert_eq!(proto_struct_to_json(&s), json!({"app_id": "dashboard", "n": 2.0}));
+        assert_eq!(proto_struct_to_json(&s), json!({"app_id": "dashboard", "n": 2}));
     }
 }
