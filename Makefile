@@ -16,8 +16,8 @@ build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
 .PHONY: release
-release: ## Build the service binaries (release)
-	$(CARGO) build --release --workspace --bins
+release: ## Build the one binary, target/release/getlood (every service runs as `getlood <service>`)
+	$(CARGO) build --release --bin getlood
 
 .PHONY: fmt
 fmt: ## Format the code
@@ -70,8 +70,8 @@ deploy-check: tools ## helm lint/template + kubernetes-validate over every value
 
 .PHONY: test
 test: infra mindsdb-up llm-up proto-lint deploy-check ## Everything CI runs: contracts, deployment files, all tests
-	# The trace and benchmark tests run the real service binaries.
-	$(CARGO) build --workspace --bins
+	# The trace and benchmark tests run the real binary, `getlood <service>` per service.
+	$(CARGO) build --bin getlood
 	GETLOOD_TEST_REQUIRE_LLM=1 $(CARGO) nextest run --workspace --profile ci
 
 .PHONY: bench
@@ -79,7 +79,7 @@ bench: infra mindsdb-up ## Print the benchmark figures
 	# wrk (Debian) loads the gateway from its own process in the chat bench; without it the bench
 	# falls back to an in-process client and says so.
 	command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: in-process client"
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release --bin getlood
 	$(CARGO) bench --workspace
 
 .PHONY: dev
