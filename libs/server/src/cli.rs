@@ -75,11 +75,10 @@ where
         Command::PrintConfig => {
             let mut value = serde_json::to_value(&config).unwrap_or_default();
             redact(&mut value);
-            // The command's output is the document itself, for a shell or a CI step to read.
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
-            }
+            // The command's output is the document itself, for a shell or a CI step to read; a
+            // reader that closes the pipe early (`| head`) is not an error of the service.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&value).unwrap_or_default());
             Ok(())
         }
     };
