@@ -1,9 +1,10 @@
 //! Foundation figures, printed in one run:
-//! * idle RSS of each service binary after it reports ready (target: under 30 MB each);
+//! * idle RSS of each service process (`getlood <service>`) after it reports ready (target: under
+//!   30 MB each);
 //! * gateway throughput of an authenticated `GET /api/v1/me` (JWT verified on every request)
 //!   against the unauthenticated `GET /livez`, same server, same client, same run.
 //!
-//! Needs the release binaries next to the bench executable: `make bench` builds them first.
+//! Needs the release `getlood` binary next to the bench executable: `make bench` builds it first.
 
 // Test harnesses spawn their servers and clients directly: they end with the test, there is
 // no service shutdown to wait for.
@@ -11,8 +12,7 @@
 // A bench's output is its figures.
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -20,10 +20,9 @@ use getlood_testkit::{Platform, Service};
 
 const SERVICES: [&str; 6] = ["gateway", "pipeline", "desktop-state", "workflow", "agent-registry", "event-dispatcher"];
 
-fn bin_dir() -> anyhow::Result<PathBuf> {
-    // target/release/deps/foundation-<hash> -> target/release
-    let exe = std::env::current_exe()?;
-    Ok(exe.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default())
+/// A port free right now (the local model servers hold 18080/18081, so fixed ports collide).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -47,15 +46,11 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
 }
 
 async fn idle_rss() -> anyhow::Result<()> {
-    let dir = bin_dir()?;
-    println!("idle RSS per service binary (ready, 2 s after start, no traffic):");
-    for (i, name) in SERVICES.iter().enumerate() {
-        let bin = dir.join(format!("getlood-{name}"));
-        anyhow::ensure!(bin.exists(), "{} missing: run `cargo build --release --bins` first", bin.display());
-        let http_port = 18080 + u16::try_from(i)?;
-        let grpc_port = 19090 + u16::try_from(i)?;
+    println!("idle RSS per service process, `getlood <service>` (ready, 2 s after start, no traffic):");
+    for name in SERVICES {
+        let (http_port, grpc_port) = (free_port()?, free_port()?);
         let prefix = format!("GETLOOD_{}_", name.to_uppercase().replace('-', "_"));
-        let mut child: Child = Command::new(&bin)
+        let mut child: Child = getlood_testkit::service_command(name)?
             .env(format!("{prefix}HTTP_ADDR"), format!("127.0.0.1:{http_port}"))
             .env(format!("{prefix}GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
             .env(format!("{prefix}POSTGRES__SCHEMA"), format!("bench_{}", name.replace('-', "_")))
