@@ -94,11 +94,13 @@ def main():
             return None
         return service
 
-    def check(service, env, where):
+    def check(service, env, where, migrate=False):
         nonlocal failures, checked
         env = {k: v for k, v in env.items() if k.startswith("GETLOOD_")}
         env["PATH"] = "/usr/bin:/bin"
-        result = subprocess.run([binary, "check-config", "--service", service], env=env, capture_output=True, text=True)
+        # A migration Job is checked as `getlood <service> migrate` loads it: database settings only.
+        argv = [binary, "check-config", "--service", service] + (["--migrate"] if migrate else [])
+        result = subprocess.run(argv, env=env, capture_output=True, text=True)
         checked += 1
         if result.returncode != 0:
             failures += 1
@@ -162,7 +164,7 @@ def main():
                     elif "secretKeyRef" in item.get("valueFrom", {}):
                         env[item["name"]] = placeholder(item["name"])
                 # Only the service's own settings matter; downward-API values are irrelevant.
-                check(service, env, where)
+                check(service, env, where, migrate=doc["kind"] == "Job")
         if deployments == 0:
             fail(values, "no Deployment runs `getlood <service>`")
     print(f"check-chart-config: {checked} containers (chart and compose) checked, {failures} refused")

@@ -33,9 +33,9 @@ pub(crate) fn unique_prefix(tag: &str) -> String {
     format!("gwtest_{tag}_{}_{nanos}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A development token the test gateways accept (they keep the default dev secret).
+/// A token the test gateways accept (they are given the test kit's secret).
 pub(crate) fn token(tenant: &str, user: &str) -> String {
-    getlood_auth::dev_token(getlood_auth::DEV_HS256_SECRET, "getlood", "getlood", tenant, user, &["member"], 3600)
+    getlood_auth::dev_token(getlood_testkit::TEST_SECRET, "getlood", "getlood", tenant, user, &["member"], 3600)
         .expect("sign token")
 }
 
@@ -65,6 +65,7 @@ impl TestGateway {
         config.services.pipeline = format!("http://{}", upstreams.pipeline);
         config.services.agent_registry = format!("http://{}", upstreams.registry);
         config.app.sse_heartbeat_interval = Duration::from_millis(200);
+        config.auth.hs256_secret = Some(secrecy::SecretString::from(getlood_testkit::TEST_SECRET));
         configure(&mut config);
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;

@@ -55,6 +55,7 @@ async fn idle_rss() -> anyhow::Result<()> {
             .env(format!("{prefix}GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
             .env(format!("{prefix}POSTGRES__SCHEMA"), format!("bench_{}", name.replace('-', "_")))
             .env(format!("{prefix}LOG_FORMAT"), "json")
+            .env(format!("{prefix}AUTH__HS256_SECRET"), getlood_testkit::TEST_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -11,7 +11,8 @@ pub struct AuthConfig {
     pub issuer: String,
     /// Expected `aud` claim.
     pub audience: String,
-    /// Shared secret for HS256 tokens (development). Unset disables HS256.
+    /// Shared secret for HS256 tokens. Unset (the default) disables HS256: no key is active unless
+    /// configured, so an install with OIDC never accepts tokens signed with a known secret.
     #[serde(serialize_with = "serialize_secret_opt")]
     pub hs256_secret: Option<SecretString>,
     /// Public keys for RS256/ES256 tokens, selected by the token's `kid`.
@@ -38,8 +39,9 @@ pub struct PublicKeyConfig {
     pub pem: String,
 }
 
-/// The development secret `make dev` signs its token with. Never valid in production because
-/// production values replace it; the gateway logs a warning when it is in use.
+/// The development secret of `getlood dev` and `make token`, and nothing else: no service has
+/// it unless told to (the default [`AuthConfig`] has no key at all); a service given it logs a
+/// warning.
 pub const DEV_HS256_SECRET: &str = "getlood-dev-secret-change-me-0123456789abcdef";
 
 impl Default for AuthConfig {
@@ -47,7 +49,7 @@ impl Default for AuthConfig {
         Self {
             issuer: "getlood".to_owned(),
             audience: "getlood".to_owned(),
-            hs256_secret: Some(SecretString::from(DEV_HS256_SECRET)),
+            hs256_secret: None,
             public_keys: Vec::new(),
             jwks_url: None,
             jwks_refresh: std::time::Duration::from_secs(300),
@@ -57,6 +59,11 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
+    /// Whether any verification key is configured.
+    pub fn has_key(&self) -> bool {
+        self.hs256_secret.is_some() || !self.public_keys.is_empty() || self.jwks_url.is_some()
+    }
+
     /// Checks the values, naming the offending key under `prefix` (e.g. `auth`).
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         if self.issuer.is_empty() {
@@ -71,10 +78,12 @@ impl AuthConfig {
                 return Err(ConfigError::invalid(format!("{prefix}.hs256_secret"), "must be at least 32 bytes"));
             }
         }
-        if self.hs256_secret.is_none() && self.public_keys.is_empty() && self.jwks_url.is_none() {
+        if !self.has_key() {
             return Err(ConfigError::invalid(
-                format!("{prefix}.public_keys"),
-                "no verification key: set hs256_secret, jwks_url or at least one public key",
+                prefix,
+                format!(
+                    "no verification key: set {prefix}.jwks_url (OIDC), {prefix}.public_keys or {prefix}.hs256_secret"
+                ),
             ));
         }
         if let Some(url) = &self.jwks_url {

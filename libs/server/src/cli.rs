@@ -22,7 +22,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Copy, Subcommand)]
 enum Command {
     /// Serve (the default).
     Serve,
@@ -54,7 +54,17 @@ where
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    let config: ServiceConfig<A, M> = match getlood_config::load(spec.name, cli.config.as_deref(), &defaults) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let loaded = getlood_config::figment(spec.name, cli.config.as_deref(), &defaults)
+        .extract::<ServiceConfig<A, M>>()
+        .map_err(getlood_config::ConfigError::from)
+        .and_then(|config| {
+            // A migration Job verifies no token: it needs the database settings, not a key.
+            let checked =
+                if matches!(command, Command::Migrate) { config.validate_storage() } else { config.validate() };
+            checked.map(|()| config)
+        });
+    let config = match loaded {
         Ok(config) => config,
         Err(err) => {
             // Telemetry is not up yet, and this must reach the operator: stderr it is.
@@ -69,7 +79,7 @@ where
             return ExitCode::from(2);
         }
     };
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
+    let outcome = match command {
         Command::Serve => serve(spec, config, migrator, run).await,
         Command::Migrate => migrate(spec, &config, migrator).await,
         Command::PrintConfig => {

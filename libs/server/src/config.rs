@@ -158,21 +158,29 @@ impl<A: Default, M: Default> ServiceConfig<A, M> {
     }
 }
 
+impl<A, M> ServiceConfig<A, M> {
+    /// Checks only what `migrate` uses: the Postgres settings.
+    pub fn validate_storage(&self) -> Result<(), ConfigError> {
+        check_url("postgres.url", &self.postgres.url, &["postgres", "postgresql"])?;
+        if !is_identifier(&self.postgres.schema) {
+            return Err(ConfigError::invalid("postgres.schema", "must match [a-z][a-z0-9_]{0,62}"));
+        }
+        if self.postgres.max_connections == 0 {
+            return Err(ConfigError::invalid("postgres.max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 impl<A: Validate, M: Validate> Validate for ServiceConfig<A, M> {
     fn validate(&self) -> Result<(), ConfigError> {
-        check_url("postgres.url", &self.postgres.url, &["postgres", "postgresql"])?;
+        self.validate_storage()?;
         check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
         for (i, url) in self.nats.url.split(',').enumerate() {
             check_url(&format!("nats.url[{i}]"), url.trim(), &["nats", "tls", "ws", "wss"])?;
         }
-        if !is_identifier(&self.postgres.schema) {
-            return Err(ConfigError::invalid("postgres.schema", "must match [a-z][a-z0-9_]{0,62}"));
-        }
         if !is_subject_token(&self.nats.subject_prefix) {
             return Err(ConfigError::invalid("nats.subject_prefix", "must match [a-zA-Z0-9_-]+"));
-        }
-        if self.postgres.max_connections == 0 {
-            return Err(ConfigError::invalid("postgres.max_connections", "must be at least 1"));
         }
         getlood_config::require_positive([
             ("shutdown_timeout", self.shutdown_timeout),
@@ -255,13 +263,18 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid() {
-        ServiceConfig::<App>::with_ports(8080, 9090, "gateway").validate().unwrap();
+    fn defaults_have_no_key_and_refuse_to_start_naming_the_settings() {
+        let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.jwks_url") && err.contains("auth.hs256_secret"), "{err}");
+        c.auth.jwks_url = Some("https://idp.example/jwks.json".to_owned());
+        c.validate().unwrap();
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+        c.auth.jwks_url = Some("https://idp.example/jwks.json".to_owned());
         c.postgres.url = "mysql://x".into();
         assert!(c.validate().unwrap_err().to_string().contains("postgres.url"));
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "Gate-way");

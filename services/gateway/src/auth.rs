@@ -38,7 +38,7 @@ pub(crate) async fn require_auth(State(state): State<AppState>, mut req: Request
         }
         Err(err) => {
             tracing::info!(reason = %err, path = %req.uri().path(), "request refused: unauthenticated");
-            let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{err}\"");
+            let challenge = challenge(&err.to_string());
             let mut response = ApiError::from(err).into_response();
             if let Ok(value) = http::HeaderValue::from_str(&challenge) {
                 // RFC 6750 §3: tell the client which scheme and why.
@@ -46,5 +46,31 @@ pub(crate) async fn require_auth(State(state): State<AppState>, mut req: Request
             }
             response
         }
+    }
+}
+
+/// The `WWW-Authenticate` value for a refusal described by `reason`. The reason can quote the
+/// token (an unknown `kid`), so only characters that cannot close or escape the quoted-string
+/// (RFC 7230 §3.2.6: no `"`, `\\` or control characters) are kept, at most 200 of them.
+fn challenge(reason: &str) -> String {
+    let safe: String = reason
+        .chars()
+        .map(|c| if c == '"' || c == '\\' || c.is_control() || !c.is_ascii() { '\'' } else { c })
+        .take(200)
+        .collect();
+    format!("Bearer error=\"invalid_token\", error_description=\"{safe}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_quoting_the_token_cannot_inject_header_parameters() {
+        let value = challenge(r#"unknown key id 'x", error="insufficient_scope\\'"#);
+        assert_eq!(value.matches('"').count(), 4, "{value}");
+        assert!(!value.contains('\\'), "{value}");
+        assert!(http::HeaderValue::from_str(&value).is_ok());
+        assert!(challenge(&"k".repeat(1000)).len() < 260);
     }
 }

@@ -120,6 +120,9 @@ pub struct Overrides {
     pub hs256_secret: Option<String>,
     /// The whole `auth` section, replacing the service's (applied before `hs256_secret`).
     pub auth: Option<getlood_auth::AuthConfig>,
+    /// `getlood dev` only: a service given no verification key at all gets the development
+    /// secret ([`getlood_auth::DEV_HS256_SECRET`]) instead of refusing to start.
+    pub dev_secret_fallback: bool,
     /// gRPC endpoints of the other services.
     pub services: Option<ServiceUrls>,
     /// Drain deadline.
@@ -165,10 +168,18 @@ pub async fn run_service(service: Service, args: Vec<std::ffi::OsString>) -> std
 }
 
 /// Loads `service`'s configuration from `file` and the environment exactly as its binary would,
-/// without starting it: used to prove that what Helm and compose set is accepted.
-pub fn check_config(service: Service, file: Option<&Path>) -> Result<(), getlood_config::ConfigError> {
+/// without starting it: used to prove that what Helm and compose set is accepted. With
+/// `migrate`, only what `getlood <service> migrate` needs is checked.
+pub fn check_config(service: Service, file: Option<&Path>, migrate: bool) -> Result<(), getlood_config::ConfigError> {
     with_service!(service, |krate, _migrator| {
-        getlood_config::load(service.name(), file, &krate::default_config()).map(drop)
+        if migrate {
+            let config: krate::Config = getlood_config::figment(service.name(), file, &krate::default_config())
+                .extract()
+                .map_err(getlood_config::ConfigError::from)?;
+            config.validate_storage()
+        } else {
+            getlood_config::load(service.name(), file, &krate::default_config()).map(drop)
+        }
     })
 }
 
@@ -204,7 +215,10 @@ where
     Fut: Future<Output = getlood_server::Result<()>> + Send + 'static,
 {
     let mut config = if overrides.load_environment {
-        getlood_config::load(spec.name, overrides.config_file.as_deref().map(Path::new), &defaults)?
+        // Validated below, once the overrides (the dev secret among them) are applied.
+        getlood_config::figment(spec.name, overrides.config_file.as_deref().map(Path::new), &defaults)
+            .extract()
+            .map_err(getlood_config::ConfigError::from)?
     } else {
         defaults
     };
@@ -260,6 +274,9 @@ fn apply<A, M: MindsdbSection>(config: &mut ServiceConfig<A, M>, o: &Overrides) 
     }
     if let Some(v) = &o.hs256_secret {
         config.auth.hs256_secret = Some(SecretString::from(v.as_str()));
+    }
+    if o.dev_secret_fallback && !config.auth.has_key() {
+        config.auth.hs256_secret = Some(SecretString::from(getlood_auth::DEV_HS256_SECRET));
     }
     if let Some(v) = &o.services {
         config.services = v.clone();

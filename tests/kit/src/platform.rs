@@ -159,6 +159,7 @@ impl PlatformBuilder {
             nats_url: Some(self.nats_url.clone()),
             hs256_secret: self.auth.is_none().then(|| TEST_SECRET.to_owned()),
             auth: self.auth.clone(),
+            dev_secret_fallback: false,
             services: Some(getlood::service_urls(&addrs)),
             shutdown_timeout: Some(self.shutdown_timeout),
             readiness_interval: Some(Duration::from_millis(100)),
