@@ -24,8 +24,11 @@ fn gateway() -> Command {
     cmd
 }
 
-/// Starts `cmd` and returns it with its HTTP address, read from the JSON "service listening" line.
-fn start(mut cmd: Command) -> (std::process::Child, String) {
+type Logs = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `cmd` and waits for its JSON "service listening" line (the server is up): the child,
+/// its HTTP address from that line, and the rest of its log lines.
+fn start(mut cmd: Command) -> (std::process::Child, String, Logs) {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
@@ -35,9 +38,7 @@ fn start(mut cmd: Command) -> (std::process::Child, String) {
         if line.contains("service listening") {
             let json: serde_json::Value = serde_json::from_str(&line).unwrap();
             let addr = json["fields"]["http_addr"].as_str().or(json["http_addr"].as_str()).unwrap().to_owned();
-            // Keep draining the logs so the child never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, addr);
+            return (child, addr, lines);
         }
         assert!(Instant::now() < deadline, "no listening line");
     }
@@ -68,7 +69,9 @@ fn an_oidc_install_refuses_tokens_signed_with_the_development_secret() {
     let mut cmd = gateway();
     cmd.env_remove("GETLOOD_GATEWAY_AUTH__HS256_SECRET")
         .env("GETLOOD_GATEWAY_AUTH__JWKS_URL", "http://127.0.0.1:9/.well-known/jwks.json");
-    let (mut child, addr) = start(cmd);
+    let (mut child, addr, lines) = start(cmd);
+    // Keep draining the logs so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let forged = getlood_auth::dev_token(
         getlood_auth::DEV_HS256_SECRET,
         "getlood",
@@ -113,18 +116,7 @@ fn invalid_values_refuse_start_and_name_the_key() {
 
 #[test]
 fn sigterm_stops_the_binary_cleanly() {
-    let mut child = gateway().stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    // Wait for the listening line (JSON logs), proving the server is up before the signal.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = lines.next().expect("binary exited before listening").unwrap();
-        if line.contains("service listening") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no listening line");
-    }
+    let (mut child, _, lines) = start(gateway());
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
