@@ -333,6 +333,20 @@ fn llm_calls_with(llm: &OpenAiDouble, needle: &str) -> usize {
     llm.calls_to("/v1/chat/completions").iter().filter(|c| c.body.to_string().contains(needle)).count()
 }
 
+/// The planning prompt of MindsDB 26.1's agent, sent before it answers; the agent may send it more
+/// than once for one question (seen after a restart), so it does not count questions.
+const AGENT_PLANNING_PROMPT: &str = "create a plan for how to solve the question";
+
+/// Questions MindsDB's agent answered whose prompt contains `needle`: its answering calls, one per
+/// question, without the planning calls.
+fn agent_answers_with(llm: &OpenAiDouble, needle: &str) -> usize {
+    llm.calls_to("/v1/chat/completions")
+        .iter()
+        .map(|c| c.body.to_string())
+        .filter(|b| b.contains(needle) && !b.contains(AGENT_PLANNING_PROMPT))
+        .count()
+}
+
 async fn platform() -> anyhow::Result<Platform> {
     let platform = Platform::builder()
         .service(Service::Workflow)
@@ -1041,8 +1055,10 @@ async fn workflow_sigkill_mid_run_resumes_without_repeating_nodes() -> anyhow::R
     assert_eq!(done.status(), RunStatus::Succeeded, "{done:#?}");
     assert_eq!(from_struct(done.result.as_ref().unwrap())["report"], json!(REPORT));
     assert_eq!(llm_calls_with(&llm, "Analyze sales data from May"), analyze_calls, "analyze_data ran again");
-    // generate_report ran exactly once: the same number of LLM calls as one agent question.
-    assert_eq!(llm_calls_with(&llm, "Create an executive summary of"), analyze_calls);
+    // generate_report ran exactly once: MindsDB's agent answered one question for it (how many
+    // planning calls the agent makes first is MindsDB's business).
+    assert_eq!(agent_answers_with(&llm, "Analyze sales data from May"), 1, "analyze_data answered twice");
+    assert_eq!(agent_answers_with(&llm, "Create an executive summary of"), 1, "generate_report answered twice");
     assert!(done.node_runs.iter().all(|n| n.attempt == 1), "{done:#?}");
     assert_eq!(world.sent().await?.len(), 1, "exactly one email");
     let events = run_events(&world.tenant, &run.id, "run.completed").await?;
