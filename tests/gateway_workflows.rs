@@ -471,3 +471,35 @@ async fn gateway_workflow_run_events_over_a_websocket() -> anyhow::Result<()> {
     }
     api.platform.stop().await
 }
+
+#[tokio::test]
+async fn gateway_workflow_execute_refuses_unbounded_timeouts_and_starts_nothing() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let token = api.token(&unique_tenant("wftimeout"));
+    let id = api.create(&token, "doubler", linear_graph(2)).await?["id"].as_str().unwrap_or_default().to_owned();
+    // u64::MAX ms once panicked the engine (deadline overflow) and answered 504 after 10 s.
+    for timeout_ms in [json!(18_446_744_073_709_551_615_u64), json!(604_800_001_u64)] {
+        let (status, body) = api
+            .call("POST", &format!("/{id}/execute"), &token, Some(json!({"input": {"n": 1}, "timeout_ms": timeout_ms})))
+            .await?;
+        assert_eq!(status, 400, "timeout_ms {timeout_ms}: {body}");
+        assert_eq!(body["code"], "invalid_argument", "{body}");
+        assert!(body["message"].as_str().unwrap_or("").contains("timeout"), "{body}");
+    }
+    let (status, runs) = api.call("GET", &format!("/{id}/runs"), &token, None).await?;
+    assert_eq!(status, 200, "{runs}");
+    assert_eq!(runs["runs"], json!([]), "a refused execute started a run");
+    // Seven days exactly is accepted.
+    let run = api.execute(&token, &id, json!({"n": 1})).await?;
+    assert!(run["id"].is_string(), "{run}");
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("/{id}/execute"),
+            &token,
+            Some(json!({"input": {"n": 1}, "timeout_ms": 604_800_000_u64})),
+        )
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    Ok(())
+}

@@ -164,7 +164,18 @@ impl Service {
             Some(d) if d.seconds < 0 || (d.seconds == 0 && d.nanos <= 0) => {
                 return Err(Error::invalid("timeout", "must be positive"));
             }
-            Some(d) => Duration::new(d.seconds as u64, d.nanos.max(0) as u32),
+            Some(d) => {
+                let timeout = Duration::new(d.seconds as u64, d.nanos.max(0) as u32);
+                // A run's deadline is stored as a time: an unbounded timeout overflowed it (a
+                // panic), and a run that never expires holds its resources forever.
+                if timeout > crate::MAX_RUN_TIMEOUT {
+                    return Err(Error::invalid(
+                        "timeout",
+                        format!("must be at most {}s (7 days)", crate::MAX_RUN_TIMEOUT.as_secs()),
+                    ));
+                }
+                timeout
+            }
             None => self.engine.settings.run_timeout,
         };
         let mode = pb::ExecutionMode::try_from(req.mode).unwrap_or_default();

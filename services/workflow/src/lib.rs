@@ -93,6 +93,9 @@ impl Validate for WorkflowSettings {
             ("app.scheduler_interval", self.scheduler_interval),
             ("app.outbox_poll", self.outbox_poll),
         ])?;
+        if self.run_timeout > MAX_RUN_TIMEOUT {
+            return Err(ConfigError::invalid("app.run_timeout", "must be at most 7 days"));
+        }
         if self.node_lease < Duration::from_secs(1) {
             return Err(ConfigError::invalid("app.node_lease", "must be at least 1s"));
         }
@@ -102,6 +105,9 @@ impl Validate for WorkflowSettings {
         Ok(())
     }
 }
+
+/// The longest run timeout, given per run or as `app.run_timeout`.
+pub const MAX_RUN_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The service's configuration.
 pub type Config = ServiceConfig<WorkflowSettings, MindsdbConfig>;
