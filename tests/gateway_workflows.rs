@@ -40,14 +40,7 @@ impl Api {
 
     /// `(status, body)` of a request with `token`.
     async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.request(method.parse()?, self.url(path)).bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        crate::call_json(&self.http, method, &self.url(path), token, body).await
     }
 
     async fn create(&self, token: &str, name: &str, graph: Value) -> anyhow::Result<Value> {

@@ -22,3 +22,22 @@ mod platform;
 mod rate_limit;
 mod trace;
 mod workflow;
+
+/// `(status, body)` of a JSON request to `url` with `token` (a body that is not JSON comes back
+/// as a string), for the tests that drive the gateway's REST routes.
+pub(crate) async fn call_json(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut req = http.request(method.parse()?, url).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+}

@@ -15,14 +15,7 @@ struct Api {
 
 impl Api {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.request(method.parse()?, format!("{}{path}", self.base)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        crate::call_json(&self.http, method, &format!("{}{path}", self.base), &self.token, body).await
     }
 
     async fn created(&self, path: &str, body: Value) -> anyhow::Result<Value> {

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use getlood_testkit::{OpenAiDouble, OtlpReceiver, TEST_SECRET};
+use getlood_testkit::{OpenAiDouble, OtlpReceiver, ReceivedSpan, TEST_SECRET};
 use serde_json::json;
 
 struct Bin {
@@ -59,6 +59,26 @@ fn sigterm(bin: &mut Bin) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
     }
     let _ = bin.child.wait();
+}
+
+/// The spans of the trace the gateway's HTTP span for `path` belongs to.
+fn gateway_trace<'a>(spans: &'a [ReceivedSpan], path: &str) -> Vec<&'a ReceivedSpan> {
+    let root = spans
+        .iter()
+        .find(|s| s.service == "gateway" && s.name == "gateway.http" && s.attribute("path") == Some(path))
+        .unwrap_or_else(|| panic!("no gateway span for {path} among {} spans", spans.len()));
+    spans.iter().filter(|s| s.trace_id == root.trace_id).collect()
+}
+
+/// Drops the Postgres schemas `<schema>_<run>` the test's processes created.
+async fn drop_schemas(schemas: &[&str], run: &str) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
+    for schema in schemas {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}_{run}\" CASCADE")))
+            .execute(&pool)
+            .await?;
+    }
+    Ok(())
 }
 
 // Multi-threaded: the receiver must keep serving while the test blocks on child processes.
@@ -139,13 +159,7 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
     outcome?;
 
     let spans = otlp.spans();
-    let chat = spans
-        .iter()
-        .find(|s| {
-            s.service == "gateway" && s.name == "gateway.http" && s.attribute("path") == Some("/v1/chat/completions")
-        })
-        .unwrap_or_else(|| panic!("no gateway chat span among {} spans", spans.len()));
-    let trace: Vec<_> = spans.iter().filter(|s| s.trace_id == chat.trace_id).collect();
+    let trace = gateway_trace(&spans, "/v1/chat/completions");
     let services: std::collections::BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
     for service in ["gateway", "pipeline", "agent-registry"] {
         assert!(services.contains(service), "{service} missing from the chat trace: {services:?}");
@@ -156,13 +170,7 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
         trace.iter().map(|s| (&s.service, &s.name)).collect::<Vec<_>>()
     );
 
-    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
-    for schema in ["agent_registry", "pipeline", "gateway"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}_{run}\" CASCADE")))
-            .execute(&pool)
-            .await?;
-    }
-    Ok(())
+    drop_schemas(&["agent_registry", "pipeline", "gateway"], &run).await
 }
 
 // One desktop subscription is one trace: the gateway's request, the dispatcher's Subscribe,
@@ -245,11 +253,7 @@ async fn one_trace_holds_a_desktop_subscription_and_the_dispatchers_desktop_chec
     outcome?;
 
     let spans = otlp.spans();
-    let subscription = spans
-        .iter()
-        .find(|s| s.service == "gateway" && s.name == "gateway.http" && s.attribute("path") == Some("/api/v1/events"))
-        .unwrap_or_else(|| panic!("no gateway subscription span among {} spans", spans.len()));
-    let trace: Vec<_> = spans.iter().filter(|s| s.trace_id == subscription.trace_id).collect();
+    let trace = gateway_trace(&spans, "/api/v1/events");
     let services: std::collections::BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
     for service in ["gateway", "event-dispatcher", "desktop-state"] {
         assert!(
@@ -259,9 +263,5 @@ async fn one_trace_holds_a_desktop_subscription_and_the_dispatchers_desktop_chec
         );
     }
 
-    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"desktop_state_{run}\" CASCADE")))
-        .execute(&pool)
-        .await?;
-    Ok(())
+    drop_schemas(&["desktop_state"], &run).await
 }

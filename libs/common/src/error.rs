@@ -257,6 +257,12 @@ pub trait ServiceError: std::error::Error {
         if self.code() == ErrorCode::Internal { "internal error".to_owned() } else { self.to_string() }
     }
 
+    /// The gRPC code of the status; a crate overrides it where gRPC has a more precise code than
+    /// the kind's (OUT_OF_RANGE for a resume point past the end, which clients test for).
+    fn grpc_code(&self) -> tonic::Code {
+        self.code().grpc_code()
+    }
+
     /// The wire code of the detail trailer; a crate overrides it to say more than the kind
     /// (e.g. `UPSTREAM_FAILURE` for a model provider's own error).
     fn wire_code(&self) -> WireCode {
@@ -287,17 +293,11 @@ pub fn status<E: ServiceError + ?Sized>(err: &E) -> tonic::Status {
         _ => {}
     }
     let detail = err.detail();
-    let mut status = tonic::Status::new(code.grpc_code(), detail.message.clone());
+    let mut status = tonic::Status::new(err.grpc_code(), detail.message.clone());
     status
         .metadata_mut()
         .insert_bin(ERROR_DETAIL_KEY, tonic::metadata::MetadataValue::from_bytes(&detail.encode_to_vec()));
     status
-}
-
-/// The [`ErrorDetail`] a status carries in its trailer, if any.
-pub fn status_detail(status: &tonic::Status) -> Option<ErrorDetail> {
-    let bytes = status.metadata().get_bin(ERROR_DETAIL_KEY)?.to_bytes().ok()?;
-    ErrorDetail::decode(bytes).ok()
 }
 
 impl From<tonic::Status> for ApiError {

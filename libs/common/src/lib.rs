@@ -8,5 +8,5 @@ mod identity;
 pub mod paging;
 pub mod structs;
 
-pub use error::{ApiError, ERROR_DETAIL_KEY, ErrorBody, ErrorCode, ServiceError, status, status_detail};
+pub use error::{ApiError, ERROR_DETAIL_KEY, ErrorBody, ErrorCode, ServiceError, status};
 pub use identity::{Principal, TenantId};

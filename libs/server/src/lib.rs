@@ -35,5 +35,5 @@ pub use readiness::{Readiness, ReadinessReport};
 pub use runtime::{Runtime, run_service};
 pub use serve::{Listeners, ServiceSpec};
 pub use shutdown::shutdown_signal;
-pub use upstream::{Caller, REQUEST_ID, Upstream, UpstreamTimeouts};
+pub use upstream::{Caller, REQUEST_ID, Upstream, UpstreamTimeouts, request as upstream_request};
 pub use verifier::verifier;

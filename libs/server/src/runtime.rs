@@ -176,15 +176,6 @@ impl Runtime {
     pub fn shutdown(&self) -> CancellationToken {
         self.shutdown.clone()
     }
-
-    /// Spawns `task` on the tracker (the one way to start a background task).
-    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.tracker.spawn(task)
-    }
 }
 
 /// Builds the runtime of `spec` from `config` and runs the service (`run`, its library entry

@@ -23,47 +23,43 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// A caller with no request id and no deadline.
-    pub fn new(principal: Principal) -> Self {
-        Self { principal, request_id: None, deadline: None }
-    }
-
-    /// The caller with `request_id`.
-    #[must_use]
-    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
-        self.request_id = request_id;
-        self
-    }
-
-    /// Time left before the caller's deadline (zero once passed), `None` without a deadline.
-    pub fn remaining(&self) -> Option<Duration> {
-        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    /// Wraps `message` for an upstream call on behalf of this caller: bearer token, trace
-    /// context of the current span, request id, and a `grpc-timeout` of the smaller of
-    /// `timeout` and the caller's remaining time (none when both are absent: a stream whose
-    /// length is bounded by its own idle and total deadlines).
+    /// Wraps `message` for an upstream call on behalf of this caller ([`request`]).
     pub fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
-        let mut headers = http::HeaderMap::new();
-        getlood_telemetry::inject_context(&mut getlood_telemetry::HeaderInjector(&mut headers));
-        if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", self.principal.token)) {
-            headers.insert(http::header::AUTHORIZATION, value);
-        }
-        if let Some(value) = self.request_id.as_deref().and_then(|id| http::HeaderValue::from_str(id).ok()) {
-            headers.insert(REQUEST_ID, value);
-        }
-        let mut req = tonic::Request::new(message);
-        *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
-        let timeout = match (timeout, self.remaining()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(t) = timeout {
-            req.set_timeout(t);
-        }
-        req
+        request(&self.principal, self.request_id.as_deref(), self.deadline, message, timeout)
     }
+}
+
+/// Wraps `message` for an upstream call on behalf of `principal`: bearer token, trace context
+/// of the current span, `request_id`, and a `grpc-timeout` of the smaller of `timeout` and the
+/// time left before `deadline` (none when both are absent: a stream whose length is bounded by
+/// its own idle and total deadlines). Borrows the caller's parts, so a hot path that has them
+/// builds no [`Caller`].
+pub fn request<T>(
+    principal: &Principal,
+    request_id: Option<&str>,
+    deadline: Option<Instant>,
+    message: T,
+    timeout: Option<Duration>,
+) -> tonic::Request<T> {
+    let mut headers = http::HeaderMap::new();
+    getlood_telemetry::inject_context(&mut getlood_telemetry::HeaderInjector(&mut headers));
+    if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", principal.token)) {
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    if let Some(value) = request_id.and_then(|id| http::HeaderValue::from_str(id).ok()) {
+        headers.insert(REQUEST_ID, value);
+    }
+    let mut req = tonic::Request::new(message);
+    *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+    let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let timeout = match (timeout, remaining) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(t) = timeout {
+        req.set_timeout(t);
+    }
+    req
 }
 
 /// Header and metadata key of the request id.
@@ -89,7 +85,6 @@ impl Default for UpstreamTimeouts {
 /// other is down, and a call to it then fails fast with UNAVAILABLE instead of hanging.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    name: &'static str,
     channel: Channel,
     timeouts: UpstreamTimeouts,
 }
@@ -109,12 +104,7 @@ impl Upstream {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        Ok(Self { name, channel, timeouts })
-    }
-
-    /// The service's name, e.g. `agent-registry`.
-    pub fn name(&self) -> &'static str {
-        self.name
+        Ok(Self { channel, timeouts })
     }
 
     /// A generated client over the channel, e.g. `upstream.client(PipelineServiceClient::new)`.
@@ -122,38 +112,10 @@ impl Upstream {
         make(self.channel.clone())
     }
 
-    /// The default deadline of a unary call.
-    pub fn request_timeout(&self) -> Duration {
-        self.timeouts.request
-    }
-
     /// `message` wrapped for a unary call on behalf of `caller`, under the default deadline
     /// (or the caller's remaining time, if shorter).
     pub fn unary<T>(&self, caller: &Caller, message: T) -> tonic::Request<T> {
         caller.request(message, Some(self.timeouts.request))
-    }
-
-    /// `message` wrapped for a streaming call on behalf of `caller`: no deadline of its own
-    /// (the caller's remaining time still applies).
-    pub fn streaming<T>(&self, caller: &Caller, message: T) -> tonic::Request<T> {
-        caller.request(message, None)
-    }
-
-    /// Runs a unary call under `timeout` on this side too: `grpc-timeout` alone does not cover
-    /// a connection that never completes. Elapsed time is a DEADLINE_EXCEEDED status naming
-    /// the service.
-    pub async fn call<T, F>(&self, timeout: Duration, call: F) -> std::result::Result<T, tonic::Status>
-    where
-        F: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
-    {
-        match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result.map(tonic::Response::into_inner),
-            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                "the {} service did not answer within {}s",
-                self.name,
-                timeout.as_secs_f32()
-            ))),
-        }
     }
 }
 
@@ -173,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_call_carries_token_request_id_and_the_shorter_deadline() {
-        let mut caller = Caller::new(principal()).with_request_id(Some("rid-1".into()));
+        let mut caller = Caller { principal: principal(), request_id: Some("rid-1".into()), deadline: None };
         caller.deadline = Some(Instant::now() + Duration::from_secs(2));
         let req = caller.request((), Some(Duration::from_secs(10)));
         assert_eq!(req.metadata().get("authorization").unwrap(), "Bearer tok");
@@ -190,7 +152,7 @@ mod tests {
         };
         let nanos = value.parse::<u128>().unwrap() * nanos_per_unit;
         assert!(nanos <= 2_000_000_000 && nanos > 1_000_000_000, "{timeout}");
-        let req = Caller::new(principal()).request((), None);
+        let req = Caller { principal: principal(), request_id: None, deadline: None }.request((), None);
         assert!(req.metadata().get("grpc-timeout").is_none());
     }
 }

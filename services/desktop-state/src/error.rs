@@ -11,6 +11,9 @@ pub use getlood_common::ERROR_DETAIL_KEY;
 /// Why a desktop-state operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A shared rule refused the request (e.g. the paging rule), with its kind and message.
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// `expected_version` was stale: carries the stored version and, where the RPC documents
     /// it, the current object packed as an `Any`.
     #[error("{message}")]
@@ -78,6 +81,7 @@ fn truncate(s: &str) -> String {
 impl ServiceError for Error {
     fn code(&self) -> ErrorCode {
         match self {
+            Error::Api(e) => e.code,
             Error::Aborted { .. } => ErrorCode::Aborted,
             Error::Database(db) => database_code(db),
             Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
@@ -90,6 +94,7 @@ impl ServiceError for Error {
 
     fn public_message(&self) -> String {
         match self {
+            Error::Api(e) => e.message.clone(),
             Error::Database(_) if self.code() == ErrorCode::Unavailable => "database unavailable".to_owned(),
             Error::Database(_) | Error::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
@@ -111,16 +116,6 @@ impl ServiceError for Error {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         getlood_common::status(&err)
-    }
-}
-
-impl From<ApiError> for Error {
-    fn from(err: ApiError) -> Self {
-        match err.code {
-            ErrorCode::InvalidArgument => Self::InvalidArgument { message: err.message, violations: Vec::new() },
-            ErrorCode::NotFound => Self::NotFound(err.message),
-            _ => Self::Internal(err.message),
-        }
     }
 }
 

@@ -39,7 +39,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl ServiceError for Error {
     fn code(&self) -> ErrorCode {
         match self {
-            // Past the stream's retention: the client must resync (OUT_OF_RANGE on the wire).
             Error::Events(EventError::Expired { .. }) | Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Error::Events(EventError::Decode(_)) => ErrorCode::Internal,
             Error::Events(EventError::JetStream(_)) => ErrorCode::Unavailable,
@@ -53,6 +52,14 @@ impl ServiceError for Error {
                 }
                 _ => ErrorCode::Unavailable,
             },
+        }
+    }
+
+    fn grpc_code(&self) -> tonic::Code {
+        match self {
+            // Past the stream's retention: OUT_OF_RANGE tells the client to resync.
+            Error::Events(EventError::Expired { .. }) => tonic::Code::OutOfRange,
+            other => other.code().grpc_code(),
         }
     }
 
@@ -72,14 +79,6 @@ impl ServiceError for Error {
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        let status = getlood_common::status(&err);
-        if matches!(err, Error::Events(EventError::Expired { .. })) {
-            return Status::with_metadata(
-                tonic::Code::OutOfRange,
-                status.message().to_owned(),
-                status.metadata().clone(),
-            );
-        }
-        status
+        getlood_common::status(&err)
     }
 }

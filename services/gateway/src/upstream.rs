@@ -7,7 +7,7 @@ use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopState
 use getlood_proto::event_dispatcher::v1::event_dispatcher_service_client::EventDispatcherServiceClient;
 use getlood_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use getlood_proto::workflow::v1::workflow_service_client::WorkflowServiceClient;
-use getlood_server::{Caller, Runtime, Upstream};
+use getlood_server::{Runtime, Upstream};
 use tonic::transport::Channel;
 
 /// One lazily connected channel per upstream, made once at start and cloned per request.
@@ -59,11 +59,12 @@ impl Upstreams {
     }
 }
 
-/// Wraps `message` for an upstream call on behalf of `principal` ([`Caller::request`]): the
+/// Wraps `message` for an upstream call on behalf of `principal` (the server's one
+/// [`getlood_server::upstream_request`]): the
 /// caller's own bearer token (each service re-verifies it, so the gateway never vouches for a
 /// tenant), the W3C trace context, and the request id when there is one. The channel's
 /// deadline (time to the response headers) applies; a stream's body has the route's own
 /// deadlines.
 pub(crate) fn request<T>(principal: &Principal, request_id: Option<&str>, message: T) -> tonic::Request<T> {
-    Caller::new(principal.clone()).with_request_id(request_id.map(str::to_owned)).request(message, None)
+    getlood_server::upstream_request(principal, request_id, None, message, None)
 }

@@ -154,7 +154,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> getlood_server::Result<Started> {
     let (http_addr, grpc_addr, task) = with_service!(service, |krate, migrator| {
-        spawn(krate::SPEC, krate::default_config(), migrator, overrides, listeners, shutdown, krate::run).await?
+        spawn(service, krate::SPEC, krate::default_config(), migrator, overrides, listeners, shutdown, krate::run)
+            .await?
     });
     Ok(Started { service, http_addr, grpc_addr, task })
 }
@@ -199,7 +200,10 @@ impl MindsdbSection for getlood_server::NoMindsdb {
     fn set_url(&mut self, _url: &str) {}
 }
 
+// Every argument is a distinct part of one service's start; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn spawn<A, M, F, Fut>(
+    service: Service,
     spec: getlood_server::ServiceSpec,
     defaults: ServiceConfig<A, M>,
     migrator: Option<&'static sqlx::migrate::Migrator>,
@@ -223,8 +227,7 @@ where
         defaults
     };
     apply(&mut config, overrides);
-    let service = Service::ALL.into_iter().find(|s| s.name() == spec.name);
-    if let Some(app) = service.and_then(|s| overrides.app_settings.get(&s)) {
+    if let Some(app) = overrides.app_settings.get(&service) {
         // Merged over the service's own `app` settings and checked by the same deserializer,
         // so a test cannot set a key the service does not know.
         config = figment::Figment::from(figment::providers::Serialized::defaults(&config))

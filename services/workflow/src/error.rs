@@ -11,6 +11,9 @@ pub use getlood_common::ERROR_DETAIL_KEY;
 /// Why a workflow operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A shared rule refused the request (e.g. the paging rule), with its kind and message.
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// `expected_version` was stale.
     #[error("{message}")]
     Aborted {
@@ -85,6 +88,7 @@ impl Error {
 impl ServiceError for Error {
     fn code(&self) -> ErrorCode {
         match self {
+            Error::Api(e) => e.code,
             Error::Aborted { .. } => ErrorCode::Aborted,
             Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Error::Database(db) => database_code(db),
@@ -99,11 +103,21 @@ impl ServiceError for Error {
 
     fn public_message(&self) -> String {
         match self {
+            Error::Api(e) => e.message.clone(),
             Error::Database(_) if self.code() == ErrorCode::Unavailable => "database unavailable".to_owned(),
             Error::Database(_) | Error::Internal(_) => "internal error".to_owned(),
             Error::Mindsdb(e) => e.public_message(),
             Error::Queue(_) => "work queue unavailable".to_owned(),
             other => other.to_string(),
+        }
+    }
+
+    fn grpc_code(&self) -> tonic::Code {
+        match self {
+            // A resume point past the end is OUT_OF_RANGE on the wire (INVALID_ARGUMENT in
+            // the detail), which is what gRPC clients test for.
+            Error::OutOfRange(_) => tonic::Code::OutOfRange,
+            other => other.code().grpc_code(),
         }
     }
 
@@ -138,26 +152,6 @@ impl ServiceError for Error {
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        let code = match &err {
-            // A resume point past the end is OUT_OF_RANGE on the wire (INVALID_ARGUMENT in
-            // the detail), which is what gRPC clients test for.
-            Error::OutOfRange(_) => Some(tonic::Code::OutOfRange),
-            _ => None,
-        };
-        let status = getlood_common::status(&err);
-        match code {
-            Some(code) => Status::with_metadata(code, status.message().to_owned(), status.metadata().clone()),
-            None => status,
-        }
-    }
-}
-
-impl From<ApiError> for Error {
-    fn from(err: ApiError) -> Self {
-        match err.code {
-            ErrorCode::InvalidArgument => Self::InvalidArgument { message: err.message, violations: Vec::new() },
-            ErrorCode::NotFound => Self::NotFound(err.message),
-            _ => Self::Internal(err.message),
-        }
+        getlood_common::status(&err)
     }
 }
