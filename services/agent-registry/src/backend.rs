@@ -7,7 +7,8 @@ use futures::{Stream, StreamExt as _};
 use getlood_auth::{Principal, TenantId};
 use getlood_common::{ApiError, ErrorCode};
 use getlood_mindsdb::{
-    AgentAdapter, AgentEvent, AgentMessage, AgentMode, Ident, LlmSettings, MindsdbClient, ProjectAdapter, TenantContext,
+    AgentAdapter, AgentEvent, AgentMessage, AgentMode, Ident, LlmSettings, MindsdbClient, MindsdbError, ProjectAdapter,
+    TenantContext,
 };
 use getlood_proto::common::v1::{ChatMessage, Role, Usage};
 use secrecy::SecretString;
@@ -49,6 +50,41 @@ fn ctx(p: &Principal) -> TenantContext {
 
 fn ident(name: &str) -> Result<Ident, ApiError> {
     Ident::new(name).map_err(ApiError::from)
+}
+
+/// MindsDB checks an agent's model with a live call when the agent is written; a model that
+/// fails it is the caller's setting, so the error says which endpoint failed and how — never
+/// the provider's raw text (it can echo the key) nor the key.
+fn model_check_error(err: MindsdbError, model: &LlmSettings) -> ApiError {
+    let MindsdbError::Upstream(detail) = &err else { return ApiError::from(err) };
+    tracing::warn!(provider = %model.provider, error = %err, "agent model check failed");
+    let d = detail.to_ascii_lowercase();
+    let how = if d.contains("connection error") || d.contains("apiconnectionerror") {
+        "could not be reached".to_owned()
+    } else if let Some(code) = d.split("status_code:").nth(1).and_then(|r| r.split(',').next()) {
+        format!("answered HTTP {}", code.trim())
+    } else if d.contains("output validation") {
+        "did not answer in the shape MindsDB's agent asks for (a required tool call)".to_owned()
+    } else if d.contains("api key") || d.contains("authentication") {
+        "refused the API key".to_owned()
+    } else {
+        "failed the check call".to_owned()
+    };
+    let endpoint = model.base_url.as_deref().map_or_else(|| "its default endpoint".to_owned(), public_endpoint);
+    ApiError::invalid_argument(format!(
+        "the agent's model '{}' ({}) at {endpoint} {how}; nothing was written",
+        model.model_name, model.provider
+    ))
+}
+
+/// A base URL as it may be shown: without credentials (`user:pass@`), query or fragment.
+fn public_endpoint(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else { return "an unparsable base_url".to_owned() };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let path = if path.is_empty() { String::new() } else { format!("/{path}") };
+    format!("{scheme}://{host}{path}").chars().take(200).collect()
 }
 
 impl Backend {
@@ -99,13 +135,13 @@ impl Backend {
     pub(crate) async fn create(&self, p: &Principal, name: &str, spec: &AgentSpec) -> Result<(), ApiError> {
         let spec = Self::to_spec(name, spec)?;
         self.ensure_project(p).await?;
-        self.agents.create(&ctx(p), &spec).await.map_err(ApiError::from)?;
+        self.agents.create(&ctx(p), &spec).await.map_err(|e| model_check_error(e, &spec.model))?;
         Ok(())
     }
 
     pub(crate) async fn update(&self, p: &Principal, name: &str, spec: &AgentSpec) -> Result<(), ApiError> {
         let spec = Self::to_spec(name, spec)?;
-        self.agents.update(&ctx(p), &spec).await.map_err(ApiError::from)?;
+        self.agents.update(&ctx(p), &spec).await.map_err(|e| model_check_error(e, &spec.model))?;
         Ok(())
     }
 
@@ -148,5 +184,39 @@ impl Backend {
             Ok(AgentEvent::End) => Ok(QueryEvent::Done { answer: std::mem::take(&mut answer), usage: None }),
             Err(err) => Err(ApiError::from(err)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_shown_without_credentials_or_query() {
+        assert_eq!(public_endpoint("https://u:sk-1@llm.example:8443/v1?key=sk-2#x"), "https://llm.example:8443/v1");
+        assert_eq!(public_endpoint("http://127.0.0.1:18080"), "http://127.0.0.1:18080");
+        assert_eq!(public_endpoint("no scheme"), "an unparsable base_url");
+    }
+
+    #[test]
+    fn model_check_failures_name_the_endpoint_and_not_the_key() {
+        let model = LlmSettings {
+            provider: "openai".into(),
+            model_name: "gpt-4".into(),
+            api_key: Some(SecretString::from("sk-secret")),
+            base_url: Some("http://k:sk-secret@127.0.0.1:1/v1".into()),
+        };
+        let err = model_check_error(MindsdbError::from_message("Connection error."), &model);
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+        assert_eq!(
+            err.message,
+            "the agent's model 'gpt-4' (openai) at http://127.0.0.1:1/v1 could not be reached; nothing was written"
+        );
+        let err =
+            model_check_error(MindsdbError::from_message("status_code: 405, model_name: gpt-4, body: <html>"), &model);
+        assert!(err.message.contains("answered HTTP 405"), "{}", err.message);
+        assert!(!err.message.contains("sk-secret"));
+        let err = model_check_error(MindsdbError::Timeout(std::time::Duration::from_secs(1)), &model);
+        assert_eq!(err.code, ErrorCode::DeadlineExceeded);
     }
 }

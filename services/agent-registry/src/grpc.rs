@@ -13,6 +13,7 @@ use getlood_proto::agent_registry::v1::agent_registry_service_server::AgentRegis
 use getlood_proto::agent_registry::v1::*;
 use getlood_proto::common::v1::{PageResponse, Usage};
 use getlood_proto::events::v1::{AgentCreated, AgentDeleted, AgentUpdated};
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -22,12 +23,15 @@ use crate::model::{check_agent, check_name, check_skill, compile, redact};
 use crate::store::{Selector, Store, StoredAgent, mindsdb_name};
 
 /// The registry behind the gRPC API.
+#[derive(Clone)]
 pub(crate) struct Registry {
     pub store: Store,
     pub cache: AgentCache,
     pub outbox: Outbox,
     pub backend: Backend,
     pub heartbeat: Duration,
+    /// Agent writes run on it, detached from the request (see [`Registry::detached`]).
+    pub tracker: TaskTracker,
 }
 
 fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
@@ -108,26 +112,24 @@ impl Registry {
         agent
     }
 
-    fn spec(agent: &Agent, api_key: Option<String>) -> AgentSpec {
-        let model = agent.model.clone().unwrap_or_default();
-        let data = agent.effective_data.clone().unwrap_or_default();
-        AgentSpec {
-            provider: model.provider,
-            model_name: model.model_name,
-            base_url: model.base_url,
-            api_key,
-            prompt_template: agent.effective_prompt_template.clone(),
-            tables: data.tables,
-            knowledge_bases: data.knowledge_bases,
-        }
+    /// Runs an agent write to its end even if the caller goes away or its deadline passes.
+    ///
+    /// A write changes MindsDB (a live model check that can take seconds) and then commits the
+    /// registry row, undoing the MindsDB change if the commit fails. Dropped half way — tonic
+    /// drops a handler whose client cancelled — it would leave a MindsDB agent without a row or
+    /// a row without its agent; on the tracker it finishes, and shutdown waits for it.
+    async fn detached<T, F>(&self, write: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        self.tracker.spawn(write).await.map_err(|err| {
+            tracing::error!(error = %err, "agent write task failed");
+            Status::internal("internal error")
+        })?
     }
-}
 
-type QueryStream = Pin<Box<dyn Stream<Item = Result<QueryAgentResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AgentRegistryService for Registry {
-    async fn create_agent(&self, req: Request<CreateAgentRequest>) -> Result<Response<CreateAgentResponse>, Status> {
+    async fn create(&self, req: Request<CreateAgentRequest>) -> Result<Response<CreateAgentResponse>, Status> {
         let p = principal(&req)?;
         let agent = req.into_inner().agent.ok_or_else(|| Status::invalid_argument("agent is required"))?;
         check_agent(&agent)?;
@@ -166,19 +168,7 @@ impl AgentRegistryService for Registry {
         tracing::info!(tenant = %p.tenant, agent_id = %id, name = %stored.agent.name, "agent created");
         Ok(Response::new(CreateAgentResponse { agent: Some(redact(stored.agent)) }))
     }
-
-    async fn get_agent(&self, req: Request<GetAgentRequest>) -> Result<Response<GetAgentResponse>, Status> {
-        let p = principal(&req)?;
-        let selector = match req.into_inner().selector {
-            Some(get_agent_request::Selector::Id(id)) => Selector::Id(parse_id(&id)?),
-            Some(get_agent_request::Selector::Name(name)) => Selector::Name(name),
-            None => return Err(Status::invalid_argument("id or name is required")),
-        };
-        let stored = self.load(&p.tenant, &selector).await?;
-        Ok(Response::new(GetAgentResponse { agent: Some(redact(stored.agent)) }))
-    }
-
-    async fn update_agent(&self, req: Request<UpdateAgentRequest>) -> Result<Response<UpdateAgentResponse>, Status> {
+    async fn update(&self, req: Request<UpdateAgentRequest>) -> Result<Response<UpdateAgentResponse>, Status> {
         let p = principal(&req)?;
         let req = req.into_inner();
         let patch = req.agent.ok_or_else(|| Status::invalid_argument("agent is required"))?;
@@ -254,8 +244,7 @@ impl AgentRegistryService for Registry {
         self.cache.invalidate(&p.tenant, &updated.agent.id, &updated.agent.name).await;
         Ok(Response::new(UpdateAgentResponse { agent: Some(redact(updated.agent)) }))
     }
-
-    async fn delete_agent(&self, req: Request<DeleteAgentRequest>) -> Result<Response<DeleteAgentResponse>, Status> {
+    async fn delete(&self, req: Request<DeleteAgentRequest>) -> Result<Response<DeleteAgentResponse>, Status> {
         let p = principal(&req)?;
         let req = req.into_inner();
         let id = parse_id(&req.id)?;
@@ -289,6 +278,50 @@ impl AgentRegistryService for Registry {
         self.outbox.notify();
         self.cache.invalidate(&p.tenant, &current.agent.id, &current.agent.name).await;
         Ok(Response::new(DeleteAgentResponse { id: current.agent.id, version: current.agent.version }))
+    }
+    fn spec(agent: &Agent, api_key: Option<String>) -> AgentSpec {
+        let model = agent.model.clone().unwrap_or_default();
+        let data = agent.effective_data.clone().unwrap_or_default();
+        AgentSpec {
+            provider: model.provider,
+            model_name: model.model_name,
+            base_url: model.base_url,
+            api_key,
+            prompt_template: agent.effective_prompt_template.clone(),
+            tables: data.tables,
+            knowledge_bases: data.knowledge_bases,
+        }
+    }
+}
+
+type QueryStream = Pin<Box<dyn Stream<Item = Result<QueryAgentResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentRegistryService for Registry {
+    async fn create_agent(&self, req: Request<CreateAgentRequest>) -> Result<Response<CreateAgentResponse>, Status> {
+        let this = self.clone();
+        self.detached(async move { this.create(req).await }).await
+    }
+
+    async fn update_agent(&self, req: Request<UpdateAgentRequest>) -> Result<Response<UpdateAgentResponse>, Status> {
+        let this = self.clone();
+        self.detached(async move { this.update(req).await }).await
+    }
+
+    async fn delete_agent(&self, req: Request<DeleteAgentRequest>) -> Result<Response<DeleteAgentResponse>, Status> {
+        let this = self.clone();
+        self.detached(async move { this.delete(req).await }).await
+    }
+
+    async fn get_agent(&self, req: Request<GetAgentRequest>) -> Result<Response<GetAgentResponse>, Status> {
+        let p = principal(&req)?;
+        let selector = match req.into_inner().selector {
+            Some(get_agent_request::Selector::Id(id)) => Selector::Id(parse_id(&id)?),
+            Some(get_agent_request::Selector::Name(name)) => Selector::Name(name),
+            None => return Err(Status::invalid_argument("id or name is required")),
+        };
+        let stored = self.load(&p.tenant, &selector).await?;
+        Ok(Response::new(GetAgentResponse { agent: Some(redact(stored.agent)) }))
     }
 
     async fn list_agents(&self, req: Request<ListAgentsRequest>) -> Result<Response<ListAgentsResponse>, Status> {

@@ -92,6 +92,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         outbox,
         backend: backend::Backend::new(mindsdb),
         heartbeat: config.app.query_heartbeat,
+        tracker: runtime.tracker().clone(),
     };
     let grpc =
         tonic::service::Routes::new(AgentRegistryServiceServer::with_interceptor(registry, runtime.authenticate()));

@@ -14,7 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::require_auth;
 use crate::caller::Caller;
-use crate::{AppState, chat, desktop_api, rate_limit, registry_api, sse, workflow_api, ws};
+use crate::{AppState, chat, desktop_api, memory_api, rate_limit, registry_api, sse, workflow_api, ws};
 
 /// The only routes of the gateway a request reaches without a verified token. They are not in
 /// [`router`]: the server skeleton (`getlood_server::serve`) adds them outside it, so within
@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/agents/{id}",
             get(registry_api::get_agent).put(registry_api::update_agent).delete(registry_api::delete_agent),
         )
+        .route("/api/v1/memory/search", get(memory_api::search))
         .route("/api/v1/skills", get(registry_api::list_skills).post(registry_api::create_skill))
         .route("/api/v1/skills/{name}", get(registry_api::get_skill).delete(registry_api::delete_skill))
         .route("/api/v1/desktops", get(desktop_api::list_desktops).post(desktop_api::create_desktop))

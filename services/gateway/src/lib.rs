@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod grpc;
 mod http_api;
+mod memory_api;
 mod openai;
 mod proto_json;
 mod rate_limit;

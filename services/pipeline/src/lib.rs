@@ -15,6 +15,7 @@ mod error;
 mod grpc;
 mod intent;
 mod intent_model;
+mod memory;
 mod pipeline;
 mod registry;
 mod routing;
@@ -32,7 +33,8 @@ use getlood_server::{Listeners, Needs, Runtime, ServiceConfig, ServiceSpec, Upst
 
 pub use error::{Error, Result};
 pub use settings::{
-    AppKeywords, FallbackSettings, IntentModelSettings, KeywordRule, Limits, PipelineSettings, RouteRule, RuleSettings,
+    AppKeywords, FallbackSettings, IntentModelSettings, KeywordRule, Limits, MemorySettings, PipelineSettings,
+    RouteRule, RuleSettings,
 };
 pub use types::Mode;
 
@@ -77,12 +79,18 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         request: config.app.registry_timeout.max(config.app.agent_timeout),
     });
     let registry = registry::RegistryClient::new(runtime.upstream("agent-registry")?, config.app.registry_timeout);
+    let memory = if config.app.memory.enabled {
+        Some(memory::MemoryClient::new(runtime.upstream("event-dispatcher")?, config.app.memory.clone()))
+    } else {
+        None
+    };
     let pipeline = Arc::new(pipeline::Pipeline {
         rules: intent::RuleClassifier::new(&config.app),
         router: routing::Router::new(&config.app.routes),
         settings: Arc::new(config.app.clone()),
         intent_model,
         registry,
+        memory,
         store: store::Store::new(runtime.postgres()?, config.app.durable_turn_commit),
         outbox,
     });

@@ -29,6 +29,7 @@ use crate::enhance::{ui_actions, user_intent_hints};
 use crate::error::Error;
 use crate::intent::{RuleClassifier, RuleOutcome, parse_llm_answer};
 use crate::intent_model::IntentModel;
+use crate::memory::{MemoryClient, with_recall};
 use crate::registry::RegistryClient;
 use crate::routing::{Route, Router};
 use crate::settings::PipelineSettings;
@@ -45,6 +46,8 @@ pub(crate) struct Pipeline {
     pub router: Router,
     pub intent_model: Option<IntentModel>,
     pub registry: RegistryClient,
+    /// Recall of the caller's earlier turns; `None` when `app.memory.enabled` is off.
+    pub memory: Option<MemoryClient>,
     pub store: Store,
     pub outbox: Outbox,
 }
@@ -471,10 +474,18 @@ impl Pipeline {
         let failed = |e| Stop::Failed(Stage::Execution, e);
         let deadline = tokio::time::Instant::now() + self.settings.agent_timeout;
         let conversation_id = input.conversation_id.to_string();
+        let recalled = match &self.memory {
+            Some(memory) => {
+                let question = input.messages.last().map(|m| m.content.as_str()).unwrap_or_default();
+                em.beat(Stage::Execution, memory.recall(&input.caller, question, &conversation_id)).await?
+            }
+            None => Vec::new(),
+        };
+        let messages = with_recall(&input.messages, &recalled);
         let start = self.registry.query(
             &input.caller,
             &agent.id,
-            &input.messages,
+            &messages,
             &conversation_id,
             self.settings.heartbeat,
             self.settings.agent_timeout,

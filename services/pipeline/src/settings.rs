@@ -56,6 +56,32 @@ pub struct PipelineSettings {
     /// last few hundred milliseconds, each with its `turn.completed` event (never one without the
     /// other). Turn it on when every turn must survive a database crash.
     pub durable_turn_commit: bool,
+    /// What the agent is told of the user's earlier conversations (stage 4).
+    pub memory: MemorySettings,
+}
+
+/// Recall of the caller's past turns from the memory knowledge base (event-dispatcher
+/// `Search`, always restricted to the caller's own turns), given to the agent with the question.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySettings {
+    /// Off: agents see only the current conversation.
+    pub enabled: bool,
+    /// Past turns given to the agent at most, 1..=20.
+    pub top_k: u32,
+    /// Turns less relevant than this (0..=1) are left out.
+    pub min_score: f64,
+    /// Recall is best effort: past this the agent answers without it.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Characters of one recalled turn given to the agent at most.
+    pub max_chars: usize,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self { enabled: true, top_k: 3, min_score: 0.0, timeout: Duration::from_secs(2), max_chars: 600 }
+    }
 }
 
 /// The MindsDB model that classifies intents (stage 1).
@@ -374,6 +400,7 @@ impl Default for PipelineSettings {
             heartbeat: Duration::from_secs(5),
             outbox_poll: Duration::from_secs(1),
             durable_turn_commit: false,
+            memory: MemorySettings::default(),
         }
     }
 }
@@ -491,7 +518,15 @@ impl Validate for PipelineSettings {
             ("app.outbox_poll", self.outbox_poll),
             ("app.intent_model.timeout", m.timeout),
             ("app.intent_model.setup_timeout", m.setup_timeout),
+            ("app.memory.timeout", self.memory.timeout),
         ])?;
+        if !(1..=20).contains(&self.memory.top_k) {
+            return Err(ConfigError::invalid("app.memory.top_k", "must be between 1 and 20"));
+        }
+        unit("app.memory.min_score", self.memory.min_score)?;
+        if !(50..=10_000).contains(&self.memory.max_chars) {
+            return Err(ConfigError::invalid("app.memory.max_chars", "must be between 50 and 10000"));
+        }
         Ok(())
     }
 }
