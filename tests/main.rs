@@ -20,6 +20,7 @@ mod paging;
 mod pipeline;
 mod platform;
 mod rate_limit;
+mod tls;
 mod trace;
 mod workflow;
 

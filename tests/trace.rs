@@ -41,6 +41,9 @@ fn spawn(name: &'static str, env: &[(String, String)]) -> anyhow::Result<Bin> {
 }
 
 async fn wait_ready(bin: &Bin) -> anyhow::Result<()> {
+    // The services run in child processes: nothing in this one has installed reqwest's TLS
+    // provider before this first client (reqwest panics without one).
+    getlood_tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {

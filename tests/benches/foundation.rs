@@ -112,6 +112,8 @@ async fn throughput(url: &str, token: Option<&str>, secs: u64, concurrency: usiz
 }
 
 fn main() -> anyhow::Result<()> {
+    // reqwest panics on its first client unless a TLS provider is installed.
+    getlood_tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         idle_rss().await?;

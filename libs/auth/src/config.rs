@@ -23,6 +23,9 @@ pub struct AuthConfig {
     /// How often the JWKS document is fetched again (key rotation).
     #[serde(with = "humantime_serde")]
     pub jwks_refresh: std::time::Duration,
+    /// PEM bundle of the CAs that sign the `https` JWKS server's certificate (a private CA).
+    /// Unset: the system roots. Set: only these CAs are trusted for the JWKS fetch.
+    pub jwks_ca_file: Option<std::path::PathBuf>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
 }
@@ -53,6 +56,7 @@ impl Default for AuthConfig {
             public_keys: Vec::new(),
             jwks_url: None,
             jwks_refresh: std::time::Duration::from_secs(300),
+            jwks_ca_file: None,
             leeway_secs: 30,
         }
     }
@@ -93,6 +97,13 @@ impl AuthConfig {
             if self.jwks_refresh.as_secs() < 10 {
                 return Err(ConfigError::invalid(format!("{prefix}.jwks_refresh"), "must be at least 10s"));
             }
+        }
+        if let Some(path) = &self.jwks_ca_file {
+            let key = format!("{prefix}.jwks_ca_file");
+            if !self.jwks_url.as_deref().is_some_and(|url| url.starts_with("https://")) {
+                return Err(ConfigError::invalid(key, format!("is set but {prefix}.jwks_url is not an https url")));
+            }
+            getlood_tls::check_ca_file(&key, path)?;
         }
         for (i, key) in self.public_keys.iter().enumerate() {
             if !matches!(key.algorithm.as_str(), "RS256" | "ES256") {

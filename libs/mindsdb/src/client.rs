@@ -169,7 +169,8 @@ impl std::fmt::Debug for MindsdbClient {
 impl MindsdbClient {
     /// A client for `cfg` (validate it first). Opens no connection yet.
     pub fn new(cfg: &MindsdbConfig) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = getlood_tls::http_client_builder(cfg.ca_file.as_deref())
+            .map_err(|e| MindsdbError::Internal(format!("mindsdb.ca_file: {e}")))?
             .connect_timeout(cfg.connect_timeout)
             // Keep-alive pool: a new connection costs more than MindsDB's 10-20 ms SELECT 1.
             .pool_idle_timeout(Duration::from_secs(60))

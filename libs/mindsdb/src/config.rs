@@ -34,6 +34,9 @@ pub struct MindsdbConfig {
     /// First retry delay; doubled on each further retry.
     #[serde(with = "humantime_serde")]
     pub retry_backoff: Duration,
+    /// PEM bundle of the CAs that sign MindsDB's certificate, for an `https` `url` behind a
+    /// private CA. Unset: the system roots. Set: only these CAs are trusted.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for MindsdbConfig {
@@ -48,6 +51,7 @@ impl Default for MindsdbConfig {
             max_concurrency: 8,
             retries: 2,
             retry_backoff: Duration::from_millis(100),
+            ca_file: None,
         }
     }
 }
@@ -100,6 +104,13 @@ impl MindsdbConfig {
         if self.retries > 10 {
             return Err(ConfigError::invalid(format!("{prefix}.retries"), "must be at most 10"));
         }
+        if let Some(path) = &self.ca_file {
+            let key = format!("{prefix}.ca_file");
+            if url.scheme() != "https" {
+                return Err(ConfigError::invalid(key, format!("is set but {prefix}.url is not an https url")));
+            }
+            getlood_tls::check_ca_file(&key, path)?;
+        }
         Ok(())
     }
 }
@@ -134,6 +145,15 @@ mod tests {
             (MindsdbConfig { max_concurrency: 0, ..Default::default() }, "mindsdb.max_concurrency"),
             (MindsdbConfig { request_timeout: Duration::ZERO, ..Default::default() }, "mindsdb.request_timeout"),
             (MindsdbConfig { username: Some("admin".into()), ..Default::default() }, "mindsdb.password"),
+            (MindsdbConfig { ca_file: Some("/etc/ssl/ca.pem".into()), ..Default::default() }, "mindsdb.ca_file"),
+            (
+                MindsdbConfig {
+                    url: "https://mindsdb:47334".into(),
+                    ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..Default::default()
+                },
+                "mindsdb.ca_file",
+            ),
         ];
         for (cfg, key) in cases {
             let err = cfg.validate_at("mindsdb").unwrap_err().to_string();

@@ -27,6 +27,8 @@ fn env_or(key: &str, default: &str) -> String {
 }
 
 async fn reachable(base: &str) -> bool {
+    // The first client of this test process: reqwest panics without a TLS provider installed.
+    getlood_tls::install_crypto_provider();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
     http.get(format!("{base}/models")).send().await.is_ok_and(|r| r.status().is_success())
         || http

@@ -1,4 +1,6 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use getlood_auth::AuthConfig;
@@ -77,15 +79,18 @@ impl Default for PostgresConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// Connection URL.
+    /// Connection URL; `rediss://` for TLS (the server's certificate and hostname are verified).
     pub url: String,
     /// Prefix of every key, so several deployments can share one Redis.
     pub key_prefix: String,
+    /// PEM bundle of the CAs that sign the Redis server's certificate (`rediss://` only).
+    /// Unset: the system roots. Set: only these CAs are trusted.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: "redis://127.0.0.1:6379".to_owned(), key_prefix: "getlood".to_owned() }
+        Self { url: "redis://127.0.0.1:6379".to_owned(), key_prefix: "getlood".to_owned(), ca_file: None }
     }
 }
 
@@ -93,15 +98,36 @@ impl Default for RedisConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server URL (comma-separated for a cluster).
+    /// Server URL (comma-separated for a cluster); `tls://` requires TLS to that server.
     pub url: String,
     /// Prefix of every subject and stream name.
     pub subject_prefix: String,
+    /// Refuse a plaintext connection to any server, whatever its URL's scheme.
+    pub require_tls: bool,
+    /// PEM bundle of the CAs that sign the NATS servers' certificates; needs TLS to be
+    /// required (`tls://` URLs or `require_tls`). Unset: the system roots. Set: only these CAs.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for NatsConfig {
     fn default() -> Self {
-        Self { url: "nats://127.0.0.1:4222".to_owned(), subject_prefix: "getlood".to_owned() }
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            subject_prefix: "getlood".to_owned(),
+            require_tls: false,
+            ca_file: None,
+        }
+    }
+}
+
+impl NatsConfig {
+    /// Whether every connection is TLS: `require_tls`, or only `tls://`/`wss://` URLs.
+    pub fn tls_required(&self) -> bool {
+        self.require_tls
+            || self.url.split(',').all(|url| {
+                let url = url.trim();
+                url.starts_with("tls://") || url.starts_with("wss://")
+            })
     }
 }
 
@@ -162,6 +188,7 @@ impl<A, M> ServiceConfig<A, M> {
     /// Checks only what `migrate` uses: the Postgres settings.
     pub fn validate_storage(&self) -> Result<(), ConfigError> {
         check_url("postgres.url", &self.postgres.url, &["postgres", "postgresql"])?;
+        check_postgres_tls(&self.postgres.url)?;
         if !is_identifier(&self.postgres.schema) {
             return Err(ConfigError::invalid("postgres.schema", "must match [a-z][a-z0-9_]{0,62}"));
         }
@@ -176,8 +203,23 @@ impl<A: Validate, M: Validate> Validate for ServiceConfig<A, M> {
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_storage()?;
         check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
+        if let Some(path) = &self.redis.ca_file {
+            if !self.redis.url.starts_with("rediss://") {
+                return Err(ConfigError::invalid("redis.ca_file", "is set but redis.url is not a rediss:// url"));
+            }
+            getlood_tls::check_ca_file("redis.ca_file", path)?;
+        }
         for (i, url) in self.nats.url.split(',').enumerate() {
             check_url(&format!("nats.url[{i}]"), url.trim(), &["nats", "tls", "ws", "wss"])?;
+        }
+        if let Some(path) = &self.nats.ca_file {
+            if !self.nats.tls_required() {
+                return Err(ConfigError::invalid(
+                    "nats.ca_file",
+                    "is set but TLS is not required: use tls:// urls in nats.url or set nats.require_tls",
+                ));
+            }
+            getlood_tls::check_ca_file("nats.ca_file", path)?;
         }
         if !is_subject_token(&self.nats.subject_prefix) {
             return Err(ConfigError::invalid("nats.subject_prefix", "must match [a-zA-Z0-9_-]+"));
@@ -235,6 +277,19 @@ fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> 
     }
 }
 
+/// Parses the Postgres URL as the pool will (so a bad `sslmode` is named at start), and checks
+/// the `sslrootcert` file it names, if any: sqlx reads it only on the first connection.
+fn check_postgres_tls(url: &str) -> Result<(), ConfigError> {
+    sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| ConfigError::invalid("postgres.url", e.to_string()))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::invalid("postgres.url", e.to_string()))?;
+    for (name, value) in parsed.query_pairs() {
+        if matches!(name.as_ref(), "sslrootcert" | "ssl-root-cert" | "ssl-ca") {
+            getlood_tls::check_ca_file(&format!("postgres.url ({name})"), std::path::Path::new(value.as_ref()))?;
+        }
+    }
+    Ok(())
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z'))
@@ -283,5 +338,44 @@ mod tests {
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
         c.shutdown_timeout = Duration::ZERO;
         assert!(c.validate().unwrap_err().to_string().contains("shutdown_timeout"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked_at_start() {
+        let valid = || {
+            let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+            c.auth.jwks_url = Some("https://idp.example/jwks.json".to_owned());
+            c
+        };
+        let err = |c: ServiceConfig<App>| c.validate().unwrap_err().to_string();
+
+        let mut c = valid();
+        c.postgres.url = "postgres://db/x?sslmode=verify-full&sslrootcert=/nonexistent/root.pem".into();
+        let e = err(c);
+        assert!(e.contains("sslrootcert") && e.contains("/nonexistent/root.pem"), "{e}");
+        let mut c = valid();
+        c.postgres.url = "postgres://db/x?sslmode=sometimes".into();
+        assert!(err(c).contains("postgres.url"));
+
+        let mut c = valid();
+        c.redis.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(err(c).contains("not a rediss:// url"));
+        let mut c = valid();
+        c.redis.url = "rediss://cache:6380".into();
+        c.redis.ca_file = Some("/nonexistent/ca.pem".into());
+        let e = err(c);
+        assert!(e.contains("redis.ca_file") && e.contains("cannot read CA file"), "{e}");
+
+        let mut c = valid();
+        c.nats.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(err(c).contains("TLS is not required"));
+        let mut c = valid();
+        c.nats.url = "tls://nats:4222".into();
+        c.nats.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(err(c).contains("nats.ca_file"));
+        let mut c = valid();
+        c.nats.require_tls = true;
+        assert!(c.nats.tls_required());
+        c.validate().unwrap();
     }
 }

@@ -12,6 +12,14 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The identity provider's JWKS document could not be fetched or read.
+    #[error("jwks {url}: {message}")]
+    Jwks {
+        /// The document's URL.
+        url: String,
+        /// Why, with the transport error's causes (a refused certificate names its reason).
+        message: String,
+    },
     /// A database migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -29,6 +37,9 @@ pub enum Error {
     /// A server stopped with an I/O or transport error.
     #[error("server error: {0}")]
     Serve(String),
+    /// A TLS setting (a CA file) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] getlood_tls::Error),
     /// A URL in the configuration cannot be used.
     #[error("invalid {what} url: {message}")]
     Url {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::OnceCell;
 
-use crate::{Error, Result, ServiceConfig};
+use crate::{Error, NatsConfig, RedisConfig, Result, ServiceConfig};
 
 /// Which shared dependencies a service uses; only these are connected and probed for readiness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,19 +57,13 @@ impl Infra {
         } else {
             None
         };
-        let redis = if needs.redis {
-            let client = redis::Client::open(config.redis.url.as_str())
-                .map_err(|e| Error::Url { what: "redis", message: e.to_string() })?;
-            Some(RedisHandle { client, manager: Arc::new(OnceCell::new()) })
-        } else {
-            None
-        };
+        // async-nats and redis build their rustls configs with the process-wide provider.
+        getlood_tls::install_crypto_provider();
+        let redis = if needs.redis { Some(RedisHandle::new(&config.redis)?) } else { None };
         let nats = if needs.nats {
-            let client = async_nats::ConnectOptions::new()
-                .name(name)
+            let client = nats_options(&config.nats, name)?
                 // Start even when NATS is down; the client keeps trying and readiness says so.
                 .retry_on_initial_connect()
-                .connection_timeout(Duration::from_secs(2))
                 .connect(config.nats.url.as_str())
                 .await
                 .map_err(|e| Error::Url { what: "nats", message: e.to_string() })?;
@@ -120,6 +114,23 @@ impl Infra {
     }
 }
 
+/// The NATS connection options of a service named `name`, TLS included: `tls://` URLs or
+/// `require_tls` refuse plaintext, and `ca_file` replaces the system roots. The caller adds
+/// its retry policy and connects.
+pub fn nats_options(config: &NatsConfig, name: &str) -> Result<async_nats::ConnectOptions> {
+    getlood_tls::install_crypto_provider();
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(2))
+        .require_tls(config.require_tls);
+    if let Some(path) = &config.ca_file {
+        // Read now so a bad file fails the start, not every reconnect; async-nats reads it again.
+        getlood_tls::CaFile::read(path)?;
+        options = options.add_root_certificates(path.clone());
+    }
+    Ok(options)
+}
+
 /// A Redis connection manager created on first successful use, then shared (it multiplexes one
 /// connection and reconnects by itself).
 #[derive(Clone)]
@@ -129,6 +140,22 @@ pub struct RedisHandle {
 }
 
 impl RedisHandle {
+    /// A handle on the Redis of `config`: `rediss://` is TLS, trusting only `ca_file`'s CAs when
+    /// it is set. Only a malformed URL or an unreadable CA file fails here; nothing connects yet.
+    pub fn new(config: &RedisConfig) -> Result<Self> {
+        getlood_tls::install_crypto_provider();
+        let url = config.url.as_str();
+        let client = match &config.ca_file {
+            Some(path) => {
+                let ca = getlood_tls::CaFile::read(path)?;
+                redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem) })
+            }
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| Error::Url { what: "redis", message: e.to_string() })?;
+        Ok(Self { client, manager: Arc::new(OnceCell::new()) })
+    }
+
     /// The shared connection, connecting if this is the first use.
     pub async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
         let manager = self

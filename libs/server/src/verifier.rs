@@ -19,10 +19,7 @@ const UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(1);
 pub async fn verifier(auth: &AuthConfig, tracker: &TaskTracker, shutdown: CancellationToken) -> Result<Arc<Verifier>> {
     let verifier = Arc::new(Verifier::new(auth)?);
     let Some(url) = auth.jwks_url.clone() else { return Ok(verifier) };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| crate::Error::Serve(format!("jwks http client: {e}")))?;
+    let http = jwks_http_client(auth)?;
     refresh(&http, &url, &verifier).await;
     let period = auth.jwks_refresh;
     let task_verifier = verifier.clone();
@@ -45,10 +42,41 @@ pub async fn verifier(auth: &AuthConfig, tracker: &TaskTracker, shutdown: Cancel
     Ok(verifier)
 }
 
+/// The HTTP client of the JWKS fetch: 5 s per request, TLS trusting the system roots or, with
+/// `auth.jwks_ca_file`, only that file's CAs.
+pub fn jwks_http_client(auth: &AuthConfig) -> Result<reqwest::Client> {
+    getlood_tls::http_client_builder(auth.jwks_ca_file.as_deref())?
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| crate::Error::Serve(format!("jwks http client: {}", error_chain(&e))))
+}
+
+/// Fetches the JWKS document at `url` with `http` and loads its keys into `verifier`, returning
+/// how many it holds. On failure the previous keys stay.
+pub async fn fetch_jwks(http: &reqwest::Client, url: &str, verifier: &Verifier) -> Result<usize> {
+    let jwks_error = |message: String| crate::Error::Jwks { url: url.to_owned(), message };
+    let body = async { http.get(url).send().await?.error_for_status()?.text().await }
+        .await
+        .map_err(|e| jwks_error(error_chain(&e)))?;
+    verifier.load_jwks(&body).map_err(|e| jwks_error(e.to_string()))
+}
+
 async fn refresh(http: &reqwest::Client, url: &str, verifier: &Verifier) {
-    let body = async { http.get(url).send().await?.error_for_status()?.text().await }.await;
-    match body.map_err(|e| e.to_string()).and_then(|doc| verifier.load_jwks(&doc).map_err(|e| e.to_string())) {
+    match fetch_jwks(http, url, verifier).await {
         Ok(keys) => tracing::debug!(url, keys, "jwks refreshed"),
         Err(err) => tracing::warn!(url, error = %err, "jwks refresh failed, keeping the previous keys"),
     }
+}
+
+/// `err` with its causes: reqwest's own text says only "error sending request", the reason (a
+/// refused certificate, a refused connection) is in the sources.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
