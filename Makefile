@@ -68,8 +68,13 @@ deploy-check: tools ## helm lint/template + kubernetes-validate over every value
 	.tools/venv/bin/python scripts/check-chart-config.py $${CARGO_TARGET_DIR:-target}/debug/getlood .tools/bin/helm \
 		helm/getlood docker-compose.yml helm/getlood/ci/*.yaml
 
+.PHONY: mindsdb-shared-metadata
+mindsdb-shared-metadata: infra llm-up ## Two MindsDB processes on one Postgres metadata store (~2 min; ports 47400/47401)
+	scripts/mindsdb.sh install
+	scripts/mindsdb-shared-metadata.sh
+
 .PHONY: test
-test: infra mindsdb-up llm-up proto-lint deploy-check ## Everything CI runs: contracts, deployment files, all tests
+test: infra mindsdb-up llm-up proto-lint deploy-check mindsdb-shared-metadata ## Everything CI runs: contracts, deployment files, all tests
 	# The trace and benchmark tests run the real binary, `getlood <service>` per service.
 	$(CARGO) build --bin getlood
 	GETLOOD_TEST_REQUIRE_LLM=1 $(CARGO) nextest run --workspace --profile ci

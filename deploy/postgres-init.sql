@@ -6,3 +6,6 @@ CREATE DATABASE agent_registry;
 CREATE DATABASE pipeline;
 CREATE DATABASE desktop_state;
 CREATE DATABASE workflow;
+-- MindsDB's metadata (projects, agents, jobs, job history): MINDSDB_DB_CON in docker-compose.yml.
+-- MindsDB creates its own tables (alembic) on its first start.
+CREATE DATABASE mindsdb;

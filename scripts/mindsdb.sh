@@ -50,40 +50,17 @@ installed() {
   scheduler_patched
 }
 
-# MindsDB 26.1's job scheduler polls only the jobs of its own (default) company:
-# JobsExecutor.get_next_tasks filters `db.Jobs.company_id == ctx.company_id`, and the scheduler
-# process runs with the default company. GETLOOD puts every tenant in its own company
-# (`company-id` header), so without this patch tenant jobs are stored but never run. The patch
-# drops that one filter; each job still executes inside its own company, because
-# execute_task_local sets ctx.company_id from the job record. Exact-text replacement on the
-# pinned version, idempotent, and a loud failure if the text is not found.
-SCHEDULER_MARK="# getlood: scheduler polls every company"
+# MindsDB 26.1's job scheduler polls only the jobs of the default company, and GETLOOD puts every
+# tenant in its own company, so tenant jobs would never run. deploy/mindsdb/patch_scheduler.py
+# drops that one filter (exact-text replacement on the pinned version, idempotent, a loud failure
+# if the text is not found); the MindsDB image (deploy/mindsdb/Dockerfile) applies the same file.
+SCHEDULER_PATCH=$ROOT/deploy/mindsdb/patch_scheduler.py
 patch_scheduler() {
-  "$VENV/bin/python" - "$SCHEDULER_MARK" <<'PY'
-import sys, mindsdb.interfaces.jobs.jobs_controller as m
-mark = sys.argv[1]
-path = m.__file__
-src = open(path).read()
-if mark in src:
-    sys.exit(0)
-old = ("            db.Jobs.active == True,  # noqa\n"
-       "            db.Jobs.company_id == ctx.company_id,\n"
-       "        ]\n"
-       "        if ctx.enforce_user_id:\n"
-       "            filters.append(db.Jobs.user_id == ctx.user_id)\n"
-       "        query = db.session.query(db.Jobs).filter(*filters).order_by(db.Jobs.next_run_at)")
-new = ("            db.Jobs.active == True,  # noqa\n"
-       "            " + mark + "\n"
-       "        ]\n"
-       "        query = db.session.query(db.Jobs).filter(*filters).order_by(db.Jobs.next_run_at)")
-if src.count(old) != 1:
-    sys.exit("scheduler patch: expected text not found in " + path)
-open(path, "w").write(src.replace(old, new))
-PY
+  "$VENV/bin/python" "$SCHEDULER_PATCH"
 }
 
 scheduler_patched() {
-  grep -q "$SCHEDULER_MARK" "$VENV"/lib/python3*/site-packages/mindsdb/interfaces/jobs/jobs_controller.py 2>/dev/null
+  "$VENV/bin/python" "$SCHEDULER_PATCH" --check 2>/dev/null
 }
 
 cmd_install() {

@@ -129,7 +129,7 @@ for vf in "$CHART"/ci/invalid-render/*.yaml; do
   if helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$vf" >/dev/null 2>"$WORK/negr-$name.err"; then
     bad "ci/invalid-render/$name rendered (must fail)"
   else
-    ok "ci/invalid-render/$name rejected by helm template ($(grep -m1 -o 'services\.[a-z-]*\.[^"]*' "$WORK/negr-$name.err" | cut -c1-90))"
+    ok "ci/invalid-render/$name rejected by helm template ($(grep -m1 -oE '(services|mindsdb|secrets)\.[a-zA-Z-]+[.=][^"]*' "$WORK/negr-$name.err" | cut -c1-90))"
   fi
 done
 

@@ -162,6 +162,16 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc).
 {{- if has "mindsdb" $svc.uses -}}
 {{- $_ := set $cfg (printf "%sMINDSDB__URL" $p) (include "getlood.mindsdbUrl" $root) -}}
 {{- end -}}
+{{- /* Model providers: MindsDB calls them with what the service passes (see values `models`). */ -}}
+{{- range $use, $spec := dict "llm" (list "APP__INTENT_MODEL__" $root.Values.models.chat) "embeddings" (list "APP__MEMORY__EMBEDDING__" $root.Values.models.embeddings) -}}
+{{- if has $use $svc.uses -}}
+{{- $key := index $spec 0 -}}
+{{- $model := index $spec 1 -}}
+{{- with $model.provider }}{{- $_ := set $cfg (printf "%s%sPROVIDER" $p $key) . -}}{{- end -}}
+{{- with $model.baseUrl }}{{- $_ := set $cfg (printf "%s%sBASE_URL" $p $key) . -}}{{- end -}}
+{{- with $model.modelName }}{{- $_ := set $cfg (printf "%s%sMODEL_NAME" $p $key) . -}}{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if has "auth" $svc.uses -}}
 {{- with $root.Values.auth.jwksUrl }}{{- $_ := set $cfg (printf "%sAUTH__JWKS_URL" $p) . -}}{{- end -}}
 {{- with $root.Values.auth.issuer }}{{- $_ := set $cfg (printf "%sAUTH__ISSUER" $p) . -}}{{- end -}}
@@ -225,6 +235,22 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc "secretName" "...").
     secretKeyRef:
       name: {{ $secret }}
       key: mindsdb-password
+      optional: true
+{{- end }}
+{{- if has "llm" .svc.uses }}
+- name: {{ $p }}APP__INTENT_MODEL__API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: chat-api-key
+      optional: true
+{{- end }}
+{{- if has "embeddings" .svc.uses }}
+- name: {{ $p }}APP__MEMORY__EMBEDDING__API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: embeddings-api-key
       optional: true
 {{- end }}
 {{- if has "auth" .svc.uses }}
