@@ -16,6 +16,7 @@ mod events;
 mod gateway_chat;
 mod gateway_workflows;
 mod jwks;
+mod local_model;
 mod paging;
 mod pipeline;
 mod platform;
