@@ -80,7 +80,7 @@ test: infra mindsdb-up llm-up proto-lint deploy-check mindsdb-shared-metadata ##
 	GETLOOD_TEST_REQUIRE_LLM=1 $(CARGO) nextest run --workspace --profile ci
 
 .PHONY: bench
-bench: infra mindsdb-up ## Print the benchmark figures
+bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	# wrk (Debian) loads the gateway from its own process in the chat bench; without it the bench
 	# falls back to an in-process client and says so.
 	command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: in-process client"
