@@ -35,4 +35,4 @@ pub use knowledge_base::{
 };
 pub use model::{EngineInfo, EngineSpec, ModelAdapter, ModelInfo, ModelSpec};
 pub use project::ProjectAdapter;
-pub use sql::{Ident, Sql, SqlBuilder};
+pub use sql::{Ident, Sql, SqlBuilder, check_inline_str};
