@@ -73,8 +73,13 @@ mindsdb-shared-metadata: infra llm-up ## Two MindsDB processes on one Postgres m
 	scripts/mindsdb.sh install
 	scripts/mindsdb-shared-metadata.sh
 
+.PHONY: deny
+deny: ## Dependency policy (deny.toml): licences, banned crates (OpenSSL, a second TLS provider), sources
+	command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny --version 0.20.2
+	$(CARGO) deny --offline check licenses bans sources
+
 .PHONY: test
-test: infra mindsdb-up llm-up proto-lint deploy-check mindsdb-shared-metadata ## Everything CI runs: contracts, deployment files, all tests
+test: infra mindsdb-up llm-up proto-lint deploy-check deny mindsdb-shared-metadata ## Everything CI runs: contracts, deployment files, all tests
 	# The trace and benchmark tests run the real binary, `getlood <service>` per service.
 	$(CARGO) build --bin getlood
 	GETLOOD_TEST_REQUIRE_LLM=1 $(CARGO) nextest run --workspace --profile ci
