@@ -27,6 +27,16 @@ pub enum EventError {
     /// JetStream refused or did not acknowledge the operation.
     #[error("jetstream: {0}")]
     JetStream(String),
+    /// The message is larger than the server's `max_payload`: it can never be published.
+    #[error("event too large for the server: {0}")]
+    TooLarge(String),
+}
+
+impl EventError {
+    /// Whether retrying cannot help: the same bytes fail the same way every time.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Decode(_) | Self::TooLarge(_))
+    }
 }
 
 pub(crate) fn js_err(err: impl std::fmt::Display) -> EventError {
@@ -144,7 +154,13 @@ impl EventBus {
         } else {
             headers.insert("traceparent", envelope.traceparent.as_str());
         }
-        self.js.publish_with_headers(subject, headers, body).await.map_err(js_err)
+        self.js.publish_with_headers(subject, headers, body).await.map_err(|err| {
+            if err.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded {
+                EventError::TooLarge(err.to_string())
+            } else {
+                js_err(err)
+            }
+        })
     }
 
     /// Reads `tenant`'s events of `domain` after `after_sequence` (0: from the start), for at

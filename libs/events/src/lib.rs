@@ -17,7 +17,9 @@ pub use getlood_proto::events::v1::{EventEnvelope, event_envelope::Payload};
 pub use headers::{NatsHeaderExtractor, NatsHeaderInjector};
 pub use lag::spawn_lag_reporter;
 pub use live::{Follow, RawEvent, StartAt};
-pub use outbox::{Outbox, begin};
+pub use outbox::{
+    DEFAULT_MAX_ENVELOPE_BYTES, DeadLetter, DeadLetterReason, METRIC_DEAD_LETTERED, Outbox, OutboxError, begin,
+};
 pub use watch::spawn_domain_watcher;
 
 /// Header carrying [`EventEnvelope::r#type`].

@@ -140,7 +140,7 @@ impl Runtime {
     /// shutdown (rows are published in commit order, then deleted; re-publishes are dropped
     /// by JetStream's `Nats-Msg-Id` de-duplication).
     pub fn outbox(&self, poll: Duration) -> Result<Outbox> {
-        let outbox = Outbox::new(self.postgres()?);
+        let outbox = Outbox::new(self.postgres()?).for_service(self.spec.name);
         outbox.spawn_relay(self.bus()?, poll, &self.tracker, self.shutdown.clone());
         Ok(outbox)
     }

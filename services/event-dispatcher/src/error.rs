@@ -40,7 +40,7 @@ impl ServiceError for Error {
     fn code(&self) -> ErrorCode {
         match self {
             Error::Events(EventError::Expired { .. }) | Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            Error::Events(EventError::Decode(_)) => ErrorCode::Internal,
+            Error::Events(EventError::Decode(_) | EventError::TooLarge(_)) => ErrorCode::Internal,
             Error::Events(EventError::JetStream(_)) => ErrorCode::Unavailable,
             Error::Mindsdb(e) => e.code(),
             Error::NotFound(_) => ErrorCode::NotFound,
@@ -66,7 +66,7 @@ impl ServiceError for Error {
     fn public_message(&self) -> String {
         match self {
             Error::Events(EventError::JetStream(_)) => "the event streams are unavailable, retry shortly".to_owned(),
-            Error::Events(EventError::Decode(_)) => "internal error".to_owned(),
+            Error::Events(EventError::Decode(_) | EventError::TooLarge(_)) => "internal error".to_owned(),
             Error::Mindsdb(e) => e.public_message(),
             Error::Upstream { service, status } => match self.code() {
                 ErrorCode::Unavailable => format!("the {service} service is unavailable"),

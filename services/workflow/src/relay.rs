@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use getlood_events::{Domain, EventBus, EventEnvelope};
+use getlood_events::{DeadLetter, DeadLetterReason, Domain, EventBus, EventEnvelope};
 use prost::Message as _;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -42,6 +42,8 @@ const IN_FLIGHT: usize = 3;
 struct Sent {
     tx: Transaction<'static, Postgres>,
     acks: Vec<async_nats::jetstream::context::PublishAckFuture>,
+    /// Rows moved to `outbox_dead_letter` in `tx` (they can never be published).
+    dead: Vec<DeadLetter>,
 }
 
 impl Sent {
@@ -53,7 +55,10 @@ impl Sent {
             ack.await.map_err(q)?;
         }
         self.tx.commit().await?;
-        Ok(n)
+        for letter in &self.dead {
+            letter.report("workflow");
+        }
+        Ok(n + self.dead.len())
     }
 }
 
@@ -147,14 +152,29 @@ async fn send_batch(pool: &PgPool, bus: &EventBus) -> Result<Option<Sent>> {
     // RETURNING does not keep the subquery's order.
     rows.sort_unstable_by_key(|(id, _)| *id);
     let mut acks = Vec::with_capacity(rows.len());
+    let mut dead = Vec::new();
     for (id, bytes) in rows {
-        let Ok(envelope) = EventEnvelope::decode(bytes.as_slice()) else {
-            tracing::error!(%id, "undecodable outbox row dropped");
-            continue;
+        let letter =
+            |reason, error: String| DeadLetter { id, domain: Domain::Workflow.token().to_owned(), reason, error };
+        // A row that can never be published (issue 13) is moved to the dead-letter table in
+        // this transaction; retrying the batch would block every later event forever.
+        let failure = match EventEnvelope::decode(bytes.as_slice()) {
+            Err(err) => letter(DeadLetterReason::Undecodable, err.to_string()),
+            Ok(envelope) => match bus.send(Domain::Workflow, &envelope, bytes.clone().into()).await {
+                Ok(ack) => {
+                    acks.push(ack);
+                    continue;
+                }
+                Err(err) => match DeadLetterReason::of(&err) {
+                    Some(reason) => letter(reason, err.to_string()),
+                    None => return Err(q(err)),
+                },
+            },
         };
-        acks.push(bus.send(Domain::Workflow, &envelope, bytes.into()).await.map_err(q)?);
+        failure.record(&mut tx, &bytes).await?;
+        dead.push(failure);
     }
-    Ok(Some(Sent { tx, acks }))
+    Ok(Some(Sent { tx, acks, dead }))
 }
 
 fn q(e: impl std::fmt::Display) -> Error {
