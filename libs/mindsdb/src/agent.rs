@@ -14,10 +14,10 @@ use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::client::{MindsdbClient, RestPath, Retry, TenantContext};
 use crate::error::{MindsdbError, Result};
+use crate::fair::Permit;
 use crate::mask::mask_secrets;
 use crate::sql::Ident;
 
@@ -285,10 +285,10 @@ struct SseState<S> {
     parser: SseParser,
     pending: VecDeque<Result<AgentEvent>>,
     done: bool,
-    _permit: OwnedSemaphorePermit,
+    _permit: Permit,
 }
 
-fn sse_events<S>(permit: OwnedSemaphorePermit, body: S) -> AgentStream
+fn sse_events<S>(permit: Permit, body: S) -> AgentStream
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
 {

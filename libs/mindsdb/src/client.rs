@@ -7,9 +7,10 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore};
+use tokio::sync::RwLock;
 
 use crate::config::MindsdbConfig;
+use crate::fair::{FairLimiter, Permit};
 use crate::error::{MindsdbError, Result};
 use crate::sql::{Ident, Sql};
 
@@ -156,7 +157,7 @@ struct Inner {
     http: reqwest::Client,
     base: String,
     cfg: MindsdbConfig,
-    permits: Arc<Semaphore>,
+    permits: Arc<FairLimiter>,
     token: RwLock<Option<String>>,
 }
 
@@ -183,7 +184,7 @@ impl MindsdbClient {
                 http,
                 base: cfg.url.trim_end_matches('/').to_owned(),
                 cfg: cfg.clone(),
-                permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
+                permits: FairLimiter::new(cfg.max_concurrency, cfg.max_concurrency_per_tenant),
                 token: RwLock::new(None),
             }),
         })
@@ -285,7 +286,7 @@ impl MindsdbClient {
         op: &'static str,
         path: &RestPath,
         body: &Value,
-    ) -> Result<(OwnedSemaphorePermit, reqwest::Response)> {
+    ) -> Result<(Permit, reqwest::Response)> {
         let started = Instant::now();
         let span = tracing::info_span!("mindsdb.request", op, tenant = %ctx.tenant, otel.kind = "client");
         let result = self.open_stream_inner(ctx, path, body).instrument(span).await;
@@ -298,12 +299,12 @@ impl MindsdbClient {
         ctx: &TenantContext,
         path: &RestPath,
         body: &Value,
-    ) -> Result<(OwnedSemaphorePermit, reqwest::Response)> {
+    ) -> Result<(Permit, reqwest::Response)> {
         let headers = tenant_headers(ctx)?;
         let mut attempt = 0;
         let mut relogged = false;
         loop {
-            let permit = self.acquire().await?;
+            let permit = self.acquire(&ctx.tenant).await?;
             self.ensure_login().await?;
             let req = self.request(Method::POST, &path.0, &headers, self.inner.cfg.stream_timeout).await.json(body);
             match req.send().await {
@@ -354,7 +355,7 @@ impl MindsdbClient {
         let mut attempt = 0;
         let mut relogged = false;
         loop {
-            let outcome = self.attempt(call, &headers).await;
+            let outcome = self.attempt(&ctx.tenant, call, &headers).await;
             let failed = match outcome {
                 Ok((StatusCode::UNAUTHORIZED, _)) if self.login_enabled() && !relogged => {
                     // The token expired or MindsDB restarted: log in once more, then give up.
@@ -381,8 +382,13 @@ impl MindsdbClient {
         }
     }
 
-    async fn attempt(&self, call: &Call<'_>, headers: &HeaderMap) -> std::result::Result<(StatusCode, Value), Failed> {
-        let _permit = self.acquire().await.map_err(|err| Failed { err, maybe_sent: false })?;
+    async fn attempt(
+        &self,
+        tenant: &TenantId,
+        call: &Call<'_>,
+        headers: &HeaderMap,
+    ) -> std::result::Result<(StatusCode, Value), Failed> {
+        let _permit = self.acquire(tenant).await.map_err(|err| Failed { err, maybe_sent: false })?;
         self.ensure_login().await.map_err(|err| Failed { err, maybe_sent: false })?;
         let mut req = self.request(call.method.clone(), call.path, headers, call.timeout).await;
         if let Some(body) = call.body {
@@ -414,13 +420,8 @@ impl MindsdbClient {
         req
     }
 
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
-        self.inner
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| MindsdbError::Internal("concurrency limiter closed".to_owned()))
+    async fn acquire(&self, tenant: &TenantId) -> Result<Permit> {
+        self.inner.permits.acquire(tenant).await
     }
 
     fn login_enabled(&self) -> bool {

@@ -28,6 +28,9 @@ pub struct MindsdbConfig {
     /// Requests in flight per client. A MindsDB 26.1 replica on 2 cores topped out near 75 req/s
     /// with 8 clients (median ~100 ms against 12 ms alone), so more in flight only queues there.
     pub max_concurrency: usize,
+    /// Requests in flight for one tenant at most (of `max_concurrency`), so one tenant's slow
+    /// agent questions cannot hold every slot while the others wait.
+    pub max_concurrency_per_tenant: usize,
     /// Retries of a transient failure (connect error, 502/503/504); never for a statement
     /// that may already have taken effect.
     pub retries: u32,
@@ -49,6 +52,7 @@ impl Default for MindsdbConfig {
             connect_timeout: Duration::from_secs(2),
             stream_timeout: Duration::from_secs(120),
             max_concurrency: 8,
+            max_concurrency_per_tenant: 4,
             retries: 2,
             retry_backoff: Duration::from_millis(100),
             ca_file: None,
@@ -101,6 +105,12 @@ impl MindsdbConfig {
         if self.max_concurrency == 0 || self.max_concurrency > 1024 {
             return Err(ConfigError::invalid(format!("{prefix}.max_concurrency"), "must be between 1 and 1024"));
         }
+        if self.max_concurrency_per_tenant == 0 || self.max_concurrency_per_tenant > self.max_concurrency {
+            return Err(ConfigError::invalid(
+                format!("{prefix}.max_concurrency_per_tenant"),
+                "must be between 1 and max_concurrency",
+            ));
+        }
         if self.retries > 10 {
             return Err(ConfigError::invalid(format!("{prefix}.retries"), "must be at most 10"));
         }
@@ -143,6 +153,10 @@ mod tests {
             (MindsdbConfig { url: "ftp://x".into(), ..Default::default() }, "mindsdb.url"),
             (MindsdbConfig { url: "not a url".into(), ..Default::default() }, "mindsdb.url"),
             (MindsdbConfig { max_concurrency: 0, ..Default::default() }, "mindsdb.max_concurrency"),
+            (
+                MindsdbConfig { max_concurrency: 4, max_concurrency_per_tenant: 5, ..Default::default() },
+                "mindsdb.max_concurrency_per_tenant",
+            ),
             (MindsdbConfig { request_timeout: Duration::ZERO, ..Default::default() }, "mindsdb.request_timeout"),
             (MindsdbConfig { username: Some("admin".into()), ..Default::default() }, "mindsdb.password"),
             (MindsdbConfig { ca_file: Some("/etc/ssl/ca.pem".into()), ..Default::default() }, "mindsdb.ca_file"),

@@ -17,6 +17,7 @@ mod client;
 mod config;
 mod database;
 mod error;
+mod fair;
 mod job;
 mod knowledge_base;
 pub mod mask;
