@@ -105,8 +105,11 @@ impl EventBus {
         format!("{}_{}", self.prefix.to_ascii_uppercase().replace('-', "_"), domain.token().to_ascii_uppercase())
     }
 
-    /// The subject of an event: `getlood.<tenant>.<domain>.<type>`.
+    /// The subject of an event: `getlood.<tenant>.<domain>.<type>`. An empty tenant (an audit
+    /// event of a request whose token could not be verified) maps to the reserved token
+    /// [`crate::UNAUTHENTICATED_TENANT`], which no tenant id can equal, so no tenant reads it.
     pub fn subject(&self, tenant: &str, domain: Domain, event_type: &str) -> String {
+        let tenant = if tenant.is_empty() { crate::UNAUTHENTICATED_TENANT } else { tenant };
         format!("{}.{tenant}.{}.{event_type}", self.prefix, domain.token())
     }
 

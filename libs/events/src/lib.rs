@@ -30,5 +30,8 @@ pub const HEADER_SCHEMA: &str = "Getlood-Schema";
 pub const HEADER_ENTITY_ID: &str = "Getlood-Entity-Id";
 /// Content type of every event body.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
+/// Subject token of events without a tenant (audit events of unauthenticated requests); tenant
+/// ids cannot start with `_`, so it never names a tenant.
+pub const UNAUTHENTICATED_TENANT: &str = "_unauthenticated";
 /// Current envelope schema version.
 pub const SCHEMA_VERSION: i32 = 1;

@@ -93,3 +93,25 @@ async fn follow_catches_up_then_goes_live_for_one_tenant() {
         client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_event_without_tenant_goes_to_the_reserved_subject_no_tenant_reads() {
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let bus = EventBus::new(client.clone(), &prefix);
+    bus.ensure_streams().await.unwrap();
+    assert!(TenantId::parse(getlood_events::UNAUTHENTICATED_TENANT).is_err(), "no tenant can take the token");
+    let acme = TenantId::parse("acme").unwrap();
+    let mut anonymous = new_envelope(&acme, "", "", "audit.recorded", Payload::Audit(Default::default()));
+    anonymous.tenant_id.clear();
+    bus.publish(Domain::Audit, &anonymous).await.unwrap();
+    let events = bus.read(&acme, Domain::Audit, 0, 10, Duration::from_millis(300)).await.unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    let stream = client_js(&client).get_stream(bus.stream_name(Domain::Audit)).await.unwrap();
+    let stored =
+        stream.get_last_raw_message_by_subject(&format!("{prefix}._unauthenticated.audit.audit.recorded")).await;
+    assert!(stored.is_ok(), "{stored:?}");
+    for domain in Domain::ALL {
+        client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
+    }
+}
