@@ -7,6 +7,20 @@
 // Helpers of test code: a failed unwrap is the test failing, with its location.
 #![allow(clippy::unwrap_used)]
 
+/// reqwest is built with `rustls-no-provider` (ring is the one provider, installed by
+/// getlood-tls), so a test that builds a `reqwest::Client` before anything installed it panics.
+/// The provider is installed when the test binary loads, before any test runs, so no test has
+/// to remember it.
+#[allow(unsafe_code, reason = "a load-time initializer (.init_array), as the ctor crate makes")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INSTALL_CRYPTO_PROVIDER: extern "C" fn() = {
+    extern "C" fn install() {
+        getlood_tls::install_crypto_provider();
+    }
+    install
+};
+
 mod agent_registry;
 mod auth;
 mod desktop_state;
