@@ -264,7 +264,7 @@ async fn replicas_drop_stale_cache_entries_on_agent_events() -> anyhow::Result<(
     second.wait_ready(Duration::from_secs(20)).await?;
     let mut a = Client::new(first.grpc_channel(Service::AgentRegistry));
     let mut b = Client::new(second.grpc_channel(Service::AgentRegistry));
-    let token = first.token(&format!("cache_{}", short_id()), "alice", &[]);
+    let token = first.token(&format!("cache_{}", short_id()), "alice", &["builder"]);
 
     let created = a
         .create_agent(authed(

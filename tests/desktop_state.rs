@@ -148,7 +148,7 @@ fn layout(d: &Desktop) -> (String, Vec<String>, Vec<WindowLayout>) {
 #[tokio::test]
 async fn desktop_state_crud_focus_stack_and_z_order() -> anyhow::Result<()> {
     let (platform, mut client) = start().await?;
-    let token = platform.token(&unique("crud"), "alice", &[]);
+    let token = platform.token(&unique("crud"), "alice", &["member"]);
 
     let desktop = create_desktop(&mut client, &token, "Work").await;
     assert_eq!((desktop.version, desktop.name.as_str(), desktop.owner_user_id.as_str()), (1, "Work", "alice"));
@@ -387,7 +387,7 @@ async fn desktop_state_crud_focus_stack_and_z_order() -> anyhow::Result<()> {
 #[tokio::test]
 async fn desktop_state_stale_versions_are_aborted_with_the_current_state() -> anyhow::Result<()> {
     let (platform, mut client) = start().await?;
-    let token = platform.token(&unique("stale"), "alice", &[]);
+    let token = platform.token(&unique("stale"), "alice", &["member"]);
     let desktop = create_desktop(&mut client, &token, "Home").await;
     let w = open(&mut client, &token, &desktop.id, "notes", None).await.window.unwrap();
     let moved = move_to(&mut client, &token, &w.id, 50, 60, 1).await?;
@@ -468,12 +468,14 @@ async fn desktop_state_stale_versions_are_aborted_with_the_current_state() -> an
 async fn desktop_state_other_tenants_and_users_get_not_found_on_every_rpc() -> anyhow::Result<()> {
     let (platform, mut client) = start().await?;
     let acme = unique("acme");
-    let owner = platform.token(&acme, "alice", &[]);
+    let owner = platform.token(&acme, "alice", &["member"]);
     let desktop = create_desktop(&mut client, &owner, "Private").await;
     let window = open(&mut client, &owner, &desktop.id, "secrets", None).await.window.unwrap();
     let (d, w) = (desktop.id.clone(), window.id.clone());
 
-    for intruder in [platform.token(&unique("globex"), "alice", &["admin"]), platform.token(&acme, "mallory", &[])] {
+    for intruder in
+        [platform.token(&unique("globex"), "alice", &["admin"]), platform.token(&acme, "mallory", &["member"])]
+    {
         let t = intruder.as_str();
         let listed = client.list_desktops(authed(t, ListDesktopsRequest::default())).await?.into_inner();
         assert!(listed.desktops.is_empty(), "no foreign desktop is listed");
@@ -582,7 +584,7 @@ async fn desktop_state_coalesces_rapid_moves_and_persists_the_last_within_500ms(
     reader.wait_ready(Duration::from_secs(20)).await?;
     let mut reader_client = Client::new(reader.grpc_channel(Service::DesktopState));
     let tenant = unique("drag");
-    let token = first.token(&tenant, "alice", &[]);
+    let token = first.token(&tenant, "alice", &["member"]);
     let desktop = create_desktop(&mut client, &token, "Drag").await;
     let w = open(&mut client, &token, &desktop.id, "canvas", None).await.window.unwrap();
 
@@ -633,7 +635,7 @@ type WindowMovedRef = getlood_proto::events::v1::WindowMoved;
 async fn desktop_state_stop_flushes_acknowledged_moves() -> anyhow::Result<()> {
     let (mut first, mut client) = start().await?;
     let tenant = unique("sigterm");
-    let token = first.token(&tenant, "alice", &[]);
+    let token = first.token(&tenant, "alice", &["member"]);
     let desktop = create_desktop(&mut client, &token, "Flush").await;
     let w = open(&mut client, &token, &desktop.id, "canvas", None).await.window.unwrap();
     for i in 1..=30 {
@@ -661,7 +663,7 @@ async fn desktop_state_stop_flushes_acknowledged_moves() -> anyhow::Result<()> {
 #[tokio::test]
 async fn desktop_state_save_then_restore_after_a_restart_returns_the_same_state() -> anyhow::Result<()> {
     let (mut first, mut client) = start().await?;
-    let token = first.token(&unique("save"), "alice", &[]);
+    let token = first.token(&unique("save"), "alice", &["member"]);
     let desktop = create_desktop(&mut client, &token, "Layout").await;
     let a = open(&mut client, &token, &desktop.id, "dashboard", None).await.window.unwrap();
     let b = open(&mut client, &token, &desktop.id, "chat", None).await.window.unwrap();
@@ -773,7 +775,7 @@ async fn desktop_state_save_then_restore_after_a_restart_returns_the_same_state(
 async fn desktop_state_publishes_every_change_with_the_desktop_id() -> anyhow::Result<()> {
     let (platform, mut client) = start().await?;
     let tenant = unique("events");
-    let token = platform.token(&tenant, "alice", &[]);
+    let token = platform.token(&tenant, "alice", &["member"]);
     let desktop = create_desktop(&mut client, &token, "Events").await;
     let w = open(&mut client, &token, &desktop.id, "dashboard", None).await.window.unwrap();
     move_to(&mut client, &token, &w.id, 9, 9, 1).await?;
@@ -791,7 +793,7 @@ async fn desktop_state_publishes_every_change_with_the_desktop_id() -> anyhow::R
     client.close_window(authed(&token, CloseWindowRequest { window_id: w2.id.clone(), expected_version: 0 })).await?;
     // Another tenant's activity must not show up in ours.
     let other = unique("events_other");
-    let other_token = platform.token(&other, "bob", &[]);
+    let other_token = platform.token(&other, "bob", &["member"]);
     let od = create_desktop(&mut client, &other_token, "Other").await;
     open(&mut client, &other_token, &od.id, "x", None).await;
 
@@ -841,8 +843,8 @@ async fn desktop_state_each_tenant_reads_only_its_windows_as_a_mindsdb_table() -
     let mindsdb =
         MindsdbClient::new(&MindsdbConfig { url: getlood_testkit::mindsdb_url(), ..MindsdbConfig::default() })?;
     let (acme, globex) = (unique("mdb_acme"), unique("mdb_globex"));
-    let acme_token = platform.token(&acme, "alice", &[]);
-    let globex_token = platform.token(&globex, "bob", &[]);
+    let acme_token = platform.token(&acme, "alice", &["member"]);
+    let globex_token = platform.token(&globex, "bob", &["member"]);
     let da = create_desktop(&mut client, &acme_token, "A").await;
     let dg = create_desktop(&mut client, &globex_token, "G").await;
     let a1 = open(&mut client, &acme_token, &da.id, "acme_dashboard", None).await.window.unwrap();

@@ -862,8 +862,13 @@ async fn models_agents_and_skills_map_the_registry() -> anyhow::Result<()> {
     let doubles = Doubles::start().await?;
     let gw = TestGateway::start(&unique_prefix("registry"), &doubles, |_| {}).await?;
     let http = reqwest::Client::new();
-    let acme = token("acme", "alice");
-    let globex = token("globex", "mallory");
+    // Agent and skill writes need the builder role; the other tenant is a builder too, so only
+    // tenant isolation stands between it and acme's agents.
+    let builder = |tenant: &str, user: &str| {
+        getlood_auth::dev_token(getlood_testkit::TEST_SECRET, "getlood", "getlood", tenant, user, &["builder"], 3600)
+    };
+    let acme = builder("acme", "alice")?;
+    let globex = builder("globex", "mallory")?;
 
     let models: Value = http.get(format!("{}/v1/models", gw.http)).bearer_auth(&acme).send().await?.json().await?;
     assert_eq!(models["object"], "list");

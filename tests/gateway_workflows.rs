@@ -23,6 +23,8 @@ impl Api {
             .service(Service::EventDispatcher)
             .service(Service::Gateway)
             .app_settings(Service::Gateway, json!({"sse_heartbeat_interval": "200ms"}))
+            // The runs' starter approves them here; the default refusal is tests/permissions.rs'.
+            .app_settings(Service::Workflow, json!({"approval_self_allowed": true}))
             .start()
             .await?;
         platform.wait_ready(Duration::from_secs(30)).await?;
@@ -31,7 +33,8 @@ impl Api {
     }
 
     fn token(&self, tenant: &str) -> String {
-        self.platform.token(tenant, "alice", &["member"])
+        // Writes workflows (builder), runs and approves them (operator).
+        self.platform.token(tenant, "alice", &["builder", "operator"])
     }
 
     fn url(&self, path: &str) -> String {

@@ -32,6 +32,7 @@ mod gateway_workflows;
 mod jwks;
 mod local_model;
 mod paging;
+mod permissions;
 mod pipeline;
 mod platform;
 mod rate_limit;

@@ -53,7 +53,9 @@ async fn every_list_route_pages_by_the_same_rule() -> anyhow::Result<()> {
     let api = Api {
         http: reqwest::Client::new(),
         base: platform.http_url(Service::Gateway),
-        token: platform.token("paging", "alice", &["member"]),
+        // Creates skills and workflows (builder) and runs (operator) besides its own desktops
+        // and windows (member).
+        token: platform.token("paging", "alice", &["builder", "operator"]),
     };
 
     // Two items in every list that can hold them without MindsDB (agents need it: that list is

@@ -350,7 +350,11 @@ fn agent_answers_with(llm: &OpenAiDouble, needle: &str) -> usize {
 async fn platform() -> anyhow::Result<Platform> {
     let platform = Platform::builder()
         .service(Service::Workflow)
-        .app_settings(Service::Workflow, json!({"node_lease": "2s", "sweep_interval": "300ms"}))
+        // The runs' starter approves them here; the default refusal is tests/permissions.rs'.
+        .app_settings(
+            Service::Workflow,
+            json!({"node_lease": "2s", "sweep_interval": "300ms", "approval_self_allowed": true}),
+        )
         .start()
         .await?;
     platform.wait_ready(Duration::from_secs(20)).await?;
@@ -364,7 +368,7 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     let world = MindsdbWorld::start(&llm).await?;
     let platform = platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
-    let token = platform.token(&world.tenant, "alice", &["member"]);
+    let token = platform.token(&world.tenant, "alice", &["builder", "operator"]);
 
     let wf = create(&mut client, &token, "monthly report", example2(None)).await?;
     assert_eq!(wf.version, 1);
@@ -455,7 +459,7 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     assert_eq!(err.code(), Code::OutOfRange);
 
     // Another tenant sees nothing of it.
-    let other = platform.token(&format!("wf_{}", unique()), "mallory", &["member"]);
+    let other = platform.token(&format!("wf_{}", unique()), "mallory", &["admin"]);
     for code in [
         client
             .get_run(authed(&other, GetRunRequest { run_id: started.id.clone(), include_logs: true }))
@@ -492,7 +496,7 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
     let platform = platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
     let tenant = format!("wf_{}", unique());
-    let token = platform.token(&tenant, "alice", &["member"]);
+    let token = platform.token(&tenant, "alice", &["builder", "operator"]);
 
     let bad = graph(
         vec![
@@ -638,7 +642,7 @@ async fn workflow_cancel_and_schedule() -> anyhow::Result<()> {
     let platform = platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
     let tenant = format!("wf_{}", unique());
-    let token = platform.token(&tenant, "alice", &["member"]);
+    let token = platform.token(&tenant, "alice", &["builder", "operator"]);
     let g = graph(
         vec![node("s", "start", json!({})), node("nap", "delay", json!({"seconds": 60})), node("e", "end", json!({}))],
         vec![edge("s", "nap"), edge("nap", "e")],
@@ -762,7 +766,7 @@ async fn workflow_human_approval_and_branches() -> anyhow::Result<()> {
     let platform = platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
     let tenant = format!("wf_{}", unique());
-    let token = platform.token(&tenant, "alice", &["member"]);
+    let token = platform.token(&tenant, "alice", &["builder", "operator"]);
     let with_rejected = graph(
         vec![
             node("s", "start", json!({})),
@@ -896,7 +900,7 @@ async fn workflow_retries_transient_failures_with_backoff() -> anyhow::Result<()
     let world = MindsdbWorld::start(&llm).await?;
     let platform = platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
-    let token = platform.token(&world.tenant, "alice", &["member"]);
+    let token = platform.token(&world.tenant, "alice", &["builder", "operator"]);
     let g = graph(
         vec![
             node("s", "start", json!({})),
@@ -1028,7 +1032,7 @@ async fn workflow_sigkill_mid_run_resumes_without_repeating_nodes() -> anyhow::R
         "getlood",
         &world.tenant,
         "alice",
-        &["member"],
+        &["builder", "operator"],
         3600,
     )?;
 
@@ -1085,7 +1089,7 @@ async fn workflow_mindsdb_job_mode_runs_in_mindsdb() -> anyhow::Result<()> {
     let world = MindsdbWorld::start(&llm).await?;
     let platform = platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
-    let token = platform.token(&world.tenant, "alice", &["member"]);
+    let token = platform.token(&world.tenant, "alice", &["builder", "operator"]);
     let g = graph(
         vec![
             node("s", "start", json!({})),

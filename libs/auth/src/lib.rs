@@ -5,11 +5,12 @@
 //! configure RS256 or ES256 public keys of their OIDC provider.
 
 mod config;
-
+mod roles;
 mod verifier;
 
 pub use config::{AuthConfig, DEV_HS256_SECRET, PublicKeyConfig};
 pub use getlood_common::{Principal, TenantId};
+pub use roles::{Permission, Role, UnknownRole, allows, require};
 pub use verifier::{AuthError, Claims, Verifier, dev_token};
 
 /// The gRPC metadata / HTTP header that carries the bearer token between services.

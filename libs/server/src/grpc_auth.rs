@@ -1,10 +1,15 @@
-//! Bearer verification for a service's own gRPC API. Every service re-verifies the caller's
-//! token (forwarded by the gateway), so the tenant is never taken from a message field.
+//! Bearer verification and the role check of a service's own gRPC API. Every service
+//! re-verifies the caller's token (forwarded by the gateway), so the tenant is never taken from
+//! a message field, and holds every method to the permission its table declares
+//! ([`authorize`]), so a call made directly inside the cluster meets the same rule as one made
+//! through the gateway.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use getlood_auth::{Principal, Verifier};
+use getlood_auth::{Permission, Principal, Verifier};
+use tonic::server::NamedService;
 use tonic::{Request, Status};
 
 use crate::upstream::{Caller, REQUEST_ID};
@@ -30,13 +35,99 @@ pub fn authenticate(
     }
 }
 
-/// The verified caller of a request that went through [`authenticate`].
+/// The permission each gRPC method of one service needs: `(method name, permission)`, e.g.
+/// `("CreateAgent", Permission::AgentsWrite)`. A method missing from the table is refused to
+/// everyone (`permission_denied`), never let through.
+pub type MethodPermissions = &'static [(&'static str, Permission)];
+
+/// Wraps a generated tonic server: verifies the bearer token, checks the caller's roles against
+/// the permission `methods` declares for the called method (by the gRPC path
+/// `/<package.Service>/<Method>`), and stores the [`Principal`] and [`Caller`] like
+/// [`authenticate`] does. Health and reflection are not wrapped.
+pub fn authorize<S: NamedService>(verifier: Arc<Verifier>, methods: MethodPermissions, inner: S) -> Authorized<S> {
+    Authorized { inner, verifier, methods }
+}
+
+/// A tonic server behind [`authorize`].
+#[derive(Clone)]
+pub struct Authorized<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+    methods: MethodPermissions,
+}
+
+impl<S> std::fmt::Debug for Authorized<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorized").field("methods", &self.methods.len()).finish_non_exhaustive()
+    }
+}
+
+impl<S: NamedService> NamedService for Authorized<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S: NamedService> Authorized<S> {
+    /// The verified caller of `req` if its roles allow the method it calls.
+    fn check(&self, req: &http::Request<impl Sized>) -> Result<Principal, Status> {
+        let metadata = tonic::metadata::MetadataMap::from_headers(req.headers().clone());
+        let principal = self.verifier.verify_metadata(&metadata)?;
+        let method =
+            req.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(S::NAME)).and_then(|p| p.strip_prefix('/'));
+        let permission = method.and_then(|m| self.methods.iter().find(|(name, _)| *name == m)).map(|(_, p)| *p);
+        let Some(permission) = permission else {
+            tracing::error!(service = S::NAME, path = %req.uri().path(), "grpc method without a declared permission refused");
+            return Err(Status::permission_denied(format!("{} has no declared permission", req.uri().path())));
+        };
+        getlood_auth::require(&principal.roles, permission)?;
+        Ok(principal)
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Authorized<S>
+where
+    S: NamedService + tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<std::future::Ready<Result<Self::Response, Self::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        match self.check(&req) {
+            Ok(principal) => {
+                let caller = caller_of(&principal, req.headers());
+                req.extensions_mut().insert(caller);
+                req.extensions_mut().insert(principal);
+                futures::future::Either::Right(self.inner.call(req))
+            }
+            Err(status) => futures::future::Either::Left(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+/// The [`Caller`] of a verified request: the principal, the request id and the `grpc-timeout`
+/// deadline, so onward calls carry them.
+fn caller_of(principal: &Principal, headers: &http::HeaderMap) -> Caller {
+    let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let deadline = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map(|t| Instant::now() + t);
+    Caller { principal: principal.clone(), request_id, deadline }
+}
+
+/// The verified caller of a request that went through [`authenticate`] or [`authorize`].
 pub fn principal<T>(req: &Request<T>) -> Result<&Principal, Status> {
     // Absent only if a service forgot the interceptor: refuse rather than guess a tenant.
     req.extensions().get::<Principal>().ok_or_else(|| Status::unauthenticated("missing bearer token"))
 }
 
-/// The caller of a request that went through [`authenticate`], for onward calls.
+/// The caller of a request that went through [`authenticate`] or [`authorize`], for onward calls.
 pub fn caller<T>(req: &Request<T>) -> Result<&Caller, Status> {
     req.extensions().get::<Caller>().ok_or_else(|| Status::unauthenticated("missing bearer token"))
 }

@@ -111,6 +111,16 @@ impl Runtime {
         crate::authenticate(self.verifier.clone())
     }
 
+    /// The service's gRPC server `inner` behind token verification and the per-method role
+    /// check of `methods` ([`crate::authorize`]): what every service serves its API with.
+    pub fn authorize<S: tonic::server::NamedService>(
+        &self,
+        methods: crate::MethodPermissions,
+        inner: S,
+    ) -> crate::Authorized<S> {
+        crate::authorize(self.verifier.clone(), methods, inner)
+    }
+
     /// The Postgres, Redis and NATS clients.
     pub fn infra(&self) -> &Infra {
         &self.infra

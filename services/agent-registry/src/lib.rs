@@ -17,6 +17,26 @@ use getlood_proto::agent_registry::v1::agent_registry_service_server::AgentRegis
 use getlood_server::{Error, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec};
 use serde::{Deserialize, Serialize};
 
+/// The permission each `AgentRegistryService` method needs (`getlood_auth::allows`), so a direct call inside
+/// the cluster is held to the same rule as the gateway's routes; a method missing here is
+/// refused to everyone.
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
+    use getlood_auth::Permission as P;
+    &[
+        ("CreateAgent", P::AgentsWrite),
+        ("GetAgent", P::AgentsRead),
+        ("UpdateAgent", P::AgentsWrite),
+        ("DeleteAgent", P::AgentsWrite),
+        ("ListAgents", P::AgentsRead),
+        ("FindAgents", P::AgentsRead),
+        ("QueryAgent", P::Chat),
+        ("CreateSkill", P::SkillsWrite),
+        ("GetSkill", P::SkillsRead),
+        ("ListSkills", P::SkillsRead),
+        ("DeleteSkill", P::SkillsWrite),
+    ]
+};
+
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
     ServiceSpec { name: "agent-registry", needs: Needs { postgres: true, redis: true, nats: true } };
@@ -95,6 +115,6 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         tracker: runtime.tracker().clone(),
     };
     let grpc =
-        tonic::service::Routes::new(AgentRegistryServiceServer::with_interceptor(registry, runtime.authenticate()));
+        tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, AgentRegistryServiceServer::new(registry)));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

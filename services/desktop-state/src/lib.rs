@@ -25,6 +25,30 @@ use serde::{Deserialize, Serialize};
 pub use error::{Error as DesktopError, Result};
 pub use tables::AgentTablesSettings;
 
+/// The permission each `DesktopStateService` method needs (`getlood_auth::allows`), so a direct call inside
+/// the cluster is held to the same rule as the gateway's routes; a method missing here is
+/// refused to everyone.
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
+    use getlood_auth::Permission as P;
+    &[
+        ("CreateDesktop", P::DesktopsWrite),
+        ("GetDesktop", P::DesktopsRead),
+        ("ListDesktops", P::DesktopsRead),
+        ("DeleteDesktop", P::DesktopsWrite),
+        ("OpenWindow", P::DesktopsWrite),
+        ("GetWindow", P::DesktopsRead),
+        ("ListWindows", P::DesktopsRead),
+        ("UpdateWindowGeometry", P::DesktopsWrite),
+        ("FocusWindow", P::DesktopsWrite),
+        ("MinimizeWindow", P::DesktopsWrite),
+        ("MaximizeWindow", P::DesktopsWrite),
+        ("RestoreWindow", P::DesktopsWrite),
+        ("CloseWindow", P::DesktopsWrite),
+        ("SaveDesktop", P::DesktopsWrite),
+        ("RestoreDesktop", P::DesktopsWrite),
+    ]
+};
+
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
     ServiceSpec { name: "desktop-state", needs: Needs { postgres: true, redis: false, nats: true } };
@@ -124,6 +148,6 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         max_windows: i64::from(config.app.max_windows_per_desktop),
     };
     let grpc =
-        tonic::service::Routes::new(DesktopStateServiceServer::with_interceptor(desktops, runtime.authenticate()));
+        tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, DesktopStateServiceServer::new(desktops)));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

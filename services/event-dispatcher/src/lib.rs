@@ -23,6 +23,14 @@ pub use filter::{Cursor, Topic};
 pub use settings::{DispatcherSettings, EmbeddingConfig, MemorySettings};
 pub use subscribe::{METRIC_ACTIVE, METRIC_DELIVERED, METRIC_RESYNC};
 
+/// The permission each `EventDispatcherService` method needs (`getlood_auth::allows`), so a direct call inside
+/// the cluster is held to the same rule as the gateway's routes; a method missing here is
+/// refused to everyone.
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
+    use getlood_auth::Permission as P;
+    &[("Subscribe", P::EventsRead), ("Search", P::MemoryRead)]
+};
+
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
     ServiceSpec { name: "event-dispatcher", needs: Needs { postgres: false, redis: false, nats: true } };
@@ -65,6 +73,6 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     };
     let dispatcher = grpc::Dispatcher { subscriptions, memory };
     let grpc =
-        tonic::service::Routes::new(EventDispatcherServiceServer::with_interceptor(dispatcher, runtime.authenticate()));
+        tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, EventDispatcherServiceServer::new(dispatcher)));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

@@ -132,7 +132,7 @@ impl Memory {
         if !(0.0..=1.0).contains(&req.min_score) {
             return Err(Error::InvalidArgument("min_score must be between 0 and 1".to_owned()));
         }
-        let admin = principal.has_role("admin");
+        let admin = getlood_auth::allows(&principal.roles, getlood_auth::Permission::UsersRead);
         // Conversation memory is personal: a member only ever searches their own turns.
         let user_filter = match (admin, req.user_id.as_str()) {
             (true, "") => None,

@@ -62,7 +62,9 @@ impl Subscriptions {
     pub(crate) async fn subscribe(&self, caller: &Caller, req: SubscribeRequest) -> Result<SubscribeStream> {
         let principal = &caller.principal;
         let topics = parse_topics(&req.topics)?;
-        if topics.contains_key(&DomainKey(Domain::Audit)) && !principal.has_role("admin") {
+        if topics.contains_key(&DomainKey(Domain::Audit))
+            && !getlood_auth::allows(&principal.roles, getlood_auth::Permission::AuditRead)
+        {
             return Err(Error::PermissionDenied("audit topics need the admin role".to_owned()));
         }
         let entity = (!req.entity_id.is_empty()).then(|| req.entity_id.clone());
@@ -124,7 +126,8 @@ impl Subscriptions {
     async fn check_desktop(&self, caller: &Caller, entity: Option<&str>) -> Result<()> {
         let principal = &caller.principal;
         let Some(desktop_id) = entity else {
-            if principal.has_role("admin") {
+            // Every desktop of the tenant: other users' data.
+            if getlood_auth::allows(&principal.roles, getlood_auth::Permission::UsersRead) {
                 return Ok(());
             }
             return Err(Error::PermissionDenied(

@@ -18,16 +18,13 @@ use crate::openai::{self, ChatInput};
 use crate::rate_limit::{self, Verdict};
 use crate::{AppState, registry_api};
 
-/// The gRPC routes of the gateway: `GatewayService` behind bearer verification.
+/// The gRPC routes of the gateway: `GatewayService` behind bearer verification and the
+/// per-method role check of [`crate::permissions::GRPC_PERMISSIONS`].
 pub(crate) fn routes(state: AppState) -> tonic::service::Routes {
     let verifier = state.verifier.clone();
     let issuer = verifier.issuer().to_owned();
-    let interceptor = move |mut req: Request<()>| {
-        let principal = verifier.verify_metadata(req.metadata())?;
-        req.extensions_mut().insert(principal);
-        Ok(req)
-    };
-    tonic::service::Routes::new(GatewayServiceServer::with_interceptor(Gateway { issuer, state }, interceptor))
+    let server = GatewayServiceServer::new(Gateway { issuer, state });
+    tonic::service::Routes::new(getlood_server::authorize(verifier, crate::permissions::GRPC_PERMISSIONS, server))
 }
 
 struct Gateway {

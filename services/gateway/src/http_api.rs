@@ -93,7 +93,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/desktop/{id}", get(ws::desktop_socket));
     // Every route of this router is authenticated; the public ones are `PUBLIC_ROUTES`, served
     // by the skeleton outside it. `route_layer`: an unknown path stays a plain 404 (fallback).
-    let api = plain.merge(streaming).route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
+    // The role check runs inside `require_auth` (it needs the principal) and knows the matched
+    // route; its table is `permissions::route_permissions`.
+    let api = plain
+        .merge(streaming)
+        .route_layer(axum::middleware::from_fn(crate::permissions::require_permission))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
 
     api.fallback(not_found).with_state(state).layer(
         // Outermost first.

@@ -12,6 +12,7 @@ mod grpc;
 mod http_api;
 mod memory_api;
 mod openai;
+mod permissions;
 mod proto_json;
 mod rate_limit;
 mod registry_api;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
 pub use http_api::router;
+pub use permissions::{RoutePermission, permission_for, route_permissions};
 pub use rate_limit::{RateLimiter, StoreErrorPolicy};
 pub use upstream::Upstreams;
 pub use ws::Realtime;

@@ -24,8 +24,6 @@ use crate::pipeline::{Emitter, Item, Pipeline, TurnInput};
 use crate::settings::Limits;
 use crate::store::Cursor;
 
-/// Role that may read every turn of the tenant.
-const ADMIN_ROLE: &str = "admin";
 /// Longest idempotency key, desktop id, metadata key and metadata value.
 const MAX_KEY_CHARS: usize = 200;
 const MAX_METADATA_VALUE_CHARS: usize = 2000;
@@ -173,7 +171,10 @@ impl PipelineService for PipelineApi {
             let id = Uuid::parse_str(&req.conversation_id).map_err(|_| conversation_not_found(&req.conversation_id))?;
             // Someone else's conversation of the same tenant is as unknown as another tenant's.
             let users = store.conversation_users(&p.tenant, id).await?;
-            if !users.is_empty() && !users.contains(&p.user) && !p.has_role(ADMIN_ROLE) {
+            if !users.is_empty()
+                && !users.contains(&p.user)
+                && !getlood_auth::allows(&p.roles, getlood_auth::Permission::UsersRead)
+            {
                 return Err(conversation_not_found(&req.conversation_id));
             }
             id
@@ -212,7 +213,7 @@ impl PipelineService for PipelineApi {
         // A malformed id names no turn of this tenant: NOT_FOUND like any unknown id.
         let id = Uuid::parse_str(&id_text).map_err(|_| turn_not_found(&id_text))?;
         let (owner, turn) = self.pipeline.store.get(&p.tenant, id).await?.ok_or_else(|| turn_not_found(&id_text))?;
-        if owner != p.user && !p.has_role(ADMIN_ROLE) {
+        if owner != p.user && !getlood_auth::allows(&p.roles, getlood_auth::Permission::UsersRead) {
             return Err(turn_not_found(&id_text));
         }
         Ok(Response::new(GetTurnResponse { turn: Some(turn) }))
@@ -229,7 +230,7 @@ impl PipelineService for PipelineApi {
         let page = req.page.unwrap_or_default();
         let limit = page_size(page.page_size)?;
         let after = decode_token(conversation, &page.page_token)?;
-        let user = (!p.has_role(ADMIN_ROLE)).then_some(p.user.as_str());
+        let user = (!getlood_auth::allows(&p.roles, getlood_auth::Permission::UsersRead)).then_some(p.user.as_str());
         let mut rows = self.pipeline.store.list(&p.tenant, conversation, user, after, limit + 1).await?;
         if rows.is_empty() && after.is_none() {
             return Err(conversation_not_found(&req.conversation_id));

@@ -38,6 +38,14 @@ pub use settings::{
 };
 pub use types::Mode;
 
+/// The permission each `PipelineService` method needs (`getlood_auth::allows`), so a direct call inside
+/// the cluster is held to the same rule as the gateway's routes; a method missing here is
+/// refused to everyone.
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
+    use getlood_auth::Permission as P;
+    &[("Execute", P::Chat), ("GetTurn", P::Chat), ("ListTurns", P::Chat)]
+};
+
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
     ServiceSpec { name: "pipeline", needs: Needs { postgres: true, redis: false, nats: true } };
@@ -95,6 +103,6 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         outbox,
     });
     let api = grpc::PipelineApi { pipeline, tracker: runtime.tracker().clone() };
-    let grpc = tonic::service::Routes::new(PipelineServiceServer::with_interceptor(api, runtime.authenticate()));
+    let grpc = tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, PipelineServiceServer::new(api)));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

@@ -658,7 +658,8 @@ impl Engine {
         Ok(view)
     }
 
-    /// Records an approval decision.
+    /// Records an approval decision. The run's starter may not decide it unless
+    /// `approval_self_allowed` is set (the `runs.approve` permission is checked at the API).
     pub(crate) async fn approve(
         &self,
         tenant: &TenantId,
@@ -679,6 +680,13 @@ impl Engine {
             rtx.rollback().await?;
             return Err(Error::FailedPrecondition(format!(
                 "node '{node_id}' is not waiting for approval (run is {rs}, node is {ns})"
+            )));
+        }
+        if !self.settings.approval_self_allowed && !rtx.run.triggered_by.is_empty() && rtx.run.triggered_by == user {
+            rtx.rollback().await?;
+            return Err(Error::Api(getlood_common::ApiError::new(
+                getlood_common::ErrorCode::PermissionDenied,
+                "the user who started the run cannot approve it (app.approval_self_allowed is off)",
             )));
         }
         rtx.decide(i, approved, user, comment);

@@ -32,6 +32,31 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ERROR_DETAIL_KEY;
 
+/// The permission each `WorkflowService` method needs (`getlood_auth::allows`), so a direct call inside
+/// the cluster is held to the same rule as the gateway's routes; a method missing here is
+/// refused to everyone.
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
+    use getlood_auth::Permission as P;
+    &[
+        ("ValidateWorkflow", P::WorkflowsRead),
+        ("CreateWorkflow", P::WorkflowsWrite),
+        ("UpdateWorkflow", P::WorkflowsWrite),
+        ("GetWorkflow", P::WorkflowsRead),
+        ("ListWorkflows", P::WorkflowsRead),
+        ("DeleteWorkflow", P::WorkflowsWrite),
+        ("ListWorkflowVersions", P::WorkflowsRead),
+        ("ExecuteWorkflow", P::RunsExecute),
+        ("CancelRun", P::RunsExecute),
+        ("ApproveNode", P::RunsApprove),
+        ("GetRun", P::RunsRead),
+        ("ListRuns", P::RunsRead),
+        ("WatchRun", P::RunsRead),
+        ("ScheduleWorkflow", P::SchedulesWrite),
+        ("UnscheduleWorkflow", P::SchedulesWrite),
+        ("GetJobHistory", P::RunsRead),
+    ]
+};
+
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
     ServiceSpec { name: "workflow", needs: Needs { postgres: true, redis: false, nats: true } };
@@ -68,6 +93,9 @@ pub struct WorkflowSettings {
     /// Longest an ExecuteWorkflow call waits for the relay's backlog to drain.
     #[serde(with = "humantime_serde")]
     pub relay_backlog_max_wait: Duration,
+    /// Whether the user who started a run may decide its human_approval nodes. Off by default:
+    /// an approval is a second pair of eyes (the approver also needs `runs.approve`).
+    pub approval_self_allowed: bool,
 }
 
 impl Default for WorkflowSettings {
@@ -81,6 +109,7 @@ impl Default for WorkflowSettings {
             outbox_poll: Duration::from_secs(1),
             relay_backlog_limit: 128,
             relay_backlog_max_wait: Duration::from_secs(1),
+            approval_self_allowed: false,
         }
     }
 }
@@ -151,6 +180,6 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     scheduler::spawn(engine.clone(), tracker, shutdown);
 
     let service = grpc::Service { store: store::Store { pool }, engine, projects: ProjectAdapter::new(mindsdb) };
-    let grpc = tonic::service::Routes::new(WorkflowServiceServer::with_interceptor(service, runtime.authenticate()));
+    let grpc = tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, WorkflowServiceServer::new(service)));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

@@ -24,6 +24,8 @@
 //! `y`, `width`, `height`, `state`, `props`, `request_id`), `move` (`window_id`, `x`, `y`,
 //! `width`, `height`, `expected_version`), and `focus`, `minimize`, `maximize`, `restore`,
 //! `close` (`window_id`, `expected_version`).
+//! Commands need `desktops.write` (role member or above); a read-only viewer's socket gets the
+//! state and events, and each command it sends is answered with a `permission_denied` error frame.
 //!
 //! **Resume.** `?after=<cursor>` (the `cursor` of the last frame received) delivers, after the
 //! state frame, every event the client missed, none twice, then the live ones.
@@ -296,6 +298,10 @@ impl Session {
             Ok(f) => f,
             Err(e) => return error_frame_json(&id, &ApiError::invalid_argument(format!("invalid command: {e}"))),
         };
+        // The socket is open to read-only viewers (desktops.read); commands change the desktop.
+        if let Err(err) = getlood_auth::require(&self.caller.principal().roles, getlood_auth::Permission::DesktopsWrite) {
+            return error_frame_json(&id, &err);
+        }
         let (name, cmd) = frame.into_command(&self.desktop_id);
         match desktop_api::execute(&self.state, &self.caller, cmd).await {
             Ok(result) => json!({"type": "result", "id": id, "command": name, "result": result}),

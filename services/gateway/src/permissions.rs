@@ -1,0 +1,191 @@
+//! The one place the gateway decides who may call what: every route of [`crate::router`]
+//! (method and path pattern) and every `GatewayService` method names the permission it needs
+//! (`getlood_auth::Permission`, role table in `getlood_auth`). [`require_permission`] runs right
+//! after `require_auth`; a route missing from the table is refused to everyone.
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use getlood_auth::{Permission, Principal};
+use getlood_common::{ApiError, ErrorCode};
+
+/// One route of the gateway's router and the permission a caller needs to reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutePermission {
+    /// HTTP method (`HEAD` is checked as `GET`).
+    pub method: &'static str,
+    /// The route's pattern as written in the router, e.g. `/api/v1/agents/{id}`.
+    pub path: &'static str,
+    /// What the caller's roles must allow.
+    pub permission: Permission,
+}
+
+const fn r(method: &'static str, path: &'static str, permission: Permission) -> RoutePermission {
+    RoutePermission { method, path, permission }
+}
+
+use Permission as P;
+
+/// Every route of the router with its permission. A new route without an entry here is a 403
+/// for every caller, and fails the router-coverage test.
+const ROUTES: &[RoutePermission] = &[
+    r("GET", "/api/v1/me", P::ProfileRead),
+    r("GET", "/v1/models", P::AgentsRead),
+    r("POST", "/v1/chat/completions", P::Chat),
+    r("GET", "/api/v1/agents", P::AgentsRead),
+    r("POST", "/api/v1/agents", P::AgentsWrite),
+    r("GET", "/api/v1/agents/{id}", P::AgentsRead),
+    r("PUT", "/api/v1/agents/{id}", P::AgentsWrite),
+    r("DELETE", "/api/v1/agents/{id}", P::AgentsWrite),
+    r("GET", "/api/v1/memory/search", P::MemoryRead),
+    r("GET", "/api/v1/skills", P::SkillsRead),
+    r("POST", "/api/v1/skills", P::SkillsWrite),
+    r("GET", "/api/v1/skills/{name}", P::SkillsRead),
+    r("DELETE", "/api/v1/skills/{name}", P::SkillsWrite),
+    r("GET", "/api/v1/desktops", P::DesktopsRead),
+    r("POST", "/api/v1/desktops", P::DesktopsWrite),
+    r("GET", "/api/v1/desktops/{id}", P::DesktopsRead),
+    r("DELETE", "/api/v1/desktops/{id}", P::DesktopsWrite),
+    r("GET", "/api/v1/desktops/{id}/windows", P::DesktopsRead),
+    r("POST", "/api/v1/desktops/{id}/windows", P::DesktopsWrite),
+    r("POST", "/api/v1/desktops/{id}/save", P::DesktopsWrite),
+    r("POST", "/api/v1/desktops/{id}/restore", P::DesktopsWrite),
+    r("GET", "/api/v1/windows/{id}", P::DesktopsRead),
+    r("PATCH", "/api/v1/windows/{id}", P::DesktopsWrite),
+    r("DELETE", "/api/v1/windows/{id}", P::DesktopsWrite),
+    r("POST", "/api/v1/windows/{id}/{action}", P::DesktopsWrite),
+    r("POST", "/api/v1/desktop/state", P::DesktopsWrite),
+    r("GET", "/api/v1/desktop/state/{id}", P::DesktopsRead),
+    // Read-only viewers get the state and live events; window commands need desktops.write
+    // (checked per command by the socket).
+    r("GET", "/ws/desktop/{id}", P::DesktopsRead),
+    r("GET", "/api/v1/events", P::EventsRead),
+    r("GET", "/api/v1/workflows", P::WorkflowsRead),
+    r("POST", "/api/v1/workflows", P::WorkflowsWrite),
+    r("POST", "/api/v1/workflows/validate", P::WorkflowsRead),
+    r("GET", "/api/v1/workflows/{id}", P::WorkflowsRead),
+    r("PUT", "/api/v1/workflows/{id}", P::WorkflowsWrite),
+    r("DELETE", "/api/v1/workflows/{id}", P::WorkflowsWrite),
+    r("GET", "/api/v1/workflows/{id}/versions", P::WorkflowsRead),
+    r("POST", "/api/v1/workflows/{id}/execute", P::RunsExecute),
+    r("GET", "/api/v1/workflows/{id}/runs", P::RunsRead),
+    r("POST", "/api/v1/workflows/{id}/schedule", P::SchedulesWrite),
+    r("DELETE", "/api/v1/workflows/{id}/schedule", P::SchedulesWrite),
+    r("GET", "/api/v1/workflows/{id}/jobs/history", P::RunsRead),
+    r("GET", "/api/v1/workflows/runs", P::RunsRead),
+    r("GET", "/api/v1/workflows/runs/{run_id}", P::RunsRead),
+    r("POST", "/api/v1/workflows/runs/{run_id}/cancel", P::RunsExecute),
+    // Also refused to the run's starter unless the workflow service allows self-approval.
+    r("POST", "/api/v1/workflows/runs/{run_id}/approve", P::RunsApprove),
+    r("GET", "/api/v1/workflows/runs/{run_id}/events", P::RunsRead),
+];
+
+/// The permission each `getlood.gateway.v1.GatewayService` method needs.
+pub(crate) const GRPC_PERMISSIONS: getlood_server::MethodPermissions =
+    &[("WhoAmI", P::ProfileRead), ("ChatCompletion", P::Chat), ("ListModels", P::AgentsRead)];
+
+/// Every route of the gateway's router with the permission it needs: the table
+/// [`require_permission`] enforces, exposed so tests can be generated from it.
+pub fn route_permissions() -> &'static [RoutePermission] {
+    ROUTES
+}
+
+/// The permission of `method` on the route pattern `path`, if the table has one.
+pub fn permission_for(method: &http::Method, path: &str) -> Option<Permission> {
+    let method = if method == http::Method::HEAD { "GET" } else { method.as_str() };
+    ROUTES.iter().find(|e| e.method == method && e.path == path).map(|e| e.permission)
+}
+
+/// Refuses, with a JSON 403 `permission_denied`, a caller whose roles do not allow the route's
+/// permission. Runs inside `require_auth` (which stored the [`Principal`]) as a route layer, so
+/// the matched route pattern is known.
+pub(crate) async fn require_permission(req: Request, next: Next) -> Response {
+    let Some(pattern) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()) else {
+        return ApiError::new(ErrorCode::PermissionDenied, "route has no declared permission").into_response();
+    };
+    let Some(permission) = permission_for(req.method(), &pattern) else {
+        tracing::error!(method = %req.method(), route = %pattern, "route without a declared permission refused");
+        let message = format!("{} {pattern} has no declared permission", req.method());
+        return ApiError::new(ErrorCode::PermissionDenied, message).into_response();
+    };
+    let roles = req.extensions().get::<Principal>().map(|p| p.roles.as_slice()).unwrap_or_default();
+    if let Err(err) = getlood_auth::require(roles, permission) {
+        tracing::info!(route = %pattern, permission = %permission, "request refused: permission denied");
+        return err.into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The `(method, path)` pairs routed by `http_api::router`, read from its source: every
+    /// `.route("<path>", <method>(..)[.<method>(..)])` call.
+    fn routed() -> BTreeSet<(String, String)> {
+        let src = include_str!("http_api.rs");
+        let mut out = BTreeSet::new();
+        let mut rest = src;
+        while let Some(at) = rest.find(".route(") {
+            rest = &rest[at + ".route(".len()..];
+            let Some(path) = rest.trim_start().strip_prefix('"').and_then(|s| s.split('"').next()) else { continue };
+            // The method router runs to the parenthesis that closes `.route(`.
+            let mut depth = 1usize;
+            let mut end = 0;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let body = &rest[..end];
+            // Only top-level method calls count (`route_layer(...)` arguments are skipped).
+            let mut depth = 0usize;
+            let mut prev = ' ';
+            for (i, c) in body.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                if depth == 0 && (prev == ',' || prev == '.' || prev.is_whitespace()) {
+                    for m in ["get", "post", "put", "patch", "delete"] {
+                        if body[i..].starts_with(&format!("{m}(")) {
+                            out.insert((m.to_uppercase(), path.to_owned()));
+                        }
+                    }
+                }
+                prev = c;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_of_the_router_has_a_permission_and_every_entry_a_route() {
+        let routed = routed();
+        assert!(routed.len() > 30, "the source scan found too few routes: {routed:?}");
+        let table: BTreeSet<(String, String)> =
+            ROUTES.iter().map(|e| (e.method.to_owned(), e.path.to_owned())).collect();
+        let missing: Vec<_> = routed.difference(&table).collect();
+        assert!(missing.is_empty(), "routes without a permission: {missing:?}");
+        let stale: Vec<_> = table.difference(&routed).collect();
+        assert!(stale.is_empty(), "permissions of routes that do not exist: {stale:?}");
+        assert_eq!(table.len(), ROUTES.len(), "a route is listed twice");
+    }
+
+    #[test]
+    fn head_is_checked_as_get() {
+        assert_eq!(permission_for(&http::Method::HEAD, "/api/v1/agents"), Some(P::AgentsRead));
+        assert_eq!(permission_for(&http::Method::PATCH, "/api/v1/agents"), None);
+    }
+}
