@@ -26,6 +26,7 @@ mod auth;
 mod desktop_state;
 mod desktop_ws;
 mod e2e;
+mod egress;
 mod events;
 mod gateway_chat;
 mod gateway_workflows;

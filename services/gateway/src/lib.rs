@@ -70,6 +70,11 @@ pub struct GatewaySettings {
     /// Deadline of a unary upstream call (and of a streaming call until its first response).
     #[serde(with = "humantime_serde")]
     pub upstream_request_timeout: Duration,
+    /// Deadline of an agent create, update or delete: MindsDB checks the agent's model with a
+    /// live call first, which on a small local model under load takes longer than a plain call.
+    /// Below `http_request_timeout`, so the caller gets this precise 504, not the layer's.
+    #[serde(with = "humantime_serde")]
+    pub agent_write_timeout: Duration,
     /// Longest silence tolerated on the pipeline stream (it sends heartbeats while it works)
     /// before the chat completion ends with a timeout error.
     #[serde(with = "humantime_serde")]
@@ -115,6 +120,7 @@ impl Default for GatewaySettings {
             rate_limit_store_timeout: Duration::from_millis(250),
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_request_timeout: Duration::from_secs(10),
+            agent_write_timeout: Duration::from_secs(25),
             chat_idle_timeout: Duration::from_secs(60),
             chat_total_timeout: Duration::from_secs(300),
             sse_heartbeat_interval: Duration::from_secs(10),
@@ -153,6 +159,7 @@ impl Validate for GatewaySettings {
             ("app.rate_limit_store_timeout", self.rate_limit_store_timeout),
             ("app.upstream_connect_timeout", self.upstream_connect_timeout),
             ("app.upstream_request_timeout", self.upstream_request_timeout),
+            ("app.agent_write_timeout", self.agent_write_timeout),
             ("app.chat_idle_timeout", self.chat_idle_timeout),
             ("app.chat_total_timeout", self.chat_total_timeout),
             ("app.sse_heartbeat_interval", self.sse_heartbeat_interval),
@@ -160,6 +167,12 @@ impl Validate for GatewaySettings {
             ("app.ws_send_timeout", self.ws_send_timeout),
             ("app.ws_feed_idle", self.ws_feed_idle),
         ])?;
+        if self.agent_write_timeout >= self.http_request_timeout {
+            return Err(ConfigError::invalid(
+                "app.agent_write_timeout",
+                "must be shorter than app.http_request_timeout (that layer would cut the call first)",
+            ));
+        }
         Ok(())
     }
 }
@@ -212,7 +225,8 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         connect: settings.upstream_connect_timeout,
         request: settings.upstream_request_timeout,
     });
-    let upstreams = Upstreams::connect_lazy(&runtime)?;
+    let agent_writes = UpstreamTimeouts { connect: settings.upstream_connect_timeout, request: settings.agent_write_timeout };
+    let upstreams = Upstreams::connect_lazy(&runtime, &config.services.agent_registry, agent_writes)?;
     let limiter = RateLimiter::new(runtime.redis(), &config.redis.key_prefix, settings.clone());
     let realtime = Realtime::new(settings.clone(), upstreams.clone(), runtime.tracker().clone(), runtime.shutdown());
     let agents = agent_cache::AgentCache::new(settings.agent_cache_ttl, settings.agent_cache_capacity);

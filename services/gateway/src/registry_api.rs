@@ -211,7 +211,7 @@ pub(crate) async fn create_agent(
     ApiJson(body): ApiJson<AgentBody>,
 ) -> Result<Response, ApiError> {
     let req = CreateAgentRequest { agent: Some(body.into_agent(String::new())), request_id: key.or_empty() };
-    let resp = unary(SERVICE, state.upstreams.agent_registry().create_agent(caller.request(req))).await?;
+    let resp = unary(SERVICE, state.upstreams.agent_registry_writes().create_agent(caller.request(req))).await?;
     let agent = resp.agent.unwrap_or_default();
     Ok(with_etag(StatusCode::CREATED, agent.version, agent_json(&agent)))
 }
@@ -272,7 +272,7 @@ pub(crate) async fn update_agent(
     let expected_version = if_match.or(body.expected_version)?;
     // Empty mask: every mutable field, which is what PUT means.
     let req = UpdateAgentRequest { agent: Some(body.into_agent(id)), update_mask: None, expected_version };
-    let resp = unary(SERVICE, state.upstreams.agent_registry().update_agent(caller.request(req))).await?;
+    let resp = unary(SERVICE, state.upstreams.agent_registry_writes().update_agent(caller.request(req))).await?;
     let agent = resp.agent.unwrap_or_default();
     // Read-your-writes on this replica without waiting for the event.
     state.agents.invalidate(&caller.principal().tenant, &agent.id);
@@ -288,7 +288,7 @@ pub(crate) async fn delete_agent(
     Query(query): Query<VersionQuery>,
 ) -> Result<Json<AgentDeleted>, ApiError> {
     let req = DeleteAgentRequest { id: id.clone(), expected_version: if_match.or(query.expected_version)? };
-    let resp = unary(SERVICE, state.upstreams.agent_registry().delete_agent(caller.request(req))).await?;
+    let resp = unary(SERVICE, state.upstreams.agent_registry_writes().delete_agent(caller.request(req))).await?;
     state.agents.invalidate(&caller.principal().tenant, &id);
     Ok(Json(AgentDeleted { deleted: true, id: resp.id, version: resp.version }))
 }

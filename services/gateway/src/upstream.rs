@@ -7,7 +7,7 @@ use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopState
 use getlood_proto::event_dispatcher::v1::event_dispatcher_service_client::EventDispatcherServiceClient;
 use getlood_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use getlood_proto::workflow::v1::workflow_service_client::WorkflowServiceClient;
-use getlood_server::{Runtime, Upstream};
+use getlood_server::{Runtime, Upstream, UpstreamTimeouts};
 use tonic::transport::Channel;
 
 /// One lazily connected channel per upstream, made once at start and cloned per request.
@@ -15,6 +15,8 @@ use tonic::transport::Channel;
 pub struct Upstreams {
     pipeline: Upstream,
     agent_registry: Upstream,
+    /// The registry again, under the longer deadline of agent writes (`app.agent_write_timeout`).
+    agent_registry_writes: Upstream,
     desktop_state: Upstream,
     event_dispatcher: Upstream,
     workflow: Upstream,
@@ -23,10 +25,15 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds the channels without dialing: the gateway starts even when an upstream is down,
     /// and a call to a down upstream fails fast with UNAVAILABLE (503) instead of hanging.
-    pub fn connect_lazy(runtime: &Runtime) -> getlood_server::Result<Self> {
+    pub fn connect_lazy(
+        runtime: &Runtime,
+        agent_registry_url: &str,
+        agent_writes: UpstreamTimeouts,
+    ) -> getlood_server::Result<Self> {
         Ok(Self {
             pipeline: runtime.upstream("pipeline")?,
             agent_registry: runtime.upstream("agent-registry")?,
+            agent_registry_writes: Upstream::connect_lazy("agent-registry", agent_registry_url, agent_writes)?,
             desktop_state: runtime.upstream("desktop-state")?,
             event_dispatcher: runtime.upstream("event-dispatcher")?,
             workflow: runtime.upstream("workflow")?,
@@ -41,6 +48,12 @@ impl Upstreams {
     /// An agent-registry client.
     pub fn agent_registry(&self) -> AgentRegistryServiceClient<Channel> {
         self.agent_registry.client(AgentRegistryServiceClient::new)
+    }
+
+    /// An agent-registry client for agent writes (create, update, delete), whose MindsDB side
+    /// makes a live model call.
+    pub fn agent_registry_writes(&self) -> AgentRegistryServiceClient<Channel> {
+        self.agent_registry_writes.client(AgentRegistryServiceClient::new)
     }
 
     /// A desktop-state client.

@@ -133,6 +133,11 @@ pub struct Overrides {
     pub app_settings: std::collections::BTreeMap<Service, serde_json::Value>,
 }
 
+/// What `getlood dev` and the test kit let user-supplied URLs (an agent's model `base_url`)
+/// name although the built-in egress policy refuses it: loopback, where the local model
+/// (`http://127.0.0.1:18080/v1`) and the test doubles listen. Never a production default.
+pub const DEV_EGRESS_ALLOW: &[&str] = &["127.0.0.0/8", "::1", "localhost"];
+
 /// A service started in this process.
 #[derive(Debug)]
 pub struct Started {

@@ -141,8 +141,15 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // The one place besides `getlood token` and the tests where the development secret exists:
     // a service the environment gives no key gets it, so `make dev` works with no setup.
-    let overrides =
+    let mut overrides =
         Overrides { load_environment: true, config_file, dev_secret_fallback: true, ..Overrides::default() };
+    // The local model listens on loopback, which the built-in egress policy refuses; an
+    // allow-list given in the environment wins.
+    if std::env::var_os("GETLOOD_AGENT_REGISTRY_APP__EGRESS__ALLOW").is_none() {
+        overrides
+            .app_settings
+            .insert(Service::AgentRegistry, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}}));
+    }
     let mut started = Vec::new();
     for service in Service::ALL {
         match getlood::start(service, &overrides, None, shutdown.clone()).await {

@@ -65,10 +65,13 @@ impl Default for PlatformBuilder {
             replica_of: None,
             // The knowledge-base memory consumer is shared by every dispatcher of a NATS server:
             // off unless a test asks for it, so one test's turns never reach another's consumer.
-            app_settings: std::collections::BTreeMap::from([(
-                Service::EventDispatcher,
-                serde_json::json!({"memory": {"enabled": false}}),
-            )]),
+            // Model doubles and the local model listen on loopback, which the built-in egress
+            // policy refuses (issue 13): allowed here as `getlood dev` does; a test of the
+            // built-in policy sets the agent-registry's `app` settings itself.
+            app_settings: std::collections::BTreeMap::from([
+                (Service::EventDispatcher, serde_json::json!({"memory": {"enabled": false}})),
+                (Service::AgentRegistry, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}})),
+            ]),
             shutdown_timeout: Duration::from_secs(5),
             auth: None,
         }
@@ -202,6 +205,12 @@ impl Platform {
     /// `http://<addr>` of `service`'s HTTP listener.
     pub fn http_url(&self, service: Service) -> String {
         format!("http://{}", self.get(service).http_addr)
+    }
+
+    /// The Postgres schema of a service of this platform (`<base>_<run id>`, e.g. `base` =
+    /// `agent_registry`), for tests that put in place a row only MindsDB could otherwise make.
+    pub fn schema(&self, base: &str) -> String {
+        format!("{base}_{}", self.run_id)
     }
 
     /// A lazily connecting channel to `service`'s gRPC listener.
