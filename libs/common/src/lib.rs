@@ -3,6 +3,7 @@
 //! gRPC status ([`status`]), the JSON error body clients receive, the identity types (tenant,
 //! caller), and the paging and `Struct` conversions every list and JSON-carrying API uses.
 
+pub mod egress;
 mod error;
 mod identity;
 pub mod paging;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::backend::{AgentSpec, Backend, QueryEvent};
 use crate::cache::{AgentCache, key_by_id, key_by_name};
-use crate::model::{check_agent, check_name, check_skill, compile, redact};
+use crate::model::{check_agent, check_model_change, check_name, check_skill, compile, redact};
 use crate::store::{Selector, Store, StoredAgent, mindsdb_name};
 
 /// The registry behind the gRPC API.
@@ -30,6 +30,8 @@ pub(crate) struct Registry {
     pub outbox: Outbox,
     pub backend: Backend,
     pub heartbeat: Duration,
+    /// Which hosts a model's `base_url` may name (`app.egress`).
+    pub egress: getlood_common::egress::EgressPolicy,
     /// Agent writes run on it, detached from the request (see [`Registry::detached`]).
     pub tracker: TaskTracker,
 }
@@ -132,7 +134,7 @@ impl Registry {
     async fn create(&self, req: Request<CreateAgentRequest>) -> Result<Response<CreateAgentResponse>, Status> {
         let p = principal(&req)?;
         let agent = req.into_inner().agent.ok_or_else(|| Status::invalid_argument("agent is required"))?;
-        check_agent(&agent)?;
+        check_agent(&agent, &self.egress)?;
         let skills = self.resolve_skills(&p.tenant, &agent.skills).await?;
         let api_key = agent.model.as_ref().map(|m| m.api_key.clone()).filter(|k| !k.is_empty());
 
@@ -210,9 +212,11 @@ impl Registry {
         if has("metadata") {
             merged.metadata = patch.metadata.clone();
         }
-        check_agent(&merged)?;
-        let skills = self.resolve_skills(&p.tenant, &merged.skills).await?;
+        check_agent(&merged, &self.egress)?;
         let api_key = patch.model.as_ref().map(|m| m.api_key.clone()).filter(|k| !k.is_empty() && has("model"));
+        // A stored key never goes to a host it was not given for.
+        check_model_change(current.agent.model.as_ref(), merged.model.as_ref(), api_key.is_some())?;
+        let skills = self.resolve_skills(&p.tenant, &merged.skills).await?;
         let mut updated = self.store.update_agent(&mut tx, &p.tenant, &merged, api_key.is_some()).await?;
         compile(&mut updated.agent, &skills);
         self.backend.update(&p, &updated.mindsdb_name, &Self::spec(&updated.agent, api_key)).await?;

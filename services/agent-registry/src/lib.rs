@@ -11,6 +11,7 @@ mod store;
 
 use std::time::Duration;
 
+use getlood_common::egress::{EgressConfig, EgressPolicy};
 use getlood_config::{ConfigError, Validate};
 use getlood_mindsdb::{MindsdbClient, MindsdbConfig};
 use getlood_proto::agent_registry::v1::agent_registry_service_server::AgentRegistryServiceServer;
@@ -59,6 +60,9 @@ pub struct RegistrySettings {
     /// How often the outbox relay looks for unpublished events without being woken.
     #[serde(with = "humantime_serde")]
     pub outbox_poll: Duration,
+    /// Hosts a model's `base_url` may name although they are loopback, private or link-local
+    /// (`app.egress.allow`); empty by default. `getlood dev` and the test kit allow loopback.
+    pub egress: EgressConfig,
 }
 
 impl Default for RegistrySettings {
@@ -68,6 +72,7 @@ impl Default for RegistrySettings {
             cache_capacity: 100_000,
             query_heartbeat: Duration::from_secs(5),
             outbox_poll: Duration::from_secs(1),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -79,6 +84,7 @@ impl Validate for RegistrySettings {
             ("app.query_heartbeat", self.query_heartbeat),
             ("app.outbox_poll", self.outbox_poll),
         ])?;
+        EgressPolicy::new(&self.egress).map_err(|e| ConfigError::invalid("app.egress.allow", e.to_string()))?;
         Ok(())
     }
 }
@@ -112,6 +118,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         outbox,
         backend: backend::Backend::new(mindsdb),
         heartbeat: config.app.query_heartbeat,
+        egress: EgressPolicy::new(&config.app.egress).map_err(|e| Error::Serve(format!("app.egress.allow: {e}")))?,
         tracker: runtime.tracker().clone(),
     };
     let grpc =

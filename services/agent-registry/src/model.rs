@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use getlood_common::ApiError;
+use getlood_common::egress::EgressPolicy;
 use getlood_proto::agent_registry::v1::{Agent, AgentData, ModelConfig, Skill};
 
 /// Agent and skill names: lowercase, digits, `-` and `_`, starting with a letter, at most 63.
@@ -53,11 +54,12 @@ const MAX_PROMPT: usize = 32 * 1024;
 const MAX_METADATA: usize = 64;
 const MAX_LIST: usize = 64;
 
-/// Checks the client-settable fields of an agent.
-pub(crate) fn check_agent(agent: &Agent) -> Result<(), ApiError> {
+/// Checks the client-settable fields of an agent; `egress` decides which hosts
+/// `model.base_url` may name.
+pub(crate) fn check_agent(agent: &Agent, egress: &EgressPolicy) -> Result<(), ApiError> {
     check_name("agent", &agent.name)?;
     let model = agent.model.as_ref().ok_or_else(|| ApiError::invalid_argument("agent.model is required"))?;
-    check_model(model)?;
+    check_model(model, egress)?;
     if agent.description.len() > 2048 {
         return Err(ApiError::invalid_argument("agent.description is longer than 2048 bytes"));
     }
@@ -84,7 +86,7 @@ pub(crate) fn check_agent(agent: &Agent) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_model(model: &ModelConfig) -> Result<(), ApiError> {
+fn check_model(model: &ModelConfig, egress: &EgressPolicy) -> Result<(), ApiError> {
     let provider_ok = !model.provider.is_empty()
         && model.provider.len() <= 32
         && model.provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
@@ -97,13 +99,39 @@ fn check_model(model: &ModelConfig) -> Result<(), ApiError> {
     if model.model_name.is_empty() || model.model_name.len() > 128 || model.model_name.chars().any(char::is_control) {
         return Err(ApiError::invalid_argument("agent.model.model_name must be 1-128 printable characters"));
     }
-    if let Some(url) = &model.base_url
-        && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512)
-    {
-        return Err(ApiError::invalid_argument("agent.model.base_url must be an http(s) url"));
+    if let Some(url) = &model.base_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512 {
+            return Err(ApiError::invalid_argument("agent.model.base_url must be an http(s) url"));
+        }
+        // MindsDB calls this URL from inside the cluster: no metadata service, loopback or
+        // private network unless the operator allowed it (issue 13, "Egress").
+        egress.check_url(url).map_err(|e| ApiError::invalid_argument(format!("agent.model.base_url: {e}")))?;
     }
     if model.api_key.len() > 512 {
         return Err(ApiError::invalid_argument("agent.model.api_key is longer than 512 bytes"));
+    }
+    Ok(())
+}
+
+/// An update that sends the model to another endpoint (`base_url` or `provider` changed) must
+/// carry the API key again: the stored key was given for the old host and must never follow
+/// the agent to a new one.
+pub(crate) fn check_model_change(
+    current: Option<&ModelConfig>,
+    next: Option<&ModelConfig>,
+    api_key_given: bool,
+) -> Result<(), ApiError> {
+    let (Some(current), Some(next)) = (current, next) else { return Ok(()) };
+    if api_key_given {
+        return Ok(());
+    }
+    let endpoint = |m: &ModelConfig| (m.provider.clone(), m.base_url.clone().filter(|u| !u.is_empty()));
+    let (was, is) = (endpoint(current), endpoint(next));
+    if was.1 != is.1 {
+        return Err(ApiError::invalid_argument("changing model.base_url needs the api_key again"));
+    }
+    if was.0 != is.0 {
+        return Err(ApiError::invalid_argument("changing model.provider needs the api_key again"));
     }
     Ok(())
 }
@@ -215,6 +243,61 @@ mod tests {
         assert_eq!(data.tables, ["t1", "t2"]);
         assert_eq!(data.knowledge_bases, ["kb"]);
         assert_eq!(agent.effective_prompt_template, "You help.\n\n[skill ui-generation] Propose windows.");
+    }
+
+    fn agent_with_url(url: &str) -> Agent {
+        Agent {
+            name: "a".into(),
+            model: Some(ModelConfig {
+                provider: "openai".into(),
+                model_name: "gpt-4".into(),
+                base_url: Some(url.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn base_url_follows_the_egress_policy() {
+        let strict = EgressPolicy::default();
+        let err = check_agent(&agent_with_url("http://169.254.169.254/v1"), &strict).unwrap_err();
+        assert_eq!(
+            err.message,
+            "agent.model.base_url: 169.254.169.254 is a link-local address; allow it with app.egress.allow"
+        );
+        let err = check_agent(&agent_with_url("http://2852039166/"), &strict).unwrap_err();
+        assert!(err.message.contains("169.254.169.254 is a link-local"), "{}", err.message);
+        assert!(check_agent(&agent_with_url("http://[::ffff:169.254.169.254]/"), &strict).is_err());
+        assert!(check_agent(&agent_with_url("http://127.0.0.1:18080/v1"), &strict).is_err());
+        check_agent(&agent_with_url("https://api.openai.com/v1"), &strict).unwrap();
+        let dev = EgressPolicy::new(&getlood_common::egress::EgressConfig {
+            allow: vec!["127.0.0.0/8".into(), "localhost".into()],
+        })
+        .unwrap();
+        check_agent(&agent_with_url("http://127.0.0.1:18080/v1"), &dev).unwrap();
+        assert!(check_agent(&agent_with_url("http://169.254.169.254/"), &dev).is_err());
+    }
+
+    #[test]
+    fn a_new_endpoint_needs_the_key_again() {
+        let m = |provider: &str, url: Option<&str>| ModelConfig {
+            provider: provider.into(),
+            base_url: url.map(Into::into),
+            ..Default::default()
+        };
+        let old = m("openai", Some("https://api.openai.com/v1"));
+        let moved = m("openai", Some("https://evil.example/v1"));
+        let err = check_model_change(Some(&old), Some(&moved), false).unwrap_err();
+        assert_eq!(err.message, "changing model.base_url needs the api_key again");
+        check_model_change(Some(&old), Some(&moved), true).unwrap();
+        assert!(check_model_change(Some(&old), Some(&m("openai", None)), false).is_err());
+        assert!(
+            check_model_change(Some(&old), Some(&m("anthropic", Some("https://api.openai.com/v1"))), false).is_err()
+        );
+        // Same endpoint, another model name: the stored key stays where it was.
+        check_model_change(Some(&old), Some(&old.clone()), false).unwrap();
+        check_model_change(Some(&m("openai", Some(""))), Some(&m("openai", None)), false).unwrap();
     }
 
     #[test]

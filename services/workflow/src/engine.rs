@@ -32,9 +32,10 @@ use uuid::Uuid;
 use crate::WorkflowSettings;
 use crate::backlog::RelayBacklog;
 use crate::error::{Error, Result};
-use crate::model::{Graph, GraphDoc, NodeKind};
+use crate::model::{Graph, GraphDoc, Limits, NodeKind};
 use crate::nodes::{NodeError, NodeRunner};
 use crate::queue::{WorkItem, WorkQueue};
+use crate::sqlnode::SqlPolicy;
 use crate::state::{Committed, RunRow, RunTx, node_status, run_is_final, run_status};
 
 /// What to do with a work message.
@@ -71,6 +72,10 @@ pub(crate) struct Engine {
     pub runner: NodeRunner,
     pub jobs: JobAdapter,
     pub settings: WorkflowSettings,
+    /// What graphs are validated against when saved (`app.max_graph_*`, `app.sql`).
+    pub limits: Limits,
+    /// What `sql` nodes may read (`app.sql.allow`), also applied when they run.
+    pub sql_policy: SqlPolicy,
     /// Postgres NOTIFY channel of this deployment: every committed run change, and `c:<run>`
     /// for cancellations.
     pub channel: String,
@@ -101,6 +106,12 @@ impl Engine {
         settings: WorkflowSettings,
         schema: &str,
     ) -> Self {
+        let sql_policy = runner.sql_policy().clone();
+        let limits = Limits {
+            max_nodes: Some(settings.max_graph_nodes),
+            max_edges: Some(settings.max_graph_edges),
+            sql: Some(sql_policy.clone()),
+        };
         Self {
             pool,
             queue,
@@ -108,6 +119,8 @@ impl Engine {
             runner,
             jobs,
             settings,
+            limits,
+            sql_policy,
             channel: format!("wf_{schema}"),
             changes: broadcast::channel(4096).0,
             graphs: Mutex::new(HashMap::new()),
@@ -138,8 +151,12 @@ impl Engine {
         .await?;
         let (graph,) = row.ok_or_else(|| Error::not_found("workflow version", &format!("{workflow_id}@{version}")))?;
         let doc: GraphDoc = serde_json::from_value(graph).map_err(|e| Error::Internal(format!("stored graph: {e}")))?;
-        let graph =
-            Arc::new(Graph::build(doc).map_err(|_| Error::Internal("stored graph does not validate".to_owned()))?);
+        // Stored graphs were checked when saved: no size limit or SQL policy that changed since
+        // may stop their runs from loading (the node runner applies the SQL policy instead).
+        let graph = Arc::new(
+            Graph::build(doc, &Limits::default())
+                .map_err(|_| Error::Internal("stored graph does not validate".to_owned()))?,
+        );
         let mut cache = self.graphs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() > 10_000 {
             cache.clear();
@@ -299,6 +316,31 @@ impl Engine {
             return Ok(Disposition::Ack);
         }
 
+        // A delay node holds no worker slot while it waits (issue 13, "Bounds"): its attempt's
+        // lease is its wake-up time, persisted with the node, and the work message comes back
+        // then. A lost message is re-published by the sweeper once that lease has run out, a
+        // cancelled or timed-out run acks it, and a restart loses nothing. The node's
+        // `timeout_ms` does not apply: it does no work to time out.
+        if let NodeKind::Delay { duration } = spec.kind {
+            if !resume {
+                rtx.start_attempt(i, chrono_dur(duration));
+            }
+            let wake = rtx.nodes[i].attempt_started_at.unwrap_or(now) + chrono_dur(duration);
+            if wake > now {
+                if resume {
+                    // Delivered before its time (a node claimed by an older replica that slept
+                    // in a worker): park it until the wake-up time.
+                    rtx.resume_attempt(i, wake - now);
+                }
+                self.commit(rtx).await?;
+                return Ok(Disposition::Nak((wake - now).to_std().unwrap_or_default()));
+            }
+            rtx.succeed(i, json!({"waited_ms": duration.as_millis() as u64}));
+            rtx.drain_ready(self.lease());
+            self.commit(rtx).await?;
+            return Ok(Disposition::Ack);
+        }
+
         // Claim, commit, then execute outside the transaction.
         if resume {
             rtx.resume_attempt(i, self.lease());
@@ -306,7 +348,6 @@ impl Engine {
             rtx.start_attempt(i, self.lease());
         }
         let attempt = rtx.nodes[i].attempt;
-        let started = rtx.nodes[i].attempt_started_at.unwrap_or(now);
         let scope = rtx.scope();
         let tenant = rtx.run.tenant()?;
         let deadline = rtx.run.deadline;
@@ -316,7 +357,7 @@ impl Engine {
         let budget = (deadline - Utc::now()).to_std().unwrap_or_default().min(spec.timeout);
         let (token_id, token) = self.track(item.run_id);
         let outcome = tokio::select! {
-            r = tokio::time::timeout(budget, self.runner.run(&ctx, &spec, &scope, started)) => match r {
+            r = tokio::time::timeout(budget, self.runner.run(&ctx, &spec, &scope)) => match r {
                 Ok(r) => Some(r),
                 Err(_) => Some(Err(NodeError::Transient(format!("node timed out after {} ms", budget.as_millis())))),
             },

@@ -21,7 +21,7 @@ use crate::convert::{from_ts, opt_struct_to_json};
 use crate::engine::{Engine, NewRun, RunTxView};
 use crate::error::Error;
 use crate::jobmode::{compile, job_prefix};
-use crate::model::{Graph, GraphDoc, validate};
+use crate::model::{Graph, GraphDoc, Limits, validate};
 use crate::state::{run_is_final, run_status_name};
 use crate::store::{ScheduleRow, Store, WorkflowRow, unit_name};
 
@@ -60,9 +60,9 @@ fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn graph_of(graph: Option<&pb::Graph>) -> Result<Graph, Error> {
+fn graph_of(graph: Option<&pb::Graph>, limits: &Limits) -> Result<Graph, Error> {
     let graph = graph.ok_or_else(|| Error::invalid("graph", "is required"))?;
-    Graph::build(GraphDoc::from_proto(graph)).map_err(|v| Error::violations("invalid workflow graph", v))
+    Graph::build(GraphDoc::from_proto(graph), limits).map_err(|v| Error::violations("invalid workflow graph", v))
 }
 
 fn ctx(tenant: &TenantId, user: &str) -> TenantContext {
@@ -181,7 +181,8 @@ impl Service {
         let mode = pb::ExecutionMode::try_from(req.mode).unwrap_or_default();
         let job_name = if mode == pb::ExecutionMode::MindsdbJob {
             let c = ctx(&p.tenant, &p.user);
-            let body = compile(&graph, &c.project(), &input).map_err(Error::FailedPrecondition)?;
+            let body =
+                compile(&graph, &c.project(), &input, &self.engine.sql_policy).map_err(Error::FailedPrecondition)?;
             self.projects.ensure(&c).await?;
             let prefix = Ident::new(&job_prefix(&wf.id)).map_err(Error::Mindsdb)?;
             self.engine.jobs.run_once(&c, &prefix, body).await?.as_str().to_owned()
@@ -279,7 +280,8 @@ impl Service {
             next_run_at: None,
         };
         if mode == pb::ExecutionMode::MindsdbJob {
-            let body = compile(&graph, &c.project(), &input).map_err(Error::FailedPrecondition)?;
+            let body =
+                compile(&graph, &c.project(), &input, &self.engine.sql_policy).map_err(Error::FailedPrecondition)?;
             self.projects.ensure(&c).await?;
             let name = Ident::new(&job_prefix(&wf.id)).map_err(Error::Mindsdb)?;
             let unit = match unit {
@@ -392,7 +394,7 @@ impl WorkflowService for Service {
     ) -> Result<Response<pb::ValidateWorkflowResponse>, Status> {
         principal(&req)?;
         let graph = req.into_inner().graph.unwrap_or_default();
-        let problems = validate(&GraphDoc::from_proto(&graph));
+        let problems = validate(&GraphDoc::from_proto(&graph), &self.engine.limits);
         Ok(Response::new(pb::ValidateWorkflowResponse { valid: problems.is_empty(), problems }))
     }
 
@@ -403,7 +405,7 @@ impl WorkflowService for Service {
         let p = principal(&req)?;
         let req = req.into_inner();
         check_name(&req.name)?;
-        let graph = graph_of(req.graph.as_ref())?;
+        let graph = graph_of(req.graph.as_ref(), &self.engine.limits)?;
         let row = self
             .store
             .create(&p.tenant, &req.name, &req.description, &graph.doc, &req.version_comment, &p.user)
@@ -422,7 +424,7 @@ impl WorkflowService for Service {
             check_name(name)?;
         }
         let id = parse_id("workflow", &req.workflow_id)?;
-        let graph = graph_of(req.graph.as_ref())?;
+        let graph = graph_of(req.graph.as_ref(), &self.engine.limits)?;
         let row = self
             .store
             .update(

@@ -11,9 +11,12 @@ use getlood_mindsdb::{Ident, Sql, SqlBuilder};
 use serde_json::{Map, Value};
 
 use crate::model::{Graph, JOB_NODE_TYPES, NodeKind, Scope, references, render_text, render_value};
+use crate::sqlnode::SqlPolicy;
 
 /// Compiles `graph` with `input`; the error says why the graph cannot run as a job.
-pub(crate) fn compile(graph: &Graph, project: &Ident, input: &Value) -> Result<Vec<Sql>, String> {
+/// `sql` is what the graph's `sql` nodes may read (a stored graph was saved under the policy of
+/// its day).
+pub(crate) fn compile(graph: &Graph, project: &Ident, input: &Value, sql: &SqlPolicy) -> Result<Vec<Sql>, String> {
     let mut scope = Scope::new();
     scope.insert("input".to_owned(), input.clone());
     let mut body = Vec::new();
@@ -41,6 +44,7 @@ pub(crate) fn compile(graph: &Graph, project: &Ident, input: &Value) -> Result<V
         match &node.kind {
             NodeKind::Start | NodeKind::End { .. } => {}
             NodeKind::Sql { query, params } => {
+                sql.check(query).map_err(|e| format!("node '{}': {e}", node.id))?;
                 check(params.values().filter_map(Value::as_str).collect())?;
                 let params = match render_value(&Value::Object(params.clone()), &scope)? {
                     Value::Object(o) => o,

@@ -96,6 +96,29 @@ pub struct WorkflowSettings {
     /// Whether the user who started a run may decide its human_approval nodes. Off by default:
     /// an approval is a second pair of eyes (the approver also needs `runs.approve`).
     pub approval_self_allowed: bool,
+    /// Nodes a saved graph may have (a 400 names the limit). Validation is linear in the
+    /// graph's size; the limit keeps one request's work and a run's state rows bounded.
+    pub max_graph_nodes: usize,
+    /// Edges a saved graph may have.
+    pub max_graph_edges: usize,
+    /// What `sql` nodes may read.
+    pub sql: SqlSettings,
+}
+
+/// `app.sql`: what workflow `sql` nodes may read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlSettings {
+    /// MindsDB databases (`files`) and single tables (`crm.accounts`) of the tenant that
+    /// `sql` nodes may read, besides nothing: MindsDB's catalogue, logs and projects (agents
+    /// with their API keys, models, the memory knowledge base) are never readable.
+    pub allow: Vec<String>,
+}
+
+impl Default for SqlSettings {
+    fn default() -> Self {
+        Self { allow: vec!["files".to_owned()] }
+    }
 }
 
 impl Default for WorkflowSettings {
@@ -110,6 +133,9 @@ impl Default for WorkflowSettings {
             relay_backlog_limit: 128,
             relay_backlog_max_wait: Duration::from_secs(1),
             approval_self_allowed: false,
+            max_graph_nodes: 2_000,
+            max_graph_edges: 10_000,
+            sql: SqlSettings::default(),
         }
     }
 }
@@ -128,12 +154,25 @@ impl Validate for WorkflowSettings {
         if self.node_lease < Duration::from_secs(1) {
             return Err(ConfigError::invalid("app.node_lease", "must be at least 1s"));
         }
+        if !(1..=MAX_GRAPH_NODES).contains(&self.max_graph_nodes) {
+            return Err(ConfigError::invalid("app.max_graph_nodes", format!("must be from 1 to {MAX_GRAPH_NODES}")));
+        }
+        if !(1..=MAX_GRAPH_EDGES).contains(&self.max_graph_edges) {
+            return Err(ConfigError::invalid("app.max_graph_edges", format!("must be from 1 to {MAX_GRAPH_EDGES}")));
+        }
+        sqlnode::SqlPolicy::new(&self.sql.allow).map_err(|e| ConfigError::invalid("app.sql.allow", e))?;
         if self.worker_concurrency == 0 {
             return Err(ConfigError::invalid("app.worker_concurrency", "must be at least 1"));
         }
         Ok(())
     }
 }
+
+/// The highest `app.max_graph_nodes`: a graph this size validates in well under a second.
+pub const MAX_GRAPH_NODES: usize = 20_000;
+
+/// The highest `app.max_graph_edges`.
+pub const MAX_GRAPH_EDGES: usize = 100_000;
 
 /// The longest run timeout, given per run or as `app.run_timeout`.
 pub const MAX_RUN_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -151,6 +190,8 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     let pool = runtime.postgres()?;
     let (tracker, shutdown) = (runtime.tracker(), runtime.shutdown());
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
+    let sql_policy =
+        sqlnode::SqlPolicy::new(&config.app.sql.allow).map_err(|e| Error::Serve(format!("app.sql.allow: {e}")))?;
 
     // The workflow relay is its own (pipelined, with back-pressure on ExecuteWorkflow), not
     // the runtime's generic outbox relay.
@@ -169,7 +210,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         pool.clone(),
         queue,
         backlog,
-        nodes::NodeRunner::new(mindsdb.clone()),
+        nodes::NodeRunner::new(mindsdb.clone(), sql_policy),
         JobAdapter::new(mindsdb.clone()),
         config.app.clone(),
         &config.postgres.schema,

@@ -1,4 +1,5 @@
-//! Executors of the nodes that do I/O: agent, sql, kb_search, integration_insert and delay.
+//! Executors of the nodes that do I/O: agent, sql, kb_search and integration_insert (delay
+//! nodes wait without a worker, in the engine).
 //!
 //! Agent nodes ask the tenant's MindsDB agent directly through the `AgentAdapter` rather than
 //! the agent-registry's QueryAgent: a run outlives the request that started it (it resumes
@@ -6,11 +7,11 @@
 //! forward, and MindsDB-job mode must name the same MindsDB agent in SQL anyway. The tenant
 //! still comes only from the run row, which was written from the verified token.
 
-use chrono::{DateTime, Utc};
 use getlood_mindsdb::{AgentAdapter, KnowledgeBaseAdapter, MindsdbClient, MindsdbError, SqlBuilder, TenantContext};
 use serde_json::{Map, Value, json};
 
 use crate::model::{NodeKind, NodeSpec, Scope, render_text, render_value};
+use crate::sqlnode::SqlPolicy;
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,23 +46,24 @@ pub(crate) struct NodeRunner {
     client: MindsdbClient,
     agents: AgentAdapter,
     kbs: KnowledgeBaseAdapter,
+    /// What `sql` nodes may read: a graph saved before the policy changed is held to it here.
+    sql: SqlPolicy,
 }
 
 impl NodeRunner {
-    pub(crate) fn new(client: MindsdbClient) -> Self {
-        Self { agents: AgentAdapter::new(client.clone()), kbs: KnowledgeBaseAdapter::new(client.clone()), client }
+    pub(crate) fn new(client: MindsdbClient, sql: SqlPolicy) -> Self {
+        Self { agents: AgentAdapter::new(client.clone()), kbs: KnowledgeBaseAdapter::new(client.clone()), client, sql }
     }
 
-    /// Runs one attempt of `spec`. `started` is when the attempt first started: a delay node
-    /// resumed after a crash only waits for what is left.
-    pub(crate) async fn run(
-        &self,
-        ctx: &TenantContext,
-        spec: &NodeSpec,
-        scope: &Scope,
-        started: DateTime<Utc>,
-    ) -> Result<Value, NodeError> {
-        let permanent = NodeError::Permanent;
+    /// What `sql` nodes may read.
+    pub(crate) fn sql_policy(&self) -> &SqlPolicy {
+        &self.sql
+    }
+
+    /// Runs one attempt of `spec`.
+    pub(crate) async fn run(&self, ctx: &TenantContext, spec: &NodeSpec, scope: &Scope) -> Result<Value, NodeError> {
+        // Template errors (a missing output, the size limit) name the node.
+        let permanent = |e: String| NodeError::Permanent(format!("node '{}': {e}", spec.id));
         match &spec.kind {
             NodeKind::Agent { agent, prompt } => {
                 let question = render_text(prompt, scope).map_err(permanent)?;
@@ -73,6 +75,7 @@ impl NodeRunner {
                     Value::Object(o) => o,
                     _ => Map::new(),
                 };
+                self.sql.check(query).map_err(permanent)?;
                 let sql = query.build(&params).map_err(NodeError::Permanent)?;
                 let table = self.client.query(ctx, "workflow.sql", &sql).await?.into_table();
                 let rows: Vec<Value> = table
@@ -108,17 +111,14 @@ impl NodeRunner {
                 self.client.query(ctx, "workflow.integration_insert", &sql).await?;
                 Ok(json!({"inserted": 1, "table": format!("{integration}.{table}"), "values": row}))
             }
-            NodeKind::Delay { duration } => {
-                let elapsed = (Utc::now() - started).to_std().unwrap_or_default();
-                tokio::time::sleep(duration.saturating_sub(elapsed)).await;
-                Ok(json!({"waited_ms": duration.as_millis() as u64}))
-            }
-            // The engine runs these inline; reaching here is a bug, not worth a retry.
+            // The engine runs these inline, and parks delays without a worker (engine.rs);
+            // reaching here is a bug, not worth a retry.
             NodeKind::Start
             | NodeKind::End { .. }
             | NodeKind::Condition { .. }
             | NodeKind::Transform { .. }
-            | NodeKind::HumanApproval { .. } => {
+            | NodeKind::HumanApproval { .. }
+            | NodeKind::Delay { .. } => {
                 Err(NodeError::Permanent(format!("{} nodes do not run on workers", spec.kind_name)))
             }
         }

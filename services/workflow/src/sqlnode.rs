@@ -12,6 +12,15 @@
 //!
 //! Anything else (comments, `;`, double quotes, three-part names) is refused with a message
 //! naming the token's position, never its text.
+//!
+//! What a query may read is [`SqlPolicy`]'s (issue 13, "SQL nodes"): only `SELECT`, and only
+//! tables of the databases the operator allowed (`app.sql.allow`, `files` by default), named
+//! `database.table`. MindsDB's own objects are never readable: `information_schema`, `log`,
+//! the `mindsdb` project and every tenant project `t_*` (its agents list API keys in clear,
+//! its `getlood_memory` knowledge base holds every user's turns), and unqualified names, which
+//! MindsDB resolves in the tenant's project. Other tenants are MindsDB companies of their own
+//! (`company-id`), which no name reaches. Stored graphs still load whatever their SQL; the
+//! policy is applied when a graph is saved or validated and again when a node runs.
 
 use getlood_mindsdb::{Ident, Sql, SqlBuilder};
 use serde_json::Value;
@@ -27,6 +36,132 @@ const KEYWORDS: &[&str] = &[
 
 /// Statement kinds a `sql` node may run (its first keyword).
 const STATEMENTS: &[&str] = &["SELECT", "INSERT", "CREATE", "UPDATE", "DELETE"];
+
+/// Keywords of statements that write: a `sql` node only reads (writes go through
+/// `integration_insert` nodes, which name their one target table).
+const WRITE_KEYWORDS: &[&str] = &["INSERT", "INTO", "VALUES", "CREATE", "TABLE", "UPDATE", "SET", "DELETE"];
+
+/// Databases and projects no `sql` node may name: MindsDB's catalogue, its logs (jobs
+/// history with rendered queries), the default project; tenant projects are `t_*`.
+const SYSTEM_DATABASES: &[&str] = &["information_schema", "log", "mindsdb"];
+
+fn is_system_database(db: &str) -> bool {
+    SYSTEM_DATABASES.contains(&db) || db.starts_with("t_")
+}
+
+/// Keywords that end a `FROM` list (a `,` after them is not another table).
+const CLAUSE_KEYWORDS: &[&str] = &["WHERE", "GROUP", "ORDER", "HAVING", "LIMIT", "OFFSET", "UNION", "ON", "SELECT"];
+
+/// What `sql` nodes may read: whole databases (`files`) or single tables (`crm.accounts`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SqlPolicy {
+    databases: Vec<String>,
+    tables: Vec<(String, String)>,
+}
+
+impl SqlPolicy {
+    /// The policy of `app.sql.allow`; the error names the first entry that is not a
+    /// `database` or `database.table` name, or that names a MindsDB system database.
+    pub(crate) fn new(allow: &[String]) -> Result<Self, String> {
+        let mut policy = Self::default();
+        for entry in allow {
+            let lower = entry.trim().to_ascii_lowercase();
+            let parts: Vec<&str> = lower.split('.').collect();
+            if parts.len() > 2 || parts.iter().any(|p| Ident::new(p).is_err()) {
+                return Err(format!("'{}' is not a database or database.table name", entry.escape_debug()));
+            }
+            if is_system_database(parts[0]) {
+                return Err(format!(
+                    "'{}' is a MindsDB system database or project and cannot be allowed",
+                    parts[0].escape_debug()
+                ));
+            }
+            match parts.as_slice() {
+                [db] => policy.databases.push((*db).to_owned()),
+                [db, table] => policy.tables.push(((*db).to_owned(), (*table).to_owned())),
+                _ => {}
+            }
+        }
+        Ok(policy)
+    }
+
+    fn allows(&self, db: &str, table: &str) -> bool {
+        self.databases.iter().any(|d| d == db) || self.tables.iter().any(|(d, t)| d == db && t == table)
+    }
+
+    /// Checks that `query` only reads tables this policy allows.
+    pub(crate) fn check(&self, query: &SqlTemplate) -> Result<(), String> {
+        let tokens = &query.tokens;
+        match tokens.first() {
+            Some(Token::Keyword("SELECT")) => {}
+            Some(Token::Keyword(k)) => return Err(format!("only SELECT statements may run in a sql node, not {k}")),
+            _ => return Err("only SELECT statements may run in a sql node".to_owned()),
+        }
+        // Per parenthesis depth: whether the tokens at that depth are a FROM list.
+        let mut in_from = vec![false];
+        let mut expect_table = false;
+        for (n, t) in tokens.iter().enumerate() {
+            match t {
+                Token::Keyword(k) if WRITE_KEYWORDS.contains(k) => {
+                    return Err(format!("only SELECT statements may run in a sql node ({k} at token {n})"));
+                }
+                Token::Qualified(db, _) if is_system_database(db.as_str()) => {
+                    return Err(format!("'{db}' is a MindsDB system database or project, which sql nodes cannot read"));
+                }
+                _ => {}
+            }
+            let depth_in_from = in_from.last().copied().unwrap_or(false);
+            if expect_table {
+                expect_table = false;
+                match t {
+                    Token::Qualified(db, table) => {
+                        if !self.allows(db.as_str(), table.as_str()) {
+                            return Err(format!(
+                                "table '{db}.{table}' is not readable by sql nodes; allow its database with app.sql.allow"
+                            ));
+                        }
+                        continue;
+                    }
+                    Token::Name(name) => {
+                        return Err(format!(
+                            "table '{name}' must be named database.table: unqualified names are the project's \
+                             agents, models and knowledge bases, which sql nodes cannot read"
+                        ));
+                    }
+                    // A subquery: its own FROM is checked in turn.
+                    Token::Operator("(") => {}
+                    _ => return Err(format!("expected a database.table name after FROM or JOIN (token {n})")),
+                }
+            }
+            match t {
+                Token::Operator("(") => in_from.push(false),
+                Token::Operator(")") => {
+                    in_from.pop();
+                    if in_from.is_empty() {
+                        return Err(format!("unbalanced ')' at token {n}"));
+                    }
+                }
+                Token::Keyword("FROM" | "JOIN") => {
+                    if let Some(f) = in_from.last_mut() {
+                        *f = true;
+                    }
+                    expect_table = true;
+                }
+                Token::Keyword(k) if CLAUSE_KEYWORDS.contains(k) => {
+                    if let Some(f) = in_from.last_mut() {
+                        *f = false;
+                    }
+                }
+                Token::Operator(",") if depth_in_from => expect_table = true,
+                _ => {}
+            }
+        }
+        if expect_table {
+            return Err("expected a database.table name after FROM or JOIN".to_owned());
+        }
+        Ok(())
+    }
+}
 
 /// Operators and punctuation, longest first so `<=` wins over `<`.
 const OPERATORS: &[&str] = &["<=", ">=", "<>", "!=", "||", "=", "<", ">", "(", ")", ",", "*", "+", "-", "/", "%"];
@@ -261,5 +396,52 @@ mod tests {
         }
         let t = SqlTemplate::parse("SELECT * FROM t WHERE a = :missing").unwrap();
         assert!(t.build(&serde_json::Map::new()).is_err());
+    }
+
+    fn check(policy: &SqlPolicy, q: &str) -> Result<(), String> {
+        policy.check(&SqlTemplate::parse(q).unwrap())
+    }
+
+    #[test]
+    fn policy_allows_declared_databases_and_tables_only() {
+        let p = SqlPolicy::new(&["files".to_owned(), "crm.accounts".to_owned()]).unwrap();
+        for ok in [
+            "SELECT 1 AS one",
+            "SELECT region, SUM(amount) FROM files.sales WHERE month = :m GROUP BY region",
+            "SELECT a.x, b.y FROM files.a AS a JOIN crm.accounts b ON a.id = b.id",
+            "SELECT * FROM files.a x, crm.accounts y WHERE x.id = y.id",
+            "SELECT * FROM (SELECT id FROM files.a) AS s WHERE s.id IN (SELECT id FROM files.b)",
+            "SELECT COUNT(*) FROM files.a UNION SELECT COUNT(*) FROM files.b",
+        ] {
+            check(&p, ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, needle) in [
+            ("SELECT * FROM t_acme.agents", "system database or project"),
+            ("SELECT * FROM `T_OTHER`.agents", "system database or project"),
+            ("SELECT * FROM agents", "must be named database.table"),
+            ("SELECT * FROM getlood_memory WHERE content = 'x'", "must be named database.table"),
+            ("SELECT * FROM information_schema.databases", "system database"),
+            ("SELECT * FROM log.jobs_history", "system database"),
+            ("SELECT * FROM mindsdb.models", "system database"),
+            ("SELECT * FROM desktop.windows", "not readable by sql nodes"),
+            ("SELECT * FROM crm.contacts", "not readable"),
+            ("SELECT * FROM files.a, desktop.windows", "not readable"),
+            ("SELECT * FROM files.a JOIN agents ON 1 = 1", "must be named"),
+            ("SELECT * FROM files.a WHERE id IN (SELECT id FROM t_x.agents)", "system"),
+            ("SELECT * FROM (SELECT * FROM log.jobs_history) AS s", "system"),
+            ("SELECT t_x.agents FROM files.a", "system"),
+            ("INSERT INTO files.a (x) VALUES (1)", "only SELECT"),
+            ("DELETE FROM files.a", "only SELECT"),
+            ("UPDATE files.a SET x = 1", "only SELECT"),
+            ("CREATE TABLE files.b (SELECT * FROM files.a)", "only SELECT"),
+            ("SELECT * INTO files.b FROM files.a", "only SELECT"),
+            ("SELECT * FROM", "expected a database.table"),
+        ] {
+            let err = check(&p, bad).expect_err(bad);
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        for bad in ["information_schema", "log", "t_acme", "mindsdb.models", "a.b.c", "x y"] {
+            assert!(SqlPolicy::new(&[bad.to_owned()]).is_err(), "{bad}");
+        }
     }
 }

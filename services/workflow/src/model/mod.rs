@@ -10,6 +10,6 @@ mod template;
 mod validate;
 
 pub(crate) use doc::GraphDoc;
-pub(crate) use graph::{Graph, validate};
+pub(crate) use graph::{Graph, Limits, validate};
 pub(crate) use node::{JOB_NODE_TYPES, NodeKind, NodeSpec};
 pub(crate) use template::{Scope, references, render_text, render_value, summarize};

@@ -10,7 +10,7 @@ use super::doc::NodeDoc;
 use super::expr::Expr;
 use super::node::{NODE_TYPES, NodeKind, NodeSpec, RetryPolicy};
 use super::template::{parse_template, short};
-use crate::sqlnode::SqlTemplate;
+use crate::sqlnode::{SqlPolicy, SqlTemplate};
 
 /// The problems found so far, in the order found.
 #[derive(Default)]
@@ -27,7 +27,8 @@ impl Problems {
 }
 
 /// The typed configuration of node `n` (at `field`), or `None` after adding its problems to `p`.
-pub(super) fn parse_node(n: &NodeDoc, field: &str, p: &mut Problems) -> Option<NodeSpec> {
+/// `sql`, when given, is what `sql` nodes may read.
+pub(super) fn parse_node(n: &NodeDoc, field: &str, sql: Option<&SqlPolicy>, p: &mut Problems) -> Option<NodeSpec> {
     let id = n.id.as_str();
     if !NODE_TYPES.contains(&n.kind.as_str()) {
         p.add(
@@ -88,7 +89,13 @@ pub(super) fn parse_node(n: &NodeDoc, field: &str, p: &mut Problems) -> Option<N
         }
         "sql" => {
             let query = text("query", p).and_then(|q| match SqlTemplate::parse(&q) {
-                Ok(t) => Some(t),
+                Ok(t) => match sql.map_or(Ok(()), |policy| policy.check(&t)) {
+                    Ok(()) => Some(t),
+                    Err(e) => {
+                        p.add(&f("query"), id, &e);
+                        None
+                    }
+                },
                 Err(e) => {
                     p.add(&f("query"), id, &e);
                     None
