@@ -314,7 +314,7 @@ async fn extra_gateway(platform: &Platform) -> anyhow::Result<(String, tokio_uti
     config.auth.hs256_secret = Some(secrecy::SecretString::from(getlood_testkit::TEST_SECRET));
     config.services.agent_registry = format!("http://{}", platform.get(Service::AgentRegistry).grpc_addr);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
+    let listeners = getlood_server::Listeners::bind(loopback, loopback, loopback).await?;
     let url = format!("http://{}", listeners.http_addr());
     let token = tokio_util::sync::CancellationToken::new();
     tokio::spawn(getlood_server::run_service(

@@ -68,7 +68,7 @@ impl TestGateway {
         config.auth.hs256_secret = Some(secrecy::SecretString::from(getlood_testkit::TEST_SECRET));
         configure(&mut config);
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
+        let listeners = getlood_server::Listeners::bind(loopback, loopback, loopback).await?;
         let (http, grpc) = (listeners.http_addr(), listeners.grpc_addr());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(getlood_server::run_service(

@@ -28,6 +28,7 @@ mod desktop_ws;
 mod e2e;
 mod egress;
 mod events;
+mod fair_share;
 mod gateway_chat;
 mod gateway_workflows;
 mod jwks;

@@ -75,7 +75,7 @@ impl TestPipeline {
         config.app.registry_timeout = registry_timeout;
         config.app.agent_timeout = Duration::from_secs(60);
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
+        let listeners = getlood_server::Listeners::bind(loopback, loopback, loopback).await?;
         let grpc = listeners.grpc_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(getlood_server::run_service(

@@ -14,20 +14,30 @@ async fn every_service_boots_on_port_zero_and_reports_healthy() -> anyhow::Resul
         assert_eq!(platform.health(service).await?, ServingStatus::Serving, "{}", service.name());
         let live = http.get(format!("{}/livez", platform.http_url(service))).send().await?;
         assert_eq!(live.status(), 200, "{} livez", service.name());
+        // The public port answers readiness as a status only, and has no metrics.
         let ready = http.get(format!("{}/readyz", platform.http_url(service))).send().await?;
         assert_eq!(ready.status(), 200, "{} readyz", service.name());
         let body: serde_json::Value = ready.json().await?;
+        assert_eq!(body, serde_json::json!({"status": "ready"}), "{} public readyz", service.name());
+        let public_metrics = http.get(format!("{}/metrics", platform.http_url(service))).send().await?;
+        assert_eq!(public_metrics.status(), 404, "{} serves /metrics on its public port", service.name());
+        // The admin port has the details and the metrics.
+        let ready = http.get(format!("{}/readyz", platform.admin_url(service))).send().await?;
+        assert_eq!(ready.status(), 200, "{} admin readyz", service.name());
+        let body: serde_json::Value = ready.json().await?;
         assert_eq!(body["ready"], true);
         assert_eq!(body["checks"]["nats"], "ok", "{} probes nats", service.name());
-        let metrics = http.get(format!("{}/metrics", platform.http_url(service))).send().await?.text().await?;
+        let live = http.get(format!("{}/livez", platform.admin_url(service))).send().await?;
+        assert_eq!(live.status(), 200, "{} admin livez", service.name());
+        let metrics = http.get(format!("{}/metrics", platform.admin_url(service))).send().await?.text().await?;
         assert!(metrics.contains("getlood_http_requests_total"), "{} exports http metrics", service.name());
     }
     // Postgres-owning services probe Postgres; the gateway and agent-registry probe Redis.
     let ready: serde_json::Value =
-        http.get(format!("{}/readyz", platform.http_url(Service::DesktopState))).send().await?.json().await?;
+        http.get(format!("{}/readyz", platform.admin_url(Service::DesktopState))).send().await?.json().await?;
     assert_eq!(ready["checks"]["postgres"], "ok");
     let ready: serde_json::Value =
-        http.get(format!("{}/readyz", platform.http_url(Service::Gateway))).send().await?.json().await?;
+        http.get(format!("{}/readyz", platform.admin_url(Service::Gateway))).send().await?.json().await?;
     assert_eq!(ready["checks"]["redis"], "ok");
     platform.stop().await
 }
@@ -44,12 +54,16 @@ async fn readiness_turns_false_when_nats_is_unreachable_and_recovers() -> anyhow
         .await?;
     platform.wait_ready(Duration::from_secs(20)).await?;
     let http = reqwest::Client::new();
-    let readyz = format!("{}/readyz", platform.http_url(Service::EventDispatcher));
+    let readyz = format!("{}/readyz", platform.admin_url(Service::EventDispatcher));
+    let public_readyz = format!("{}/readyz", platform.http_url(Service::EventDispatcher));
 
     proxy.cut();
     let body = poll_until(&http, &readyz, 503, Duration::from_secs(15)).await?;
     assert_eq!(body["ready"], false);
     assert_ne!(body["checks"]["nats"], "ok");
+    // The public port says only that it is not ready: no dependency, address or driver error.
+    let body = poll_until(&http, &public_readyz, 503, Duration::from_secs(5)).await?;
+    assert_eq!(body, serde_json::json!({"status": "not_ready"}));
     // gRPC health agrees with /readyz.
     assert_eq!(platform.health(Service::EventDispatcher).await?, ServingStatus::NotServing);
     assert_eq!(platform.health(Service::Gateway).await?, ServingStatus::NotServing);

@@ -30,6 +30,8 @@ fn spawn(name: &'static str, env: &[(String, String)]) -> anyhow::Result<Bin> {
         .env("RUST_LOG", "warn")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env(format!("{prefix}HTTP_ADDR"), format!("127.0.0.1:{http}"))
+        // Port 0: parallel tests never share the default admin port.
+        .env(format!("{prefix}ADMIN_ADDR"), "127.0.0.1:0")
         .env(format!("{prefix}LOG_FORMAT"), "json")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());

@@ -974,6 +974,7 @@ impl Binary {
         let child = tokio::process::Command::from(getlood_testkit::service_command("workflow")?)
             .env("GETLOOD_WORKFLOW_HTTP_ADDR", format!("127.0.0.1:{http}"))
             .env("GETLOOD_WORKFLOW_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+            .env("GETLOOD_WORKFLOW_ADMIN_ADDR", "127.0.0.1:0")
             .env("GETLOOD_WORKFLOW_POSTGRES__URL", getlood_testkit::postgres_url())
             .env("GETLOOD_WORKFLOW_POSTGRES__SCHEMA", schema)
             .env("GETLOOD_WORKFLOW_POSTGRES__MAX_CONNECTIONS", "4")

@@ -53,6 +53,7 @@ async fn idle_rss() -> anyhow::Result<()> {
         let mut child: Child = getlood_testkit::service_command(name)?
             .env(format!("{prefix}HTTP_ADDR"), format!("127.0.0.1:{http_port}"))
             .env(format!("{prefix}GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
+            .env(format!("{prefix}ADMIN_ADDR"), "127.0.0.1:0")
             .env(format!("{prefix}POSTGRES__SCHEMA"), format!("bench_{}", name.replace('-', "_")))
             .env(format!("{prefix}LOG_FORMAT"), "json")
             .env(format!("{prefix}AUTH__HS256_SECRET"), getlood_testkit::TEST_SECRET)

@@ -109,7 +109,7 @@ async fn start_gateway(platform: &Platform) -> anyhow::Result<(Gateway, SocketAd
     config.services.desktop_state = desktop;
     config.services.event_dispatcher = dispatcher;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let listeners = getlood_server::Listeners::bind(loopback, loopback).await?;
+    let listeners = getlood_server::Listeners::bind(loopback, loopback, loopback).await?;
     let addr = listeners.http_addr();
     let token = tokio_util::sync::CancellationToken::new();
     tokio::spawn(getlood_server::run_service(

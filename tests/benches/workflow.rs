@@ -189,7 +189,7 @@ fn main() -> anyhow::Result<()> {
         config.mindsdb.url = getlood_testkit::mindsdb_url();
         config.auth.hs256_secret = Some(getlood_testkit::TEST_SECRET.to_owned().into());
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let listeners = Listeners::bind(loopback, loopback).await?;
+        let listeners = Listeners::bind(loopback, loopback, loopback).await?;
         let grpc = listeners.grpc_addr();
         let shutdown = CancellationToken::new();
         let service = tokio::spawn(getlood_server::run_service(

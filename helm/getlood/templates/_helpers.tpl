@@ -142,6 +142,7 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc).
 {{- $cfg := dict -}}
 {{- $_ := set $cfg (printf "%sHTTP_ADDR" $p) (printf "0.0.0.0:%d" (int $svc.ports.http)) -}}
 {{- $_ := set $cfg (printf "%sGRPC_ADDR" $p) (printf "0.0.0.0:%d" (int $svc.ports.grpc)) -}}
+{{- $_ := set $cfg (printf "%sADMIN_ADDR" $p) (printf "0.0.0.0:%d" (int $svc.ports.admin)) -}}
 {{- $_ := set $cfg (printf "%sLOG_FORMAT" $p) $g.logFormat -}}
 {{- $_ := set $cfg (printf "%sSHUTDOWN_TIMEOUT" $p) $g.shutdownTimeout -}}
 {{- $_ := set $cfg "RUST_LOG" $g.rustLog -}}
@@ -284,7 +285,7 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc "secretName" "...").
 {{/*
 One probe: (dict "probe" $probe "svc" $svc). A probe with `grpc` set uses the gRPC health
 service (grpc.health.v1) on the given port (default: the service's gRPC port); otherwise it is
-an HTTP GET on the named `http` port.
+an HTTP GET on the named port `port` (default `admin`, where /readyz has the details).
 */}}
 {{- define "getlood.probe" -}}
 {{- $pr := .probe -}}
@@ -297,7 +298,7 @@ grpc:
 {{- else }}
 httpGet:
   path: {{ $pr.path }}
-  port: http
+  port: {{ default "admin" $pr.port }}
 {{- end }}
 {{- range $k := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
 {{- if hasKey $pr $k }}

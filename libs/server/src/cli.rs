@@ -114,7 +114,7 @@ where
     F: FnOnce(ServiceConfig<A, M>, Runtime, Listeners) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    let listeners = Listeners::bind(config.http_addr, config.grpc_addr).await?;
+    let listeners = Listeners::bind(config.http_addr, config.grpc_addr, config.admin_addr).await?;
     let shutdown = CancellationToken::new();
     // The signal watcher is the one task outside the runtime's tracker: it must outlive it.
     #[allow(clippy::disallowed_methods)]
@@ -140,19 +140,23 @@ async fn migrate<A, M>(
     Ok(())
 }
 
-/// Blanks every value whose key looks secret, and passwords inside URLs.
+/// Blanks every value whose key looks secret, and the credentials inside every URL setting,
+/// whatever its key (`postgres.url`, `redis.url`, `nats.url`, `mindsdb.url`, `auth.jwks_url`,
+/// model `base_url`s, ...): see [`redact_url`].
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 let k = key.to_ascii_lowercase();
-                if k.contains("secret") || k.contains("password") || k.contains("token") || k == "pem" {
+                let secret_key = k.contains("secret")
+                    || k.contains("password")
+                    || k.contains("token")
+                    || k == "pem"
+                    || k == "key"
+                    || k.ends_with("_key");
+                if secret_key {
                     if !v.is_null() {
-                        *v = serde_json::Value::String("[redacted]".to_owned());
-                    }
-                } else if k == "url" {
-                    if let serde_json::Value::String(s) = v {
-                        *s = redact_url(s);
+                        *v = serde_json::Value::String(REDACTED.to_owned());
                     }
                 } else {
                     redact(v);
@@ -160,22 +164,62 @@ fn redact(value: &mut serde_json::Value) {
             }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        serde_json::Value::String(s) if s.contains("://") => *s = redact_url(s),
         _ => {}
     }
 }
 
+const REDACTED: &str = "[redacted]";
+
+/// The URL (or comma-separated URLs, as `nats.url` takes) with its credentials blanked:
+/// `user:password@` keeps the user (`user:[redacted]@`), a lone userinfo is a token
+/// (`nats://TOKEN@host`, `redis://PASSWORD@host`) and is blanked whole, and every query
+/// parameter whose name looks secret (`password`, `token`, `api_key`, `secret`, `auth`, ...;
+/// `ssl*` file paths excepted) gets `[redacted]` as its value. The rest stays as written, so an
+/// operator still sees hosts, ports, databases and TLS settings.
 fn redact_url(url: &str) -> String {
-    // scheme://user:password@host -> scheme://user:[redacted]@host
+    url.split(',').map(redact_one_url).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) if !user.is_empty() => format!("{user}:{REDACTED}@{host}"),
+            _ => format!("{REDACTED}@{host}"),
+        },
+        None => authority.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
-        None => url.to_owned(),
-    }
+    let (before_fragment, fragment) = match tail.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (tail, None),
+    };
+    let tail = match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if secret_param(name) => format!("{name}={REDACTED}"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => before_fragment.to_owned(),
+    };
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    format!("{scheme}://{authority}{tail}{fragment}")
+}
+
+/// Whether a query parameter named `name` carries a credential.
+fn secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    !name.starts_with("ssl")
+        && ["pass", "pwd", "secret", "token", "key", "auth", "credential", "sig"].iter().any(|w| name.contains(w))
 }
 
 #[cfg(test)]
@@ -193,5 +237,34 @@ mod tests {
         assert_eq!(v["auth"]["hs256_secret"], "[redacted]");
         assert_eq!(v["auth"]["public_keys"][0]["pem"], "[redacted]");
         assert_eq!(v["auth"]["public_keys"][0]["kid"], "a");
+    }
+
+    #[test]
+    fn every_url_setting_loses_its_credentials() {
+        let mut v = serde_json::json!({
+            "postgres": {"url": "postgres://app@db:5432/x?sslmode=verify-full&sslrootcert=/etc/getlood/ca/pg.pem&password=hunter2"},
+            "redis": {"url": "rediss://:s3cret@cache:6380/0"},
+            "nats": {"url": "tls://TOKEN123@nats-1:4222, nats://user:pw@nats-2:4222"},
+            "mindsdb": {"url": "https://mindsdb:47334/api?user=admin&PassWord=pw1#frag"},
+            "auth": {"jwks_url": "https://idp.example/jwks.json?access_token=abc&tenant=t1"},
+            "app": {"intent_model": {"base_url": "http://model:8080/v1?api_key=sk-1", "api_key": "sk-2"},
+                    "key_prefix": "getlood"},
+            "services": {"gateway": "http://127.0.0.1:9090"},
+        });
+        redact(&mut v);
+        let out = v.to_string();
+        for secret in ["hunter2", "s3cret", "TOKEN123", "pw@", "pw1", "abc", "sk-1", "sk-2"] {
+            assert!(!out.contains(secret), "{secret} leaked: {out}");
+        }
+        assert_eq!(
+            v["postgres"]["url"],
+            "postgres://[redacted]@db:5432/x?sslmode=verify-full&sslrootcert=/etc/getlood/ca/pg.pem&password=[redacted]"
+        );
+        assert_eq!(v["redis"]["url"], "rediss://[redacted]@cache:6380/0");
+        assert_eq!(v["nats"]["url"], "tls://[redacted]@nats-1:4222, nats://user:[redacted]@nats-2:4222");
+        assert_eq!(v["mindsdb"]["url"], "https://mindsdb:47334/api?user=admin&PassWord=[redacted]#frag");
+        assert_eq!(v["auth"]["jwks_url"], "https://idp.example/jwks.json?access_token=[redacted]&tenant=t1");
+        assert_eq!(v["app"]["key_prefix"], "getlood");
+        assert_eq!(v["services"]["gateway"], "http://127.0.0.1:9090");
     }
 }

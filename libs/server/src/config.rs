@@ -17,8 +17,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig<A, M = NoMindsdb> {
-    /// HTTP listener: `/livez`, `/readyz`, `/metrics`, and the service's HTTP API if any.
+    /// Public HTTP listener: `/livez`, a bare `/readyz` (status only), and the service's HTTP
+    /// API if any. This is the port an Ingress or another service may reach.
     pub http_addr: SocketAddr,
+    /// Admin HTTP listener, never routed by the Ingress: `/metrics`, `/readyz` with each
+    /// dependency's check (raw infrastructure errors included) and `/livez`. Default: the HTTP
+    /// port plus 1000 (gateway 9080 … event-dispatcher 9085).
+    pub admin_addr: SocketAddr,
     /// gRPC listener: the service API, `grpc.health.v1` and reflection.
     pub grpc_addr: SocketAddr,
     /// How long in-flight requests may take to finish after SIGTERM. Keep it below the pod's
@@ -163,11 +168,12 @@ impl Default for ServiceUrls {
 }
 
 impl<A: Default, M: Default> ServiceConfig<A, M> {
-    /// The defaults of a service listening on `http_port` and `grpc_port`, with its Postgres
-    /// schema named `schema`.
+    /// The defaults of a service listening on `http_port` and `grpc_port` (and for admin on
+    /// `http_port + 1000`, or 0 when `http_port` is 0), with its Postgres schema named `schema`.
     pub fn with_ports(http_port: u16, grpc_port: u16, schema: &str) -> Self {
         Self {
             http_addr: SocketAddr::from(([0, 0, 0, 0], http_port)),
+            admin_addr: SocketAddr::from(([0, 0, 0, 0], admin_port(http_port))),
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], grpc_port)),
             shutdown_timeout: Duration::from_secs(25),
             request_timeout: Duration::from_secs(60),
@@ -224,6 +230,7 @@ impl<A: Validate, M: Validate> Validate for ServiceConfig<A, M> {
         if !is_subject_token(&self.nats.subject_prefix) {
             return Err(ConfigError::invalid("nats.subject_prefix", "must match [a-zA-Z0-9_-]+"));
         }
+        check_distinct_ports(self.http_addr, self.grpc_addr, self.admin_addr)?;
         getlood_config::require_positive([
             ("shutdown_timeout", self.shutdown_timeout),
             ("request_timeout", self.request_timeout),
@@ -267,6 +274,27 @@ impl Validate for NoSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }
+}
+
+/// The default admin port of a service whose public HTTP port is `http_port`.
+fn admin_port(http_port: u16) -> u16 {
+    if http_port == 0 { 0 } else { http_port.saturating_add(1000) }
+}
+
+/// Refuses two listeners on one port: the admin port must stay apart from the public one for the
+/// Ingress and the NetworkPolicy to keep it private. Port 0 (any free port) never clashes.
+fn check_distinct_ports(http: SocketAddr, grpc: SocketAddr, admin: SocketAddr) -> Result<(), ConfigError> {
+    let clash = |a: SocketAddr, b: SocketAddr| a.port() != 0 && a.port() == b.port();
+    if clash(admin, http) || clash(admin, grpc) {
+        return Err(ConfigError::invalid(
+            "admin_addr",
+            format!("port {} is already the http or grpc port", admin.port()),
+        ));
+    }
+    if clash(http, grpc) {
+        return Err(ConfigError::invalid("grpc_addr", format!("port {} is already the http port", grpc.port())));
+    }
+    Ok(())
 }
 
 fn check_url(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
@@ -338,6 +366,16 @@ mod tests {
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
         c.shutdown_timeout = Duration::ZERO;
         assert!(c.validate().unwrap_err().to_string().contains("shutdown_timeout"));
+    }
+
+    #[test]
+    fn admin_port_defaults_beside_http_and_must_differ() {
+        let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+        assert_eq!(c.admin_addr.port(), 9080);
+        assert_eq!(ServiceConfig::<App>::with_ports(0, 0, "gateway").admin_addr.port(), 0);
+        c.auth.jwks_url = Some("https://idp.example/jwks.json".to_owned());
+        c.admin_addr = SocketAddr::from(([0, 0, 0, 0], 8080));
+        assert!(c.validate().unwrap_err().to_string().contains("admin_addr"));
     }
 
     #[test]

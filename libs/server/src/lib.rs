@@ -8,8 +8,9 @@
 //!   clients, event bus, outbox relay, channels to other services, task tracker, shutdown) and
 //!   handed to the service's `run`;
 //! * [`Upstream`] and [`Caller`]: the one way to call another service;
-//! * [`Runtime::serve`]: gRPC (with `grpc.health.v1` and reflection) and HTTP (`/livez`, `/readyz`,
-//!   `/metrics`, plus the service's routes) on caller-bound listeners, draining in-flight requests
+//! * [`Runtime::serve`]: gRPC (with `grpc.health.v1` and reflection), public HTTP (`/livez`, a
+//!   bare `/readyz`, plus the service's routes) and admin HTTP (`/metrics`, the detailed
+//!   `/readyz`) on caller-bound listeners, draining in-flight requests
 //!   on shutdown within `shutdown_timeout`;
 //! * [`shutdown_signal`]: SIGINT/SIGTERM to a `CancellationToken`.
 

@@ -21,20 +21,28 @@ pub struct ServiceSpec {
     pub needs: Needs,
 }
 
-/// The two listeners of a service, bound by the caller (port 0 in tests).
+/// The three listeners of a service, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
-    /// HTTP listener.
+    /// Public HTTP listener: the API, `/livez` and a bare `/readyz`.
     pub http: TcpListener,
     /// gRPC listener.
     pub grpc: TcpListener,
+    /// Admin HTTP listener: `/metrics`, the detailed `/readyz`, `/livez`. Never routed by the
+    /// Ingress; only Prometheus and the kubelet reach it.
+    pub admin: TcpListener,
 }
 
 impl Listeners {
-    /// Binds both addresses.
-    pub async fn bind(http: SocketAddr, grpc: SocketAddr) -> Result<Self> {
+    /// Binds the three addresses.
+    pub async fn bind(http: SocketAddr, grpc: SocketAddr, admin: SocketAddr) -> Result<Self> {
         let bind = |addr| async move { TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source }) };
-        Ok(Self { http: bind(http).await?, grpc: bind(grpc).await? })
+        Ok(Self { http: bind(http).await?, grpc: bind(grpc).await?, admin: bind(admin).await? })
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The bound HTTP address.
@@ -49,8 +57,8 @@ impl Listeners {
 }
 
 impl crate::Runtime {
-    /// Serves `grpc` (plus health and reflection) and `http` (plus `/livez`, `/readyz`,
-    /// `/metrics`) until the shutdown token is cancelled, then lets in-flight requests finish
+    /// Serves `grpc` (plus health and reflection), `http` (plus `/livez` and a bare `/readyz`)
+    /// and the admin listener (`/metrics`, the detailed `/readyz`, `/livez`) until the shutdown token is cancelled, then lets in-flight requests finish
     /// within `shutdown_timeout` and stops the background tasks on the tracker.
     pub async fn serve(self, listeners: Listeners, grpc: tonic::service::Routes, http: Router) -> Result<()> {
         serve(self, listeners, grpc, http).await
@@ -103,6 +111,7 @@ async fn serve(
 
     let grpc_addr = listeners.grpc_addr();
     let http_addr = listeners.http_addr();
+    let admin_addr = listeners.admin_addr();
     let grpc_server = tonic::transport::Server::builder()
         .timeout(settings.request_timeout)
         .trace_fn(move |req| {
@@ -120,15 +129,21 @@ async fn serve(
             shutdown.clone().cancelled_owned(),
         );
 
-    let app = http.merge(admin_router(readiness)).layer(axum::middleware::from_fn_with_state(name, http_metrics));
+    let app =
+        http.merge(public_probes(readiness.clone())).layer(axum::middleware::from_fn_with_state(name, http_metrics));
     let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Scrapes and probes are not counted in the request metrics: they would drown the API's.
+    let admin_server = axum::serve(listeners.admin, admin_router(readiness))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
-    tracing::info!(service = name, %http_addr, %grpc_addr, "service listening");
+    tracing::info!(service = name, %http_addr, %grpc_addr, %admin_addr, "service listening");
     let servers = async {
-        let (h, g) = tokio::join!(async { http_server.await.map_err(|e| Error::Serve(format!("http: {e}"))) }, async {
-            grpc_server.await.map_err(|e| Error::Serve(format!("grpc: {e}")))
-        },);
-        h.and(g)
+        let (h, g, a) = tokio::join!(
+            async { http_server.await.map_err(|e| Error::Serve(format!("http: {e}"))) },
+            async { grpc_server.await.map_err(|e| Error::Serve(format!("grpc: {e}"))) },
+            async { admin_server.await.map_err(|e| Error::Serve(format!("admin: {e}"))) },
+        );
+        h.and(g).and(a)
     };
     let drain_deadline = async {
         shutdown.cancelled().await;
@@ -151,12 +166,31 @@ async fn serve(
     result
 }
 
+/// The probes of the public port: liveness, and readiness as a status only. Which dependency
+/// failed and why (hostnames, driver errors) is for operators, on the admin port.
+fn public_probes(readiness: Readiness) -> Router {
+    Router::new().route("/livez", get(livez)).route("/readyz", get(bare_readyz)).with_state(readiness)
+}
+
+/// The admin port: the metrics and the detailed readiness report.
 fn admin_router(readiness: Readiness) -> Router {
     Router::new()
-        .route("/livez", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(|| async { getlood_telemetry::prometheus_handle().render() }))
         .with_state(readiness)
+}
+
+async fn livez() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn bare_readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
+    if readiness.report().ready {
+        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "not_ready"})))
+    }
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {

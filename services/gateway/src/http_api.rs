@@ -21,11 +21,13 @@ use crate::{AppState, chat, desktop_api, memory_api, rate_limit, registry_api, s
 /// the router *every* route, WebSocket included, runs behind `require_auth`. A route that must
 /// be public goes to the skeleton and to this list, never around `require_auth`.
 #[cfg_attr(not(test), allow(dead_code, reason = "the rule, for reviewers; checked by the tests"))]
-pub(crate) const PUBLIC_ROUTES: &[&str] = &["/livez", "/readyz", "/metrics"];
+/// `/metrics` and the detailed readiness report are on the admin port, which the Ingress never
+/// routes.
+pub(crate) const PUBLIC_ROUTES: &[&str] = &["/livez", "/readyz"];
 
 /// The gateway's router: authenticated API routes under `/api/v1` and `/v1` and the desktop
-/// WebSocket under `/ws`, behind the shared layer stack. Health, readiness and metrics are added
-/// by the server skeleton, unauthenticated ([`PUBLIC_ROUTES`]).
+/// WebSocket under `/ws`, behind the shared layer stack. Liveness and a bare readiness status are
+/// added by the server skeleton, unauthenticated ([`PUBLIC_ROUTES`]); metrics are on the admin port.
 ///
 /// Plain routes run under `http_request_timeout`; the chat route (SSE or a long non-streaming
 /// answer) is kept out of that layer and bounded by its own idle and total deadlines instead,
@@ -76,7 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workflows/runs/{run_id}/cancel", post(workflow_api::cancel_run))
         .route("/api/v1/workflows/runs/{run_id}/approve", post(workflow_api::approve_node))
         // Plain requests only: the deadline answers 408 rather than holding a connection.
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.http_request_timeout));
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.http_request_timeout))
+        // Per-user and per-tenant budgets of writes and expensive reads, by route class; a
+        // route layer, so it runs after auth (the router's route_layer below) and sees the route.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_routes));
     let streaming = Router::new()
         .route(
             "/v1/chat/completions",
@@ -160,7 +165,7 @@ mod tests {
     /// API route is public only if it is taken out of this router, which is reviewed here.
     #[test]
     fn public_routes_are_only_the_skeletons() {
-        assert_eq!(PUBLIC_ROUTES, ["/livez", "/readyz", "/metrics"]);
+        assert_eq!(PUBLIC_ROUTES, ["/livez", "/readyz"]);
         for route in PUBLIC_ROUTES {
             assert!(!route.starts_with("/api/") && !route.starts_with("/v1/") && !route.starts_with("/ws/"), "{route}");
         }

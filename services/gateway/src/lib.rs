@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{Error, Result};
 pub use http_api::router;
 pub use permissions::{RoutePermission, permission_for, route_permissions};
-pub use rate_limit::{RateLimiter, StoreErrorPolicy};
+pub use rate_limit::{ClassLimit, RateLimiter, RouteClass, StoreErrorPolicy};
 pub use upstream::Upstreams;
 pub use ws::Realtime;
 
@@ -61,6 +61,17 @@ pub struct GatewaySettings {
     /// What a limited route does when Redis cannot answer in time: `allow` (fail open, the
     /// default) or `deny` (fail closed with 503).
     pub rate_limit_on_store_error: StoreErrorPolicy,
+    /// Per-user and per-tenant budgets of the other limited route classes (`workflow_execute`,
+    /// `workflow_validate`, `agent_write`, `search`, `ws_command`, `write`); a class left out,
+    /// or a 0, is not limited. Set one class at a time with
+    /// `APP__RATE_LIMITS__WORKFLOW_EXECUTE__PER_USER_PER_MINUTE=10`.
+    pub rate_limits: BTreeMap<RouteClass, ClassLimit>,
+    /// What the classes other than chat do when Redis cannot answer in time: false (the
+    /// default) fails closed with 503 and `Retry-After`; true serves them without a limit.
+    pub rate_limit_fail_open: bool,
+    /// Chat turns one tenant may have in flight on one gateway replica; one more is a 429.
+    /// 0 removes the cap.
+    pub tenant_max_concurrent_chats: usize,
     /// How long a rate-limit decision may wait for Redis before the store-error policy applies.
     #[serde(with = "humantime_serde")]
     pub rate_limit_store_timeout: Duration,
@@ -93,6 +104,9 @@ pub struct GatewaySettings {
     /// Interval of the WebSocket ping frames; a client silent for three intervals is dropped.
     #[serde(with = "humantime_serde")]
     pub ws_ping_interval: Duration,
+    /// WebSockets one user may hold open on one gateway replica (desktop and event sockets
+    /// together); one more upgrade is a 429.
+    pub ws_max_sockets_per_user: usize,
     /// Longest a single frame may take to be written to a client before it is dropped.
     #[serde(with = "humantime_serde")]
     pub ws_send_timeout: Duration,
@@ -117,6 +131,9 @@ impl Default for GatewaySettings {
             tenant_rate_limit_per_minute: 1000,
             tenant_rate_limit_overrides: BTreeMap::new(),
             rate_limit_on_store_error: StoreErrorPolicy::Allow,
+            rate_limits: rate_limit::default_class_limits(),
+            rate_limit_fail_open: false,
+            tenant_max_concurrent_chats: 32,
             rate_limit_store_timeout: Duration::from_millis(250),
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_request_timeout: Duration::from_secs(10),
@@ -127,6 +144,7 @@ impl Default for GatewaySettings {
             ws_buffer: 256,
             ws_replay: 1024,
             ws_ping_interval: Duration::from_secs(15),
+            ws_max_sockets_per_user: 16,
             ws_send_timeout: Duration::from_secs(10),
             ws_feed_idle: Duration::from_secs(30),
             agent_cache_ttl: Duration::from_secs(60),
@@ -143,8 +161,17 @@ impl Validate for GatewaySettings {
         if self.ws_buffer == 0 {
             return Err(ConfigError::invalid("app.ws_buffer", "must be at least 1"));
         }
+        if self.ws_max_sockets_per_user == 0 {
+            return Err(ConfigError::invalid("app.ws_max_sockets_per_user", "must be at least 1"));
+        }
         if self.chat_rate_limit_per_minute == 0 {
             return Err(ConfigError::invalid("app.chat_rate_limit_per_minute", "must be at least 1"));
+        }
+        if self.rate_limits.contains_key(&RouteClass::Chat) {
+            return Err(ConfigError::invalid(
+                "app.rate_limits.chat",
+                "chat has its own settings: chat_rate_limit_per_minute and tenant_rate_limit_per_minute",
+            ));
         }
         for tenant in self.tenant_rate_limit_overrides.keys() {
             if getlood_auth::TenantId::parse(tenant).is_err() {

@@ -9,18 +9,31 @@
 //! clock (`TIME`), so the replicas' clocks never need to agree, and it checks both limits before
 //! updating either: a refused request consumes nothing.
 //!
-//! When Redis cannot answer within `rate_limit_store_timeout`, the policy decides: `allow` (the
-//! default) fails open, because the limit protects capacity and fairness, not security (every
-//! request is still authenticated and tenant-scoped), and a cache outage must not become a chat
-//! outage; `deny` fails closed with 503 for deployments that prefer the opposite trade.
+//! Besides chat, every write and every expensive route has a limit per user and per tenant, by
+//! route class ([`RouteClass`], `app.rate_limits.<class>`): workflow execute and validate, agent
+//! create/update (MindsDB checks the model), memory search (an embedding and a vector search),
+//! WebSocket commands, and every other write. Each class counts separately.
+//!
+//! When Redis cannot answer within `rate_limit_store_timeout`, chat follows
+//! `rate_limit_on_store_error`: `allow` (the default) fails open, because a cache outage must not
+//! become a chat outage; `deny` fails closed. The other classes follow `rate_limit_fail_open`,
+//! false by default: they fail closed (503 with `Retry-After`), because writes and expensive
+//! calls are where an unlimited burst hurts the other tenants, and a Redis outage is short.
+//!
+//! Chat turns in flight are also capped per tenant on each replica
+//! (`tenant_max_concurrent_chats`, 429 beyond it): the per-minute limits bound how often a
+//! tenant starts turns, this bounds how many of its long turns hold the pipeline at once.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::MatchedPath;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
-use getlood_auth::Principal;
+use futures::StreamExt as _;
+use getlood_auth::{Principal, TenantId};
 use getlood_common::{ApiError, ErrorCode};
 use getlood_server::RedisHandle;
 use serde::{Deserialize, Serialize};
@@ -101,13 +114,87 @@ pub struct Decision {
     pub retry_after_secs: u64,
 }
 
-/// Checks and counts chat requests against the shared limits.
+/// A class of limited routes; each has its own per-user and per-tenant budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteClass {
+    /// `POST /v1/chat/completions` (and gRPC `ChatCompletion`): `chat_rate_limit_per_minute`.
+    Chat,
+    /// `POST /api/v1/workflows/{id}/execute`.
+    WorkflowExecute,
+    /// `POST /api/v1/workflows/validate`.
+    WorkflowValidate,
+    /// `POST /api/v1/agents`, `PUT /api/v1/agents/{id}` (the model is checked through MindsDB).
+    AgentWrite,
+    /// `GET /api/v1/memory/search` (embedding plus vector search).
+    Search,
+    /// A command frame on a desktop WebSocket.
+    WsCommand,
+    /// Every other `POST`, `PUT`, `PATCH` or `DELETE` under `/api/v1`.
+    Write,
+}
+
+impl RouteClass {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::WorkflowExecute => "workflow_execute",
+            Self::WorkflowValidate => "workflow_validate",
+            Self::AgentWrite => "agent_write",
+            Self::Search => "search",
+            Self::WsCommand => "ws_command",
+            Self::Write => "write",
+        }
+    }
+
+    /// The class of a plain route, by method and route template; `None` for unlimited reads.
+    pub(crate) fn of(method: &http::Method, route: &str) -> Option<Self> {
+        use http::Method;
+        match (method, route) {
+            (&Method::POST, "/api/v1/workflows/{id}/execute") => Some(Self::WorkflowExecute),
+            (&Method::POST, "/api/v1/workflows/validate") => Some(Self::WorkflowValidate),
+            (&Method::POST, "/api/v1/agents") | (&Method::PUT, "/api/v1/agents/{id}") => Some(Self::AgentWrite),
+            (&Method::GET, "/api/v1/memory/search") => Some(Self::Search),
+            (&Method::POST | &Method::PUT | &Method::PATCH | &Method::DELETE, r) if r.starts_with("/api/v1/") => {
+                Some(Self::Write)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The per-minute budget of one route class (`app.rate_limits.<class>`); 0 disables a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassLimit {
+    /// Requests a minute one user of one tenant may make in this class.
+    pub per_user_per_minute: u32,
+    /// Requests a minute a whole tenant may make in this class.
+    pub per_tenant_per_minute: u32,
+}
+
+/// The default budgets of the classes other than chat (which keeps its own settings).
+pub fn default_class_limits() -> BTreeMap<RouteClass, ClassLimit> {
+    let limit = |user, tenant| ClassLimit { per_user_per_minute: user, per_tenant_per_minute: tenant };
+    BTreeMap::from([
+        (RouteClass::WorkflowExecute, limit(30, 300)),
+        (RouteClass::WorkflowValidate, limit(120, 1200)),
+        (RouteClass::AgentWrite, limit(20, 200)),
+        (RouteClass::Search, limit(120, 1200)),
+        (RouteClass::WsCommand, limit(600, 6000)),
+        (RouteClass::Write, limit(300, 3000)),
+    ])
+}
+
+/// Checks and counts requests against the shared limits, and holds the per-tenant chat
+/// concurrency of this replica.
 #[derive(Clone)]
 pub struct RateLimiter {
     redis: Option<RedisHandle>,
     prefix: Arc<str>,
     settings: Arc<GatewaySettings>,
     script: Arc<redis::Script>,
+    chats_in_flight: Arc<Mutex<HashMap<TenantId, usize>>>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -119,7 +206,26 @@ impl std::fmt::Debug for RateLimiter {
 impl RateLimiter {
     /// A limiter keeping its counters under `<key_prefix>:ratelimit:` in `redis`.
     pub fn new(redis: Option<RedisHandle>, key_prefix: &str, settings: Arc<GatewaySettings>) -> Self {
-        Self { redis, prefix: Arc::from(key_prefix), settings, script: Arc::new(redis::Script::new(GCRA_SCRIPT)) }
+        Self {
+            redis,
+            prefix: Arc::from(key_prefix),
+            settings,
+            script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+            chats_in_flight: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Counts one more chat turn of `tenant` in flight on this replica, or refuses it at
+    /// `tenant_max_concurrent_chats` (0: no cap). The permit ends the turn when dropped.
+    pub(crate) fn start_chat(&self, tenant: &TenantId) -> Option<ChatPermit> {
+        let max = self.settings.tenant_max_concurrent_chats;
+        let mut inflight = self.chats_in_flight.lock().ok()?;
+        let n = inflight.entry(tenant.clone()).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ChatPermit { inflight: self.chats_in_flight.clone(), tenant: tenant.clone() })
     }
 
     /// The tenant-wide limit of `tenant`, if any.
@@ -135,17 +241,47 @@ impl RateLimiter {
 
     /// Counts one chat request of `principal` against its user and tenant limits.
     pub async fn check_chat(&self, principal: &Principal) -> Result<Decision> {
-        let redis = self.redis.as_ref().ok_or(Error::RateLimitStoreMissing)?;
+        self.check(RouteClass::Chat, principal).await
+    }
+
+    /// The (user, tenant) limits of `class` for `tenant`; a 0 disables that limit.
+    fn limits_of(&self, class: RouteClass, tenant: &str) -> (u32, Option<u32>) {
+        match class {
+            RouteClass::Chat => (self.settings.chat_rate_limit_per_minute, self.tenant_limit(tenant)),
+            _ => {
+                let l = self
+                    .settings
+                    .rate_limits
+                    .get(&class)
+                    .copied()
+                    .unwrap_or(ClassLimit { per_user_per_minute: 0, per_tenant_per_minute: 0 });
+                (l.per_user_per_minute, (l.per_tenant_per_minute > 0).then_some(l.per_tenant_per_minute))
+            }
+        }
+    }
+
+    /// Counts one request of `principal` in `class` against its user and tenant limits.
+    /// `Ok(None)`: the class has no limit at all.
+    async fn check(&self, class: RouteClass, principal: &Principal) -> Result<Decision> {
         let tenant = principal.tenant.as_str();
+        let (user_limit, tenant_limit) = self.limits_of(class, tenant);
+        let class_name = class.as_str();
         // The `{tenant}` hash tag keeps both keys in one Redis Cluster slot, as a multi-key
         // script requires; the user id comes last, so any character in it is unambiguous.
-        let mut limits = vec![(
-            format!("{}:ratelimit:{{{tenant}}}:chat:user:{}", self.prefix, principal.user),
-            self.settings.chat_rate_limit_per_minute,
-        )];
-        if let Some(limit) = self.tenant_limit(tenant) {
-            limits.push((format!("{}:ratelimit:{{{tenant}}}:chat:tenant", self.prefix), limit));
+        let mut limits = Vec::new();
+        if user_limit > 0 {
+            limits.push((
+                format!("{}:ratelimit:{{{tenant}}}:{class_name}:user:{}", self.prefix, principal.user),
+                user_limit,
+            ));
         }
+        if let Some(limit) = tenant_limit {
+            limits.push((format!("{}:ratelimit:{{{tenant}}}:{class_name}:tenant", self.prefix), limit));
+        }
+        if limits.is_empty() {
+            return Ok(Decision { allowed: true, limit: 0, remaining: 0, reset_secs: 0, retry_after_secs: 0 });
+        }
+        let redis = self.redis.as_ref().ok_or(Error::RateLimitStoreMissing)?;
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(u64::try_from(PERIOD.as_micros()).unwrap_or(u64::MAX));
         for (key, limit) in &limits {
@@ -159,10 +295,7 @@ impl RateLimiter {
             tokio::time::timeout(self.settings.rate_limit_store_timeout, call)
                 .await
                 .map_err(|_| Error::RateLimitStoreTimeout)??;
-        let limit = usize::try_from(binding - 1)
-            .ok()
-            .and_then(|i| limits.get(i))
-            .map_or(self.settings.chat_rate_limit_per_minute, |(_, l)| *l);
+        let limit = usize::try_from(binding - 1).ok().and_then(|i| limits.get(i)).map_or(user_limit, |(_, l)| *l);
         Ok(Decision {
             allowed: allowed == 1,
             limit,
@@ -173,9 +306,32 @@ impl RateLimiter {
         })
     }
 
-    /// The policy to apply when the store fails.
-    pub fn on_store_error(&self) -> StoreErrorPolicy {
-        self.settings.rate_limit_on_store_error
+    /// The policy to apply when the store fails on a request of `class`.
+    pub fn on_store_error(&self, class: RouteClass) -> StoreErrorPolicy {
+        match class {
+            RouteClass::Chat => self.settings.rate_limit_on_store_error,
+            _ if self.settings.rate_limit_fail_open => StoreErrorPolicy::Allow,
+            _ => StoreErrorPolicy::Deny,
+        }
+    }
+}
+
+/// One chat turn in flight for a tenant ([`RateLimiter::start_chat`]).
+pub(crate) struct ChatPermit {
+    inflight: Arc<Mutex<HashMap<TenantId, usize>>>,
+    tenant: TenantId,
+}
+
+impl Drop for ChatPermit {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.inflight.lock()
+            && let Some(n) = inflight.get_mut(&self.tenant)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inflight.remove(&self.tenant);
+            }
+        }
     }
 }
 
@@ -194,39 +350,83 @@ pub(crate) enum Verdict {
 
 /// Applies the chat limits and the store-error policy for `principal`.
 pub(crate) async fn verdict(limiter: &RateLimiter, principal: &Principal) -> Verdict {
-    match limiter.check_chat(principal).await {
+    class_verdict(limiter, RouteClass::Chat, principal).await
+}
+
+/// Applies the limits of `class` and its store-error policy for `principal`.
+pub(crate) async fn class_verdict(limiter: &RateLimiter, class: RouteClass, principal: &Principal) -> Verdict {
+    let what = match class {
+        RouteClass::Chat => "chat requests",
+        RouteClass::WsCommand => "websocket commands",
+        _ => "requests of this kind",
+    };
+    match limiter.check(class, principal).await {
+        Ok(decision) if decision.allowed && decision.limit == 0 => Verdict::Proceed(None),
         Ok(decision) if decision.allowed => Verdict::Proceed(Some(decision)),
         Ok(decision) => {
             tracing::info!(
                 tenant = %principal.tenant,
                 user = %principal.user,
+                class = class.as_str(),
                 limit = decision.limit,
                 retry_after_secs = decision.retry_after_secs,
-                "chat request rate limited"
+                "request rate limited"
             );
+            metrics::counter!("getlood_gateway_rate_limited_total", "class" => class.as_str()).increment(1);
             Verdict::Refuse(
                 ApiError::new(
                     ErrorCode::ResourceExhausted,
                     format!(
-                        "rate limit of {} chat requests per minute exceeded, retry in {} s",
+                        "rate limit of {} {what} per minute exceeded, retry in {} s",
                         decision.limit, decision.retry_after_secs
                     ),
                 ),
                 Some(decision),
             )
         }
-        Err(err) => match limiter.on_store_error() {
+        Err(err) => match limiter.on_store_error(class) {
             StoreErrorPolicy::Allow => {
-                tracing::warn!(error = %err, "rate-limit store unavailable, failing open");
+                tracing::warn!(error = %err, class = class.as_str(), "rate-limit store unavailable, failing open");
                 metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "allow").increment(1);
                 Verdict::Proceed(None)
             }
             StoreErrorPolicy::Deny => {
-                tracing::warn!(error = %err, "rate-limit store unavailable, failing closed");
+                tracing::warn!(error = %err, class = class.as_str(), "rate-limit store unavailable, failing closed");
                 metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "deny").increment(1);
                 Verdict::Refuse(ApiError::from(err), None)
             }
         },
+    }
+}
+
+/// The response of a refused request: the error with the budget headers, or `Retry-After: 1`
+/// when failing closed on a store outage.
+fn refusal(mut response: Response, decision: Option<Decision>) -> Response {
+    match decision {
+        Some(decision) => write_headers(response.headers_mut(), &decision),
+        None => {
+            response.headers_mut().insert(http::header::RETRY_AFTER, 1u32.into());
+        }
+    }
+    response
+}
+
+/// Middleware of the plain routes: limits the writes and expensive reads by [`RouteClass`]
+/// (unlimited reads pass untouched), after auth, with the budget headers on every response.
+pub(crate) async fn limit_routes(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let class = req.extensions().get::<MatchedPath>().and_then(|p| RouteClass::of(req.method(), p.as_str()));
+    let (Some(class), Some(principal)) = (class, req.extensions().get::<Principal>().cloned()) else {
+        return next.run(req).await;
+    };
+    match class_verdict(&state.limiter, class, &principal).await {
+        Verdict::Proceed(decision) => {
+            let mut response = next.run(req).await;
+            if let Some(decision) = decision {
+                write_headers(response.headers_mut(), &decision);
+            }
+            response
+        }
+        Verdict::Refuse(err, decision) => refusal(err.into_response(), decision),
     }
 }
 
@@ -250,23 +450,32 @@ pub(crate) async fn limit_chat(State(state): State<AppState>, req: Request, next
     };
     match verdict(&state.limiter, &principal).await {
         Verdict::Proceed(decision) => {
+            let Some(permit) = state.limiter.start_chat(&principal.tenant) else {
+                let max = state.settings.tenant_max_concurrent_chats;
+                tracing::info!(tenant = %principal.tenant, max, "chat refused, tenant at its concurrent turns");
+                metrics::counter!("getlood_gateway_rate_limited_total", "class" => "chat_concurrency").increment(1);
+                let err = ApiError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!("the tenant already has {max} chat turns in flight, retry when one ends"),
+                );
+                let mut response = crate::openai::error_response(&err).into_response();
+                response.headers_mut().insert(http::header::RETRY_AFTER, 1u32.into());
+                return response;
+            };
             let mut response = next.run(req).await;
             if let Some(decision) = decision {
                 write_headers(response.headers_mut(), &decision);
             }
-            response
+            // The turn lasts as long as its body: an SSE answer keeps the permit until its last
+            // chunk is sent or the client goes away (the body is dropped either way).
+            let (parts, body) = response.into_parts();
+            let body = body.into_data_stream().map(move |chunk| {
+                let _turn = &permit;
+                chunk
+            });
+            Response::from_parts(parts, axum::body::Body::from_stream(body))
         }
-        Verdict::Refuse(err, decision) => {
-            let mut response = crate::openai::error_response(&err).into_response();
-            match decision {
-                Some(decision) => write_headers(response.headers_mut(), &decision),
-                // Failing closed: the store is down, suggest a short back-off.
-                None => {
-                    response.headers_mut().insert(http::header::RETRY_AFTER, 1u32.into());
-                }
-            }
-            response
-        }
+        Verdict::Refuse(err, decision) => refusal(crate::openai::error_response(&err).into_response(), decision),
     }
 }
 
@@ -292,6 +501,22 @@ mod tests {
         assert_eq!(headers["x-ratelimit-remaining"], "0");
         assert_eq!(headers["x-ratelimit-reset"], "60");
         assert_eq!(headers["retry-after"], "12");
+    }
+
+    #[test]
+    fn routes_fall_in_their_class() {
+        use http::Method;
+        assert_eq!(RouteClass::of(&Method::POST, "/api/v1/workflows/{id}/execute"), Some(RouteClass::WorkflowExecute));
+        assert_eq!(RouteClass::of(&Method::POST, "/api/v1/workflows/validate"), Some(RouteClass::WorkflowValidate));
+        assert_eq!(RouteClass::of(&Method::PUT, "/api/v1/agents/{id}"), Some(RouteClass::AgentWrite));
+        assert_eq!(RouteClass::of(&Method::DELETE, "/api/v1/agents/{id}"), Some(RouteClass::Write));
+        assert_eq!(RouteClass::of(&Method::GET, "/api/v1/memory/search"), Some(RouteClass::Search));
+        assert_eq!(RouteClass::of(&Method::PATCH, "/api/v1/windows/{id}"), Some(RouteClass::Write));
+        assert_eq!(RouteClass::of(&Method::GET, "/api/v1/agents"), None);
+        let classes: BTreeMap<RouteClass, ClassLimit> =
+            serde_json::from_str(r#"{"workflow_execute":{"per_user_per_minute":1,"per_tenant_per_minute":0}}"#)
+                .unwrap();
+        assert_eq!(classes[&RouteClass::WorkflowExecute].per_user_per_minute, 1);
     }
 
     #[test]

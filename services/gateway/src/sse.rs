@@ -11,7 +11,10 @@
 //! that falls behind gets `event: resync` (`{"reason","cursor","last_delivered_cursor"}`) and the
 //! stream ends; it reloads its state and reconnects with `after=<cursor>`. Keep-alive comments
 //! are sent every `sse_heartbeat_interval`. The stream ends when the gateway shuts down; the
-//! browser reconnects with its last id.
+//! browser reconnects with its last id. It also ends when the caller's token expires, with a
+//! last `event: expired` (`{"code":"unauthenticated","message":"token expired"}`): the client
+//! reconnects with a fresh token and its last id. Over a WebSocket the same subscription counts
+//! against `ws_max_sockets_per_user` (429 beyond it) and ends with close 1008.
 
 use std::convert::Infallible;
 
@@ -98,6 +101,8 @@ pub(crate) enum Item {
     Resync(Value),
     /// The upstream failed (`{"code","message"}`); nothing follows.
     Failed(Value),
+    /// The caller's token expired (`{"code","message"}`); nothing follows.
+    Expired(Value),
 }
 
 /// The caller's events on `topics`, of `entity_id` only when not empty, resuming after `cursor`
@@ -115,11 +120,37 @@ pub(crate) async fn stream(
     start: Start,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade_of(upgrade)?;
+    // Counted before the subscription opens, so a refused socket costs the dispatcher nothing.
+    let permit = match &upgrade {
+        Some(_) => match state.realtime.acquire_socket(caller.principal()) {
+            Ok(permit) => Some(permit),
+            Err(err) => return Ok(crate::ws::too_many_sockets(err)),
+        },
+        None => None,
+    };
     let items = subscribe(state, caller, topics, entity_id, cursor, start).await?;
-    match upgrade {
-        Some(upgrade) => Ok(crate::ws::events_socket(state, upgrade, items)),
-        None => Ok(sse(state, items)),
+    let items = until_expiry(items, crate::ws::token_deadline(caller.principal()));
+    match (upgrade, permit) {
+        (Some(upgrade), Some(permit)) => Ok(crate::ws::events_socket(state, upgrade, items, permit)),
+        _ => Ok(sse(state, items)),
     }
+}
+
+/// `items` until `deadline` (the token's expiry), then one [`Item::Expired`]: a stream is
+/// authorised by the token it was opened with, and must not outlive it.
+fn until_expiry(items: BoxStream<'static, Item>, deadline: tokio::time::Instant) -> BoxStream<'static, Item> {
+    let expiry = Box::pin(tokio::time::sleep_until(deadline));
+    futures::stream::unfold(Some((items, expiry)), |state| async move {
+        let (mut items, mut expiry) = state?;
+        tokio::select! {
+            item = items.next() => item.map(|item| (item, Some((items, expiry)))),
+            () = &mut expiry => {
+                let data = json!({"code": "unauthenticated", "message": crate::ws::TOKEN_EXPIRED});
+                Some((Item::Expired(data), None))
+            }
+        }
+    })
+    .boxed()
 }
 
 /// A WebSocket upgrade, if the request is one.
@@ -204,6 +235,7 @@ fn sse(state: &AppState, items: BoxStream<'static, Item>) -> Response {
             Item::Event { cursor, kind, data } => Event::default().id(cursor).event(kind).data(data.to_string()),
             Item::Resync(data) => Event::default().event("resync").data(data.to_string()),
             Item::Failed(data) => Event::default().event("error").data(data.to_string()),
+            Item::Expired(data) => Event::default().event("expired").data(data.to_string()),
         })
     });
     let sse = Sse::new(events)

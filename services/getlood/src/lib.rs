@@ -147,6 +147,8 @@ pub struct Started {
     pub http_addr: SocketAddr,
     /// Bound gRPC address.
     pub grpc_addr: SocketAddr,
+    /// Bound admin address (`/metrics`, detailed `/readyz`).
+    pub admin_addr: SocketAddr,
     /// Completes when the service has stopped.
     pub task: JoinHandle<getlood_server::Result<()>>,
 }
@@ -158,11 +160,11 @@ pub async fn start(
     listeners: Option<Listeners>,
     shutdown: CancellationToken,
 ) -> getlood_server::Result<Started> {
-    let (http_addr, grpc_addr, task) = with_service!(service, |krate, migrator| {
+    let (Bound { http_addr, grpc_addr, admin_addr }, task) = with_service!(service, |krate, migrator| {
         spawn(service, krate::SPEC, krate::default_config(), migrator, overrides, listeners, shutdown, krate::run)
             .await?
     });
-    Ok(Started { service, http_addr, grpc_addr, task })
+    Ok(Started { service, http_addr, grpc_addr, admin_addr, task })
 }
 
 /// Runs `service` as its own process would (`getlood <service> [serve|migrate|print-config]`):
@@ -216,7 +218,7 @@ async fn spawn<A, M, F, Fut>(
     listeners: Option<Listeners>,
     shutdown: CancellationToken,
     run: F,
-) -> getlood_server::Result<(SocketAddr, SocketAddr, JoinHandle<getlood_server::Result<()>>)>
+) -> getlood_server::Result<(Bound, JoinHandle<getlood_server::Result<()>>)>
 where
     A: Serialize + DeserializeOwned + Validate + Send + Sync + 'static,
     M: Serialize + DeserializeOwned + Validate + Default + MindsdbSection + Send + Sync + 'static,
@@ -243,16 +245,28 @@ where
     config.validate()?;
     let listeners = match listeners {
         Some(l) => l,
-        None => Listeners::bind(config.http_addr, config.grpc_addr).await?,
+        None => Listeners::bind(config.http_addr, config.grpc_addr, config.admin_addr).await?,
     };
-    let (http_addr, grpc_addr) = (listeners.http_addr(), listeners.grpc_addr());
-    config.http_addr = http_addr;
-    config.grpc_addr = grpc_addr;
+    let bound = Bound {
+        http_addr: listeners.http_addr(),
+        grpc_addr: listeners.grpc_addr(),
+        admin_addr: listeners.admin_addr(),
+    };
+    config.http_addr = bound.http_addr;
+    config.grpc_addr = bound.grpc_addr;
+    config.admin_addr = bound.admin_addr;
     // Each in-process service is one task of the launcher, which waits on its handle; its own
     // background tasks run on its runtime's tracker.
     #[allow(clippy::disallowed_methods)]
     let task = tokio::spawn(getlood_server::run_service(spec, config, migrator, listeners, shutdown, run));
-    Ok((http_addr, grpc_addr, task))
+    Ok((bound, task))
+}
+
+/// The addresses a service was bound to.
+struct Bound {
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    admin_addr: SocketAddr,
 }
 
 fn apply<A, M: MindsdbSection>(config: &mut ServiceConfig<A, M>, o: &Overrides) {

@@ -171,7 +171,13 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
         println!();
         println!("GETLOOD is up (all six services in one process).");
         for s in &started {
-            println!("  {:<17} http://{}  grpc://{}", s.service.name(), local(s.http_addr), local(s.grpc_addr));
+            println!(
+                "  {:<17} http://{}  grpc://{}  admin (metrics, readiness): http://{}",
+                s.service.name(),
+                local(s.http_addr),
+                local(s.grpc_addr),
+                local(s.admin_addr)
+            );
         }
         println!();
         println!("Gateway:  {url}");

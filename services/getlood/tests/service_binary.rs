@@ -19,6 +19,7 @@ fn gateway() -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("GETLOOD_GATEWAY_HTTP_ADDR", "127.0.0.1:0")
         .env("GETLOOD_GATEWAY_GRPC_ADDR", "127.0.0.1:0")
+        .env("GETLOOD_GATEWAY_ADMIN_ADDR", "127.0.0.1:0")
         .env("GETLOOD_GATEWAY_LOG_FORMAT", "json")
         .env("GETLOOD_GATEWAY_AUTH__HS256_SECRET", "a-test-secret-that-is-long-enough-0123456789");
     cmd

@@ -40,6 +40,8 @@ pub struct RunningService {
     pub http_addr: SocketAddr,
     /// Its gRPC address.
     pub grpc_addr: SocketAddr,
+    /// Its admin address (`/metrics`, the detailed `/readyz`).
+    pub admin_addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<getlood_server::Result<()>>,
 }
@@ -147,7 +149,7 @@ impl PlatformBuilder {
         let mut bound = Vec::new();
         for service in &self.services {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-            bound.push((*service, Listeners::bind(loopback, loopback).await?));
+            bound.push((*service, Listeners::bind(loopback, loopback, loopback).await?));
         }
         let addrs: Vec<_> = bound.iter().map(|(s, l)| (*s, l.grpc_addr())).collect();
         let overrides = Overrides {
@@ -179,6 +181,7 @@ impl PlatformBuilder {
                     service,
                     http_addr: started.http_addr,
                     grpc_addr: started.grpc_addr,
+                    admin_addr: started.admin_addr,
                     shutdown,
                     task: started.task,
                 },
@@ -211,6 +214,11 @@ impl Platform {
     /// `agent_registry`), for tests that put in place a row only MindsDB could otherwise make.
     pub fn schema(&self, base: &str) -> String {
         format!("{base}_{}", self.run_id)
+    }
+
+    /// `http://<addr>` of `service`'s admin listener (`/metrics`, the detailed `/readyz`).
+    pub fn admin_url(&self, service: Service) -> String {
+        format!("http://{}", self.get(service).admin_addr)
     }
 
     /// A lazily connecting channel to `service`'s gRPC listener.

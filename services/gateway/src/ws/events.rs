@@ -10,7 +10,9 @@
 //! when the client fell behind; `{"type":"error","code":..,"message":..}` then a close (1013)
 //! when the event stream failed. Text frames from the client get an error frame (this socket
 //! takes no commands); a ping is sent every `ws_ping_interval` and a client silent for three
-//! intervals is dropped.
+//! intervals is dropped. Inbound frames are limited to 4 KiB, refused from the frame header
+//! (close 1009); the socket counts against `ws_max_sockets_per_user`; at the token's expiry the
+//! server sends close 1008 `token expired`.
 
 use std::time::Duration;
 
@@ -22,26 +24,45 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{METRIC_SOCKETS, PROTOCOL, close, text};
+use super::{METRIC_SOCKETS, PROTOCOL, SocketPermit, TOKEN_EXPIRED, close, text};
 use crate::AppState;
 use crate::sse::Item;
 
-/// Upgrades to a socket that sends `items`.
-pub(crate) fn events_socket(state: &AppState, upgrade: WebSocketUpgrade, items: BoxStream<'static, Item>) -> Response {
+/// Largest frame or message a client may send: this socket takes no commands, so anything
+/// bigger than a close reason is noise.
+const MAX_INBOUND_BYTES: usize = 4 * 1024;
+
+/// Upgrades to a socket that sends `items` (which end at the token's expiry with
+/// [`Item::Expired`]), holding `permit` until it closes.
+pub(crate) fn events_socket(
+    state: &AppState,
+    upgrade: WebSocketUpgrade,
+    items: BoxStream<'static, Item>,
+    permit: SocketPermit,
+) -> Response {
     let ping = state.settings.ws_ping_interval;
     let send_timeout = state.settings.ws_send_timeout;
     let shutdown = state.realtime.shutdown.clone();
+    configure(upgrade).on_failed_upgrade(|err| tracing::info!(error = %err, "websocket upgrade failed")).on_upgrade(
+        move |socket| async move {
+            metrics::gauge!(METRIC_SOCKETS).increment(1.0);
+            run(socket, items, ping, send_timeout, shutdown).await;
+            metrics::gauge!(METRIC_SOCKETS).decrement(1.0);
+            drop(permit);
+        },
+    )
+}
+
+/// The handshake and limits of an event socket. The frame limit matters as much as the message
+/// limit: tungstenite checks the message size only once a frame is fully read, so without it a
+/// client could make the gateway buffer a 16 MiB frame.
+fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
         .protocols([PROTOCOL])
         .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
-        .max_message_size(4 * 1024)
-        .on_failed_upgrade(|err| tracing::info!(error = %err, "websocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            metrics::gauge!(METRIC_SOCKETS).increment(1.0);
-            run(socket, items, ping, send_timeout, shutdown).await;
-            metrics::gauge!(METRIC_SOCKETS).decrement(1.0);
-        })
+        .max_message_size(MAX_INBOUND_BYTES)
+        .max_frame_size(MAX_INBOUND_BYTES)
 }
 
 async fn run(
@@ -99,6 +120,10 @@ async fn run(
                     let _ = send(close(close_code::AGAIN, "event stream unavailable")).await;
                     break;
                 }
+                Some(Item::Expired(_)) => {
+                    let _ = send(close(close_code::POLICY, TOKEN_EXPIRED)).await;
+                    break;
+                }
                 None => {
                     let _ = send(close(close_code::NORMAL, "event stream ended")).await;
                     break;
@@ -114,5 +139,13 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn event_socket_refuses_an_oversized_frame_from_its_header() {
+        assert!(super::super::tests::oversized_frame_is_refused_from_its_header(super::configure).await);
     }
 }

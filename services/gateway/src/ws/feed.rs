@@ -133,10 +133,31 @@ type FeedSlot = Arc<OnceCell<Arc<Feed>>>;
 #[derive(Clone)]
 pub struct Realtime {
     feeds: Arc<Mutex<HashMap<FeedKey, FeedSlot>>>,
+    /// Open WebSockets per (tenant, user) on this replica, bounded by `ws_max_sockets_per_user`.
+    sockets: Arc<Mutex<HashMap<(TenantId, String), usize>>>,
     pub(crate) settings: Arc<GatewaySettings>,
     pub(crate) upstreams: Upstreams,
     tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+}
+
+/// One open WebSocket of a user, counted until dropped ([`Realtime::acquire_socket`]).
+pub(crate) struct SocketPermit {
+    sockets: Arc<Mutex<HashMap<(TenantId, String), usize>>>,
+    key: (TenantId, String),
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        if let Ok(mut sockets) = self.sockets.lock()
+            && let Some(open) = sockets.get_mut(&self.key)
+        {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                sockets.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Realtime {
@@ -153,9 +174,34 @@ impl Realtime {
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { feeds: Arc::new(Mutex::new(HashMap::new())), settings, upstreams, tracker, shutdown }
+        Self {
+            feeds: Arc::new(Mutex::new(HashMap::new())),
+            sockets: Arc::new(Mutex::new(HashMap::new())),
+            settings,
+            upstreams,
+            tracker,
+            shutdown,
+        }
     }
 
+    /// Counts one more WebSocket of `principal`'s user on this replica, or refuses it when the
+    /// user already holds `ws_max_sockets_per_user`: each socket holds buffers, a feed slot and
+    /// possibly an upstream subscription, so one client must not hold them without bound. The
+    /// permit gives the slot back when dropped (socket closed or upgrade failed).
+    pub(crate) fn acquire_socket(&self, principal: &Principal) -> Result<SocketPermit, ApiError> {
+        let limit = self.settings.ws_max_sockets_per_user;
+        let key = (principal.tenant.clone(), principal.user.clone());
+        let mut sockets = self.sockets.lock().map_err(|_| ApiError::unavailable("socket registry poisoned"))?;
+        let open = sockets.entry(key.clone()).or_insert(0);
+        if *open >= limit {
+            return Err(ApiError::new(
+                getlood_common::ErrorCode::ResourceExhausted,
+                format!("at most {limit} WebSockets per user are open at once; close one first"),
+            ));
+        }
+        *open += 1;
+        Ok(SocketPermit { sockets: self.sockets.clone(), key })
+    }
     /// The live feed of `desktop_id`, started with `principal`'s token if there is none. The
     /// caller must already have checked that `principal` may see the desktop.
     pub(crate) async fn feed(&self, principal: &Principal, desktop_id: &str) -> Result<Arc<Feed>, ApiError> {

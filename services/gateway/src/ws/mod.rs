@@ -15,7 +15,8 @@
 //!   frame; clients skip events whose version is not newer than what they hold;
 //! * `{"type":"result","id":...,"command":"open","result":{...}}` and
 //!   `{"type":"error","id":...,"code":"invalid_argument","message":"..."}` answer commands; a
-//!   malformed command gets an error frame and the socket stays open;
+//!   malformed command gets an error frame and the socket stays open, and so does a command over
+//!   the `ws_command` rate limit (`"code":"resource_exhausted"`, `"retry_after":<s>`);
 //! * `{"type":"resync","reason":"lagged","cursor":"window:57"}`, then a close (1013): the client
 //!   fell further behind than `ws_buffer` events; it reconnects (with `?after=<cursor>` to get
 //!   the missed events, or without to reload the state).
@@ -32,6 +33,13 @@
 //!
 //! **Heartbeats.** A ping frame every `ws_ping_interval`; a client silent for three intervals
 //! is dropped.
+//!
+//! **Bounds.** Inbound frames and messages are limited (64 KiB here, 4 KiB on the event
+//! sockets), checked on the frame header so an oversized frame is refused before it is buffered
+//! (close 1009). A user holds at most `ws_max_sockets_per_user` sockets on a replica; one more
+//! upgrade is a 429 with `Retry-After`. A socket lives no longer than the token it was opened
+//! with: at the token's `exp` the server sends close 1008 `token expired` and the client
+//! reconnects with a fresh token (resuming with `?after=<cursor>`).
 
 mod events;
 mod feed;
@@ -58,12 +66,15 @@ use crate::caller::Caller;
 use crate::desktop_api::{self, GeometryBody, OpenBody, WindowCommand};
 pub(crate) use events::events_socket;
 pub use feed::Realtime;
+pub(crate) use feed::SocketPermit;
 use feed::{Feed, FeedItem, parse_position};
 
 /// Metric: WebSocket clients connected to this replica.
 pub const METRIC_SOCKETS: &str = "getlood_gateway_ws_clients";
 /// Metric: clients told to resync, labelled `reason`.
 pub const METRIC_RESYNC: &str = "getlood_gateway_ws_resync_total";
+/// Metric: WebSocket upgrades refused, labelled `reason`.
+pub const METRIC_REFUSED: &str = "getlood_gateway_ws_refused_total";
 
 /// The subprotocol the server selects.
 const PROTOCOL: &str = "getlood.v1";
@@ -103,6 +114,10 @@ pub(crate) async fn desktop_socket(
         Ok(u) => u,
         Err(rejection) => return ApiError::invalid_argument(rejection.body_text()).into_response(),
     };
+    let permit = match state.realtime.acquire_socket(caller.principal()) {
+        Ok(permit) => permit,
+        Err(err) => return too_many_sockets(err),
+    };
     // The session's own calls (state read, commands) are not part of the handshake request.
     let caller = caller.without_request_id();
     let settings = &state.settings;
@@ -114,6 +129,7 @@ pub(crate) async fn desktop_socket(
             let session = Session { state, caller, desktop_id, ping, send_timeout };
             session.run(socket, after).await;
             metrics::gauge!(METRIC_SOCKETS).decrement(1.0);
+            drop(permit);
         }
     })
 }
@@ -184,6 +200,8 @@ impl Session {
         }
 
         let shutdown = self.state.realtime.shutdown.clone();
+        let expiry = tokio::time::sleep_until(token_deadline(self.caller.principal()));
+        tokio::pin!(expiry);
         let mut ping = tokio::time::interval(self.ping);
         ping.reset();
         let mut last_heard = Instant::now();
@@ -191,6 +209,10 @@ impl Session {
             tokio::select! {
                 () = shutdown.cancelled() => {
                     let _ = self.send(&mut sink, close(close_code::AWAY, "server shutting down")).await;
+                    break;
+                }
+                () = &mut expiry => {
+                    let _ = self.send(&mut sink, close(close_code::POLICY, TOKEN_EXPIRED)).await;
                     break;
                 }
                 msg = stream.next() => {
@@ -299,8 +321,27 @@ impl Session {
             Err(e) => return error_frame_json(&id, &ApiError::invalid_argument(format!("invalid command: {e}"))),
         };
         // The socket is open to read-only viewers (desktops.read); commands change the desktop.
-        if let Err(err) = getlood_auth::require(&self.caller.principal().roles, getlood_auth::Permission::DesktopsWrite) {
+        if let Err(err) = getlood_auth::require(&self.caller.principal().roles, getlood_auth::Permission::DesktopsWrite)
+        {
             return error_frame_json(&id, &err);
+        }
+        // Commands are writes: the same per-user and per-tenant budgets as REST writes, in
+        // their own class. A refused command gets an error frame; the socket stays open.
+        match crate::rate_limit::class_verdict(
+            &self.state.limiter,
+            crate::RouteClass::WsCommand,
+            self.caller.principal(),
+        )
+        .await
+        {
+            crate::rate_limit::Verdict::Proceed(_) => {}
+            crate::rate_limit::Verdict::Refuse(err, decision) => {
+                let mut frame = error_frame_json(&id, &err);
+                if let Some(d) = decision {
+                    frame["retry_after"] = json!(d.retry_after_secs);
+                }
+                return frame;
+            }
         }
         let (name, cmd) = frame.into_command(&self.desktop_id);
         match desktop_api::execute(&self.state, &self.caller, cmd).await {
@@ -375,6 +416,25 @@ impl CommandFrame {
             }
         }
     }
+}
+
+/// The close reason (and SSE `expired` message) of a stream whose token expired.
+pub(crate) const TOKEN_EXPIRED: &str = "token expired";
+
+/// When `principal`'s token expires, on the tokio clock; a stream opened with it ends then.
+pub(crate) fn token_deadline(principal: &Principal) -> Instant {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let left = Duration::from_secs(principal.expires_at).saturating_sub(now);
+    Instant::now() + left
+}
+
+/// The 429 of an upgrade over the per-user socket limit. A socket frees its slot only when it
+/// closes, so the hint is a short back-off rather than an exact time.
+pub(crate) fn too_many_sockets(err: ApiError) -> Response {
+    metrics::counter!(METRIC_REFUSED, "reason" => "sockets_per_user").increment(1);
+    let mut response = err.into_response();
+    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
 }
 
 fn text(v: &Value) -> Message {
@@ -570,6 +630,77 @@ mod tests {
         }
         server.abort();
         String::from_utf8(response).unwrap().to_ascii_lowercase()
+    }
+
+    /// Opens a socket served with `configure` that reads until it fails, sends a frame header
+    /// announcing a 16 MiB text frame plus 1 KiB of its payload, and returns whether the server
+    /// closed the connection within 3 s (it must not wait to buffer the rest).
+    pub(crate) async fn oversized_frame_is_refused_from_its_header(
+        configure: fn(WebSocketUpgrade) -> WebSocketUpgrade,
+    ) -> bool {
+        let app = Router::new().route(
+            "/ws",
+            get(move |u: WebSocketUpgrade| async move {
+                configure(u).on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Protocol: getlood.v1\r\n\r\n"
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before the handshake response");
+            response.extend_from_slice(&buf[..n]);
+        }
+        assert!(response.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&response));
+        // FIN + text, masked, 64-bit length of 16 MiB, a zero mask, then part of the payload.
+        let mut frame = vec![0x81, 0xFF];
+        frame.extend_from_slice(&(16u64 * 1024 * 1024).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(&[b'a'; 1024]);
+        conn.write_all(&frame).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    // A close frame (opcode 8) then EOF.
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok();
+        server.abort();
+        closed
+    }
+
+    #[tokio::test]
+    async fn desktop_socket_refuses_an_oversized_frame_from_its_header() {
+        assert!(oversized_frame_is_refused_from_its_header(configure).await);
+    }
+
+    #[test]
+    fn token_deadline_is_the_tokens_exp() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let principal = |exp| Principal {
+            tenant: getlood_auth::TenantId::parse("acme").unwrap(),
+            user: "u".to_owned(),
+            roles: Vec::new(),
+            expires_at: exp,
+            token: String::new(),
+        };
+        let left = token_deadline(&principal(now + 30)) - Instant::now();
+        assert!(left > Duration::from_secs(28) && left <= Duration::from_secs(30), "{left:?}");
+        assert!(token_deadline(&principal(now - 5)) <= Instant::now());
     }
 
     #[tokio::test]
