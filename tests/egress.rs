@@ -234,7 +234,12 @@ async fn egress_delay_nodes_wait_without_a_worker_slot() -> anyhow::Result<()> {
     let platform = Platform::builder()
         .service(Service::Workflow)
         .service(Service::Gateway)
-        .app_settings(Service::Workflow, json!({"worker_concurrency": 1}))
+        // The slow delay is parked without its message and woken by the sweeper; the quick one
+        // comes back as its own message.
+        .app_settings(
+            Service::Workflow,
+            json!({"worker_concurrency": 1, "delay_park_after": "1s", "sweep_interval": "300ms"}),
+        )
         .start()
         .await?;
     platform.wait_ready(Duration::from_secs(30)).await?;

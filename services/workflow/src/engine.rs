@@ -333,7 +333,15 @@ impl Engine {
                     rtx.resume_attempt(i, wake - now);
                 }
                 self.commit(rtx).await?;
-                return Ok(Disposition::Nak((wake - now).to_std().unwrap_or_default()));
+                let remaining = (wake - now).to_std().unwrap_or_default();
+                // A short wait comes back as this same message. A long one gives the message
+                // up, which would otherwise hold one of the consumer's ack-pending slots for the
+                // whole wait, and the sweeper publishes the node again when it is due.
+                return Ok(if remaining <= self.settings.delay_park_after {
+                    Disposition::Nak(remaining)
+                } else {
+                    Disposition::Ack
+                });
             }
             rtx.succeed(i, json!({"waited_ms": duration.as_millis() as u64}));
             rtx.drain_ready(self.lease());
@@ -638,6 +646,18 @@ impl Engine {
         for (run_id, node_id) in lost {
             tracing::info!(%run_id, node_id, "re-publishing work that may have been lost");
             self.queue.publish(&WorkItem { run_id, node_id }).await?;
+        }
+        // Parked delay nodes whose wake-up time (their lease) has come.
+        let due: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT n.run_id, n.node_id FROM node_runs n JOIN runs r ON r.id = n.run_id \
+             WHERE r.status = 'running' AND r.mode = 'engine' AND n.node_type = 'delay' \
+               AND n.status = 'running' AND n.lease_until <= now() \
+             LIMIT 500",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (run_id, node_id) in due {
+            self.queue.publish_wake(&WorkItem { run_id, node_id }).await?;
         }
         Ok(())
     }

@@ -103,6 +103,12 @@ pub struct WorkflowSettings {
     pub max_graph_edges: usize,
     /// What `sql` nodes may read.
     pub sql: SqlSettings,
+    /// Delay nodes hold no worker while they wait. One that must wait longer than this also
+    /// gives its work message back (which would hold a JetStream ack-pending slot for the
+    /// whole wait) and is woken by the sweeper, within `sweep_interval` of its time; shorter
+    /// waits come back as the same message, on time.
+    #[serde(with = "humantime_serde")]
+    pub delay_park_after: Duration,
 }
 
 /// `app.sql`: what workflow `sql` nodes may read.
@@ -136,6 +142,7 @@ impl Default for WorkflowSettings {
             max_graph_nodes: 2_000,
             max_graph_edges: 10_000,
             sql: SqlSettings::default(),
+            delay_park_after: Duration::from_secs(60),
         }
     }
 }

@@ -112,9 +112,20 @@ impl WorkQueue {
 
     /// Publishes `item` and waits for the stream's acknowledgement.
     pub(crate) async fn publish(&self, item: &WorkItem) -> Result<()> {
+        self.publish_as(item, "").await
+    }
+
+    /// Publishes `item` again for a parked delay node that is due: its own message id, so the
+    /// stream's duplicate window does not drop it as a repeat of the node's first message
+    /// (while repeats of this wake-up are dropped).
+    pub(crate) async fn publish_wake(&self, item: &WorkItem) -> Result<()> {
+        self.publish_as(item, "@wake").await
+    }
+
+    async fn publish_as(&self, item: &WorkItem, id_suffix: &str) -> Result<()> {
         let mut headers = async_nats::HeaderMap::new();
         let body = item.encode();
-        headers.insert("Nats-Msg-Id", body.as_str());
+        headers.insert("Nats-Msg-Id", format!("{body}{id_suffix}").as_str());
         self.js.publish_with_headers(self.subject.clone(), headers, body.into()).await.map_err(q)?.await.map_err(q)?;
         Ok(())
     }
