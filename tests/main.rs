@@ -22,6 +22,7 @@ static INSTALL_CRYPTO_PROVIDER: extern "C" fn() = {
 };
 
 mod agent_registry;
+mod audit;
 mod auth;
 mod desktop_state;
 mod desktop_ws;

@@ -1,7 +1,9 @@
 //! `getlood.event_dispatcher.v1.EventDispatcherService`.
 
 use getlood_proto::event_dispatcher::v1::event_dispatcher_service_server::EventDispatcherService;
-use getlood_proto::event_dispatcher::v1::{SearchRequest, SearchResponse, SubscribeRequest};
+use getlood_proto::event_dispatcher::v1::{
+    ListAuditRequest, ListAuditResponse, SearchRequest, SearchResponse, SubscribeRequest,
+};
 use tonic::{Request, Response, Status};
 
 use crate::memory::Memory;
@@ -28,5 +30,11 @@ impl EventDispatcherService for Dispatcher {
         let principal = getlood_server::principal(&req)?.clone();
         let hits = self.memory.search(&principal, req.get_ref()).await?;
         Ok(Response::new(SearchResponse { hits }))
+    }
+
+    async fn list_audit(&self, req: Request<ListAuditRequest>) -> Result<Response<ListAuditResponse>, Status> {
+        let principal = getlood_server::principal(&req)?;
+        let page = crate::audit::list(&self.subscriptions.bus, principal, req.get_ref()).await?;
+        Ok(Response::new(page))
     }
 }

@@ -6,7 +6,10 @@
 //!   per subscriber ([`subscribe`]).
 //! * `turn.completed` events are ingested into each tenant's memory knowledge base by a durable
 //!   consumer, and `Search` serves it to the pipeline's enhancement stage ([`memory`]).
+//! * `ListAudit` pages through the tenant's audit events for callers with `audit.read`
+//!   ([`audit`]).
 
+mod audit;
 mod error;
 mod filter;
 mod grpc;
@@ -28,7 +31,7 @@ pub use subscribe::{METRIC_ACTIVE, METRIC_DELIVERED, METRIC_RESYNC};
 /// refused to everyone.
 pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
     use getlood_auth::Permission as P;
-    &[("Subscribe", P::EventsRead), ("Search", P::MemoryRead)]
+    &[("Subscribe", P::EventsRead), ("Search", P::MemoryRead), ("ListAudit", P::AuditRead)]
 };
 
 /// Name and dependencies of the service.

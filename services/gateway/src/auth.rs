@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use getlood_common::ApiError;
 
 use crate::AppState;
+use crate::audit::{Actor, Refusal};
 
 /// Prefix of the WebSocket subprotocol that carries a browser's token.
 const BEARER_PROTOCOL: &str = "bearer.";
@@ -33,13 +34,19 @@ pub(crate) async fn require_auth(State(state): State<AppState>, mut req: Request
     match state.verifier.verify_header(header.as_deref()) {
         Ok(principal) => {
             tracing::Span::current().record("tenant", principal.tenant.as_str());
+            // For the audit layer outside this one, which only sees the response.
+            let actor = Actor { tenant: principal.tenant.clone(), user: principal.user.clone() };
             req.extensions_mut().insert(principal);
-            next.run(req).await
+            let mut response = next.run(req).await;
+            response.extensions_mut().insert(actor);
+            response
         }
         Err(err) => {
             tracing::info!(reason = %err, path = %req.uri().path(), "request refused: unauthenticated");
             let challenge = challenge(&err.to_string());
+            let refusal = Refusal(err.to_string());
             let mut response = ApiError::from(err).into_response();
+            response.extensions_mut().insert(refusal);
             if let Ok(value) = http::HeaderValue::from_str(&challenge) {
                 // RFC 6750 §3: tell the client which scheme and why.
                 response.headers_mut().insert(http::header::WWW_AUTHENTICATE, value);

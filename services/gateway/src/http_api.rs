@@ -14,7 +14,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::require_auth;
 use crate::caller::Caller;
-use crate::{AppState, chat, desktop_api, memory_api, rate_limit, registry_api, sse, workflow_api, ws};
+use crate::{
+    AppState, audit, audit_api, chat, desktop_api, memory_api, rate_limit, registry_api, sse, workflow_api, ws,
+};
 
 /// The only routes of the gateway a request reaches without a verified token. They are not in
 /// [`router`]: the server skeleton (`getlood_server::serve`) adds them outside it, so within
@@ -43,6 +45,7 @@ pub fn router(state: AppState) -> Router {
             get(registry_api::get_agent).put(registry_api::update_agent).delete(registry_api::delete_agent),
         )
         .route("/api/v1/memory/search", get(memory_api::search))
+        .route("/api/v1/audit", get(audit_api::list))
         .route("/api/v1/skills", get(registry_api::list_skills).post(registry_api::create_skill))
         .route("/api/v1/skills/{name}", get(registry_api::get_skill).delete(registry_api::delete_skill))
         .route("/api/v1/desktops", get(desktop_api::list_desktops).post(desktop_api::create_desktop))
@@ -103,7 +106,10 @@ pub fn router(state: AppState) -> Router {
     let api = plain
         .merge(streaming)
         .route_layer(axum::middleware::from_fn(crate::permissions::require_permission))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_auth))
+        // Outside auth, so the audit log sees its 401s and the permission check's 403s as well
+        // as every handler's answer; still a route layer, so the matched route is known.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record));
 
     api.fallback(not_found).with_state(state).layer(
         // Outermost first.

@@ -2,6 +2,8 @@
 //! route except health, metrics and docs, assigns request ids, and answers with JSON errors.
 
 mod agent_cache;
+mod audit;
+mod audit_api;
 mod auth;
 mod caller;
 mod chat;
@@ -31,6 +33,7 @@ use getlood_config::{ConfigError, Validate};
 use getlood_server::{Infra, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec, UpstreamTimeouts};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{METRIC_DROPPED as METRIC_AUDIT_DROPPED, METRIC_PUBLISHED as METRIC_AUDIT_PUBLISHED};
 pub use error::{Error, Result};
 pub use http_api::router;
 pub use permissions::{RoutePermission, permission_for, route_permissions};
@@ -243,6 +246,8 @@ pub struct Shared {
     pub realtime: Realtime,
     /// Agent reads served without calling the registry.
     pub(crate) agents: agent_cache::AgentCache,
+    /// The audit log's queue to its publisher task.
+    pub(crate) audit: audit::AuditSink,
 }
 
 /// Runs the gateway on `listeners` until the runtime's shutdown.
@@ -261,6 +266,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         .spawn_invalidation(runtime.nats()?, &config.nats.subject_prefix, runtime.tracker(), runtime.shutdown())
         .await
         .map_err(|e| getlood_server::Error::Serve(format!("nats subscribe: {e}")))?;
+    let audit = audit::AuditSink::start(runtime.bus()?, runtime.tracker(), runtime.shutdown());
     let state = AppState(Arc::new(Shared {
         verifier: runtime.verifier(),
         infra: runtime.infra().clone(),
@@ -269,6 +275,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         limiter,
         realtime,
         agents,
+        audit,
     }));
     let grpc = grpc::routes(state.clone());
     runtime.serve(listeners, grpc, router(state)).await

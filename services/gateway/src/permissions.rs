@@ -78,6 +78,7 @@ const ROUTES: &[RoutePermission] = &[
     // Also refused to the run's starter unless the workflow service allows self-approval.
     r("POST", "/api/v1/workflows/runs/{run_id}/approve", P::RunsApprove),
     r("GET", "/api/v1/workflows/runs/{run_id}/events", P::RunsRead),
+    r("GET", "/api/v1/audit", P::AuditRead),
 ];
 
 /// The permission each `getlood.gateway.v1.GatewayService` method needs.
@@ -111,7 +112,10 @@ pub(crate) async fn require_permission(req: Request, next: Next) -> Response {
     let roles = req.extensions().get::<Principal>().map(|p| p.roles.as_slice()).unwrap_or_default();
     if let Err(err) = getlood_auth::require(roles, permission) {
         tracing::info!(route = %pattern, permission = %permission, "request refused: permission denied");
-        return err.into_response();
+        let mut response = err.into_response();
+        let reason = format!("needs {permission}");
+        response.extensions_mut().insert(crate::audit::Refusal(reason));
+        return response;
     }
     next.run(req).await
 }

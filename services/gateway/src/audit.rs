@@ -1,0 +1,374 @@
+//! The audit log's producer (issue 13): every mutation (any method but `GET` and `HEAD`) and
+//! every refused request (401, 403) of the router becomes an `audit.recorded` event on the
+//! tenant's audit stream; a request whose token could not be verified has no tenant and is
+//! published under the reserved `_unauthenticated` subject, which no tenant reads.
+//!
+//! [`record`] runs as the outermost route layer, around `require_auth` and the permission
+//! check, so it sees their refusals and the matched route template. It never waits on NATS:
+//! events go through a bounded channel to one publisher task ([`AuditSink::start`]); when the
+//! channel is full the event is dropped, counted in [`METRIC_DROPPED`] and logged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use getlood_auth::TenantId;
+use getlood_events::{Domain, EventBus, EventEnvelope, Payload};
+use getlood_proto::events::v1::{AuditEvent, AuditOutcome};
+use http::{Method, StatusCode};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::AppState;
+
+/// Audit events dropped before reaching JetStream, by `reason` (`buffer_full`, `publish`).
+pub const METRIC_DROPPED: &str = "getlood_gateway_audit_dropped_total";
+/// Audit events JetStream acknowledged.
+pub const METRIC_PUBLISHED: &str = "getlood_gateway_audit_published_total";
+
+/// Events waiting for the publisher; beyond this the request path drops rather than waits.
+const BUFFER: usize = 4096;
+/// Events published concurrently by the publisher task.
+const BATCH: usize = 64;
+/// How long the publisher keeps flushing queued events after shutdown began.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest path id or user agent kept in an event, in characters.
+const MAX_FIELD_CHARS: usize = 256;
+/// Trailing literal segments of a `POST` route that name the action itself
+/// (`/api/v1/desktops/{id}/save` is `desktops.save`, not `desktops.save.create`).
+const POST_VERBS: &[&str] = &["approve", "cancel", "execute", "restore", "save", "schedule", "validate"];
+
+/// Who made an authenticated request: `require_auth` stores it in the response's extensions,
+/// where [`record`] (outside it) finds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    /// The verified tenant.
+    pub tenant: TenantId,
+    /// The verified user (`sub`).
+    pub user: String,
+}
+
+/// Why a request was refused, stored in the response's extensions by the middleware that
+/// refused it (authentication or the permission check).
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal(pub String);
+
+/// The request path's side of the audit log: a bounded queue to the publisher task.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditSink {
+    tx: mpsc::Sender<EventEnvelope>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditSink {
+    /// Starts the publisher on `tracker`; it flushes what is queued when `shutdown` fires
+    /// (for at most [`DRAIN_TIMEOUT`]) and then ends.
+    pub(crate) fn start(bus: EventBus, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let dropped = Arc::new(AtomicU64::new(0));
+        tracker.spawn(publish_loop(bus, rx, shutdown, dropped.clone()));
+        Self { tx, dropped }
+    }
+
+    /// Queues `event` without waiting; a full queue (or a stopped publisher) drops it.
+    fn submit(&self, event: EventEnvelope) {
+        if let Err(err) = self.tx.try_send(event) {
+            let reason = match err {
+                mpsc::error::TrySendError::Full(_) => "buffer_full",
+                mpsc::error::TrySendError::Closed(_) => "stopped",
+            };
+            dropped(&self.dropped, reason, 1);
+        }
+    }
+}
+
+/// Counts `n` dropped events and logs the first drop and every thousandth after it, so an
+/// outage is visible without one log line per request.
+fn dropped(total: &AtomicU64, reason: &'static str, n: u64) {
+    metrics::counter!(METRIC_DROPPED, "reason" => reason).increment(n);
+    let before = total.fetch_add(n, Ordering::Relaxed);
+    if before == 0 || before / 1000 != (before + n) / 1000 {
+        tracing::warn!(reason, dropped_total = before + n, "audit events dropped");
+    }
+}
+
+async fn publish_loop(
+    bus: EventBus,
+    mut rx: mpsc::Receiver<EventEnvelope>,
+    shutdown: CancellationToken,
+    total_dropped: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            // `recv_many` is cancel safe: nothing received is lost when shutdown wins.
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                publish_batch(&bus, &mut batch, &total_dropped).await;
+            }
+            () = shutdown.cancelled() => break,
+        }
+    }
+    // Requests still draining may queue a few more; they are taken until the deadline.
+    rx.close();
+    let drain = async {
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            publish_batch(&bus, &mut batch, &total_dropped).await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        let left = u64::try_from(rx.len()).unwrap_or(u64::MAX);
+        dropped(&total_dropped, "shutdown", left);
+    }
+}
+
+/// Publishes `batch` concurrently (each waits for its JetStream ack) and empties it.
+async fn publish_batch(bus: &EventBus, batch: &mut Vec<EventEnvelope>, total_dropped: &AtomicU64) {
+    let results = futures::future::join_all(batch.iter().map(|event| bus.publish(Domain::Audit, event))).await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if let Some(Err(err)) = results.iter().find(|r| r.is_err()) {
+        tracing::warn!(error = %err, failed, "audit events not published");
+        dropped(total_dropped, "publish", u64::try_from(failed).unwrap_or(u64::MAX));
+    }
+    let published = results.len() - failed;
+    metrics::counter!(METRIC_PUBLISHED).increment(u64::try_from(published).unwrap_or(u64::MAX));
+    batch.clear();
+}
+
+/// Whether a request with this method and answer is audited: every mutation, whatever its
+/// outcome, and every refusal of the token or the role.
+fn audited(method: &Method, status: StatusCode) -> bool {
+    !(method == Method::GET || method == Method::HEAD)
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+}
+
+/// How a request ended, by its status: a refusal (token, role, rate limit) is `Denied`, another
+/// client or server error is `Error`.
+fn outcome(status: StatusCode) -> AuditOutcome {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => AuditOutcome::Denied,
+        s if s.is_client_error() || s.is_server_error() => AuditOutcome::Error,
+        _ => AuditOutcome::Allowed,
+    }
+}
+
+fn bounded(value: &str) -> String {
+    value.chars().take(MAX_FIELD_CHARS).collect()
+}
+
+/// The dotted action of `method` on the route `template` (e.g. `POST /api/v1/agents` is
+/// `agents.create`, `POST /api/v1/desktops/{id}/save` is `desktops.save`) and the path's
+/// values of the template's `{params}`, joined by `/` (the target).
+fn action_and_target(method: &Method, template: &str, path: &str) -> (String, String) {
+    let mut names = Vec::new();
+    let mut ids = Vec::new();
+    let mut action_param = None;
+    let relative = template.strip_prefix("/api/v1/").or_else(|| template.strip_prefix("/v1/")).unwrap_or(template);
+    let skip = template.split('/').count() - relative.split('/').count();
+    for (segment, value) in relative.split('/').zip(path.split('/').skip(skip)) {
+        if segment.starts_with('{') {
+            if segment == "{action}" {
+                action_param = Some(value);
+            }
+            ids.push(bounded(value));
+        } else if !segment.is_empty() {
+            names.push(segment);
+        }
+    }
+    let last_is_param = relative.ends_with('}');
+    let verb = match *method {
+        Method::GET | Method::HEAD => "read",
+        Method::PUT | Method::PATCH => "update",
+        Method::DELETE => "delete",
+        Method::POST => match (action_param, names.last()) {
+            // `POST /api/v1/windows/{id}/{action}`: the action is the path's, when it is a word.
+            (Some(value), _)
+                if !value.is_empty()
+                    && value.len() <= 32
+                    && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+            {
+                value
+            }
+            (Some(_), _) => "action",
+            (None, Some(last)) if !last_is_param && POST_VERBS.contains(last) => names.pop().unwrap_or("create"),
+            _ => "create",
+        },
+        _ => "call",
+    };
+    names.push(verb);
+    (names.join("."), ids.join("/"))
+}
+
+/// The event of one audited request.
+struct Observed<'a> {
+    method: &'a Method,
+    template: &'a str,
+    path: &'a str,
+    status: StatusCode,
+    request_id: String,
+    user_agent: String,
+    actor: Option<Actor>,
+    reason: String,
+}
+
+impl Observed<'_> {
+    fn into_envelope(self) -> EventEnvelope {
+        let (action, resource_id) = action_and_target(self.method, self.template, self.path);
+        let (tenant, user) = match self.actor {
+            Some(actor) => (actor.tenant.to_string(), actor.user),
+            // Unverified: no tenant (the reserved subject) and no user.
+            None => (String::new(), String::new()),
+        };
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let audit = AuditEvent {
+            action,
+            outcome: outcome(self.status) as i32,
+            route: format!("{} {}", self.method, self.template),
+            http_status: i32::from(self.status.as_u16()),
+            reason: self.reason,
+            client_ip: String::new(),
+            user_agent: self.user_agent,
+            resource_id,
+        };
+        EventEnvelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            r#type: "audit.recorded".to_owned(),
+            schema_version: getlood_events::SCHEMA_VERSION,
+            tenant_id: tenant,
+            entity_id: user.clone(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(now.subsec_nanos()).unwrap_or(0),
+            }),
+            actor: user,
+            traceparent: getlood_telemetry::current_traceparent().unwrap_or_default(),
+            request_id: self.request_id,
+            payload: Some(Payload::Audit(audit)),
+        }
+    }
+}
+
+/// A request header's text, bounded; empty when absent or not text.
+fn header(req: &Request, name: &str) -> String {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(bounded).unwrap_or_default()
+}
+
+/// Records the request in the audit log when [`audited`]: after the response is made (the
+/// body of a stream may still be flowing), without waiting for NATS.
+pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let (request_id, user_agent) = (header(&req, "x-request-id"), header(&req, "user-agent"));
+    let response = next.run(req).await;
+    let status = response.status();
+    if !audited(&method, status) {
+        return response;
+    }
+    let observed = Observed {
+        method: &method,
+        // A route layer always has the matched route; the raw path is a fallback only.
+        template: template.as_deref().unwrap_or(&path),
+        path: &path,
+        status,
+        request_id,
+        user_agent,
+        actor: response.extensions().get::<Actor>().cloned(),
+        reason: response.extensions().get::<Refusal>().map(|r| bounded(&r.0)).unwrap_or_default(),
+    };
+    state.audit.submit(observed.into_envelope());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(method: Method, template: &str, path: &str) -> (String, String) {
+        action_and_target(&method, template, path)
+    }
+
+    #[test]
+    fn actions_are_named_from_the_route_and_targets_from_its_ids() {
+        assert_eq!(act(Method::POST, "/api/v1/agents", "/api/v1/agents"), ("agents.create".into(), String::new()));
+        assert_eq!(act(Method::PUT, "/api/v1/agents/{id}", "/api/v1/agents/a1"), ("agents.update".into(), "a1".into()));
+        assert_eq!(
+            act(Method::DELETE, "/api/v1/skills/{name}", "/api/v1/skills/ui"),
+            ("skills.delete".into(), "ui".into())
+        );
+        assert_eq!(
+            act(Method::POST, "/api/v1/desktops/{id}/save", "/api/v1/desktops/d1/save"),
+            ("desktops.save".into(), "d1".into())
+        );
+        assert_eq!(
+            act(Method::POST, "/api/v1/desktops/{id}/windows", "/api/v1/desktops/d1/windows"),
+            ("desktops.windows.create".into(), "d1".into())
+        );
+        assert_eq!(
+            act(Method::POST, "/api/v1/workflows/runs/{run_id}/cancel", "/api/v1/workflows/runs/r9/cancel"),
+            ("workflows.runs.cancel".into(), "r9".into())
+        );
+        assert_eq!(
+            act(Method::DELETE, "/api/v1/workflows/{id}/schedule", "/api/v1/workflows/w/schedule"),
+            ("workflows.schedule.delete".into(), "w".into())
+        );
+        assert_eq!(
+            act(Method::POST, "/api/v1/windows/{id}/{action}", "/api/v1/windows/w1/focus"),
+            ("windows.focus".into(), "w1/focus".into())
+        );
+        assert_eq!(
+            act(Method::POST, "/api/v1/windows/{id}/{action}", "/api/v1/windows/w1/Dr%20op").0,
+            "windows.action"
+        );
+        assert_eq!(act(Method::POST, "/v1/chat/completions", "/v1/chat/completions").0, "chat.completions.create");
+        assert_eq!(act(Method::GET, "/ws/desktop/{id}", "/ws/desktop/d2"), ("ws.desktop.read".into(), "d2".into()));
+        let long = format!("/api/v1/agents/{}", "x".repeat(5000));
+        assert_eq!(act(Method::PUT, "/api/v1/agents/{id}", &long).1.len(), MAX_FIELD_CHARS);
+    }
+
+    #[test]
+    fn mutations_and_refusals_are_audited_reads_are_not() {
+        assert!(audited(&Method::POST, StatusCode::CREATED));
+        assert!(audited(&Method::DELETE, StatusCode::NOT_FOUND));
+        assert!(audited(&Method::GET, StatusCode::UNAUTHORIZED));
+        assert!(audited(&Method::GET, StatusCode::FORBIDDEN));
+        assert!(!audited(&Method::GET, StatusCode::OK));
+        assert!(!audited(&Method::HEAD, StatusCode::NOT_FOUND));
+        assert_eq!(outcome(StatusCode::OK), AuditOutcome::Allowed);
+        assert_eq!(outcome(StatusCode::TOO_MANY_REQUESTS), AuditOutcome::Denied);
+        assert_eq!(outcome(StatusCode::FORBIDDEN), AuditOutcome::Denied);
+        assert_eq!(outcome(StatusCode::CONFLICT), AuditOutcome::Error);
+        assert_eq!(outcome(StatusCode::BAD_GATEWAY), AuditOutcome::Error);
+    }
+
+    #[test]
+    fn an_unverified_request_has_no_tenant_and_no_user() {
+        let env = Observed {
+            method: &Method::POST,
+            template: "/api/v1/agents",
+            path: "/api/v1/agents",
+            status: StatusCode::UNAUTHORIZED,
+            request_id: "r1".into(),
+            user_agent: String::new(),
+            actor: None,
+            reason: "token has expired".into(),
+        }
+        .into_envelope();
+        assert_eq!((env.tenant_id.as_str(), env.actor.as_str(), env.entity_id.as_str()), ("", "", ""));
+        assert_eq!(env.r#type, "audit.recorded");
+        assert_eq!(env.request_id, "r1");
+        let Some(Payload::Audit(a)) = env.payload else { panic!("not an audit payload") };
+        assert_eq!(
+            (a.outcome, a.http_status, a.route.as_str()),
+            (AuditOutcome::Denied as i32, 401, "POST /api/v1/agents")
+        );
+        assert_eq!(a.reason, "token has expired");
+    }
+}
