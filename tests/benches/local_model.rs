@@ -62,7 +62,8 @@ async fn stream(req: reqwest::RequestBuilder) -> anyhow::Result<Sample> {
 }
 
 async fn tokens(http: &reqwest::Client, text: &str) -> anyhow::Result<usize> {
-    let v: Value = http.post("http://127.0.0.1:18080/tokenize").json(&json!({"content": text})).send().await?.json().await?;
+    let v: Value =
+        http.post("http://127.0.0.1:18080/tokenize").json(&json!({"content": text})).send().await?.json().await?;
     Ok(v["tokens"].as_array().map_or(0, Vec::len))
 }
 
@@ -106,7 +107,8 @@ async fn run() -> anyhow::Result<()> {
     anyhow::ensure!(r.status().is_success(), "agent: {}", r.text().await?);
 
     let chat = json!({"model": "getlood", "stream": true, "messages": [{"role": "user", "content": PROMPT}]});
-    let direct = json!({"model": "smollm2-135m-instruct", "stream": true, "messages": [{"role": "user", "content": PROMPT}]});
+    let direct =
+        json!({"model": "smollm2-135m-instruct", "stream": true, "messages": [{"role": "user", "content": PROMPT}]});
     let (mut gw, mut md) = (Vec::new(), Vec::new());
     for _ in 0..SAMPLES {
         gw.push(stream(post("/v1/chat/completions", chat.clone())).await?);

@@ -178,6 +178,21 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc).
 {{- with $root.Values.auth.issuer }}{{- $_ := set $cfg (printf "%sAUTH__ISSUER" $p) . -}}{{- end -}}
 {{- with $root.Values.auth.audience }}{{- $_ := set $cfg (printf "%sAUTH__AUDIENCE" $p) . -}}{{- end -}}
 {{- end -}}
+{{- /* TLS: CA files from the bundle mounted at /etc/getlood/ca (values `tls`). */ -}}
+{{- $tls := $root.Values.tls -}}
+{{- if and (has "mindsdb" $svc.uses) $tls.files.mindsdb -}}
+{{- $_ := set $cfg (printf "%sMINDSDB__CA_FILE" $p) (printf "/etc/getlood/ca/%s" $tls.files.mindsdb) -}}
+{{- end -}}
+{{- if and (has "redis" $svc.uses) $tls.files.redis -}}
+{{- $_ := set $cfg (printf "%sREDIS__CA_FILE" $p) (printf "/etc/getlood/ca/%s" $tls.files.redis) -}}
+{{- end -}}
+{{- if has "nats" $svc.uses -}}
+{{- with $tls.files.nats }}{{- $_ := set $cfg (printf "%sNATS__CA_FILE" $p) (printf "/etc/getlood/ca/%s" .) -}}{{- end -}}
+{{- if or $tls.natsRequireTls $tls.files.nats }}{{- $_ := set $cfg (printf "%sNATS__REQUIRE_TLS" $p) "true" -}}{{- end -}}
+{{- end -}}
+{{- if and (has "auth" $svc.uses) $root.Values.auth.jwksUrl $tls.files.jwks -}}
+{{- $_ := set $cfg (printf "%sAUTH__JWKS_CA_FILE" $p) (printf "/etc/getlood/ca/%s" $tls.files.jwks) -}}
+{{- end -}}
 {{- range $up := $svc.upstreams -}}
 {{- $upSvc := index $root.Values.services $up -}}
 {{- if $upSvc.enabled -}}
@@ -311,4 +326,36 @@ httpGet:
 {{- define "getlood.effectiveProbes" -}}
 {{- $merged := mergeOverwrite (deepCopy .root.Values.global.probes) (deepCopy (default dict .svc.probes)) -}}
 {{- toYaml $merged -}}
+{{- end -}}
+
+{{/*
+The CA bundle volume (values `tls.caBundle`), or nothing. Call with the root context.
+A CA file named without a bundle to mount is a render error, not a pod that cannot start.
+*/}}
+{{- define "getlood.caVolume" -}}
+{{- $b := .Values.tls.caBundle -}}
+{{- $files := .Values.tls.files -}}
+{{- if and $b.secretName $b.configMapName -}}
+{{- fail "tls.caBundle: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if and (not (or $b.secretName $b.configMapName)) (or $files.mindsdb $files.redis $files.nats $files.jwks) -}}
+{{- fail "tls.files names CA files but tls.caBundle names no Secret or ConfigMap to mount them from" -}}
+{{- end -}}
+{{- if $b.secretName }}
+- name: ca-bundle
+  secret:
+    secretName: {{ $b.secretName }}
+{{- else if $b.configMapName }}
+- name: ca-bundle
+  configMap:
+    name: {{ $b.configMapName }}
+{{- end -}}
+{{- end -}}
+
+{{- define "getlood.caVolumeMount" -}}
+{{- if or .Values.tls.caBundle.secretName .Values.tls.caBundle.configMapName }}
+- name: ca-bundle
+  mountPath: /etc/getlood/ca
+  readOnly: true
+{{- end -}}
 {{- end -}}
