@@ -54,13 +54,27 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The kind of a Postgres failure as a client sees it: the pool could not get a connection
-/// (Postgres down or saturated, retrying later may help) is UNAVAILABLE, anything else a bug
-/// or an unexpected state, INTERNAL.
+/// (Postgres down or saturated, retrying later may help) is UNAVAILABLE; a value Postgres cannot
+/// store (see [`database_message`]) is the caller's INVALID_ARGUMENT; anything else a bug or an
+/// unexpected state, INTERNAL.
 pub fn database_code(err: &sqlx::Error) -> getlood_common::ErrorCode {
     match err {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             getlood_common::ErrorCode::Unavailable
         }
+        _ if database_message(err).is_some() => getlood_common::ErrorCode::InvalidArgument,
         _ => getlood_common::ErrorCode::Internal,
+    }
+}
+
+/// The public message of a Postgres refusal the caller's data caused, or `None` for every
+/// other failure. Postgres text cannot hold NUL (`\u0000` in JSON is valid, so it reaches the
+/// insert): SQLSTATE 22021 / 22P05; a value over Postgres's own size limits: 54000.
+pub fn database_message(err: &sqlx::Error) -> Option<&'static str> {
+    let sqlx::Error::Database(db) = err else { return None };
+    match db.code().as_deref() {
+        Some("22021" | "22P05") => Some("text must not contain NUL (\\u0000) characters"),
+        Some("54000") => Some("a value is larger than the database can store"),
+        _ => None,
     }
 }

@@ -28,7 +28,7 @@ mod upstream;
 mod verifier;
 
 pub use config::{NatsConfig, NoMindsdb, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
-pub use error::{Error, Result, database_code};
+pub use error::{Error, Result, database_code, database_message};
 pub use grpc_auth::{Authorized, MethodPermissions, authenticate, authorize, caller, principal};
 pub use infra::{Infra, Needs, RedisHandle, nats_options};
 pub use metrics_layer::{GrpcMetricsLayer, http_metrics};

@@ -19,6 +19,9 @@ pub(crate) fn db_err(err: sqlx::Error) -> ApiError {
     {
         return ApiError::new(ErrorCode::AlreadyExists, "an object with this name already exists");
     }
+    if let Some(message) = getlood_server::database_message(&err) {
+        return ApiError::invalid_argument(message);
+    }
     ApiError::internal(&err)
 }
 

@@ -3,7 +3,7 @@
 
 use getlood_common::{ApiError, ErrorCode, ServiceError};
 use getlood_proto::common::v1::{ErrorDetail, FieldViolation};
-use getlood_server::database_code;
+use getlood_server::{database_code, database_message};
 use tonic::Status;
 
 pub use getlood_common::ERROR_DETAIL_KEY;
@@ -96,6 +96,9 @@ impl ServiceError for Error {
         match self {
             Error::Api(e) => e.message.clone(),
             Error::Database(_) if self.code() == ErrorCode::Unavailable => "database unavailable".to_owned(),
+            Error::Database(db) if database_message(db).is_some() => {
+                database_message(db).unwrap_or_default().to_owned()
+            }
             Error::Database(_) | Error::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         }

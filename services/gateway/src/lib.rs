@@ -257,7 +257,8 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         connect: settings.upstream_connect_timeout,
         request: settings.upstream_request_timeout,
     });
-    let agent_writes = UpstreamTimeouts { connect: settings.upstream_connect_timeout, request: settings.agent_write_timeout };
+    let agent_writes =
+        UpstreamTimeouts { connect: settings.upstream_connect_timeout, request: settings.agent_write_timeout };
     let upstreams = Upstreams::connect_lazy(&runtime, &config.services.agent_registry, agent_writes)?;
     let limiter = RateLimiter::new(runtime.redis(), &config.redis.key_prefix, settings.clone());
     let realtime = Realtime::new(settings.clone(), upstreams.clone(), runtime.tracker().clone(), runtime.shutdown());

@@ -59,7 +59,10 @@ impl Error {
                 tracing::warn!(error = %e, "intent model failed");
                 ApiError::new(e.code(), "the intent model failed")
             }
-            Self::Postgres(e) => ApiError::internal(e),
+            Self::Postgres(e) => match getlood_server::database_message(e) {
+                Some(message) => ApiError::invalid_argument(message),
+                None => ApiError::internal(e),
+            },
             Self::Registry(status) => match status.code() {
                 tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
                     tracing::warn!(error = %status.message(), "agent registry unavailable");
