@@ -1142,6 +1142,14 @@ async fn workflow_mindsdb_job_mode_runs_in_mindsdb() -> anyhow::Result<()> {
     let entry = history.entries.iter().find(|e| e.job_name == run.job_name).expect("history row of the job");
     assert_eq!(entry.run_id, run.id);
     assert!(entry.run_end.is_some() && entry.error.is_empty(), "{entry:?}");
+    // The job's SQL is an internal: an admin sees it, a builder or operator does not.
+    assert!(entry.query.is_empty(), "{entry:?}");
+    let admin = platform.token(&world.tenant, "root", &["admin"]);
+    let history = client
+        .get_job_history(authed(&admin, GetJobHistoryRequest { workflow_id: wf.id.clone(), page: None }))
+        .await?
+        .into_inner();
+    let entry = history.entries.iter().find(|e| e.job_name == run.job_name).expect("history row of the job");
     assert!(entry.query.contains("INSERT INTO"), "{entry:?}");
 
     // Node types MindsDB cannot run are refused for job mode.

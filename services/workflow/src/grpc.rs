@@ -335,6 +335,7 @@ impl Service {
         req: pb::GetJobHistoryRequest,
     ) -> Result<pb::GetJobHistoryResponse, Error> {
         let wf = self.workflow(&p.tenant, &req.workflow_id, 0).await?;
+        let show_queries = getlood_auth::allows(&p.roles, getlood_auth::Permission::UsersRead);
         let names = self.store.job_names(&p.tenant, wf.id).await?;
         if names.is_empty() {
             return Err(Error::FailedPrecondition("the workflow has no mindsdb job".to_owned()));
@@ -370,8 +371,10 @@ impl Service {
                 job_name: h.name.clone(),
                 run_start: parse(&h.run_start),
                 run_end: parse(&h.run_end),
-                error: h.error.clone().unwrap_or_default(),
-                query: h.query.clone().unwrap_or_default(),
+                // MindsDB's error text and the job's SQL are internals: a caller sees the kind of
+                // failure; the query only with users.read (admins), for debugging schedules.
+                error: h.error.as_deref().filter(|e| !e.is_empty()).map(public_job_error).unwrap_or_default(),
+                query: if show_queries { h.query.clone().unwrap_or_default() } else { String::new() },
             })
             .collect::<Vec<_>>();
         let next = if offset + entries.len() < total {
@@ -727,5 +730,26 @@ impl WorkflowService for Service {
     ) -> Result<Response<pb::GetJobHistoryResponse>, Status> {
         let p = principal(&req)?;
         Ok(Response::new(self.job_history(&p, req.into_inner()).await?))
+    }
+}
+
+/// What a caller sees of a MindsDB job run's error: the public message of its kind (see
+/// `MindsdbError::public_message`); the text itself stays in MindsDB's `log.jobs_history`.
+fn public_job_error(text: &str) -> String {
+    getlood_mindsdb::MindsdbError::from_message(text).public_message()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn job_errors_are_shown_by_kind() {
+        assert_eq!(
+            super::public_job_error("Failed Query: INSERT INTO email.send VALUES ('secret')\nTraceback ..."),
+            "internal error"
+        );
+        assert_eq!(
+            super::public_job_error("Table 'send' not found in database: email"),
+            "Table 'send' not found in database: email"
+        );
     }
 }

@@ -34,8 +34,11 @@ impl NodeError {
 impl From<MindsdbError> for NodeError {
     fn from(e: MindsdbError) -> Self {
         let transient = e.is_transient() || matches!(e, MindsdbError::Timeout(_) | MindsdbError::Upstream(_));
-        // The adapter's texts are bounded first lines; tracebacks stay in our logs.
-        let message = e.to_string().chars().take(500).collect();
+        // Run logs and node events reach the tenant's users: they get the public message (a
+        // missing table or a bad name as MindsDB said it; generated SQL, provider answers and
+        // internals never), and the whole text goes to our log, once, here.
+        tracing::warn!(error = %e, "workflow node's mindsdb call failed");
+        let message = e.public_message().chars().take(500).collect();
         if transient { Self::Transient(message) } else { Self::Permanent(message) }
     }
 }
@@ -167,4 +170,21 @@ fn intern(name: &str) -> Option<&'static str> {
     let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
     names.insert(leaked);
     Some(leaked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_errors_carry_the_public_message_not_mindsdb_internals() {
+        let err = NodeError::from(MindsdbError::from_message(
+            "The SQL statement cannot be parsed - SELECT secret FROM t_acme.agents: Syntax error",
+        ));
+        assert_eq!(err.message(), "the statement was rejected by mindsdb");
+        let err = NodeError::from(MindsdbError::from_message("Table 'sales' not found in database: files"));
+        assert_eq!(err.message(), "Table 'sales' not found in database: files");
+        let err = NodeError::from(MindsdbError::from_message("Traceback (most recent call last): File x"));
+        assert_eq!(err.message(), "internal error");
+    }
 }
