@@ -1,0 +1,178 @@
+//! Fair share between tenants, in one run: tenant B's chat latency (p50, p99 of sequential
+//! requests) alone, then again while tenant A saturates chat (16 users, one request in flight
+//! each, no pause) and workflow runs (4 loops of execute), with the platform's default limits
+//! (per-user and per-tenant rate limits, per-tenant chat concurrency, per-tenant MindsDB slots).
+//! Real MindsDB agents with the OpenAI double as the model. Target: B's loaded p99 at most 2x its
+//! unloaded p99.
+//!
+//! Run: `make bench` (or `cargo bench -p getlood-tests --bench fairness`); MindsDB must be up.
+
+// Test harnesses spawn their servers and clients directly: they end with the bench.
+#![allow(clippy::disallowed_methods)]
+// A bench's output is its figures.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use getlood_testkit::{OpenAiDouble, Platform, Service};
+use serde_json::{Value, json};
+
+const PROMPT: &str = "Crée-moi un dashboard analytics";
+const SAMPLES: usize = 30;
+const LOAD_USERS: usize = 16;
+const RUN_LOOPS: usize = 4;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Sets up a tenant's skill and agent on the double.
+async fn seed(http: &reqwest::Client, base: &str, token: &str, llm: &OpenAiDouble) -> anyhow::Result<()> {
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(token).json(&body).send();
+    let r = post("/api/v1/skills", json!({"name": "ui-generation", "description": "builds UIs"})).await?;
+    anyhow::ensure!(r.status().is_success(), "skill: {}", r.text().await?);
+    let r = post(
+        "/api/v1/agents",
+        json!({"name": "dashboard-builder", "skills": ["ui-generation"],
+               "model": {"provider": "openai", "model_name": "gpt-test", "base_url": llm.base_url(), "api_key": "sk-bench"}}),
+    )
+    .await?;
+    anyhow::ensure!(r.status().is_success(), "agent: {}", r.text().await?);
+    Ok(())
+}
+
+async fn chat(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<reqwest::StatusCode> {
+    let r = http
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&json!({"model": "getlood", "messages": [{"role": "user", "content": PROMPT}]}))
+        .send()
+        .await?;
+    let status = r.status();
+    r.bytes().await?;
+    Ok(status)
+}
+
+/// p50 and p99 (ms) of `SAMPLES` sequential chats of tenant B.
+async fn measure(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<(f64, f64)> {
+    let mut v = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        let status = chat(http, base, token).await?;
+        anyhow::ensure!(status.is_success(), "tenant B's chat answered {status}");
+        v.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    v.sort_by(f64::total_cmp);
+    Ok((percentile(&v, 0.5), percentile(&v, 0.99)))
+}
+
+fn main() -> anyhow::Result<()> {
+    getlood_tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let llm = OpenAiDouble::start().await?;
+    llm.reply_when(PROMPT, "Voici votre dashboard analytics.");
+    let platform = Platform::builder()
+        .service(Service::AgentRegistry)
+        .service(Service::Pipeline)
+        .service(Service::Workflow)
+        .service(Service::Gateway)
+        .app_settings(Service::Pipeline, json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-bench"}}))
+        .start()
+        .await?;
+    platform.wait_ready(Duration::from_secs(30)).await?;
+    let pid = std::process::id();
+    let (a, b) = (format!("fair_a_{pid}"), format!("fair_b_{pid}"));
+    let base = platform.http_url(Service::Gateway);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).timeout(Duration::from_secs(120)).build()?;
+    let admin_a = platform.token(&a, "admin", &["admin"]);
+    let user_b = platform.token(&b, "bob", &["member"]);
+    seed(&http, &base, &admin_a, &llm).await?;
+    seed(&http, &base, &platform.token(&b, "admin", &["admin"]), &llm).await?;
+    // Tenant A's workflow: start -> transform -> end, run by the engine (no MindsDB).
+    let graph = json!({
+        "nodes": [{"id": "s", "type": "start", "data": {}}, {"id": "t", "type": "transform", "data": {"mapping": {"n": "{{input.n}}"}}},
+                  {"id": "e", "type": "end", "data": {}}],
+        "edges": [{"id": "e1", "source": "s", "target": "t"}, {"id": "e2", "source": "t", "target": "e"}],
+    });
+    let r = http
+        .post(format!("{base}/api/v1/workflows"))
+        .bearer_auth(&admin_a)
+        .json(&json!({"name": "busy", "graph": graph}))
+        .send()
+        .await?;
+    let wf: Value = r.json().await?;
+    let wf_id = wf["id"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(!wf_id.is_empty(), "workflow not created: {wf}");
+
+    // Warm-up, then tenant B alone.
+    for _ in 0..3 {
+        chat(&http, &base, &user_b).await?;
+    }
+    let (b50, b99) = measure(&http, &base, &user_b).await?;
+
+    // Tenant A saturates chat and runs while B is measured again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default()); // chat ok, chat 429, runs ok, runs 429
+    let mut load = Vec::new();
+    for i in 0..LOAD_USERS {
+        let (http, base, stop, counts) = (http.clone(), base.clone(), stop.clone(), counts.clone());
+        let token = platform.token(&a, &format!("user{i}"), &["member"]);
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match chat(&http, &base, &token).await {
+                    Ok(s) if s.is_success() => counts[0].fetch_add(1, Ordering::Relaxed),
+                    Ok(s) if s.as_u16() == 429 => counts[1].fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        }));
+    }
+    for i in 0..RUN_LOOPS {
+        let (http, base, stop, counts, wf_id) =
+            (http.clone(), base.clone(), stop.clone(), counts.clone(), wf_id.clone());
+        let token = platform.token(&a, &format!("runner{i}"), &["operator"]);
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = http
+                    .post(format!("{base}/api/v1/workflows/{wf_id}/execute"))
+                    .bearer_auth(&token)
+                    .json(&json!({"input": {"n": 1}}))
+                    .send()
+                    .await;
+                match r.map(|r| r.status().as_u16()) {
+                    Ok(202) => counts[2].fetch_add(1, Ordering::Relaxed),
+                    Ok(429) => counts[3].fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded_started = Instant::now();
+    let (l50, l99) = measure(&http, &base, &user_b).await?;
+    let loaded_secs = loaded_started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        let _ = task.await;
+    }
+    let c: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    println!("fair share: tenant B's chat, {SAMPLES} sequential requests each (OpenAI double behind MindsDB):");
+    println!("  alone                                        p50 {b50:>7.1} ms  p99 {b99:>7.1} ms");
+    println!("  while tenant A saturates chat and runs       p50 {l50:>7.1} ms  p99 {l99:>7.1} ms");
+    println!("  loaded / alone p99: {:.2}x (target <= 2x)", l99 / b99.max(1e-9));
+    println!(
+        "  tenant A over ~{loaded_secs:.0} s: {} chats answered, {} refused 429; {} runs started, {} refused 429 ({LOAD_USERS} chat users, {RUN_LOOPS} run loops)",
+        c[0], c[1], c[2], c[3]
+    );
+    platform.stop().await
+}
