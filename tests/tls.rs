@@ -168,18 +168,6 @@ fn log_file(path: &Path) -> anyhow::Result<std::process::Stdio> {
     Ok(std::fs::File::create(path)?.into())
 }
 
-/// `err` with its causes, as the services log it.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn service_config() -> ServiceConfig<NoSettings> {
     ServiceConfig::with_ports(0, 0, "tls_test")
 }
@@ -291,10 +279,10 @@ async fn postgres_pool_over_tls_verifies_the_server_certificate() -> anyhow::Res
         // The server accepts TCP a moment before it accepts sessions.
         match sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&pool).await {
             Ok(ssl) => break ssl,
-            Err(err) if Instant::now() < deadline && chain(&err).contains("starting up") => {
+            Err(err) if Instant::now() < deadline && getlood_common::error_chain(&err).contains("starting up") => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(err) => return Err(anyhow::anyhow!("query over TLS failed: {}", chain(&err))),
+            Err(err) => return Err(anyhow::anyhow!("query over TLS failed: {}", getlood_common::error_chain(&err))),
         }
     };
     assert!(ssl, "the session is not encrypted");
@@ -306,7 +294,7 @@ async fn postgres_pool_over_tls_verifies_the_server_certificate() -> anyhow::Res
     let infra = Infra::connect(Needs { postgres: true, ..Needs::default() }, &config, "tls-test").await?;
     let pool = infra.postgres.context("no pool")?;
     let err = sqlx::query("SELECT 1").execute(&pool).await.expect_err("a certificate of another CA was accepted");
-    let err = chain(&err);
+    let err = getlood_common::error_chain(&err);
     assert!(err.contains(UNKNOWN_ISSUER), "{err}");
     eprintln!("refused as expected: {err}");
 
@@ -361,7 +349,10 @@ async fn redis_over_rediss_verifies_the_server_certificate() -> anyhow::Result<(
     config.auth.hs256_secret = Some(getlood_testkit::TEST_SECRET.into());
     getlood_config::Validate::validate(&config)?;
     let handle = RedisHandle::new(&config.redis)?;
-    let mut conn = handle.connection().await.map_err(|e| anyhow::anyhow!("rediss connection failed: {}", chain(&e)))?;
+    let mut conn = handle
+        .connection()
+        .await
+        .map_err(|e| anyhow::anyhow!("rediss connection failed: {}", getlood_common::error_chain(&e)))?;
     let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
     assert_eq!(pong, "PONG");
 
@@ -369,7 +360,7 @@ async fn redis_over_rediss_verifies_the_server_certificate() -> anyhow::Result<(
     let handle = RedisHandle::new(&redis_config(&pki.other_ca))?;
     let err = match handle.connection().await {
         Ok(_) => anyhow::bail!("a certificate of another CA was accepted"),
-        Err(err) => chain(&err),
+        Err(err) => getlood_common::error_chain(&err),
     };
     assert!(err.contains(UNKNOWN_ISSUER), "{err}");
     eprintln!("refused as expected: {err}");
@@ -441,7 +432,7 @@ async fn nats_over_tls_verifies_the_server_certificate() -> anyhow::Result<()> {
     let config = nats_config(format!("tls://127.0.0.1:{port}"), &pki.other_ca);
     let err = match getlood_server::nats_options(&config, "tls-test")?.connect(config.url.as_str()).await {
         Ok(_) => anyhow::bail!("a certificate of another CA was accepted"),
-        Err(err) => chain(&err),
+        Err(err) => getlood_common::error_chain(&err),
     };
     assert!(err.contains(UNKNOWN_ISSUER), "{err}");
     eprintln!("refused as expected: {err}");
@@ -457,7 +448,7 @@ async fn nats_over_tls_verifies_the_server_certificate() -> anyhow::Result<()> {
     let plain = NatsConfig { url: getlood_testkit::nats_url(), require_tls: true, ..NatsConfig::default() };
     let err = match getlood_server::nats_options(&plain, "tls-test")?.connect(plain.url.as_str()).await {
         Ok(_) => anyhow::bail!("require_tls connected to a plaintext server"),
-        Err(err) => chain(&err),
+        Err(err) => getlood_common::error_chain(&err),
     };
     // rustls reads the server's plaintext INFO line as a TLS record.
     assert!(err.contains("received corrupt message"), "{err}");

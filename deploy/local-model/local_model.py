@@ -241,6 +241,15 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(int(length))
 
+    def start_sse(self) -> None:
+        """Answers 200 with an event stream that ends with the connection."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.upstream.host, self.upstream.port, timeout=self.upstream.timeout)
 
@@ -351,12 +360,7 @@ class Handler(BaseHTTPRequestHandler):
         conn, resp = self.open_stream(body)
         if conn is None:
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self.start_sse()
         try:
             for chunk in self.events(conn, resp):
                 if not chunk.get("choices") and not include_usage:
@@ -415,12 +419,7 @@ class Handler(BaseHTTPRequestHandler):
         ]
         if include_usage:
             chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self.start_sse()
         for c in chunks:
             self.wfile.write(b"data: " + json.dumps(c).encode() + b"\n\n")
         self.wfile.write(b"data: [DONE]\n\n")

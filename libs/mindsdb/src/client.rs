@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::Instrument as _;
 
-use getlood_common::TenantId;
+use getlood_common::{TenantId, error_chain};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret as _;
@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
 use crate::config::MindsdbConfig;
-use crate::fair::{FairLimiter, Permit};
 use crate::error::{MindsdbError, Result};
+use crate::fair::{FairLimiter, Permit};
 use crate::sql::{Ident, Sql};
 
 /// Histogram of one MindsDB operation, retries included, labelled `op`.
@@ -592,19 +592,6 @@ fn parse_sql_answer(value: Value) -> Result<QueryOutput> {
         Some("ok") => Ok(QueryOutput::Ok { affected_rows: value.get("affected_rows").and_then(Value::as_i64) }),
         _ => Err(MindsdbError::Internal("unexpected answer shape from /api/sql/query".to_owned())),
     }
-}
-
-/// The error and its sources on one line: reqwest's top-level message alone ("error sending
-/// request") does not say whether the connection was refused or reset.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub fn jwks_http_client(auth: &AuthConfig) -> Result<reqwest::Client> {
     getlood_tls::http_client_builder(auth.jwks_ca_file.as_deref())?
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| crate::Error::Serve(format!("jwks http client: {}", error_chain(&e))))
+        .map_err(|e| crate::Error::Serve(format!("jwks http client: {}", getlood_common::error_chain(&e))))
 }
 
 /// Fetches the JWKS document at `url` with `http` and loads its keys into `verifier`, returning
@@ -57,7 +57,7 @@ pub async fn fetch_jwks(http: &reqwest::Client, url: &str, verifier: &Verifier) 
     let jwks_error = |message: String| crate::Error::Jwks { url: url.to_owned(), message };
     let body = async { http.get(url).send().await?.error_for_status()?.text().await }
         .await
-        .map_err(|e| jwks_error(error_chain(&e)))?;
+        .map_err(|e| jwks_error(getlood_common::error_chain(&e)))?;
     verifier.load_jwks(&body).map_err(|e| jwks_error(e.to_string()))
 }
 
@@ -66,17 +66,4 @@ async fn refresh(http: &reqwest::Client, url: &str, verifier: &Verifier) {
         Ok(keys) => tracing::debug!(url, keys, "jwks refreshed"),
         Err(err) => tracing::warn!(url, error = %err, "jwks refresh failed, keeping the previous keys"),
     }
-}
-
-/// `err` with its causes: reqwest's own text says only "error sending request", the reason (a
-/// refused certificate, a refused connection) is in the sources.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
