@@ -34,7 +34,7 @@ pub(crate) fn check_data_ref(kind: &str, reference: &str) -> Result<(), ApiError
     };
     let parts: Vec<&str> = reference.split('.').collect();
     if parts.len() == parts_wanted && parts.iter().all(|p| part_ok(p)) {
-        Ok(())
+        reserved_data(kind, &parts)
     } else if parts_wanted == 2 {
         Err(ApiError::invalid_argument(format!(
             "table '{}' is invalid: use database.table, each part [a-z_][a-z0-9_]*",
@@ -42,6 +42,28 @@ pub(crate) fn check_data_ref(kind: &str, reference: &str) -> Result<(), ApiError
         )))
     } else {
         Err(ApiError::invalid_argument(format!("{kind} '{}' is invalid: use [a-z_][a-z0-9_]*", truncate(reference))))
+    }
+}
+
+/// MindsDB objects an agent must never read, whatever its owner asks: system schemas, the
+/// tenants' projects (`t_<tenant>.agents` lists API keys in clear, `models`, knowledge bases),
+/// and the conversation memory of every user of the tenant.
+fn reserved_data(kind: &str, parts: &[&str]) -> Result<(), ApiError> {
+    const SYSTEM: [&str; 3] = ["information_schema", "log", "mindsdb"];
+    const MEMORY_KB: &str = "getlood_memory";
+    let refused = match (kind, parts) {
+        ("table", [db, _]) if SYSTEM.contains(db) => Some(format!("'{db}' is a MindsDB system schema")),
+        ("table", [db, _]) if db.starts_with("t_") => {
+            Some(format!("'{db}' is a tenant project (agents, models and knowledge bases), not data"))
+        }
+        (_, [kb]) if *kb == MEMORY_KB => Some("it holds every user's conversations".to_owned()),
+        _ => None,
+    };
+    match refused {
+        Some(why) => {
+            Err(ApiError::invalid_argument(format!("{kind} '{}' cannot be given to an agent: {why}", parts.join("."))))
+        }
+        None => Ok(()),
     }
 }
 
@@ -218,6 +240,18 @@ mod tests {
         check_data_ref("knowledge base", "docs").unwrap();
         assert!(check_data_ref("table", "sales").is_err());
         assert!(check_data_ref("knowledge base", "a.b").is_err());
+        // What an agent must never read: system schemas, tenant projects, everyone's memory.
+        for (kind, reference) in [
+            ("table", "t_acme.agents"),
+            ("table", "t_other.models"),
+            ("table", "information_schema.tables"),
+            ("table", "log.jobs_history"),
+            ("table", "mindsdb.models"),
+            ("knowledge base", "getlood_memory"),
+        ] {
+            let err = check_data_ref(kind, reference).unwrap_err();
+            assert!(err.message.contains("cannot be given to an agent"), "{reference}: {}", err.message);
+        }
         assert!(check_data_ref("table", "a.b.c").is_err());
         assert!(check_data_ref("table", "x`y").is_err());
     }
