@@ -193,7 +193,7 @@ impl World {
         let registry_url = format!("http://{}", platform.get(Service::AgentRegistry).grpc_addr);
         let pipeline = TestPipeline::start(&registry_url, Some(llm.base_url()), Duration::from_secs(5)).await?;
         let tenant = format!("pl_{}", unique());
-        let token = platform.token(&tenant, "alice", &["member"]);
+        let token = platform.token(&tenant, "alice", &["member", "builder"]);
         let mut registry = Registry::new(platform.grpc_channel(Service::AgentRegistry));
         for skill in ["ui-generation", "chat", "data-analysis"] {
             create_skill(&mut registry, &token, skill).await?;

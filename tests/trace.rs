@@ -118,6 +118,9 @@ async fn one_trace_spans_gateway_pipeline_registry_and_mindsdb() -> anyhow::Resu
                 &[
                     ("GRPC_ADDR", format!("127.0.0.1:{registry_grpc}")),
                     ("MINDSDB__URL", getlood_testkit::mindsdb_url()),
+                    // The OpenAI double listens on loopback, which the egress policy refuses
+                    // unless allowed (as `getlood dev` and the test kit do).
+                    ("APP__EGRESS__ALLOW", r#"["127.0.0.0/8"]"#.to_owned()),
                 ],
             ),
         )?,
