@@ -115,6 +115,9 @@ def shape_parameters(params: dict, no_data: bool, max_tokens: int) -> dict:
         open_strings = [p for p in open_strings if p is not props["sql_query"]]
     for prop in open_strings:
         prop["maxLength"] = max(16, (max_tokens - 16 * len(props)) // len(open_strings))
+    if no_data and isinstance(props.get("text"), dict):
+        # The answer is the text: an empty one is no answer.
+        props["text"]["minLength"] = 2
     if no_data and "sql_query" in props and "text" in props:
         # A text answer carries no SQL, and the answer comes first: grammar decoding writes the
         # fields in schema order, and a small model answers better before it fills the rest.
