@@ -47,7 +47,9 @@ async fn seed(http: &reqwest::Client, base: &str, token: &str, llm: &OpenAiDoubl
     Ok(())
 }
 
-async fn chat(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<reqwest::StatusCode> {
+/// One chat: its status, and whether the agent's answer came back (not an error or a
+/// clarification with a success status).
+async fn chat(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<(reqwest::StatusCode, bool)> {
     let r = http
         .post(format!("{base}/v1/chat/completions"))
         .bearer_auth(token)
@@ -55,8 +57,8 @@ async fn chat(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result
         .send()
         .await?;
     let status = r.status();
-    r.bytes().await?;
-    Ok(status)
+    let body = r.text().await?;
+    Ok((status, body.contains("Voici votre dashboard analytics.")))
 }
 
 /// p50 and p99 (ms) of `SAMPLES` sequential chats of tenant B.
@@ -64,8 +66,11 @@ async fn measure(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Res
     let mut v = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        let status = chat(http, base, token).await?;
-        anyhow::ensure!(status.is_success(), "tenant B's chat answered {status}");
+        let (status, answered) = chat(http, base, token).await?;
+        anyhow::ensure!(
+            status.is_success() && answered,
+            "tenant B's chat answered {status} without the agent's answer"
+        );
         v.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     v.sort_by(f64::total_cmp);
@@ -130,8 +135,8 @@ async fn run() -> anyhow::Result<()> {
         load.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match chat(&http, &base, &token).await {
-                    Ok(s) if s.is_success() => counts[0].fetch_add(1, Ordering::Relaxed),
-                    Ok(s) if s.as_u16() == 429 => counts[1].fetch_add(1, Ordering::Relaxed),
+                    Ok((s, true)) if s.is_success() => counts[0].fetch_add(1, Ordering::Relaxed),
+                    Ok((s, _)) if s.as_u16() == 429 => counts[1].fetch_add(1, Ordering::Relaxed),
                     _ => 0,
                 };
             }
