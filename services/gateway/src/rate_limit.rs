@@ -195,7 +195,15 @@ pub struct RateLimiter {
     settings: Arc<GatewaySettings>,
     script: Arc<redis::Script>,
     chats_in_flight: Arc<Mutex<HashMap<TenantId, usize>>>,
+    /// Counter keys the store refused, with when it said a slot frees: until then this replica
+    /// refuses them itself, without a Redis round trip (a refused request counts nothing, so the
+    /// store's answer holds until that time). A client hammering past its limit then costs the
+    /// other tenants no Redis call per request.
+    refused_until: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
+
+/// Entries of `refused_until` above which expired ones are swept.
+const REFUSED_SWEEP_AT: usize = 10_000;
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,6 +220,7 @@ impl RateLimiter {
             settings,
             script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
             chats_in_flight: Arc::new(Mutex::new(HashMap::new())),
+            refused_until: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -281,6 +290,21 @@ impl RateLimiter {
         if limits.is_empty() {
             return Ok(Decision { allowed: true, limit: 0, remaining: 0, reset_secs: 0, retry_after_secs: 0 });
         }
+        let now = std::time::Instant::now();
+        if let Ok(refused) = self.refused_until.lock()
+            && let Some(((_, limit), until)) =
+                limits.iter().find_map(|l| refused.get(&l.0).filter(|u| **u > now).map(|u| (l, *u)))
+        {
+            let wait = until - now;
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Ok(Decision {
+                allowed: false,
+                limit: *limit,
+                remaining: 0,
+                reset_secs: secs,
+                retry_after_secs: secs.max(1),
+            });
+        }
         let redis = self.redis.as_ref().ok_or(Error::RateLimitStoreMissing)?;
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(u64::try_from(PERIOD.as_micros()).unwrap_or(u64::MAX));
@@ -296,6 +320,17 @@ impl RateLimiter {
                 .await
                 .map_err(|_| Error::RateLimitStoreTimeout)??;
         let limit = usize::try_from(binding - 1).ok().and_then(|i| limits.get(i)).map_or(user_limit, |(_, l)| *l);
+        if allowed == 0
+            && retry_us > 0
+            && let Some((key, _)) = usize::try_from(binding - 1).ok().and_then(|i| limits.get(i))
+            && let Ok(mut refused) = self.refused_until.lock()
+        {
+            if refused.len() >= REFUSED_SWEEP_AT {
+                refused.retain(|_, until| *until > now);
+            }
+            let retry = Duration::from_micros(u64::try_from(retry_us).unwrap_or(0));
+            refused.insert(key.clone(), now + retry);
+        }
         Ok(Decision {
             allowed: allowed == 1,
             limit,
