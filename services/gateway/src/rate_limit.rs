@@ -295,8 +295,7 @@ impl RateLimiter {
             && let Some(((_, limit), until)) =
                 limits.iter().find_map(|l| refused.get(&l.0).filter(|u| **u > now).map(|u| (l, *u)))
         {
-            let wait = until - now;
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let secs = micros_to_secs_ceil(i64::try_from((until - now).as_micros()).unwrap_or(i64::MAX));
             return Ok(Decision {
                 allowed: false,
                 limit: *limit,
