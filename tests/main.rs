@@ -32,6 +32,7 @@ mod events;
 mod fair_share;
 mod gateway_chat;
 mod gateway_workflows;
+mod graphql;
 mod hostile_rest;
 mod jwks;
 mod local_model;

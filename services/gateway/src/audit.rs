@@ -52,6 +52,17 @@ pub(crate) struct Actor {
     pub user: String,
 }
 
+/// What a handler tells the audit log, in its response's extensions, when its route does not
+/// say what it did (one `POST /graphql` reads or writes anything).
+#[derive(Debug, Clone)]
+pub(crate) enum Described {
+    /// Nothing was changed: recorded only when refused, as a `GET`.
+    Read,
+    /// A write, recorded as `action` (e.g. `graphql.createAgent`) with the status REST would
+    /// have answered (a refusal inside a 200 GraphQL answer is a 403) and its error message.
+    Write { action: String, status: StatusCode, reason: String },
+}
+
 /// Why a request was refused, stored in the response's extensions by the middleware that
 /// refused it (authentication or the permission check).
 #[derive(Debug, Clone)]
@@ -267,10 +278,25 @@ pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Ne
     let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let path = req.uri().path().to_owned();
     let (request_id, user_agent) = (header(&req, "x-request-id"), header(&req, "user-agent"));
-    let response = next.run(req).await;
-    let status = response.status();
+    let mut response = next.run(req).await;
+    let mut status = response.status();
     if !audited(&method, status) {
         return response;
+    }
+    let described = response.extensions().get::<Described>().cloned();
+    let mut action = None;
+    match described {
+        Some(Described::Read) if !audited(&Method::GET, status) => return response,
+        Some(Described::Write { action: named, status: outcome, reason }) => {
+            action = Some(named);
+            if status.is_success() {
+                status = outcome;
+                if !reason.is_empty() {
+                    response.extensions_mut().insert(Refusal(reason));
+                }
+            }
+        }
+        _ => {}
     }
     let observed = Observed {
         method: &method,
@@ -283,7 +309,11 @@ pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Ne
         actor: response.extensions().get::<Actor>().cloned(),
         reason: response.extensions().get::<Refusal>().map(|r| bounded(&r.0)).unwrap_or_default(),
     };
-    state.audit.submit(observed.into_envelope());
+    let mut envelope = observed.into_envelope();
+    if let (Some(action), Some(Payload::Audit(audit))) = (action, envelope.payload.as_mut()) {
+        audit.action = bounded(&action);
+    }
+    state.audit.submit(envelope);
     response
 }
 

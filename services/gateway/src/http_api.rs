@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::require_auth;
 use crate::caller::Caller;
 use crate::{
-    AppState, audit, audit_api, chat, desktop_api, memory_api, rate_limit, registry_api, sse, workflow_api, ws,
+    AppState, audit, audit_api, chat, desktop_api, graphql, memory_api, rate_limit, registry_api, sse, workflow_api, ws,
 };
 
 /// The only routes of the gateway a request reaches without a verified token. They are not in
@@ -98,7 +98,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/workflows/runs/{run_id}/events", get(workflow_api::run_events))
         // Sockets are long-lived. A browser cannot set the Authorization header on a WebSocket:
         // `require_auth` takes its token from the `bearer.<jwt>` subprotocol entry instead.
-        .route("/ws/desktop/{id}", get(ws::desktop_socket));
+        .route("/ws/desktop/{id}", get(ws::desktop_socket))
+        // Queries, mutations (POST) and the subscription socket (GET upgrade): one endpoint, out
+        // of the plain deadline layer because of the socket; plain requests keep the same
+        // deadline inside the handler. Per-field permissions and rate limits: `graphql::guard`.
+        .route("/graphql", get(graphql::get).post(graphql::post).layer(axum::Extension(graphql::schema(&state))));
     // Every route of this router is authenticated; the public ones are `PUBLIC_ROUTES`, served
     // by the skeleton outside it. `route_layer`: an unknown path stays a plain 404 (fallback).
     // The role check runs inside `require_auth` (it needs the principal) and knows the matched

@@ -10,6 +10,7 @@ mod chat;
 mod desktop_api;
 mod error;
 mod extract;
+mod graphql;
 mod grpc;
 mod http_api;
 mod memory_api;
@@ -123,6 +124,30 @@ pub struct GatewaySettings {
     pub agent_cache_ttl: Duration,
     /// Most agents the response cache holds.
     pub agent_cache_capacity: u64,
+    /// Deepest field nesting a GraphQL operation may have (introspection included: GraphiQL's
+    /// introspection query needs 13).
+    pub graphql_max_depth: usize,
+    /// Highest complexity a GraphQL operation may have: a field costs 1, a field that calls a
+    /// service 5 more, a list its page size times its selection.
+    pub graphql_max_complexity: usize,
+    /// Most aliased fields one GraphQL document may have.
+    pub graphql_max_aliases: usize,
+    /// Most operations one batched GraphQL request may hold.
+    pub graphql_max_batch: usize,
+    /// Subscriptions one GraphQL socket may hold open at once.
+    pub graphql_max_subscriptions: usize,
+    /// Whether the GraphQL schema answers introspection (`__schema`, `__type`).
+    pub graphql_introspection: bool,
+    /// Browser origins (`scheme://host[:port]`, exactly as the `Origin` header) allowed to call
+    /// the gateway cross-origin with credentials: REST, SSE and gRPC-Web. Empty (the default)
+    /// means no CORS at all; `getlood dev` allows the web app's dev server,
+    /// `http://localhost:5173`. Set with `APP__CORS_ALLOWED_ORIGINS='["https://app.example.com"]'`.
+    pub cors_allowed_origins: Vec<String>,
+    /// Proxies in front of the gateway that append the address they saw to `X-Forwarded-For`
+    /// (an Ingress controller: 1). The audit log's client address is the entry that many from
+    /// the right; 0 (the default) takes the TCP peer and ignores the header, which a client can
+    /// write itself.
+    pub client_ip_forwarded_hops: usize,
 }
 
 impl Default for GatewaySettings {
@@ -152,6 +177,14 @@ impl Default for GatewaySettings {
             ws_feed_idle: Duration::from_secs(30),
             agent_cache_ttl: Duration::from_secs(60),
             agent_cache_capacity: 10_000,
+            graphql_max_depth: 16,
+            graphql_max_complexity: 1000,
+            graphql_max_aliases: 30,
+            graphql_max_batch: 8,
+            graphql_max_subscriptions: 16,
+            graphql_introspection: true,
+            cors_allowed_origins: Vec::new(),
+            client_ip_forwarded_hops: 0,
         }
     }
 }
@@ -166,6 +199,16 @@ impl Validate for GatewaySettings {
         }
         if self.ws_max_sockets_per_user == 0 {
             return Err(ConfigError::invalid("app.ws_max_sockets_per_user", "must be at least 1"));
+        }
+        for (key, value, min) in [
+            ("app.graphql_max_depth", self.graphql_max_depth, 2),
+            ("app.graphql_max_complexity", self.graphql_max_complexity, 10),
+            ("app.graphql_max_batch", self.graphql_max_batch, 1),
+            ("app.graphql_max_subscriptions", self.graphql_max_subscriptions, 1),
+        ] {
+            if value < min {
+                return Err(ConfigError::invalid(key, format!("must be at least {min}")));
+            }
         }
         if self.chat_rate_limit_per_minute == 0 {
             return Err(ConfigError::invalid("app.chat_rate_limit_per_minute", "must be at least 1"));

@@ -79,6 +79,10 @@ const ROUTES: &[RoutePermission] = &[
     r("POST", "/api/v1/workflows/runs/{run_id}/approve", P::RunsApprove),
     r("GET", "/api/v1/workflows/runs/{run_id}/events", P::RunsRead),
     r("GET", "/api/v1/audit", P::AuditRead),
+    // The least that reaches the endpoint; every field and mutation then needs its REST route's
+    // permission (`graphql::guard::Need`).
+    r("GET", "/graphql", P::ProfileRead),
+    r("POST", "/graphql", P::ProfileRead),
 ];
 
 /// The permission each `getlood.gateway.v1.GatewayService` method needs.

@@ -171,7 +171,7 @@ fn upgrade_of(upgrade: Upgrade) -> Result<Option<WebSocketUpgrade>, ApiError> {
 
 /// Opens the dispatcher subscription. Errors before the first item (bad topic, unknown desktop,
 /// expired cursor) are plain HTTP errors; after that they can only be in-stream.
-async fn subscribe(
+pub(crate) async fn subscribe(
     state: &AppState,
     caller: &Caller,
     topics: Vec<String>,

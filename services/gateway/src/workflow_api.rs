@@ -14,13 +14,13 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use getlood_common::ApiError;
-use getlood_proto::common::v1::{ErrorDetail, FieldViolation};
+use getlood_proto::common::v1::{ErrorDetail, FieldViolation, PageRequest};
 use getlood_proto::workflow::v1::{
     ApproveNodeRequest, CancelRunRequest, CreateWorkflowRequest, DeleteWorkflowRequest, Edge, ExecuteWorkflowRequest,
     ExecutionMode, GetJobHistoryRequest, GetRunRequest, GetWorkflowRequest, Graph, JobHistoryEntry, ListRunsRequest,
-    ListWorkflowVersionsRequest, ListWorkflowsRequest, LogEntry, LogLevel, Node, NodeRun, NodeRunStatus, Position, Run,
-    RunStatus, RunTrigger, Schedule, ScheduleUnit, ScheduleWorkflowRequest, UnscheduleWorkflowRequest,
-    UpdateWorkflowRequest, ValidateWorkflowRequest, Workflow, WorkflowVersion,
+    ListRunsResponse, ListWorkflowVersionsRequest, ListWorkflowsRequest, LogEntry, LogLevel, Node, NodeRun,
+    NodeRunStatus, Position, Run, RunStatus, RunTrigger, Schedule, ScheduleUnit, ScheduleWorkflowRequest,
+    UnscheduleWorkflowRequest, UpdateWorkflowRequest, ValidateWorkflowRequest, Workflow, WorkflowVersion,
 };
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -43,16 +43,16 @@ const RUN_EVENTS_TOPIC: &str = "workflow";
 
 // ---- JSON out -------------------------------------------------------------------------------
 
-fn run_status_name(status: i32) -> String {
+pub(crate) fn run_status_name(status: i32) -> String {
     enum_name(RunStatus::try_from(status).unwrap_or(RunStatus::Unspecified).as_str_name(), "RUN_STATUS_")
 }
 
-fn mode_name(mode: i32) -> String {
+pub(crate) fn mode_name(mode: i32) -> String {
     enum_name(ExecutionMode::try_from(mode).unwrap_or(ExecutionMode::Unspecified).as_str_name(), "EXECUTION_MODE_")
 }
 
 /// A graph in React Flow's shape.
-fn graph_json(g: &Graph) -> Value {
+pub(crate) fn graph_json(g: &Graph) -> Value {
     let nodes: Vec<Value> = g
         .nodes
         .iter()
@@ -85,7 +85,7 @@ fn graph_json(g: &Graph) -> Value {
     json!({"nodes": nodes, "edges": edges, "viewport": viewport, "editor_state": editor_state})
 }
 
-fn schedule_json(s: &Schedule) -> Value {
+pub(crate) fn schedule_json(s: &Schedule) -> Value {
     json!({
         "every_count": s.every_count,
         "unit": enum_name(ScheduleUnit::try_from(s.unit).unwrap_or(ScheduleUnit::Unspecified).as_str_name(), "SCHEDULE_UNIT_"),
@@ -127,11 +127,11 @@ fn version_json(v: &WorkflowVersion) -> Value {
     })
 }
 
-fn violation_json(v: &FieldViolation) -> Value {
+pub(crate) fn violation_json(v: &FieldViolation) -> Value {
     json!({"field": v.field, "subject": v.subject, "description": v.description})
 }
 
-fn error_detail_json(e: &ErrorDetail) -> Value {
+pub(crate) fn error_detail_json(e: &ErrorDetail) -> Value {
     let code = getlood_proto::common::v1::ErrorCode::try_from(e.code)
         .unwrap_or(getlood_proto::common::v1::ErrorCode::Unspecified);
     json!({
@@ -301,7 +301,7 @@ impl GraphBody {
 }
 
 /// The graph of a body, required.
-fn required_graph(graph: Option<GraphBody>) -> Result<Graph, ApiError> {
+pub(crate) fn required_graph(graph: Option<GraphBody>) -> Result<Graph, ApiError> {
     graph.ok_or_else(|| ApiError::invalid_argument("graph is required"))?.into_proto()
 }
 
@@ -309,24 +309,24 @@ fn required_graph(graph: Option<GraphBody>) -> Result<Graph, ApiError> {
 #[derive(Debug, Deserialize)]
 pub(crate) struct CreateBody {
     #[serde(default)]
-    name: String,
+    pub name: String,
     #[serde(default)]
-    description: String,
-    graph: Option<GraphBody>,
+    pub description: String,
+    pub graph: Option<GraphBody>,
     #[serde(default)]
-    version_comment: String,
+    pub version_comment: String,
 }
 
 /// `PUT /api/v1/workflows/{id}` body: a new version; absent name and description stay.
 #[derive(Debug, Deserialize)]
 pub(crate) struct UpdateBody {
-    name: Option<String>,
-    description: Option<String>,
-    graph: Option<GraphBody>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub graph: Option<GraphBody>,
     #[serde(default)]
-    version_comment: String,
+    pub version_comment: String,
     /// Optimistic concurrency, when not given as `If-Match`.
-    expected_version: Option<i64>,
+    pub expected_version: Option<i64>,
 }
 
 /// `POST /api/v1/workflows/validate` body.
@@ -338,15 +338,15 @@ pub(crate) struct ValidateBody {
 /// `POST /api/v1/workflows/{id}/execute` body; may be empty.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ExecuteBody {
-    input: Option<Value>,
+    pub input: Option<Value>,
     #[serde(default)]
-    version: i64,
-    mode: Option<String>,
+    pub version: i64,
+    pub mode: Option<String>,
     /// Run timeout; absent uses the service default.
-    timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
     /// Idempotency key, when not given as the `Idempotency-Key` header.
     #[serde(default)]
-    request_id: String,
+    pub request_id: String,
 }
 
 /// `POST /api/v1/workflows/runs/{run_id}/cancel` body; may be empty.
@@ -381,7 +381,7 @@ pub(crate) struct ScheduleBody {
     input: Option<Value>,
 }
 
-fn parse_mode(raw: Option<&str>) -> Result<i32, ApiError> {
+pub(crate) fn parse_mode(raw: Option<&str>) -> Result<i32, ApiError> {
     match raw {
         None | Some("") => Ok(ExecutionMode::Unspecified as i32),
         Some(raw) => parse_enum(raw, "EXECUTION_MODE_", ExecutionMode::from_str_name, "mode", "engine, mindsdb_job")
@@ -476,15 +476,26 @@ pub(crate) async fn create_workflow(
     key: IdempotencyKey,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
+    let workflow = create(&state, &caller, body, key.or_empty()).await?;
+    Ok(workflow_response(StatusCode::CREATED, Some(workflow)))
+}
+
+/// Creates a workflow from `body` (REST and GraphQL); `request_id` is the idempotency key.
+pub(crate) async fn create(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateBody,
+    request_id: String,
+) -> Result<Workflow, ApiError> {
     let req = CreateWorkflowRequest {
         name: body.name,
         description: body.description,
         graph: Some(required_graph(body.graph)?),
         version_comment: body.version_comment,
-        request_id: key.or_empty(),
+        request_id,
     };
     let resp = unary(SERVICE, state.upstreams.workflow().create_workflow(caller.request(req))).await?;
-    Ok(workflow_response(StatusCode::CREATED, resp.workflow))
+    Ok(resp.workflow.unwrap_or_default())
 }
 
 /// `GET /api/v1/workflows/{id}`: the latest version, or `?version=n`.
@@ -508,16 +519,29 @@ pub(crate) async fn update_workflow(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Response, ApiError> {
+    let expected_version = if_match.or(body.expected_version)?;
+    let workflow = update(&state, &caller, id, body, expected_version).await?;
+    Ok(workflow_response(StatusCode::OK, Some(workflow)))
+}
+
+/// Saves a new version of workflow `id` from `body` (REST and GraphQL).
+pub(crate) async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    body: UpdateBody,
+    expected_version: i64,
+) -> Result<Workflow, ApiError> {
     let req = UpdateWorkflowRequest {
         workflow_id: id,
-        expected_version: if_match.or(body.expected_version)?,
+        expected_version,
         name: body.name,
         description: body.description,
         graph: Some(required_graph(body.graph)?),
         version_comment: body.version_comment,
     };
     let resp = unary(SERVICE, state.upstreams.workflow().update_workflow(caller.request(req))).await?;
-    Ok(workflow_response(StatusCode::OK, resp.workflow))
+    Ok(resp.workflow.unwrap_or_default())
 }
 
 /// `DELETE /api/v1/workflows/{id}`, with `If-Match` or `?expected_version=`. Started runs finish
@@ -568,7 +592,20 @@ pub(crate) async fn execute_workflow(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
-    let request_key = if body.request_id.is_empty() { key.or_empty() } else { body.request_id };
+    let run = execute(&state, &caller, id, body, key.or_empty()).await?;
+    Ok((StatusCode::ACCEPTED, run_body(Some(run))).into_response())
+}
+
+/// Starts a run of workflow `id` (REST and GraphQL); `key` is the idempotency key used when the
+/// body names none.
+pub(crate) async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    body: ExecuteBody,
+    key: String,
+) -> Result<Run, ApiError> {
+    let request_key = if body.request_id.is_empty() { key } else { body.request_id };
     let timeout = match body.timeout_ms {
         None => None,
         Some(ms) => Some(
@@ -585,7 +622,7 @@ pub(crate) async fn execute_workflow(
         request_id: request_key,
     };
     let resp = unary(SERVICE, state.upstreams.workflow().execute_workflow(caller.request(req))).await?;
-    Ok((StatusCode::ACCEPTED, run_body(resp.run)).into_response())
+    Ok(resp.run.unwrap_or_default())
 }
 
 /// The runs of `workflow_id` (every run of the tenant when empty), filtered by `filter`.
@@ -596,7 +633,21 @@ async fn list_runs_of(
     page: PageQuery,
     filter: RunFilter,
 ) -> Result<Json<Value>, ApiError> {
-    let statuses = comma_list(filter.status.as_deref())
+    let statuses = comma_list(filter.status.as_deref());
+    let resp = runs_page(state, caller, workflow_id, &statuses, page.page()).await?;
+    Ok(list_json("runs", resp.runs.iter().map(run_json).collect(), resp.page))
+}
+
+/// A page of the runs of `workflow_id` (every run of the tenant when empty) in `statuses`
+/// (REST spelling; none means any), without their node timelines (REST and GraphQL).
+pub(crate) async fn runs_page(
+    state: &AppState,
+    caller: &Caller,
+    workflow_id: String,
+    statuses: &[String],
+    page: Option<PageRequest>,
+) -> Result<ListRunsResponse, ApiError> {
+    let statuses = statuses
         .iter()
         .map(|s| {
             parse_enum(
@@ -609,9 +660,8 @@ async fn list_runs_of(
             .map(|s| s as i32)
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let req = ListRunsRequest { workflow_id, statuses, page: page.page() };
-    let resp = unary(SERVICE, state.upstreams.workflow().list_runs(caller.request(req))).await?;
-    Ok(list_json("runs", resp.runs.iter().map(run_json).collect(), resp.page))
+    let req = ListRunsRequest { workflow_id, statuses, page };
+    unary(SERVICE, state.upstreams.workflow().list_runs(caller.request(req))).await
 }
 
 /// `GET /api/v1/workflows/{id}/runs`: the workflow's runs, newest first, without node outputs;
@@ -638,7 +688,7 @@ pub(crate) async fn list_runs(
 }
 
 /// The run `run_id` and, with `include_logs`, its persisted logs.
-async fn fetch_run(
+pub(crate) async fn fetch_run(
     state: &AppState,
     caller: &Caller,
     run_id: String,

@@ -184,6 +184,11 @@ impl Realtime {
         }
     }
 
+    /// The task tracker of the gateway's background work, which shutdown waits for.
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
     /// Counts one more WebSocket of `principal`'s user on this replica, or refuses it when the
     /// user already holds `ws_max_sockets_per_user`: each socket holds buffers, a feed slot and
     /// possibly an upstream subscription, so one client must not hold them without bound. The
