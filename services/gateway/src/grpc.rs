@@ -93,6 +93,8 @@ impl GatewayService for Gateway {
             Verdict::Proceed(_) => {}
             Verdict::Refuse(err, _) => return Err(Status::from(err)),
         }
+        // The same per-tenant cap of turns in flight as the REST route; held until the stream ends.
+        let permit = self.state.limiter.admit_chat(&p.tenant).map_err(Status::from)?;
         let input = ChatInput {
             model: openai::model_choice(&body.model),
             model_label: if body.model.is_empty() { "getlood".to_owned() } else { body.model.clone() },
@@ -117,6 +119,7 @@ impl GatewayService for Gateway {
         };
         let first = chunk(Role::Assistant as i32, String::new());
         let rest = events.map(move |event| {
+            let _turn = &permit;
             let item = match event {
                 ChatEvent::Delta(text) => chat_completion_response::Item::Chunk(chunk(0, text)),
                 ChatEvent::Heartbeat => chat_completion_response::Item::Heartbeat(ChatCompletionHeartbeat {

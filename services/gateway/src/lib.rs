@@ -310,7 +310,12 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         .spawn_invalidation(runtime.nats()?, &config.nats.subject_prefix, runtime.tracker(), runtime.shutdown())
         .await
         .map_err(|e| getlood_server::Error::Serve(format!("nats subscribe: {e}")))?;
-    let audit = audit::AuditSink::start(runtime.bus()?, runtime.tracker(), runtime.shutdown());
+    let audit = audit::AuditSink::start(
+        runtime.bus()?,
+        settings.client_ip_forwarded_hops,
+        runtime.tracker(),
+        runtime.shutdown(),
+    );
     let state = AppState(Arc::new(Shared {
         verifier: runtime.verifier(),
         infra: runtime.infra().clone(),

@@ -237,6 +237,20 @@ impl RateLimiter {
         Some(ChatPermit { inflight: self.chats_in_flight.clone(), tenant: tenant.clone() })
     }
 
+    /// [`Self::start_chat`], or the 429 error (logged and counted) of a tenant at its cap: the
+    /// one admission of a chat turn, for REST and gRPC alike.
+    pub(crate) fn admit_chat(&self, tenant: &TenantId) -> std::result::Result<ChatPermit, ApiError> {
+        self.start_chat(tenant).ok_or_else(|| {
+            let max = self.settings.tenant_max_concurrent_chats;
+            tracing::info!(tenant = %tenant, max, "chat refused, tenant at its concurrent turns");
+            metrics::counter!("getlood_gateway_rate_limited_total", "class" => "chat_concurrency").increment(1);
+            ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!("the tenant already has {max} chat turns in flight, retry when one ends"),
+            )
+        })
+    }
+
     /// The tenant-wide limit of `tenant`, if any.
     fn tenant_limit(&self, tenant: &str) -> Option<u32> {
         let limit = self
@@ -484,17 +498,13 @@ pub(crate) async fn limit_chat(State(state): State<AppState>, req: Request, next
     };
     match verdict(&state.limiter, &principal).await {
         Verdict::Proceed(decision) => {
-            let Some(permit) = state.limiter.start_chat(&principal.tenant) else {
-                let max = state.settings.tenant_max_concurrent_chats;
-                tracing::info!(tenant = %principal.tenant, max, "chat refused, tenant at its concurrent turns");
-                metrics::counter!("getlood_gateway_rate_limited_total", "class" => "chat_concurrency").increment(1);
-                let err = ApiError::new(
-                    ErrorCode::ResourceExhausted,
-                    format!("the tenant already has {max} chat turns in flight, retry when one ends"),
-                );
-                let mut response = crate::openai::error_response(&err).into_response();
-                response.headers_mut().insert(http::header::RETRY_AFTER, 1u32.into());
-                return response;
+            let permit = match state.limiter.admit_chat(&principal.tenant) {
+                Ok(permit) => permit,
+                Err(err) => {
+                    let mut response = crate::openai::error_response(&err).into_response();
+                    response.headers_mut().insert(http::header::RETRY_AFTER, 1u32.into());
+                    return response;
+                }
             };
             let mut response = next.run(req).await;
             if let Some(decision) = decision {
