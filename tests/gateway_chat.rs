@@ -296,6 +296,14 @@ impl PipelineService for FakePipeline {
     async fn list_turns(&self, _: Request<pl::ListTurnsRequest>) -> Result<Response<pl::ListTurnsResponse>, Status> {
         Err(Status::unimplemented("not in the double"))
     }
+
+    async fn list_models(&self, _: Request<pl::ListModelsRequest>) -> Result<Response<pl::ListModelsResponse>, Status> {
+        Err(Status::unimplemented("not in the double"))
+    }
+
+    async fn ask_model(&self, _: Request<pl::AskModelRequest>) -> Result<Response<pl::AskModelResponse>, Status> {
+        Err(Status::unimplemented("not in the double"))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

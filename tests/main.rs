@@ -24,6 +24,7 @@ static INSTALL_CRYPTO_PROVIDER: extern "C" fn() = {
 mod agent_registry;
 mod audit;
 mod auth;
+mod data_sources;
 mod desktop_state;
 mod desktop_ws;
 mod e2e;
@@ -35,7 +36,9 @@ mod gateway_workflows;
 mod graphql;
 mod hostile_rest;
 mod jwks;
+mod knowledge_bases;
 mod local_model;
+mod models;
 mod paging;
 mod permissions;
 mod pipeline;

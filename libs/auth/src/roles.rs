@@ -5,10 +5,10 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `viewer` | read: agents, skills, workflows, runs, desktops, the tenant's events, its own profile |
-//! | `member` | viewer + chat, write its own desktops and windows, search its own memory |
+//! | `viewer` | read: agents, models, skills, workflows, runs, desktops, knowledge bases (search included), data sources (tables and sample rows included), the tenant's events, its own profile |
+//! | `member` | viewer + chat (asking a model included), write its own desktops and windows, search its own memory |
 //! | `operator` | member + execute and cancel runs, approve human_approval nodes, schedules |
-//! | `builder` | member + create, update and delete agents, skills and workflows |
+//! | `builder` | member + create, update and delete agents, skills, workflows, knowledge bases (and their documents) and data sources |
 //! | `admin` | everything, the audit stream and other users' turns and memory included |
 //!
 //! `user` (what early tokens carried) is an alias of `member`. Any other role grants nothing,
@@ -24,7 +24,7 @@ use std::str::FromStr;
 pub enum Role {
     /// Everything, audit and other users' data included.
     Admin,
-    /// Member, plus writing agents, skills and workflows.
+    /// Member, plus writing agents, skills, workflows, knowledge bases and data sources.
     Builder,
     /// Chat, own desktops and memory, and every read.
     Member,
@@ -55,8 +55,10 @@ impl Role {
         let read = matches!(
             permission,
             P::AgentsRead
+                | P::DataSourcesRead
                 | P::DesktopsRead
                 | P::EventsRead
+                | P::KnowledgeBasesRead
                 | P::ProfileRead
                 | P::RunsRead
                 | P::SkillsRead
@@ -65,7 +67,17 @@ impl Role {
         let member = read || matches!(permission, P::Chat | P::DesktopsWrite | P::MemoryRead);
         match self {
             Self::Admin => true,
-            Self::Builder => member || matches!(permission, P::AgentsWrite | P::SkillsWrite | P::WorkflowsWrite),
+            Self::Builder => {
+                member
+                    || matches!(
+                        permission,
+                        P::AgentsWrite
+                            | P::DataSourcesWrite
+                            | P::KnowledgeBasesWrite
+                            | P::SkillsWrite
+                            | P::WorkflowsWrite
+                    )
+            }
             Self::Operator => member || matches!(permission, P::RunsApprove | P::RunsExecute | P::SchedulesWrite),
             Self::Member => member,
             Self::Viewer => read,
@@ -109,14 +121,23 @@ pub enum Permission {
     AgentsWrite,
     /// Read the tenant's audit stream.
     AuditRead,
-    /// Chat with the pipeline or query an agent; read one's own turns.
+    /// Chat with the pipeline, query an agent or ask a model; read one's own turns.
     Chat,
+    /// Read the tenant's data sources: list them, test their connection, list their tables and
+    /// columns, sample rows (never their connection parameters).
+    DataSourcesRead,
+    /// Register and delete the tenant's data sources.
+    DataSourcesWrite,
     /// Read desktops and windows (and watch them over the desktop WebSocket).
     DesktopsRead,
     /// Create, change and delete desktops and windows (WebSocket window commands included).
     DesktopsWrite,
     /// Subscribe to the tenant's event stream (the audit domain needs [`Permission::AuditRead`] too).
     EventsRead,
+    /// List, read and search the tenant's knowledge bases (never the platform's memory one).
+    KnowledgeBasesRead,
+    /// Create and delete the tenant's knowledge bases and insert their documents.
+    KnowledgeBasesWrite,
     /// Search one's own conversation memory.
     MemoryRead,
     /// Read one's own identity (`/api/v1/me`, `WhoAmI`).
@@ -143,14 +164,18 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 18] = [
+    pub const ALL: [Permission; 22] = [
         Permission::AgentsRead,
         Permission::AgentsWrite,
         Permission::AuditRead,
         Permission::Chat,
+        Permission::DataSourcesRead,
+        Permission::DataSourcesWrite,
         Permission::DesktopsRead,
         Permission::DesktopsWrite,
         Permission::EventsRead,
+        Permission::KnowledgeBasesRead,
+        Permission::KnowledgeBasesWrite,
         Permission::MemoryRead,
         Permission::ProfileRead,
         Permission::RunsApprove,
@@ -171,9 +196,13 @@ impl Permission {
             Self::AgentsWrite => "agents.write",
             Self::AuditRead => "audit.read",
             Self::Chat => "chat",
+            Self::DataSourcesRead => "data_sources.read",
+            Self::DataSourcesWrite => "data_sources.write",
             Self::DesktopsRead => "desktops.read",
             Self::DesktopsWrite => "desktops.write",
             Self::EventsRead => "events.read",
+            Self::KnowledgeBasesRead => "knowledge_bases.read",
+            Self::KnowledgeBasesWrite => "knowledge_bases.write",
             Self::MemoryRead => "memory.read",
             Self::ProfileRead => "profile.read",
             Self::RunsApprove => "runs.approve",
@@ -241,7 +270,16 @@ mod tests {
             assert!(!allows(&["root", "superuser", "Admin"], p), "{p}");
             assert_eq!(allows(&["user"], p), allows(&["member"], p), "{p}");
         }
-        for p in [P::AgentsRead, P::SkillsRead, P::WorkflowsRead, P::RunsRead, P::DesktopsRead, P::EventsRead] {
+        for p in [
+            P::AgentsRead,
+            P::SkillsRead,
+            P::WorkflowsRead,
+            P::RunsRead,
+            P::DesktopsRead,
+            P::EventsRead,
+            P::KnowledgeBasesRead,
+            P::DataSourcesRead,
+        ] {
             for r in Role::ALL {
                 assert!(r.grants(p), "{r} {p}");
             }
@@ -250,7 +288,7 @@ mod tests {
             assert!(!allows(&["viewer"], p), "{p}");
             assert!(allows(&["member"], p) && allows(&["operator"], p) && allows(&["builder"], p), "{p}");
         }
-        for p in [P::AgentsWrite, P::SkillsWrite, P::WorkflowsWrite] {
+        for p in [P::AgentsWrite, P::SkillsWrite, P::WorkflowsWrite, P::KnowledgeBasesWrite, P::DataSourcesWrite] {
             assert!(allows(&["builder"], p) && !allows(&["operator"], p) && !allows(&["member"], p), "{p}");
         }
         for p in [P::RunsExecute, P::RunsApprove, P::SchedulesWrite] {

@@ -35,6 +35,9 @@ pub enum MindsdbError {
     /// MindsDB cannot be reached or says it is overloaded; retrying later may help.
     #[error("mindsdb unavailable: {0}")]
     Unavailable(String),
+    /// This MindsDB install cannot do it (a handler it lacks); the message says what is missing.
+    #[error("not supported by this mindsdb: {0}")]
+    Unsupported(String),
     /// The model provider behind MindsDB (LLM or embeddings endpoint) failed.
     #[error("model provider failed: {0}")]
     Upstream(String),
@@ -55,6 +58,7 @@ impl MindsdbError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Timeout(_) => ErrorCode::DeadlineExceeded,
             Self::Unavailable(_) | Self::Upstream(_) => ErrorCode::Unavailable,
+            Self::Unsupported(_) => ErrorCode::Unimplemented,
         }
     }
 
@@ -121,7 +125,17 @@ impl MindsdbError {
     /// internals (tracebacks, generated SQL, provider responses).
     pub fn public_message(&self) -> String {
         match self {
-            Self::AlreadyExists(m) | Self::NotFound(m) | Self::InvalidArgument(m) => m.clone(),
+            // MindsDB quotes settings in some of these (26.1: an agent whose `data.tables` names a
+            // missing table is "The model \"{'api_key': 'sk-...', ...}\" does not exist"): a text
+            // that may carry a secret is replaced, whatever it says.
+            Self::AlreadyExists(m) | Self::NotFound(m) | Self::InvalidArgument(m) if may_carry_secret(m) => {
+                match self.code() {
+                    ErrorCode::NotFound => "a mindsdb object named in the request does not exist".to_owned(),
+                    ErrorCode::AlreadyExists => "a mindsdb object of that name already exists".to_owned(),
+                    _ => "mindsdb refused the request's settings".to_owned(),
+                }
+            }
+            Self::AlreadyExists(m) | Self::NotFound(m) | Self::InvalidArgument(m) | Self::Unsupported(m) => m.clone(),
             Self::InvalidSql(_) => "the statement was rejected by mindsdb".to_owned(),
             Self::Timeout(_) => "mindsdb did not answer in time".to_owned(),
             Self::Unavailable(_) => "mindsdb is unavailable".to_owned(),
@@ -144,6 +158,12 @@ impl From<MindsdbError> for ApiError {
             }
         }
     }
+}
+
+/// Whether a MindsDB message quotes something that may be a secret (a settings dict, a key).
+fn may_carry_secret(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["api_key", "apikey", "password", "secret", "token", "'sk-", "\"sk-"].iter().any(|n| m.contains(n))
 }
 
 /// The first line of `message`, at most 300 characters: MindsDB appends tracebacks and the
@@ -190,6 +210,11 @@ mod tests {
         let api = ApiError::from(err);
         assert_eq!(api.code, ErrorCode::Internal);
         assert_eq!(api.message, "internal error");
+        let api = ApiError::from(MindsdbError::from_message(
+            "The model \"{'api_key': 'sk-agent', 'base_url': 'http://h/v1', 'model_name': 'm'}\" does not exist.",
+        ));
+        assert_eq!(api.code, ErrorCode::NotFound);
+        assert!(!api.message.contains("sk-agent"), "{}", api.message);
         let api = ApiError::from(MindsdbError::Upstream("openai.APIError: key sk-123 bad".into()));
         assert_eq!(api.code, ErrorCode::Unavailable);
         assert!(!api.message.contains("sk-123"));

@@ -75,6 +75,8 @@ pub struct KnowledgeBaseInfo {
     pub name: String,
     /// Embedding model settings with the key masked.
     pub embedding_model: Value,
+    /// The metadata columns it was created with.
+    pub metadata_columns: Vec<String>,
 }
 
 /// Creates, fills, searches and deletes the tenant's knowledge bases.
@@ -216,6 +218,15 @@ impl KnowledgeBaseAdapter {
         Ok(v.as_array().map(|a| a.iter().map(info_from_json).collect()).unwrap_or_default())
     }
 
+    /// One knowledge base of the tenant's project; `NotFound` if absent.
+    pub async fn describe(&self, ctx: &TenantContext, name: &Ident) -> Result<KnowledgeBaseInfo> {
+        let v = self
+            .client
+            .rest(ctx, "kb.describe", Method::GET, &Self::base(ctx).id(name), None, Retry::Idempotent)
+            .await?;
+        Ok(info_from_json(&v))
+    }
+
     /// Deletes a knowledge base and its vectors; `NotFound` if absent.
     pub async fn delete(&self, ctx: &TenantContext, name: &Ident) -> Result<()> {
         let sql = SqlBuilder::new().kw("DROP KNOWLEDGE_BASE").qualified(&ctx.project(), name).build();
@@ -260,5 +271,14 @@ fn chunk_start(chunk_id: &str) -> u64 {
 fn info_from_json(v: &Value) -> KnowledgeBaseInfo {
     let mut embedding_model = v.get("embedding_model").cloned().unwrap_or(Value::Null);
     mask_secrets(&mut embedding_model);
-    KnowledgeBaseInfo { name: v.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(), embedding_model }
+    let metadata_columns = v
+        .get("metadata_columns")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    KnowledgeBaseInfo {
+        name: v.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        embedding_model,
+        metadata_columns,
+    }
 }

@@ -28,7 +28,10 @@ pub mod sql;
 pub use agent::{AgentAdapter, AgentEvent, AgentInfo, AgentMessage, AgentMode, AgentSpec, AgentStream, LlmSettings};
 pub use client::{METRIC_DURATION, METRIC_ERRORS, MindsdbClient, QueryOutput, TENANT_USER_ID, Table, TenantContext};
 pub use config::MindsdbConfig;
-pub use database::{DatabaseAdapter, DatabaseInfo, PostgresSpec};
+pub use database::{
+    ColumnInfo, ConnectionCheck, DatabaseAdapter, DatabaseEngine, DatabaseInfo, DatabaseSpec, PostgresSpec, TableInfo,
+    connection_reason,
+};
 pub use error::{MindsdbError, Result};
 pub use job::{JobAdapter, JobInfo, JobRun, JobSpec, Schedule, ScheduleUnit};
 pub use knowledge_base::{

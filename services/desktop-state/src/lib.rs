@@ -5,9 +5,11 @@
 //!
 //! Moves from dragging are coalesced ([`coalescer`]) and flushed on shutdown; each tenant's
 //! windows are readable by that tenant's MindsDB agents through the Database adapter
-//! ([`tables`]).
+//! ([`tables`]), and so are the databases a tenant registers as data sources
+//! ([`data_sources`]: `ds_<name>` in MindsDB).
 
 pub mod coalescer;
+pub mod data_sources;
 pub mod error;
 mod model;
 mod service;
@@ -16,6 +18,7 @@ pub mod tables;
 
 use std::time::Duration;
 
+use getlood_common::egress::{EgressConfig, EgressPolicy};
 use getlood_config::{ConfigError, Validate};
 use getlood_mindsdb::{MindsdbClient, MindsdbConfig};
 use getlood_proto::desktop_state::v1::desktop_state_service_server::DesktopStateServiceServer;
@@ -46,6 +49,14 @@ pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
         ("CloseWindow", P::DesktopsWrite),
         ("SaveDesktop", P::DesktopsWrite),
         ("RestoreDesktop", P::DesktopsWrite),
+        ("CreateDataSource", P::DataSourcesWrite),
+        ("ListDataSources", P::DataSourcesRead),
+        ("GetDataSource", P::DataSourcesRead),
+        ("DeleteDataSource", P::DataSourcesWrite),
+        ("TestDataSource", P::DataSourcesRead),
+        ("ListDataSourceTables", P::DataSourcesRead),
+        ("GetDataSourceTable", P::DataSourcesRead),
+        ("SampleDataSourceRows", P::DataSourcesRead),
     ]
 };
 
@@ -77,6 +88,12 @@ pub struct DesktopSettings {
     pub durable_coalesced_writes: bool,
     /// The tenants' windows as MindsDB tables.
     pub agent_tables: AgentTablesSettings,
+    /// The tenants' registered databases.
+    pub data_sources: data_sources::DataSourceSettings,
+    /// Hosts a data source may name although the built-in egress policy refuses them
+    /// (loopback, private, link-local): `app.egress.allow`, empty by default. `getlood dev` and
+    /// the test kit allow loopback.
+    pub egress: EgressConfig,
 }
 
 impl Default for DesktopSettings {
@@ -87,6 +104,8 @@ impl Default for DesktopSettings {
             max_windows_per_desktop: 200,
             durable_coalesced_writes: false,
             agent_tables: AgentTablesSettings::default(),
+            data_sources: data_sources::DataSourceSettings::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -102,6 +121,10 @@ impl Validate for DesktopSettings {
         if self.max_windows_per_desktop == 0 {
             return Err(ConfigError::invalid("app.max_windows_per_desktop", "must be at least 1"));
         }
+        if self.data_sources.max_per_tenant == 0 {
+            return Err(ConfigError::invalid("app.data_sources.max_per_tenant", "must be at least 1"));
+        }
+        EgressPolicy::new(&self.egress).map_err(|e| ConfigError::invalid("app.egress.allow", e.to_string()))?;
         if getlood_mindsdb::Ident::new(&self.agent_tables.integration).is_err() {
             return Err(ConfigError::invalid("app.agent_tables.integration", "must match [a-z_][a-z0-9_]{0,62}"));
         }
@@ -126,6 +149,8 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     coalescer.spawn(config.app.coalesce_interval, runtime.bus()?, runtime.tracker(), runtime.shutdown());
 
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
+    let egress = EgressPolicy::new(&config.app.egress).map_err(|e| Error::Serve(format!("app.egress.allow: {e}")))?;
+    let data_sources = data_sources::DataSources::new(mindsdb.clone(), egress, &config.app.data_sources);
     let tables = tables::AgentTables::new(
         &config.app.agent_tables,
         &config.postgres.url,
@@ -146,6 +171,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         coalescer,
         tables,
         max_windows: i64::from(config.app.max_windows_per_desktop),
+        data_sources,
     };
     let grpc =
         tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, DesktopStateServiceServer::new(desktops)));

@@ -34,6 +34,8 @@ pub struct Desktops {
     pub coalescer: Coalescer,
     pub tables: Option<AgentTables>,
     pub max_windows: i64,
+    /// The tenants' registered databases.
+    pub data_sources: crate::data_sources::DataSources,
 }
 
 fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
@@ -778,5 +780,75 @@ impl DesktopStateService for Desktops {
         );
         self.commit(tx, &[e]).await?;
         Ok(Response::new(RestoreDesktopResponse { desktop: Some(state), saved_at }))
+    }
+    async fn create_data_source(
+        &self,
+        req: Request<CreateDataSourceRequest>,
+    ) -> Result<Response<CreateDataSourceResponse>, Status> {
+        let p = principal(&req)?;
+        let data_source = self.data_sources.create(&p, req.get_ref()).await?;
+        Ok(Response::new(CreateDataSourceResponse { data_source: Some(data_source) }))
+    }
+
+    async fn list_data_sources(
+        &self,
+        req: Request<ListDataSourcesRequest>,
+    ) -> Result<Response<ListDataSourcesResponse>, Status> {
+        let p = principal(&req)?;
+        Ok(Response::new(ListDataSourcesResponse { data_sources: self.data_sources.list(&p).await? }))
+    }
+
+    async fn get_data_source(
+        &self,
+        req: Request<GetDataSourceRequest>,
+    ) -> Result<Response<GetDataSourceResponse>, Status> {
+        let p = principal(&req)?;
+        let data_source = self.data_sources.get(&p, &req.get_ref().name).await?;
+        Ok(Response::new(GetDataSourceResponse { data_source: Some(data_source) }))
+    }
+
+    async fn delete_data_source(
+        &self,
+        req: Request<DeleteDataSourceRequest>,
+    ) -> Result<Response<DeleteDataSourceResponse>, Status> {
+        let p = principal(&req)?;
+        self.data_sources.delete(&p, &req.get_ref().name).await?;
+        Ok(Response::new(DeleteDataSourceResponse {}))
+    }
+
+    async fn test_data_source(
+        &self,
+        req: Request<TestDataSourceRequest>,
+    ) -> Result<Response<TestDataSourceResponse>, Status> {
+        let p = principal(&req)?;
+        Ok(Response::new(self.data_sources.test(&p, &req.get_ref().name).await?))
+    }
+
+    async fn list_data_source_tables(
+        &self,
+        req: Request<ListDataSourceTablesRequest>,
+    ) -> Result<Response<ListDataSourceTablesResponse>, Status> {
+        let p = principal(&req)?;
+        Ok(Response::new(ListDataSourceTablesResponse {
+            tables: self.data_sources.tables(&p, &req.get_ref().name).await?,
+        }))
+    }
+
+    async fn get_data_source_table(
+        &self,
+        req: Request<GetDataSourceTableRequest>,
+    ) -> Result<Response<GetDataSourceTableResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let table = self.data_sources.table(&p, &r.name, &r.table).await?;
+        Ok(Response::new(GetDataSourceTableResponse { table: Some(table) }))
+    }
+
+    async fn sample_data_source_rows(
+        &self,
+        req: Request<SampleDataSourceRowsRequest>,
+    ) -> Result<Response<SampleDataSourceRowsResponse>, Status> {
+        let p = principal(&req)?;
+        Ok(Response::new(self.data_sources.sample(&p, req.get_ref()).await?))
     }
 }

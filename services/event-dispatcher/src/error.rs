@@ -8,6 +8,9 @@ use tonic::Status;
 /// Why a dispatcher operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An object of that name already exists for the caller's tenant.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// Reading or following a stream failed.
     #[error(transparent)]
     Events(#[from] EventError),
@@ -23,6 +26,9 @@ pub enum Error {
     /// The caller lacks the role the request needs.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The tenant reached a quota (e.g. its number of knowledge bases).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// Another service answered with an error.
     #[error("{service}: {status}")]
     Upstream {
@@ -39,12 +45,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl ServiceError for Error {
     fn code(&self) -> ErrorCode {
         match self {
+            Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Error::Events(EventError::Expired { .. }) | Error::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Error::Events(EventError::Decode(_) | EventError::TooLarge(_)) => ErrorCode::Internal,
             Error::Events(EventError::JetStream(_)) => ErrorCode::Unavailable,
             Error::Mindsdb(e) => e.code(),
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            Error::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             Error::Upstream { status, .. } => match status.code() {
                 // The callee's answer about the caller's own request is relayed as it is.
                 tonic::Code::NotFound | tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {

@@ -2,10 +2,14 @@
 
 use getlood_proto::event_dispatcher::v1::event_dispatcher_service_server::EventDispatcherService;
 use getlood_proto::event_dispatcher::v1::{
-    ListAuditRequest, ListAuditResponse, SearchRequest, SearchResponse, SubscribeRequest,
+    CreateKnowledgeBaseRequest, CreateKnowledgeBaseResponse, DeleteKnowledgeBaseRequest, DeleteKnowledgeBaseResponse,
+    GetKnowledgeBaseRequest, GetKnowledgeBaseResponse, InsertDocumentsRequest, InsertDocumentsResponse,
+    ListAuditRequest, ListAuditResponse, ListKnowledgeBasesRequest, ListKnowledgeBasesResponse,
+    SearchKnowledgeBaseRequest, SearchKnowledgeBaseResponse, SearchRequest, SearchResponse, SubscribeRequest,
 };
 use tonic::{Request, Response, Status};
 
+use crate::kb::KnowledgeBases;
 use crate::memory::Memory;
 use crate::subscribe::{SubscribeStream, Subscriptions};
 
@@ -13,6 +17,7 @@ use crate::subscribe::{SubscribeStream, Subscriptions};
 pub(crate) struct Dispatcher {
     pub subscriptions: Subscriptions,
     pub memory: Memory,
+    pub knowledge_bases: KnowledgeBases,
 }
 
 #[tonic::async_trait]
@@ -36,5 +41,60 @@ impl EventDispatcherService for Dispatcher {
         let principal = getlood_server::principal(&req)?;
         let page = crate::audit::list(&self.subscriptions.bus, principal, req.get_ref()).await?;
         Ok(Response::new(page))
+    }
+
+    async fn create_knowledge_base(
+        &self,
+        req: Request<CreateKnowledgeBaseRequest>,
+    ) -> Result<Response<CreateKnowledgeBaseResponse>, Status> {
+        let principal = getlood_server::principal(&req)?;
+        let r = req.get_ref();
+        let kb = self.knowledge_bases.create(principal, &r.name, &r.metadata_columns).await?;
+        Ok(Response::new(CreateKnowledgeBaseResponse { knowledge_base: Some(kb) }))
+    }
+
+    async fn list_knowledge_bases(
+        &self,
+        req: Request<ListKnowledgeBasesRequest>,
+    ) -> Result<Response<ListKnowledgeBasesResponse>, Status> {
+        let principal = getlood_server::principal(&req)?;
+        let knowledge_bases = self.knowledge_bases.list(principal).await?;
+        Ok(Response::new(ListKnowledgeBasesResponse { knowledge_bases }))
+    }
+
+    async fn get_knowledge_base(
+        &self,
+        req: Request<GetKnowledgeBaseRequest>,
+    ) -> Result<Response<GetKnowledgeBaseResponse>, Status> {
+        let principal = getlood_server::principal(&req)?;
+        let kb = self.knowledge_bases.get(principal, &req.get_ref().name).await?;
+        Ok(Response::new(GetKnowledgeBaseResponse { knowledge_base: Some(kb) }))
+    }
+
+    async fn delete_knowledge_base(
+        &self,
+        req: Request<DeleteKnowledgeBaseRequest>,
+    ) -> Result<Response<DeleteKnowledgeBaseResponse>, Status> {
+        let principal = getlood_server::principal(&req)?;
+        self.knowledge_bases.delete(principal, &req.get_ref().name).await?;
+        Ok(Response::new(DeleteKnowledgeBaseResponse {}))
+    }
+
+    async fn insert_documents(
+        &self,
+        req: Request<InsertDocumentsRequest>,
+    ) -> Result<Response<InsertDocumentsResponse>, Status> {
+        let principal = getlood_server::principal(&req)?;
+        let inserted = self.knowledge_bases.insert(principal, req.get_ref()).await?;
+        Ok(Response::new(InsertDocumentsResponse { inserted: i32::try_from(inserted).unwrap_or(i32::MAX) }))
+    }
+
+    async fn search_knowledge_base(
+        &self,
+        req: Request<SearchKnowledgeBaseRequest>,
+    ) -> Result<Response<SearchKnowledgeBaseResponse>, Status> {
+        let principal = getlood_server::principal(&req)?;
+        let hits = self.knowledge_bases.search(principal, req.get_ref()).await?;
+        Ok(Response::new(SearchKnowledgeBaseResponse { hits }))
     }
 }

@@ -8,11 +8,14 @@
 //!   consumer, and `Search` serves it to the pipeline's enhancement stage ([`memory`]).
 //! * `ListAudit` pages through the tenant's audit events for callers with `audit.read`
 //!   ([`audit`]).
+//! * The tenants' own knowledge bases: create, list, get, delete, insert documents and search,
+//!   in the tenant's MindsDB project, never the platform's memory one ([`kb`]).
 
 mod audit;
 mod error;
 mod filter;
 mod grpc;
+mod kb;
 mod memory;
 mod settings;
 mod subscribe;
@@ -23,7 +26,7 @@ use getlood_server::{Listeners, Needs, Runtime, ServiceConfig, ServiceSpec};
 
 pub use error::{Error, Result};
 pub use filter::{Cursor, Topic};
-pub use settings::{DispatcherSettings, EmbeddingConfig, MemorySettings};
+pub use settings::{DispatcherSettings, EmbeddingConfig, KnowledgeBaseSettings, MemorySettings};
 pub use subscribe::{METRIC_ACTIVE, METRIC_DELIVERED, METRIC_RESYNC};
 
 /// The permission each `EventDispatcherService` method needs (`getlood_auth::allows`), so a direct call inside
@@ -31,7 +34,17 @@ pub use subscribe::{METRIC_ACTIVE, METRIC_DELIVERED, METRIC_RESYNC};
 /// refused to everyone.
 pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
     use getlood_auth::Permission as P;
-    &[("Subscribe", P::EventsRead), ("Search", P::MemoryRead), ("ListAudit", P::AuditRead)]
+    &[
+        ("Subscribe", P::EventsRead),
+        ("Search", P::MemoryRead),
+        ("ListAudit", P::AuditRead),
+        ("CreateKnowledgeBase", P::KnowledgeBasesWrite),
+        ("ListKnowledgeBases", P::KnowledgeBasesRead),
+        ("GetKnowledgeBase", P::KnowledgeBasesRead),
+        ("DeleteKnowledgeBase", P::KnowledgeBasesWrite),
+        ("InsertDocuments", P::KnowledgeBasesWrite),
+        ("SearchKnowledgeBase", P::KnowledgeBasesRead),
+    ]
 };
 
 /// Name and dependencies of the service.
@@ -51,6 +64,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     let bus = runtime.bus()?;
     let mindsdb = MindsdbClient::new(&config.mindsdb)
         .map_err(|e| getlood_server::Error::Serve(format!("mindsdb client: {e}")))?;
+    let knowledge_bases = kb::KnowledgeBases::new(mindsdb.clone(), &config.app.memory, &config.app.knowledge_bases);
     let memory = memory::Memory::new(mindsdb, &config.app.memory)
         .map_err(|e| getlood_server::Error::Serve(format!("memory: {e}")))?;
     if config.app.memory.enabled {
@@ -74,7 +88,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         // streams that would otherwise never finish; clients resume with their cursor.
         shutdown: runtime.shutdown(),
     };
-    let dispatcher = grpc::Dispatcher { subscriptions, memory };
+    let dispatcher = grpc::Dispatcher { subscriptions, memory, knowledge_bases };
     let grpc =
         tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, EventDispatcherServiceServer::new(dispatcher)));
     runtime.serve(listeners, grpc, axum::Router::new()).await

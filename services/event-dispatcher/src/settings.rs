@@ -20,6 +20,8 @@ pub struct DispatcherSettings {
     pub lag_timeout: Duration,
     /// Knowledge-base memory.
     pub memory: MemorySettings,
+    /// Bounds of the tenants' own knowledge bases (embedded with `memory.embedding`).
+    pub knowledge_bases: KnowledgeBaseSettings,
 }
 
 impl Default for DispatcherSettings {
@@ -29,6 +31,33 @@ impl Default for DispatcherSettings {
             subscriber_buffer: 256,
             lag_timeout: Duration::from_secs(10),
             memory: MemorySettings::default(),
+            knowledge_bases: KnowledgeBaseSettings::default(),
+        }
+    }
+}
+
+/// Bounds of the tenants' own knowledge bases (`app.knowledge_bases.*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeBaseSettings {
+    /// Knowledge bases one tenant may hold (the platform's memory one not counted).
+    pub max_per_tenant: usize,
+    /// Documents one insert may carry.
+    pub max_documents_per_insert: usize,
+    /// Longest document content, in characters (longer documents are split into chunks by
+    /// MindsDB when stored).
+    pub max_document_chars: usize,
+    /// Bytes of content and metadata one insert may carry in all.
+    pub max_insert_bytes: usize,
+}
+
+impl Default for KnowledgeBaseSettings {
+    fn default() -> Self {
+        Self {
+            max_per_tenant: 20,
+            max_documents_per_insert: 100,
+            max_document_chars: 32_000,
+            max_insert_bytes: 512 * 1024,
         }
     }
 }
@@ -130,6 +159,14 @@ impl Validate for DispatcherSettings {
             || !m.consumer_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(ConfigError::invalid("app.memory.consumer_name", "must match [A-Za-z0-9_-]+"));
+        }
+        let k = &self.knowledge_bases;
+        if k.max_per_tenant == 0
+            || k.max_documents_per_insert == 0
+            || k.max_document_chars == 0
+            || k.max_insert_bytes == 0
+        {
+            return Err(ConfigError::invalid("app.knowledge_bases", "every bound must be at least 1"));
         }
         if m.embedding.provider.is_empty() || m.embedding.model_name.is_empty() {
             return Err(ConfigError::invalid("app.memory.embedding", "provider and model_name are required"));

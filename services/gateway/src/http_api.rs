@@ -15,7 +15,8 @@ use tower_http::trace::TraceLayer;
 use crate::auth::require_auth;
 use crate::caller::Caller;
 use crate::{
-    AppState, audit, audit_api, chat, desktop_api, graphql, memory_api, rate_limit, registry_api, sse, workflow_api, ws,
+    AppState, audit, audit_api, chat, data_source_api, desktop_api, graphql, kb_api, memory_api, models_api, rate_limit,
+    registry_api, sse, workflow_api, ws,
 };
 
 /// The only routes of the gateway a request reaches without a verified token. They are not in
@@ -46,6 +47,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/memory/search", get(memory_api::search))
         .route("/api/v1/audit", get(audit_api::list))
+        .route("/api/v1/knowledge-bases", get(kb_api::list).post(kb_api::create))
+        .route("/api/v1/knowledge-bases/{name}", get(kb_api::get).delete(kb_api::delete))
+        .route("/api/v1/knowledge-bases/{name}/documents", post(kb_api::insert_documents))
+        .route("/api/v1/knowledge-bases/{name}/search", get(kb_api::search))
+        .route("/api/v1/models", get(models_api::list))
+        .route("/api/v1/models/{name}/ask", post(models_api::ask))
+        .route("/api/v1/data-sources", get(data_source_api::list).post(data_source_api::create))
+        .route("/api/v1/data-sources/{name}", get(data_source_api::get).delete(data_source_api::delete))
+        .route("/api/v1/data-sources/{name}/test", post(data_source_api::test))
+        .route("/api/v1/data-sources/{name}/tables", get(data_source_api::tables))
+        .route("/api/v1/data-sources/{name}/tables/{table}", get(data_source_api::table))
+        .route("/api/v1/data-sources/{name}/tables/{table}/rows", get(data_source_api::rows))
         .route("/api/v1/skills", get(registry_api::list_skills).post(registry_api::create_skill))
         .route("/api/v1/skills/{name}", get(registry_api::get_skill).delete(registry_api::delete_skill))
         .route("/api/v1/desktops", get(desktop_api::list_desktops).post(desktop_api::create_desktop))

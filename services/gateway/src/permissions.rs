@@ -79,6 +79,24 @@ const ROUTES: &[RoutePermission] = &[
     r("POST", "/api/v1/workflows/runs/{run_id}/approve", P::RunsApprove),
     r("GET", "/api/v1/workflows/runs/{run_id}/events", P::RunsRead),
     r("GET", "/api/v1/audit", P::AuditRead),
+    r("GET", "/api/v1/knowledge-bases", P::KnowledgeBasesRead),
+    r("POST", "/api/v1/knowledge-bases", P::KnowledgeBasesWrite),
+    r("GET", "/api/v1/knowledge-bases/{name}", P::KnowledgeBasesRead),
+    r("DELETE", "/api/v1/knowledge-bases/{name}", P::KnowledgeBasesWrite),
+    r("POST", "/api/v1/knowledge-bases/{name}/documents", P::KnowledgeBasesWrite),
+    r("GET", "/api/v1/knowledge-bases/{name}/search", P::KnowledgeBasesRead),
+    // The tenant's MindsDB models: read like the agent list, asked like a chat turn.
+    r("GET", "/api/v1/models", P::AgentsRead),
+    r("POST", "/api/v1/models/{name}/ask", P::Chat),
+    r("GET", "/api/v1/data-sources", P::DataSourcesRead),
+    r("POST", "/api/v1/data-sources", P::DataSourcesWrite),
+    r("GET", "/api/v1/data-sources/{name}", P::DataSourcesRead),
+    r("DELETE", "/api/v1/data-sources/{name}", P::DataSourcesWrite),
+    // A connection check changes nothing: a read.
+    r("POST", "/api/v1/data-sources/{name}/test", P::DataSourcesRead),
+    r("GET", "/api/v1/data-sources/{name}/tables", P::DataSourcesRead),
+    r("GET", "/api/v1/data-sources/{name}/tables/{table}", P::DataSourcesRead),
+    r("GET", "/api/v1/data-sources/{name}/tables/{table}/rows", P::DataSourcesRead),
     // The least that reaches the endpoint; every field and mutation then needs its REST route's
     // permission (`graphql::guard::Need`).
     r("GET", "/graphql", P::ProfileRead),

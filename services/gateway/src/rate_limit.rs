@@ -155,6 +155,13 @@ impl RouteClass {
             (&Method::POST, "/api/v1/workflows/validate") => Some(Self::WorkflowValidate),
             (&Method::POST, "/api/v1/agents") | (&Method::PUT, "/api/v1/agents/{id}") => Some(Self::AgentWrite),
             (&Method::GET, "/api/v1/memory/search") => Some(Self::Search),
+            // An embedding and a vector search, like the memory search.
+            (&Method::GET, "/api/v1/knowledge-bases/{name}/search") => Some(Self::Search),
+            // Reads that reach the tenant's own database through MindsDB.
+            (&Method::GET, "/api/v1/data-sources/{name}/tables" | "/api/v1/data-sources/{name}/tables/{table}")
+            | (&Method::GET, "/api/v1/data-sources/{name}/tables/{table}/rows") => Some(Self::Search),
+            // One LLM completion: counted in the chat budget.
+            (&Method::POST, "/api/v1/models/{name}/ask") => Some(Self::Chat),
             (&Method::POST | &Method::PUT | &Method::PATCH | &Method::DELETE, r) if r.starts_with("/api/v1/") => {
                 Some(Self::Write)
             }
@@ -555,6 +562,9 @@ mod tests {
         assert_eq!(RouteClass::of(&Method::PUT, "/api/v1/agents/{id}"), Some(RouteClass::AgentWrite));
         assert_eq!(RouteClass::of(&Method::DELETE, "/api/v1/agents/{id}"), Some(RouteClass::Write));
         assert_eq!(RouteClass::of(&Method::GET, "/api/v1/memory/search"), Some(RouteClass::Search));
+        assert_eq!(RouteClass::of(&Method::GET, "/api/v1/knowledge-bases/{name}/search"), Some(RouteClass::Search));
+        assert_eq!(RouteClass::of(&Method::POST, "/api/v1/models/{name}/ask"), Some(RouteClass::Chat));
+        assert_eq!(RouteClass::of(&Method::POST, "/api/v1/data-sources/{name}/test"), Some(RouteClass::Write));
         assert_eq!(RouteClass::of(&Method::PATCH, "/api/v1/windows/{id}"), Some(RouteClass::Write));
         assert_eq!(RouteClass::of(&Method::GET, "/api/v1/agents"), None);
         let classes: BTreeMap<RouteClass, ClassLimit> =

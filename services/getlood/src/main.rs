@@ -150,6 +150,12 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
             .app_settings
             .insert(Service::AgentRegistry, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}}));
     }
+    // Data sources on the developer's own machine (a local Postgres or MariaDB) too.
+    if std::env::var_os("GETLOOD_DESKTOP_STATE_APP__EGRESS__ALLOW").is_none() {
+        overrides
+            .app_settings
+            .insert(Service::DesktopState, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}}));
+    }
     let mut started = Vec::new();
     for service in Service::ALL {
         match getlood::start(service, &overrides, None, shutdown.clone()).await {

@@ -12,8 +12,8 @@ use getlood_common::paging::{decode_page_token, encode_page_token, page_size};
 use getlood_proto::common::v1::{ChatMessage, PageResponse, Role};
 use getlood_proto::pipeline::v1::pipeline_service_server::PipelineService;
 use getlood_proto::pipeline::v1::{
-    ExecuteRequest, ExecuteResponse, GetTurnRequest, GetTurnResponse, ListTurnsRequest, ListTurnsResponse,
-    execute_response::Event,
+    AskModelRequest, AskModelResponse, ExecuteRequest, ExecuteResponse, GetTurnRequest, GetTurnResponse,
+    ListModelsRequest, ListModelsResponse, ListTurnsRequest, ListTurnsResponse, execute_response::Event,
 };
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -33,6 +33,8 @@ pub(crate) struct PipelineApi {
     pub pipeline: Arc<Pipeline>,
     /// Runs turns, so the server's drain waits for them.
     pub tracker: TaskTracker,
+    /// The tenant's MindsDB models (list, ask).
+    pub models: crate::models::Models,
 }
 
 type ExecuteStream = Pin<Box<dyn Stream<Item = Item> + Send>>;
@@ -246,6 +248,16 @@ impl PipelineService for PipelineApi {
             turns: rows.into_iter().map(|(_, t)| t).collect(),
             page: Some(PageResponse { next_page_token: next, total_size: -1 }),
         }))
+    }
+    async fn list_models(&self, req: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
+        let p = getlood_server::principal(&req)?;
+        let models = self.models.list(p).await?;
+        Ok(Response::new(ListModelsResponse { models }))
+    }
+
+    async fn ask_model(&self, req: Request<AskModelRequest>) -> Result<Response<AskModelResponse>, Status> {
+        let p = getlood_server::principal(&req)?;
+        Ok(Response::new(self.models.ask(p, req.get_ref()).await?))
     }
 }
 

@@ -8,6 +8,9 @@
 //!   then QueryAgent, streamed through.
 //! * Stage 5 derives UI actions and rule-based user-intent hints, and stores the turn with its
 //!   `turn.completed` event in one Postgres transaction (outbox relayed to JetStream).
+//!
+//! It also serves the tenant's MindsDB models through the same adapter: `ListModels`, and
+//! `AskModel` for one completion of a model.
 
 mod convert;
 mod enhance;
@@ -16,6 +19,7 @@ mod grpc;
 mod intent;
 mod intent_model;
 mod memory;
+mod models;
 mod pipeline;
 mod registry;
 mod routing;
@@ -43,7 +47,13 @@ pub use types::Mode;
 /// refused to everyone.
 pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
     use getlood_auth::Permission as P;
-    &[("Execute", P::Chat), ("GetTurn", P::Chat), ("ListTurns", P::Chat)]
+    &[
+        ("Execute", P::Chat),
+        ("GetTurn", P::Chat),
+        ("ListTurns", P::Chat),
+        ("ListModels", P::AgentsRead),
+        ("AskModel", P::Chat),
+    ]
 };
 
 /// Name and dependencies of the service.
@@ -70,8 +80,9 @@ fn serve_err(what: &str, e: &dyn std::fmt::Display) -> getlood_server::Error {
 /// Runs the service on `listeners` until the runtime's shutdown.
 pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getlood_server::Result<()> {
     let outbox = runtime.outbox(config.app.outbox_poll)?;
+    let client = MindsdbClient::new(&config.mindsdb).map_err(|e| serve_err("mindsdb client", &e))?;
+    let models = models::Models::new(client.clone());
     let intent_model = if config.app.intent_model.enabled {
-        let client = MindsdbClient::new(&config.mindsdb).map_err(|e| serve_err("mindsdb client", &e))?;
         let prompt = intent::prompt_template(&config.app.intents);
         Some(
             intent_model::IntentModel::new(client, &config.app.intent_model, prompt)
@@ -102,7 +113,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         store: store::Store::new(runtime.postgres()?, config.app.durable_turn_commit),
         outbox,
     });
-    let api = grpc::PipelineApi { pipeline, tracker: runtime.tracker().clone() };
+    let api = grpc::PipelineApi { pipeline, tracker: runtime.tracker().clone(), models };
     let grpc = tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, PipelineServiceServer::new(api)));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

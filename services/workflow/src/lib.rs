@@ -115,15 +115,17 @@ pub struct WorkflowSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlSettings {
-    /// MindsDB databases (`files`) and single tables (`crm.accounts`) of the tenant that
-    /// `sql` nodes may read, besides nothing: MindsDB's catalogue, logs and projects (agents
-    /// with their API keys, models, the memory knowledge base) are never readable.
+    /// MindsDB databases (`files`), database prefixes (`ds_*`: every database whose name
+    /// starts with `ds_`) and single tables (`crm.accounts`) of the tenant that `sql` nodes may
+    /// read, besides nothing: MindsDB's catalogue, logs and projects (agents with their API
+    /// keys, models, the memory knowledge base) are never readable. `ds_*` is the tenant's
+    /// registered data sources (desktop-state names the data source `sales` `ds_sales`).
     pub allow: Vec<String>,
 }
 
 impl Default for SqlSettings {
     fn default() -> Self {
-        Self { allow: vec!["files".to_owned()] }
+        Self { allow: vec!["files".to_owned(), "ds_*".to_owned()] }
     }
 }
 

@@ -52,10 +52,12 @@ fn is_system_database(db: &str) -> bool {
 /// Keywords that end a `FROM` list (a `,` after them is not another table).
 const CLAUSE_KEYWORDS: &[&str] = &["WHERE", "GROUP", "ORDER", "HAVING", "LIMIT", "OFFSET", "UNION", "ON", "SELECT"];
 
-/// What `sql` nodes may read: whole databases (`files`) or single tables (`crm.accounts`).
+/// What `sql` nodes may read: whole databases (`files`), databases by name prefix (`ds_*`, the
+/// tenants' registered data sources) or single tables (`crm.accounts`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct SqlPolicy {
     databases: Vec<String>,
+    prefixes: Vec<String>,
     tables: Vec<(String, String)>,
 }
 
@@ -66,6 +68,29 @@ impl SqlPolicy {
         let mut policy = Self::default();
         for entry in allow {
             let lower = entry.trim().to_ascii_lowercase();
+            if let Some(prefix) = lower.strip_suffix('*') {
+                // A prefix must be a name start that no system database or project shares: at
+                // least two characters, and never `t_` (tenant projects) or a prefix of one.
+                let ok = prefix.len() >= 2 && !prefix.contains('.') && Ident::new(prefix).is_ok();
+                if !ok {
+                    return Err(format!(
+                        "'{}' is not a database prefix: use at least two of [a-z0-9_] then '*', e.g. ds_*",
+                        entry.escape_debug()
+                    ));
+                }
+                // `store_*` are the knowledge bases' vector stores (the memory one's included).
+                let system = SYSTEM_DATABASES.iter().chain(&["t_", "store_"]).any(|d| d.starts_with(prefix))
+                    || prefix.starts_with("t_")
+                    || prefix.starts_with("store_");
+                if system {
+                    return Err(format!(
+                        "'{}' would match MindsDB system databases or projects and cannot be allowed",
+                        entry.escape_debug()
+                    ));
+                }
+                policy.prefixes.push(prefix.to_owned());
+                continue;
+            }
             let parts: Vec<&str> = lower.split('.').collect();
             if parts.len() > 2 || parts.iter().any(|p| Ident::new(p).is_err()) {
                 return Err(format!("'{}' is not a database or database.table name", entry.escape_debug()));
@@ -86,7 +111,9 @@ impl SqlPolicy {
     }
 
     fn allows(&self, db: &str, table: &str) -> bool {
-        self.databases.iter().any(|d| d == db) || self.tables.iter().any(|(d, t)| d == db && t == table)
+        self.databases.iter().any(|d| d == db)
+            || self.prefixes.iter().any(|p| db.starts_with(p.as_str()))
+            || self.tables.iter().any(|(d, t)| d == db && t == table)
     }
 
     /// Checks that `query` only reads tables this policy allows.
@@ -400,6 +427,19 @@ mod tests {
 
     fn check(policy: &SqlPolicy, q: &str) -> Result<(), String> {
         policy.check(&SqlTemplate::parse(q).unwrap())
+    }
+
+    #[test]
+    fn prefixes_allow_the_data_sources_and_never_a_system_name() {
+        let p = SqlPolicy::new(&["files".to_owned(), "ds_*".to_owned()]).unwrap();
+        let q = |sql: &str| p.check(&SqlTemplate::parse(sql).unwrap());
+        assert!(q("SELECT * FROM ds_sales.orders").is_ok());
+        assert!(q("SELECT * FROM files.t").is_ok());
+        assert!(q("SELECT * FROM dsx.orders").unwrap_err().contains("not readable"));
+        assert!(q("SELECT * FROM store_docs.docs").unwrap_err().contains("not readable"));
+        for bad in ["*", "d*", "t_*", "t*", "lo*", "mind*", "store_*", "st*", "info*", "ds.x*", "Ds-*"] {
+            assert!(SqlPolicy::new(&[bad.to_owned()]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -69,10 +69,12 @@ impl Default for PlatformBuilder {
             // off unless a test asks for it, so one test's turns never reach another's consumer.
             // Model doubles and the local model listen on loopback, which the built-in egress
             // policy refuses (issue 13): allowed here as `getlood dev` does; a test of the
-            // built-in policy sets the agent-registry's `app` settings itself.
+            // built-in policy sets the agent-registry's (or desktop-state's) `app` settings itself.
             app_settings: std::collections::BTreeMap::from([
                 (Service::EventDispatcher, serde_json::json!({"memory": {"enabled": false}})),
                 (Service::AgentRegistry, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}})),
+                // Data sources on the machine's own Postgres and MariaDB.
+                (Service::DesktopState, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}})),
             ]),
             shutdown_timeout: Duration::from_secs(5),
             auth: None,

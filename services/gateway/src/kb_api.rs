@@ -1,0 +1,206 @@
+//! `/api/v1/knowledge-bases`: the tenant's own knowledge bases (the event dispatcher's
+//! Knowledge-base adapter), as thin JSON mappings onto its gRPC API called with the caller's
+//! token. The dispatcher checks names, bounds and the reserved names (the platform's memory
+//! knowledge base is never reachable here); the gateway only shapes JSON.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use getlood_common::ApiError;
+use getlood_proto::event_dispatcher::v1::{
+    CreateKnowledgeBaseRequest, DeleteKnowledgeBaseRequest, GetKnowledgeBaseRequest, InsertDocumentsRequest,
+    KnowledgeBase, KnowledgeBaseDocument, ListKnowledgeBasesRequest, SearchKnowledgeBaseRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::caller::{Caller, unary};
+use crate::extract::ApiJson;
+use crate::rest::{Deleted, created};
+
+const SERVICE: &str = "event-dispatcher";
+
+/// A knowledge base as REST shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct KnowledgeBaseJson {
+    /// The embedding model's name (the platform's).
+    embedding_model: String,
+    /// Metadata columns documents may carry.
+    metadata_columns: Vec<String>,
+    /// Name in the tenant's project; agents list it in `data.knowledge_bases`.
+    name: String,
+}
+
+/// `GET /api/v1/knowledge-bases` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct KnowledgeBaseList {
+    /// By name.
+    knowledge_bases: Vec<KnowledgeBaseJson>,
+}
+
+/// `POST /api/v1/knowledge-bases/{name}/documents` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct Inserted {
+    /// Documents inserted or replaced.
+    inserted: i32,
+}
+
+/// One chunk found by a search.
+#[derive(Debug, Serialize)]
+pub(crate) struct KbHitJson {
+    /// The chunk's text.
+    content: String,
+    /// The document it belongs to.
+    document_id: String,
+    /// The document's metadata.
+    metadata: BTreeMap<String, String>,
+    /// Relevance in [0, 1], higher is better.
+    relevance: f64,
+}
+
+/// `GET /api/v1/knowledge-bases/{name}/search` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct KbHits {
+    /// Best first.
+    hits: Vec<KbHitJson>,
+}
+
+fn kb_json(kb: KnowledgeBase) -> KnowledgeBaseJson {
+    KnowledgeBaseJson { embedding_model: kb.embedding_model, metadata_columns: kb.metadata_columns, name: kb.name }
+}
+
+/// `POST /api/v1/knowledge-bases` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    name: String,
+    #[serde(default)]
+    metadata_columns: Vec<String>,
+}
+
+/// One document of `POST /api/v1/knowledge-bases/{name}/documents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DocumentBody {
+    id: String,
+    content: String,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+/// `POST /api/v1/knowledge-bases/{name}/documents` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InsertBody {
+    documents: Vec<DocumentBody>,
+}
+
+/// Query of `GET /api/v1/knowledge-bases/{name}/search`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchQuery {
+    /// What to look for (required, at most 4000 characters).
+    q: Option<String>,
+    /// Hits wanted, 1..=50 (default 5).
+    top_k: Option<u32>,
+}
+
+/// A query string that does not parse (a `top_k` that is not a number, an unknown field) as a
+/// JSON 400 naming the problem.
+pub(crate) fn bad_query(rejection: &QueryRejection) -> ApiError {
+    ApiError::invalid_argument(format!("invalid query string: {}", rejection.body_text()))
+}
+
+fn missing_kb() -> ApiError {
+    ApiError::unavailable("the event dispatcher answered without the knowledge base")
+}
+
+/// `GET /api/v1/knowledge-bases`: the tenant's knowledge bases, by name.
+pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<KnowledgeBaseList>, ApiError> {
+    let req = caller.request(ListKnowledgeBasesRequest {});
+    let resp = unary(SERVICE, state.upstreams.event_dispatcher().list_knowledge_bases(req)).await?;
+    Ok(Json(KnowledgeBaseList { knowledge_bases: resp.knowledge_bases.into_iter().map(kb_json).collect() }))
+}
+
+/// `POST /api/v1/knowledge-bases`: creates one (201).
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Response, ApiError> {
+    let req = CreateKnowledgeBaseRequest { name: body.name, metadata_columns: body.metadata_columns };
+    let resp = unary(SERVICE, state.upstreams.event_dispatcher().create_knowledge_base(caller.request(req))).await?;
+    Ok(created(kb_json(resp.knowledge_base.ok_or_else(missing_kb)?)))
+}
+
+/// `GET /api/v1/knowledge-bases/{name}`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<KnowledgeBaseJson>, ApiError> {
+    let req = caller.request(GetKnowledgeBaseRequest { name });
+    let resp = unary(SERVICE, state.upstreams.event_dispatcher().get_knowledge_base(req)).await?;
+    Ok(Json(kb_json(resp.knowledge_base.ok_or_else(missing_kb)?)))
+}
+
+/// `DELETE /api/v1/knowledge-bases/{name}`: the knowledge base and its documents.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let req = DeleteKnowledgeBaseRequest { name: name.clone() };
+    unary(SERVICE, state.upstreams.event_dispatcher().delete_knowledge_base(caller.request(req))).await?;
+    Ok(Json(Deleted::id(name)))
+}
+
+/// `POST /api/v1/knowledge-bases/{name}/documents`: inserts or replaces documents, all or none.
+pub(crate) async fn insert_documents(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<InsertBody>,
+) -> Result<Json<Inserted>, ApiError> {
+    let documents = body
+        .documents
+        .into_iter()
+        .map(|d| KnowledgeBaseDocument { id: d.id, content: d.content, metadata: d.metadata })
+        .collect();
+    let req = InsertDocumentsRequest { name, documents };
+    let resp = unary(SERVICE, state.upstreams.event_dispatcher().insert_documents(caller.request(req))).await?;
+    Ok(Json(Inserted { inserted: resp.inserted }))
+}
+
+/// `GET /api/v1/knowledge-bases/{name}/search?q=...&top_k=...`: semantic search, best first.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Json<KbHits>, ApiError> {
+    let Query(query) = query.map_err(|r| bad_query(&r))?;
+    let top_k = match query.top_k {
+        None => 0,
+        Some(k) => i32::try_from(k).map_err(|_| ApiError::invalid_argument("top_k must be between 1 and 50"))?,
+    };
+    if top_k == 0 && query.top_k.is_some() {
+        return Err(ApiError::invalid_argument("top_k must be between 1 and 50"));
+    }
+    let req = SearchKnowledgeBaseRequest { name, query: query.q.unwrap_or_default(), top_k };
+    let resp = unary(SERVICE, state.upstreams.event_dispatcher().search_knowledge_base(caller.request(req))).await?;
+    let hits = resp
+        .hits
+        .into_iter()
+        .map(|h| KbHitJson {
+            content: h.content,
+            document_id: h.document_id,
+            metadata: h.metadata.into_iter().collect(),
+            relevance: h.relevance,
+        })
+        .collect();
+    Ok(Json(KbHits { hits }))
+}
