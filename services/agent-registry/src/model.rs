@@ -47,7 +47,7 @@ pub(crate) fn check_data_ref(kind: &str, reference: &str) -> Result<(), ApiError
 
 /// MindsDB objects an agent must never read, whatever its owner asks: system schemas, the
 /// tenants' projects (`t_<tenant>.agents` lists API keys in clear, `models`, knowledge bases),
-/// and the conversation memory of every user of the tenant.
+/// knowledge bases' vector stores, and the conversation memory of every user of the tenant.
 fn reserved_data(kind: &str, parts: &[&str]) -> Result<(), ApiError> {
     const SYSTEM: [&str; 3] = ["information_schema", "log", "mindsdb"];
     const MEMORY_KB: &str = "getlood_memory";
@@ -55,6 +55,11 @@ fn reserved_data(kind: &str, parts: &[&str]) -> Result<(), ApiError> {
         ("table", [db, _]) if SYSTEM.contains(db) => Some(format!("'{db}' is a MindsDB system schema")),
         ("table", [db, _]) if db.starts_with("t_") => {
             Some(format!("'{db}' is a tenant project (agents, models and knowledge bases), not data"))
+        }
+        // MindsDB keeps each knowledge base's vectors in a `store_<kb>` database:
+        // `store_getlood_memory` holds every user's turns, unfiltered.
+        ("table", [db, _]) if db.starts_with("store_") => {
+            Some(format!("'{db}' is a knowledge base's vector store; give the agent the knowledge base instead"))
         }
         (_, [kb]) if *kb == MEMORY_KB => Some("it holds every user's conversations".to_owned()),
         _ => None,
@@ -248,6 +253,8 @@ mod tests {
             ("table", "log.jobs_history"),
             ("table", "mindsdb.models"),
             ("knowledge base", "getlood_memory"),
+            ("table", "store_getlood_memory.getlood_memory"),
+            ("table", "store_docs.docs"),
         ] {
             let err = check_data_ref(kind, reference).unwrap_err();
             assert!(err.message.contains("cannot be given to an agent"), "{reference}: {}", err.message);
