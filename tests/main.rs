@@ -39,6 +39,7 @@ mod jwks;
 mod knowledge_bases;
 mod local_model;
 mod models;
+mod openapi;
 mod paging;
 mod permissions;
 mod pipeline;

@@ -15,6 +15,7 @@ pub const ERROR_DETAIL_KEY: &str = "getlood-error-bin";
 /// Each variant maps to exactly one gRPC code and one HTTP status, so a failure deep in a
 /// service surfaces with the same meaning over gRPC, REST, and the OpenAI-compatible API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request itself is wrong (bad field, bad name, malformed JSON).
@@ -169,6 +170,7 @@ impl fmt::Display for ErrorCode {
 
 /// The JSON error body of every REST response: `{"code": "not_found", "message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable machine-readable code.
     pub code: ErrorCode,

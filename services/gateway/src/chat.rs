@@ -20,7 +20,8 @@ use tokio::time::Instant;
 
 use crate::caller::{Caller, unary};
 use crate::extract::ApiJson;
-use crate::openai::{self, ChatCompletionRequest, ChatInput, ModelChoice};
+use crate::openai::{self, ChatCompletion, ChatCompletionRequest, ChatInput, ModelChoice};
+use crate::proto_json::to_json;
 use crate::rest::IdempotencyKey;
 use crate::{AppState, upstream};
 
@@ -235,6 +236,11 @@ fn events(inner: tonic::Streaming<ExecuteResponse>, limits: Limits) -> ChatEvent
 }
 
 /// `POST /v1/chat/completions`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", params(IdempotencyKey), request_body = ChatCompletionRequest,
+    description = "OpenAI's chat completion, answered by the named agent or, with `getlood`, by the agent the pipeline selects. Unknown OpenAI fields are ignored. With `stream: true` the answer is Server-Sent Events: `data: <chat.completion.chunk>` lines, the GETLOOD extras on the last chunk, then `data: [DONE]`; a failure after the first chunk is a `data: {\"error\": ...}` line. Errors before the answer starts carry OpenAI's `error` object as well.",
+    responses(
+        (status = 200, description = "The completion (`stream` false) or its chunks (`stream` true)",
+            content((ChatCompletion = "application/json"), (String = "text/event-stream")))))]
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     caller: Caller,
@@ -313,7 +319,7 @@ fn stream_response(events: ChatEvents, id: String, created: u64, input: ChatInpu
             }
             ChatEvent::Heartbeat => vec![Event::default().comment("keep-alive")],
             ChatEvent::Done(finished) => {
-                let extras = openai::extras_json(&finished.turn, finished.clarification.as_ref());
+                let extras = to_json(&openai::extras_json(&finished.turn, finished.clarification.as_ref()));
                 let mut last = with_usage_null(openai::chunk_json(&id, created, &model, json!({}), Some("stop")));
                 let mut out = Vec::new();
                 if include_usage {

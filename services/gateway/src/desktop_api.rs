@@ -3,7 +3,7 @@
 //! thin mappings onto desktop-state's gRPC API, called with the caller's own token.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use getlood_common::ApiError;
 use getlood_proto::common::v1::PageRequest;
@@ -17,20 +17,30 @@ use getlood_proto::events::v1::EventEnvelope;
 use getlood_proto::events::v1::event_envelope::Payload;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::caller::{Caller, unary};
-use crate::extract::{ApiJson, OptionalJson};
-use crate::proto_json::{json_object_to_struct, proto_struct_to_json, timestamp_json};
+use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::proto_json::{json_object_to_struct, proto_struct_to_json, timestamp, timestamp_json};
 use crate::rest::{Deleted, created};
 
 const SERVICE: &str = "desktop-state";
 
-fn state_name(state: i32) -> &'static str {
+/// A window's display state.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WindowStateName {
+    Normal,
+    Minimized,
+    Maximized,
+}
+
+fn state_name(state: i32) -> WindowStateName {
     match WindowState::try_from(state) {
-        Ok(WindowState::Minimized) => "minimized",
-        Ok(WindowState::Maximized) => "maximized",
-        _ => "normal",
+        Ok(WindowState::Minimized) => WindowStateName::Minimized,
+        Ok(WindowState::Maximized) => WindowStateName::Maximized,
+        _ => WindowStateName::Normal,
     }
 }
 
@@ -48,38 +58,91 @@ fn parse_state(name: Option<&str>) -> Result<i32, ApiError> {
 }
 
 /// A window as REST and the WebSocket return it.
-pub(crate) fn window_json(w: &Window) -> Value {
-    json!({
-        "id": w.id,
-        "desktop_id": w.desktop_id,
-        "app_id": w.app_id,
-        "title": w.title,
-        "x": w.x,
-        "y": w.y,
-        "width": w.width,
-        "height": w.height,
-        "z_index": w.z_index,
-        "state": state_name(w.state),
-        "props": w.props.as_ref().map_or_else(|| json!({}), proto_struct_to_json),
-        "version": w.version,
-        "created_at": timestamp_json(w.created_at.as_ref()),
-        "updated_at": timestamp_json(w.updated_at.as_ref()),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Window)]
+pub(crate) struct WindowJson {
+    /// The app the window shows, e.g. `notes`.
+    app_id: String,
+    /// RFC 3339 creation time.
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    desktop_id: String,
+    height: i32,
+    id: String,
+    /// The app's own properties, as given.
+    #[schema(value_type = Object)]
+    props: Value,
+    state: WindowStateName,
+    title: String,
+    /// RFC 3339 time of the last change.
+    #[schema(format = DateTime)]
+    updated_at: Option<String>,
+    /// Incremented on every change of the window.
+    version: i64,
+    width: i32,
+    x: i32,
+    y: i32,
+    /// Stacking order; higher is in front.
+    z_index: i32,
+}
+
+/// A window as REST and the WebSocket return it.
+pub(crate) fn window_json(w: &Window) -> WindowJson {
+    WindowJson {
+        app_id: w.app_id.clone(),
+        created_at: timestamp(w.created_at.as_ref()),
+        desktop_id: w.desktop_id.clone(),
+        height: w.height,
+        id: w.id.clone(),
+        props: w.props.as_ref().map_or_else(|| json!({}), proto_struct_to_json),
+        state: state_name(w.state),
+        title: w.title.clone(),
+        updated_at: timestamp(w.updated_at.as_ref()),
+        version: w.version,
+        width: w.width,
+        x: w.x,
+        y: w.y,
+        z_index: w.z_index,
+    }
 }
 
 /// A desktop with its windows (z-order, bottom first) and focus stack.
-pub(crate) fn desktop_json(d: &Desktop) -> Value {
-    json!({
-        "id": d.id,
-        "owner_user_id": d.owner_user_id,
-        "name": d.name,
-        "windows": d.windows.iter().map(window_json).collect::<Vec<_>>(),
-        "focus_stack": d.focus_stack,
-        "version": d.version,
-        "created_at": timestamp_json(d.created_at.as_ref()),
-        "updated_at": timestamp_json(d.updated_at.as_ref()),
-        "saved_at": timestamp_json(d.saved_at.as_ref()),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Desktop)]
+pub(crate) struct DesktopJson {
+    /// RFC 3339 creation time.
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    /// Window ids, most recently focused first.
+    focus_stack: Vec<String>,
+    id: String,
+    name: String,
+    owner_user_id: String,
+    /// RFC 3339 time of the last save (the snapshot restore goes back to), if any.
+    #[schema(format = DateTime)]
+    saved_at: Option<String>,
+    /// RFC 3339 time of the last change.
+    #[schema(format = DateTime)]
+    updated_at: Option<String>,
+    /// Incremented on every change of the desktop or its windows.
+    version: i64,
+    /// Bottom first; empty in lists unless `include_windows=true`.
+    windows: Vec<WindowJson>,
+}
+
+/// A desktop with its windows (z-order, bottom first) and focus stack.
+pub(crate) fn desktop_json(d: &Desktop) -> DesktopJson {
+    DesktopJson {
+        created_at: timestamp(d.created_at.as_ref()),
+        focus_stack: d.focus_stack.clone(),
+        id: d.id.clone(),
+        name: d.name.clone(),
+        owner_user_id: d.owner_user_id.clone(),
+        saved_at: timestamp(d.saved_at.as_ref()),
+        updated_at: timestamp(d.updated_at.as_ref()),
+        version: d.version,
+        windows: d.windows.iter().map(window_json).collect(),
+    }
 }
 
 fn geometry_json(g: Option<&Geometry>) -> Value {
@@ -174,31 +237,61 @@ fn payload_json(payload: Option<&Payload>) -> Value {
     }
 }
 
+/// An event as the WebSocket and SSE deliver it (the `data` of an SSE event, the `event` of a
+/// socket's event frame).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Event)]
+pub(crate) struct EventJson {
+    /// The user whose request caused the event.
+    actor: String,
+    /// The event's payload; its fields depend on `type`.
+    #[schema(value_type = Object)]
+    data: Value,
+    /// The desktop, run, agent, ... the event is about.
+    entity_id: String,
+    id: String,
+    /// RFC 3339 time of the change.
+    #[schema(format = DateTime)]
+    occurred_at: Option<String>,
+    /// e.g. `window.opened`, `workflow.run.completed`.
+    #[serde(rename = "type")]
+    kind: String,
+}
+
 /// An event as the WebSocket and SSE deliver it.
 pub(crate) fn event_json(e: &EventEnvelope) -> Value {
-    json!({
-        "id": e.id,
-        "type": e.r#type,
-        "entity_id": e.entity_id,
-        "occurred_at": timestamp_json(e.occurred_at.as_ref()),
-        "actor": e.actor,
-        "data": payload_json(e.payload.as_ref()),
-    })
+    let event = EventJson {
+        actor: e.actor.clone(),
+        data: payload_json(e.payload.as_ref()),
+        entity_id: e.entity_id.clone(),
+        id: e.id.clone(),
+        occurred_at: timestamp(e.occurred_at.as_ref()),
+        kind: e.r#type.clone(),
+    };
+    serde_json::to_value(event).unwrap_or_default()
 }
 
 /// A window to open (REST body and WebSocket `open` command).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = OpenWindowInput)]
 pub(crate) struct OpenBody {
+    /// The app the window shows, e.g. `notes` (required).
     #[serde(default)]
     pub app_id: String,
     #[serde(default)]
     pub title: String,
     pub x: Option<i32>,
     pub y: Option<i32>,
+    /// Default 800 when any coordinate is given.
     pub width: Option<i32>,
+    /// Default 600 when any coordinate is given.
     pub height: Option<i32>,
+    #[schema(value_type = Option<WindowStateName>)]
     pub state: Option<String>,
+    /// The app's own properties: a JSON object.
+    #[schema(value_type = Option<Object>)]
     pub props: Option<Value>,
+    /// Optimistic concurrency on the desktop; 0 means any.
     #[serde(default)]
     pub expected_desktop_version: i64,
     /// Idempotency key: a retry with the same key returns the first window.
@@ -207,14 +300,52 @@ pub(crate) struct OpenBody {
 }
 
 /// A move and/or resize (REST `PATCH` body and WebSocket `move` command).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = WindowGeometryInput)]
 pub(crate) struct GeometryBody {
     pub x: Option<i32>,
     pub y: Option<i32>,
     pub width: Option<i32>,
     pub height: Option<i32>,
+    /// Optimistic concurrency on the window; 0 means any.
     #[serde(default)]
     pub expected_version: i64,
+}
+
+/// The answer of an opened window.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OpenedWindow {
+    /// The desktop's version after the open.
+    desktop_version: i64,
+    focus_stack: Vec<String>,
+    window: Option<WindowJson>,
+}
+
+/// The answer of a move, focus, minimize, maximize or restore.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChangedWindow {
+    /// The desktop's focus stack; only after a focus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    focus_stack: Option<Vec<String>>,
+    window: Option<WindowJson>,
+}
+
+/// The answer of a closed window.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ClosedWindow {
+    /// The desktop's version after the close.
+    desktop_version: i64,
+    focus_stack: Vec<String>,
+    window_id: String,
+}
+
+/// The answer of a window command, written as the variant's own object.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum CommandResult {
+    Opened(OpenedWindow),
+    Changed(ChangedWindow),
+    Closed(ClosedWindow),
 }
 
 /// What can be done to a desktop's windows, from REST or the WebSocket.
@@ -229,10 +360,11 @@ pub(crate) enum WindowCommand {
     Close { window_id: String, expected_version: i64 },
 }
 
-/// Runs `cmd` against desktop-state as `caller`; the JSON answer of the operation.
-pub(crate) async fn execute(state: &AppState, caller: &Caller, cmd: WindowCommand) -> Result<Value, ApiError> {
+/// Runs `cmd` against desktop-state as `caller`; the answer of the operation.
+pub(crate) async fn execute(state: &AppState, caller: &Caller, cmd: WindowCommand) -> Result<CommandResult, ApiError> {
     let mut client = state.upstreams.desktop_state();
-    let window = |w: Option<Window>| w.as_ref().map_or(Value::Null, window_json);
+    let window = |w: Option<Window>| w.as_ref().map(window_json);
+    let changed = |w: Option<Window>| CommandResult::Changed(ChangedWindow { focus_stack: None, window: window(w) });
     Ok(match cmd {
         WindowCommand::Open { desktop_id, body } => {
             let geometry = match (body.x, body.y, body.width, body.height) {
@@ -255,35 +387,42 @@ pub(crate) async fn execute(state: &AppState, caller: &Caller, cmd: WindowComman
                 request_id: body.request_id,
             };
             let r = unary(SERVICE, client.open_window(caller.request(req))).await?;
-            json!({"window": window(r.window), "desktop_version": r.desktop_version, "focus_stack": r.focus_stack})
+            CommandResult::Opened(OpenedWindow {
+                desktop_version: r.desktop_version,
+                focus_stack: r.focus_stack,
+                window: window(r.window),
+            })
         }
         WindowCommand::Move { window_id, body } => {
             let GeometryBody { x, y, width, height, expected_version } = body;
             let req = UpdateWindowGeometryRequest { window_id, x, y, width, height, expected_version };
-            let r = unary(SERVICE, client.update_window_geometry(caller.request(req))).await?;
-            json!({"window": window(r.window)})
+            changed(unary(SERVICE, client.update_window_geometry(caller.request(req))).await?.window)
         }
         WindowCommand::Focus { window_id, expected_version } => {
             let req = FocusWindowRequest { window_id, expected_version };
             let r = unary(SERVICE, client.focus_window(caller.request(req))).await?;
-            json!({"window": window(r.window), "focus_stack": r.focus_stack})
+            CommandResult::Changed(ChangedWindow { focus_stack: Some(r.focus_stack), window: window(r.window) })
         }
         WindowCommand::Minimize { window_id, expected_version } => {
             let req = MinimizeWindowRequest { window_id, expected_version };
-            json!({"window": window(unary(SERVICE, client.minimize_window(caller.request(req))).await?.window)})
+            changed(unary(SERVICE, client.minimize_window(caller.request(req))).await?.window)
         }
         WindowCommand::Maximize { window_id, expected_version } => {
             let req = MaximizeWindowRequest { window_id, expected_version };
-            json!({"window": window(unary(SERVICE, client.maximize_window(caller.request(req))).await?.window)})
+            changed(unary(SERVICE, client.maximize_window(caller.request(req))).await?.window)
         }
         WindowCommand::Restore { window_id, expected_version } => {
             let req = RestoreWindowRequest { window_id, expected_version };
-            json!({"window": window(unary(SERVICE, client.restore_window(caller.request(req))).await?.window)})
+            changed(unary(SERVICE, client.restore_window(caller.request(req))).await?.window)
         }
         WindowCommand::Close { window_id, expected_version } => {
             let req = CloseWindowRequest { window_id, expected_version };
             let r = unary(SERVICE, client.close_window(caller.request(req))).await?;
-            json!({"window_id": r.window_id, "desktop_version": r.desktop_version, "focus_stack": r.focus_stack})
+            CommandResult::Closed(ClosedWindow {
+                desktop_version: r.desktop_version,
+                focus_stack: r.focus_stack,
+                window_id: r.window_id,
+            })
         }
     })
 }
@@ -295,70 +434,95 @@ pub(crate) async fn get_desktop(state: &AppState, caller: &Caller, id: &str) -> 
     Ok(resp.desktop.unwrap_or_default())
 }
 
-/// Paging and filters of the list routes.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct ListQuery {
+/// Paging and filters of `GET /api/v1/desktops`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DesktopListQuery {
+    /// Most desktops in one page; 0 or absent uses the service's default.
     page_size: Option<i32>,
+    /// `next_page_token` of the previous page.
     page_token: Option<String>,
+    /// Include each desktop's windows.
     #[serde(default)]
     include_windows: bool,
+}
+
+/// Paging and filters of `GET /api/v1/desktops/{id}/windows`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WindowListQuery {
+    /// Most windows in one page; 0 or absent uses the service's default.
+    page_size: Option<i32>,
+    /// `next_page_token` of the previous page.
+    page_token: Option<String>,
+    /// Only windows in this state.
+    #[param(value_type = Option<WindowStateName>)]
     state: Option<String>,
 }
 
-impl ListQuery {
-    fn page(&self) -> Option<PageRequest> {
-        Some(PageRequest {
-            page_size: self.page_size.unwrap_or(0),
-            page_token: self.page_token.clone().unwrap_or_default(),
-        })
-    }
-}
-
 /// Query of the routes with optimistic concurrency.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct VersionQuery {
+    /// The version the change expects; 0 or absent means any. A stale one is 409.
     #[serde(default)]
     expected_version: i64,
 }
 
 /// Body of the version-only actions (focus, minimize, ...); may be empty.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = VersionInput)]
 pub(crate) struct VersionBody {
+    /// The version the change expects; 0 or absent means any. A stale one is 409.
     #[serde(default)]
     expected_version: i64,
 }
 
 /// `POST /api/v1/desktops` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreateDesktopInput)]
 pub(crate) struct CreateDesktopBody {
     #[serde(default)]
     name: String,
+    /// Idempotency key: a retry with the same key returns the first desktop.
     #[serde(default)]
     request_id: String,
 }
 
 /// `GET /api/v1/desktops` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DesktopList {
-    desktops: Vec<Value>,
+    /// Newest first.
+    desktops: Vec<DesktopJson>,
+    /// Token of the next page; empty on the last page.
     next_page_token: String,
 }
 
 /// `GET /api/v1/desktops/{id}/windows` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct WindowList {
+    /// Token of the next page; empty on the last page.
     next_page_token: String,
-    windows: Vec<Value>,
+    /// In z-order, bottom first.
+    windows: Vec<WindowJson>,
 }
 
 /// `POST /api/v1/desktops/{id}/restore` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Restored {
-    desktop: Option<Value>,
-    saved_at: Value,
+    desktop: Option<DesktopJson>,
+    /// RFC 3339 time of the snapshot restored.
+    #[schema(format = DateTime)]
+    saved_at: Option<String>,
+}
+
+fn page(page_size: Option<i32>, page_token: Option<&String>) -> Option<PageRequest> {
+    Some(PageRequest { page_size: page_size.unwrap_or(0), page_token: page_token.cloned().unwrap_or_default() })
 }
 
 /// `POST /api/v1/desktops`: 201 with the new desktop.
+#[utoipa::path(post, path = "/api/v1/desktops", tag = "desktops", request_body = CreateDesktopBody,
+    responses((status = 201, description = "The new desktop", body = DesktopJson)))]
 pub(crate) async fn create_desktop(
     State(state): State<AppState>,
     caller: Caller,
@@ -370,12 +534,17 @@ pub(crate) async fn create_desktop(
 }
 
 /// `GET /api/v1/desktops`: the caller's desktops, newest first.
+#[utoipa::path(get, path = "/api/v1/desktops", tag = "desktops", params(DesktopListQuery),
+    responses((status = 200, description = "A page of the caller's desktops, newest first", body = DesktopList)))]
 pub(crate) async fn list_desktops(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<DesktopListQuery>,
 ) -> Result<Json<DesktopList>, ApiError> {
-    let req = ListDesktopsRequest { page: query.page(), include_windows: query.include_windows };
+    let req = ListDesktopsRequest {
+        page: page(query.page_size, query.page_token.as_ref()),
+        include_windows: query.include_windows,
+    };
     let resp = unary(SERVICE, state.upstreams.desktop_state().list_desktops(caller.request(req))).await?;
     Ok(Json(DesktopList {
         desktops: resp.desktops.iter().map(desktop_json).collect(),
@@ -383,22 +552,41 @@ pub(crate) async fn list_desktops(
     }))
 }
 
-/// `GET /api/v1/desktops/{id}` and the seed's `GET /api/v1/desktop/state/{id}`: the current
-/// durable state (after a save, the saved state), without changing anything.
+/// `GET /api/v1/desktops/{id}`: the current durable state (after a save, the saved state),
+/// without changing anything; another user's or tenant's desktop is 404 like a missing one.
+#[utoipa::path(get, path = "/api/v1/desktops/{id}", tag = "desktops",
+    params(("id" = String, Path, description = "The desktop's id")),
+    responses((status = 200, description = "The desktop with its windows", body = DesktopJson)))]
 pub(crate) async fn read_desktop(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DesktopJson>, ApiError> {
     Ok(Json(desktop_json(&get_desktop(&state, &caller, &id).await?)))
 }
 
+/// The seed's `GET /api/v1/desktop/state/{id}` (`useDesktopBridge`): [`read_desktop`].
+#[utoipa::path(get, path = "/api/v1/desktop/state/{id}", tag = "desktops",
+    description = "The seed's `useDesktopBridge` read: the same answer as `GET /api/v1/desktops/{id}`.",
+    params(("id" = String, Path, description = "The desktop's id")),
+    responses((status = 200, description = "The desktop with its windows", body = DesktopJson)))]
+pub(crate) async fn read_desktop_state(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<Json<DesktopJson>, ApiError> {
+    read_desktop(state, caller, id).await
+}
+
 /// `DELETE /api/v1/desktops/{id}`.
+#[utoipa::path(delete, path = "/api/v1/desktops/{id}", tag = "desktops",
+    params(("id" = String, Path, description = "The desktop's id"), VersionQuery),
+    responses((status = 200, description = "The desktop and its windows are deleted", body = Deleted)))]
 pub(crate) async fn delete_desktop(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<VersionQuery>,
+    ApiQuery(query): ApiQuery<VersionQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
     let req = DeleteDesktopRequest { desktop_id: id, expected_version: query.expected_version };
     let resp = unary(SERVICE, state.upstreams.desktop_state().delete_desktop(caller.request(req))).await?;
@@ -406,13 +594,20 @@ pub(crate) async fn delete_desktop(
 }
 
 /// `GET /api/v1/desktops/{id}/windows`: a page of windows in z-order.
+#[utoipa::path(get, path = "/api/v1/desktops/{id}/windows", tag = "desktops",
+    params(("id" = String, Path, description = "The desktop's id"), WindowListQuery),
+    responses((status = 200, description = "A page of the desktop's windows in z-order", body = WindowList)))]
 pub(crate) async fn list_windows(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<WindowListQuery>,
 ) -> Result<Json<WindowList>, ApiError> {
-    let req = ListWindowsRequest { desktop_id: id, page: query.page(), state: parse_state(query.state.as_deref())? };
+    let req = ListWindowsRequest {
+        desktop_id: id,
+        page: page(query.page_size, query.page_token.as_ref()),
+        state: parse_state(query.state.as_deref())?,
+    };
     let resp = unary(SERVICE, state.upstreams.desktop_state().list_windows(caller.request(req))).await?;
     Ok(Json(WindowList {
         next_page_token: resp.page.unwrap_or_default().next_page_token,
@@ -422,6 +617,9 @@ pub(crate) async fn list_windows(
 
 /// `POST /api/v1/desktops/{id}/windows`: 201 with the window, the desktop version and focus
 /// stack; every WebSocket client of the desktop receives `window.opened`.
+#[utoipa::path(post, path = "/api/v1/desktops/{id}/windows", tag = "desktops",
+    params(("id" = String, Path, description = "The desktop's id")), request_body = OpenBody,
+    responses((status = 201, description = "The opened window", body = OpenedWindow)))]
 pub(crate) async fn open_window(
     State(state): State<AppState>,
     caller: Caller,
@@ -433,46 +631,71 @@ pub(crate) async fn open_window(
 }
 
 /// `GET /api/v1/windows/{id}`.
+#[utoipa::path(get, path = "/api/v1/windows/{id}", tag = "desktops",
+    params(("id" = String, Path, description = "The window's id")),
+    responses((status = 200, description = "The window", body = WindowJson)))]
 pub(crate) async fn get_window(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WindowJson>, ApiError> {
     let req = GetWindowRequest { window_id: id };
     let resp = unary(SERVICE, state.upstreams.desktop_state().get_window(caller.request(req))).await?;
     Ok(Json(window_json(&resp.window.unwrap_or_default())))
 }
 
 /// `PATCH /api/v1/windows/{id}`: move and/or resize.
+#[utoipa::path(patch, path = "/api/v1/windows/{id}", tag = "desktops",
+    params(("id" = String, Path, description = "The window's id")), request_body = GeometryBody,
+    responses((status = 200, description = "The moved window", body = ChangedWindow)))]
 pub(crate) async fn move_window(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GeometryBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandResult>, ApiError> {
     let cmd = WindowCommand::Move { window_id: id, body };
     Ok(Json(execute(&state, &caller, cmd).await?))
 }
 
 /// `DELETE /api/v1/windows/{id}`: close.
+#[utoipa::path(delete, path = "/api/v1/windows/{id}", tag = "desktops",
+    params(("id" = String, Path, description = "The window's id"), VersionQuery),
+    responses((status = 200, description = "The window is closed", body = ClosedWindow)))]
 pub(crate) async fn close_window(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<VersionQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(query): ApiQuery<VersionQuery>,
+) -> Result<Json<CommandResult>, ApiError> {
     let cmd = WindowCommand::Close { window_id: id, expected_version: query.expected_version };
     Ok(Json(execute(&state, &caller, cmd).await?))
 }
 
+/// The actions of `POST /api/v1/windows/{id}/{action}`.
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "the path parameter's schema; the handler matches the text, answering 404 to others")]
+pub(crate) enum WindowAction {
+    Focus,
+    Minimize,
+    Maximize,
+    Restore,
+}
+
 /// `POST /api/v1/windows/{id}/{action}` with action `focus`, `minimize`, `maximize` or
 /// `restore`; the body (`{"expected_version": n}`) is optional.
+#[utoipa::path(post, path = "/api/v1/windows/{id}/{action}", tag = "desktops",
+    params(("id" = String, Path, description = "The window's id"),
+        ("action" = WindowAction, Path, description = "What to do; another action is 404")),
+    request_body(content = Option<VersionBody>, description = "Optional; an empty body expects any version"),
+    responses((status = 200, description = "The window after the action (and the focus stack after a focus)", body = ChangedWindow)))]
 pub(crate) async fn window_action(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<VersionBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandResult>, ApiError> {
     let expected_version = body.expected_version;
     let cmd = match action.as_str() {
         "focus" => WindowCommand::Focus { window_id: id, expected_version },
@@ -490,7 +713,8 @@ pub(crate) async fn window_action(
 }
 
 /// A window of a whole-desktop save: windows with an id are updated, without one created.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = SaveWindowInput)]
 pub(crate) struct SaveWindowBody {
     #[serde(default)]
     id: String,
@@ -506,28 +730,41 @@ pub(crate) struct SaveWindowBody {
     width: i32,
     #[serde(default)]
     height: i32,
+    #[schema(value_type = Option<WindowStateName>)]
     state: Option<String>,
+    /// The app's own properties: a JSON object.
+    #[schema(value_type = Option<Object>)]
     props: Option<Value>,
 }
 
 /// `POST /api/v1/desktops/{id}/save` body, and the seed's `POST /api/v1/desktop/state` body
 /// (which names the desktop in `desktop_id`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = SaveDesktopInput)]
 pub(crate) struct SaveBody {
+    /// The desktop to save; required on `POST /api/v1/desktop/state`, ignored on
+    /// `POST /api/v1/desktops/{id}/save` (the path names it).
     #[serde(default)]
     desktop_id: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
     windows: Vec<SaveWindowBody>,
+    /// Window ids, most recently focused first.
     #[serde(default)]
     focus_stack: Vec<String>,
+    /// The version the save expects; 0 means any.
     #[serde(default)]
     expected_version: i64,
 }
 
 /// Writes the whole state of `desktop_id` from `body` and records it as the snapshot.
-async fn save(state: &AppState, caller: &Caller, desktop_id: String, body: SaveBody) -> Result<Json<Value>, ApiError> {
+async fn save(
+    state: &AppState,
+    caller: &Caller,
+    desktop_id: String,
+    body: SaveBody,
+) -> Result<Json<DesktopJson>, ApiError> {
     let windows = body
         .windows
         .into_iter()
@@ -558,22 +795,29 @@ async fn save(state: &AppState, caller: &Caller, desktop_id: String, body: SaveB
 }
 
 /// `POST /api/v1/desktops/{id}/save`: writes the whole state and records it as the snapshot.
+#[utoipa::path(post, path = "/api/v1/desktops/{id}/save", tag = "desktops",
+    params(("id" = String, Path, description = "The desktop's id")), request_body = SaveBody,
+    responses((status = 200, description = "The saved desktop", body = DesktopJson)))]
 pub(crate) async fn save_desktop(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SaveBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DesktopJson>, ApiError> {
     save(&state, &caller, id, body).await
 }
 
 /// The seed's `POST /api/v1/desktop/state` (`useDesktopBridge`'s debounced sync):
 /// `{"desktop_id", "windows", "focus_stack"}` saved as one SaveDesktop.
+#[utoipa::path(post, path = "/api/v1/desktop/state", tag = "desktops",
+    description = "The seed's `useDesktopBridge` sync: the whole state of the desktop `desktop_id` saved at once.",
+    request_body = SaveBody,
+    responses((status = 200, description = "The saved desktop", body = DesktopJson)))]
 pub(crate) async fn save_state(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<SaveBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DesktopJson>, ApiError> {
     if body.desktop_id.is_empty() {
         return Err(ApiError::invalid_argument("desktop_id is required"));
     }
@@ -582,6 +826,10 @@ pub(crate) async fn save_state(
 }
 
 /// `POST /api/v1/desktops/{id}/restore`: makes the last saved snapshot current again.
+#[utoipa::path(post, path = "/api/v1/desktops/{id}/restore", tag = "desktops",
+    params(("id" = String, Path, description = "The desktop's id")),
+    request_body(content = Option<VersionBody>, description = "Optional; an empty body expects any version"),
+    responses((status = 200, description = "The desktop as last saved, now current", body = Restored)))]
 pub(crate) async fn restore_desktop(
     State(state): State<AppState>,
     caller: Caller,
@@ -590,28 +838,94 @@ pub(crate) async fn restore_desktop(
 ) -> Result<Json<Restored>, ApiError> {
     let req = RestoreDesktopRequest { desktop_id: id, expected_version: body.expected_version };
     let resp = unary(SERVICE, state.upstreams.desktop_state().restore_desktop(caller.request(req))).await?;
-    Ok(Json(Restored {
-        desktop: resp.desktop.as_ref().map(desktop_json),
-        saved_at: timestamp_json(resp.saved_at.as_ref()),
-    }))
+    Ok(Json(Restored { desktop: resp.desktop.as_ref().map(desktop_json), saved_at: timestamp(resp.saved_at.as_ref()) }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The typed bodies keep the bytes the `json!` objects (sorted keys) produced.
+    use crate::rest::assert_sorted_keys;
+
+    fn ts() -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp { seconds: 1_767_225_600, nanos: 0 })
+    }
+
+    fn window() -> Window {
+        Window {
+            id: "w1".into(),
+            desktop_id: "d1".into(),
+            app_id: "notes".into(),
+            title: "Notes".into(),
+            x: 1,
+            y: 2,
+            width: 3,
+            height: 4,
+            z_index: 5,
+            state: WindowState::Maximized as i32,
+            props: Some(prost_types::Struct::default()),
+            version: 6,
+            created_at: ts(),
+            updated_at: None,
+        }
+    }
+
+    /// The typed bodies keep the bytes the `json!` objects (sorted keys) produced: every field
+    /// the old objects had, with the same values, in alphabetical order.
     #[test]
     fn typed_bodies_are_written_as_the_json_objects_were() {
-        let item = json!({"id": "d1"});
-        let list = DesktopList { desktops: vec![item.clone()], next_page_token: "t".to_owned() };
-        let old = json!({"desktops": [item.clone()], "next_page_token": "t"});
-        assert_eq!(serde_json::to_string(&list).unwrap(), old.to_string());
-        let list = WindowList { next_page_token: String::new(), windows: vec![item.clone()] };
-        let old = json!({"windows": [item.clone()], "next_page_token": ""});
-        assert_eq!(serde_json::to_string(&list).unwrap(), old.to_string());
-        let restored = Restored { desktop: None, saved_at: Value::Null };
+        let w = window();
+        let old = json!({
+            "id": "w1", "desktop_id": "d1", "app_id": "notes", "title": "Notes", "x": 1, "y": 2,
+            "width": 3, "height": 4, "z_index": 5, "state": "maximized", "props": {}, "version": 6,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": null,
+        });
+        assert_eq!(serde_json::to_string(&window_json(&w)).unwrap(), old.to_string());
+        let d = Desktop {
+            id: "d1".into(),
+            owner_user_id: "u".into(),
+            name: "main".into(),
+            windows: vec![w],
+            focus_stack: vec!["w1".into()],
+            version: 7,
+            created_at: ts(),
+            updated_at: ts(),
+            saved_at: None,
+        };
+        let desktop = desktop_json(&d);
+        assert_sorted_keys(&desktop);
+        let value = serde_json::to_value(&desktop).unwrap();
+        let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+        let want = [
+            "created_at",
+            "focus_stack",
+            "id",
+            "name",
+            "owner_user_id",
+            "saved_at",
+            "updated_at",
+            "version",
+            "windows",
+        ];
+        assert_eq!(keys, want);
+        assert_sorted_keys(&DesktopList { desktops: vec![desktop_json(&d)], next_page_token: "t".to_owned() });
+        assert_sorted_keys(&WindowList { next_page_token: String::new(), windows: vec![window_json(&window())] });
+        let restored = Restored { desktop: None, saved_at: None };
         let old = json!({"desktop": Option::<Value>::None, "saved_at": Value::Null});
         assert_eq!(serde_json::to_string(&restored).unwrap(), old.to_string());
+        let opened = CommandResult::Opened(OpenedWindow {
+            desktop_version: 2,
+            focus_stack: vec!["w1".into()],
+            window: Some(window_json(&window())),
+        });
+        assert_sorted_keys(&opened);
+        let focused = CommandResult::Changed(ChangedWindow { focus_stack: Some(vec![]), window: None });
+        assert_eq!(serde_json::to_string(&focused).unwrap(), json!({"window": null, "focus_stack": []}).to_string());
+        let moved = CommandResult::Changed(ChangedWindow { focus_stack: None, window: None });
+        assert_eq!(serde_json::to_string(&moved).unwrap(), json!({"window": null}).to_string());
+        let closed =
+            CommandResult::Closed(ClosedWindow { desktop_version: 3, focus_stack: vec![], window_id: "w1".into() });
+        let old = json!({"window_id": "w1", "desktop_version": 3, "focus_stack": []});
+        assert_eq!(serde_json::to_string(&closed).unwrap(), old.to_string());
     }
 }

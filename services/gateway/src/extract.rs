@@ -2,9 +2,10 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use getlood_common::{ApiError, ErrorCode};
 use http::StatusCode;
+use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 /// `axum::Json<T>`, with malformed JSON, a wrong content type and an oversized body turned into
@@ -54,6 +55,27 @@ where
         serde_json::from_slice(&body)
             .map(Self)
             .map_err(|e| ApiError::invalid_argument(format!("invalid request body: {e}")))
+    }
+}
+
+/// `axum::extract::Query<T>`, with a query string that does not parse as `T` (a number that is
+/// not one, an unknown field where `T` denies them) turned into a JSON 400 naming the problem,
+/// never axum's plain-text rejection.
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::invalid_argument(rejection.body_text())),
+        }
     }
 }
 

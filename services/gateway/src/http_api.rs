@@ -25,8 +25,9 @@ use crate::{
 /// be public goes to the skeleton and to this list, never around `require_auth`.
 #[cfg_attr(not(test), allow(dead_code, reason = "the rule, for reviewers; checked by the tests"))]
 /// `/metrics` and the detailed readiness report are on the admin port, which the Ingress never
-/// routes.
-pub(crate) const PUBLIC_ROUTES: &[&str] = &["/livez", "/readyz"];
+/// routes. `/openapi.json` (the API's description, no data) is merged next to this router by
+/// `crate::run` the same way (`openapi::public_routes`).
+pub(crate) const PUBLIC_ROUTES: &[&str] = &["/livez", "/readyz", crate::openapi::PATH];
 
 /// The gateway's router: authenticated API routes under `/api/v1` and `/v1` and the desktop
 /// WebSocket under `/ws`, behind the shared layer stack. Liveness and a bare readiness status are
@@ -73,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/windows/{id}/{action}", post(desktop_api::window_action))
         // The seed's useDesktopBridge routes.
         .route("/api/v1/desktop/state", post(desktop_api::save_state))
-        .route("/api/v1/desktop/state/{id}", get(desktop_api::read_desktop))
+        .route("/api/v1/desktop/state/{id}", get(desktop_api::read_desktop_state))
         .route("/api/v1/workflows", get(workflow_api::list_workflows).post(workflow_api::create_workflow))
         .route("/api/v1/workflows/validate", post(workflow_api::validate_workflow))
         .route(
@@ -158,15 +159,22 @@ fn make_span(req: &Request) -> tracing::Span {
 }
 
 /// The caller as the gateway sees it, from the verified token only.
-#[derive(Debug, Serialize)]
-struct Me {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Me {
+    /// The tenant of the token.
     tenant: String,
+    /// The user id (`sub`).
     user: String,
+    /// The roles the token grants (`admin`, `builder`, `operator`, `member`, `viewer`).
     roles: Vec<String>,
+    /// The token's expiry, seconds since the epoch.
     expires_at: u64,
 }
 
-async fn me(caller: Caller) -> Json<Me> {
+/// `GET /api/v1/me`.
+#[utoipa::path(get, path = "/api/v1/me", tag = "profile",
+    responses((status = 200, description = "The caller, from the verified token", body = Me)))]
+pub(crate) async fn me(caller: Caller) -> Json<Me> {
     let principal = caller.into_principal();
     Json(Me {
         tenant: principal.tenant.to_string(),
@@ -184,11 +192,12 @@ async fn not_found(req: Request) -> ApiError {
 mod tests {
     use super::PUBLIC_ROUTES;
 
-    /// The public routes are the skeleton's probes and scrape endpoint, never an API path: an
-    /// API route is public only if it is taken out of this router, which is reviewed here.
+    /// The public routes are the skeleton's probes and the OpenAPI document (which describes the
+    /// API and holds no data), never an API path: an API route is public only if it is taken out
+    /// of this router, which is reviewed here.
     #[test]
     fn public_routes_are_only_the_skeletons() {
-        assert_eq!(PUBLIC_ROUTES, ["/livez", "/readyz"]);
+        assert_eq!(PUBLIC_ROUTES, ["/livez", "/readyz", "/openapi.json"]);
         for route in PUBLIC_ROUTES {
             assert!(!route.starts_with("/api/") && !route.starts_with("/v1/") && !route.starts_with("/ws/"), "{route}");
         }

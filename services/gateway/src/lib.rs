@@ -18,6 +18,7 @@ mod kb_api;
 mod memory_api;
 mod models_api;
 mod openai;
+mod openapi;
 mod permissions;
 mod proto_json;
 mod rate_limit;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 pub use audit::{METRIC_DROPPED as METRIC_AUDIT_DROPPED, METRIC_PUBLISHED as METRIC_AUDIT_PUBLISHED};
 pub use error::{Error, Result};
 pub use http_api::router;
+pub use openapi::{PATH as OPENAPI_PATH, document_json as openapi_json};
 pub use permissions::{RoutePermission, permission_for, route_permissions};
 pub use rate_limit::{ClassLimit, RateLimiter, RouteClass, StoreErrorPolicy};
 pub use upstream::Upstreams;
@@ -330,5 +332,6 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         audit,
     }));
     let grpc = grpc::routes(state.clone());
-    runtime.serve(listeners, grpc, router(state)).await
+    // The OpenAPI document is public like the skeleton's probes: outside the authenticated router.
+    runtime.serve(listeners, grpc, router(state).merge(openapi::public_routes())).await
 }

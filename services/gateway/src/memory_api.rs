@@ -3,14 +3,15 @@
 //! name another user, whatever the caller's role.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use getlood_common::ApiError;
 use getlood_proto::event_dispatcher::v1::{SearchRequest, SearchSource};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::caller::{Caller, unary};
+use crate::extract::ApiQuery;
 
 const SERVICE: &str = "event-dispatcher";
 /// Longest query accepted, in characters (the dispatcher's own bound).
@@ -19,17 +20,44 @@ const MAX_QUERY_CHARS: usize = 4000;
 const MAX_TOP_K: u32 = 50;
 
 /// Query string of the search.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SearchQuery {
-    /// What to look for, in natural language.
+    /// What to look for, in natural language (required, at most 4000 characters).
     q: Option<String>,
     /// Hits wanted, 1..=50 (default 5).
+    #[param(minimum = 1, maximum = 50)]
     top_k: Option<u32>,
-    /// Only turns of this conversation.
+    /// Only turns of this conversation (a UUID).
     conversation_id: Option<String>,
     /// Only hits at least this relevant, 0..=1.
+    #[param(minimum = 0, maximum = 1)]
     min_score: Option<f64>,
+}
+
+/// One remembered turn of a memory search.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MemoryHit {
+    /// The agent that answered the turn, when recorded.
+    agent_name: Option<String>,
+    /// The stored text.
+    content: String,
+    /// The turn's conversation, when recorded.
+    conversation_id: Option<String>,
+    /// Chunk id in the knowledge base.
+    id: String,
+    /// Relevance in [0, 1]; higher is better.
+    score: f64,
+    /// The turn's id, when recorded.
+    turn_id: Option<String>,
+}
+
+/// `GET /api/v1/memory/search` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MemoryHits {
+    /// Best first.
+    hits: Vec<MemoryHit>,
 }
 
 impl SearchQuery {
@@ -67,33 +95,51 @@ impl SearchQuery {
 }
 
 /// `GET /api/v1/memory/search?q=...`: the caller's own most relevant past turns, best first.
+#[utoipa::path(get, path = "/api/v1/memory/search", tag = "memory", params(SearchQuery),
+    description = "Semantic search over the caller's own past conversation turns; never another user's, whatever the role.",
+    responses((status = 200, description = "The most relevant turns, best first", body = MemoryHits)))]
 pub(crate) async fn search(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<SearchQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> Result<Json<MemoryHits>, ApiError> {
     let req = query.into_request(&caller.principal().user)?;
     let resp = unary(SERVICE, state.upstreams.event_dispatcher().search(caller.request(req))).await?;
-    let hits: Vec<Value> = resp
+    let hits = resp
         .hits
         .into_iter()
-        .map(|h| {
-            json!({
-                "id": h.id,
-                "content": h.content,
-                "score": h.score,
-                "conversation_id": h.metadata.get("conversation_id"),
-                "turn_id": h.metadata.get("turn_id"),
-                "agent_name": h.metadata.get("agent_name"),
-            })
+        .map(|mut h| MemoryHit {
+            agent_name: h.metadata.remove("agent_name"),
+            content: h.content,
+            conversation_id: h.metadata.remove("conversation_id"),
+            id: h.id,
+            score: h.score,
+            turn_id: h.metadata.remove("turn_id"),
         })
         .collect();
-    Ok(Json(json!({ "hits": hits })))
+    Ok(Json(MemoryHits { hits }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed body keeps the bytes the `json!` object (sorted keys) produced, absent
+    /// metadata as `null`.
+    #[test]
+    fn hits_are_written_as_the_json_objects_were() {
+        let hit = MemoryHit {
+            agent_name: None,
+            content: "c".into(),
+            conversation_id: Some("conv".into()),
+            id: "h".into(),
+            score: 0.5,
+            turn_id: None,
+        };
+        let old = serde_json::json!({"hits": [{"id": "h", "content": "c", "score": 0.5,
+            "conversation_id": "conv", "turn_id": null, "agent_name": null}]});
+        assert_eq!(serde_json::to_string(&MemoryHits { hits: vec![hit] }).unwrap(), old.to_string());
+    }
 
     fn q(q: Option<&str>, top_k: Option<u32>) -> SearchQuery {
         SearchQuery { q: q.map(str::to_owned), top_k, conversation_id: None, min_score: None }

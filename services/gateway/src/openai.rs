@@ -8,22 +8,31 @@ use axum::response::{IntoResponse, Response};
 use getlood_common::{ApiError, ErrorCode};
 use getlood_proto::common::v1::{ChatMessage, Role, Usage};
 use getlood_proto::pipeline::v1::{Clarification, Intent, IntentSource, Mode, Stage, StageStatus, Turn, TurnOutcome};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use crate::proto_json::{enum_name, proto_struct_to_json, timestamp_json};
+use crate::proto_json::{enum_name, proto_struct_to_json, timestamp};
 
 /// Model names that let the pipeline choose the agent.
 pub(crate) const AUTO_MODELS: [&str; 2] = ["getlood", "auto"];
 
 /// The body of `POST /v1/chat/completions`. Unknown OpenAI fields (temperature, tools, ...) are
 /// accepted and ignored, as the agents own their sampling settings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ChatCompletionInput)]
 pub(crate) struct ChatCompletionRequest {
+    /// An agent name of `GET /v1/models`, or `getlood` (or `auto`) for automatic selection.
+    #[schema(required = true)]
     model: Option<String>,
+    /// At least one; the last must be a user message.
+    #[schema(value_type = Vec<ChatMessageInput>, required = true, min_items = 1)]
     messages: Option<Vec<Value>>,
+    /// Answer as Server-Sent Events of `chat.completion.chunk` objects, ending with `[DONE]`.
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
+    /// Must be 1 when given.
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     /// GETLOOD extension: the conversation to continue.
     conversation_id: Option<String>,
@@ -31,9 +40,53 @@ pub(crate) struct ChatCompletionRequest {
     desktop_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Options of a streamed completion.
+#[derive(Debug, Deserialize, ToSchema)]
 struct StreamOptions {
+    /// Send a last chunk with the token `usage` (every other chunk carries `"usage": null`).
     include_usage: Option<bool>,
+}
+
+/// One message of a chat completion request, as the handler parses it (`parse_message`).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, reason = "the schema of the request's messages, which are parsed by hand for precise errors")]
+pub(crate) struct ChatMessageInput {
+    role: ChatRoleInput,
+    /// A string, or an array of text parts joined in order; may be empty except on user messages.
+    content: Option<ChatContentInput>,
+    name: Option<String>,
+}
+
+/// The roles a message may have (`developer` is read as `system`).
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "schema only, see ChatMessageInput")]
+pub(crate) enum ChatRoleInput {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// Message content: text, or text parts.
+#[derive(Debug, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "schema only, see ChatMessageInput")]
+pub(crate) enum ChatContentInput {
+    Text(String),
+    Parts(Vec<TextPartInput>),
+}
+
+/// A text part of a message (other part types are refused).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, reason = "schema only, see ChatMessageInput")]
+pub(crate) struct TextPartInput {
+    /// Always `text`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^text$")]
+    kind: String,
+    text: String,
 }
 
 /// Which agent answers.
@@ -174,14 +227,60 @@ pub(crate) fn completion_id() -> String {
     format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// OpenAI's token counts of a completion.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ChatUsage)]
+pub(crate) struct UsageJson {
+    completion_tokens: i64,
+    prompt_tokens: i64,
+    total_tokens: i64,
+}
+
 /// OpenAI `usage` from the pipeline's counts.
-pub(crate) fn usage_json(usage: Option<&Usage>) -> Value {
+pub(crate) fn usage_json(usage: Option<&Usage>) -> UsageJson {
     let u = usage.cloned().unwrap_or_default();
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-    })
+    UsageJson { completion_tokens: u.completion_tokens, prompt_tokens: u.prompt_tokens, total_tokens: u.total_tokens }
+}
+
+/// The assistant's message of a completion.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AssistantMessage {
+    content: String,
+    /// Always `null`.
+    #[schema(value_type = Option<String>)]
+    refusal: (),
+    /// Always `assistant`.
+    role: &'static str,
+}
+
+/// The one choice of a completion.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChatChoice {
+    /// Always `stop`.
+    finish_reason: &'static str,
+    /// Always 0.
+    index: u32,
+    /// Always `null`.
+    #[schema(value_type = Option<Object>)]
+    logprobs: (),
+    message: AssistantMessage,
+}
+
+/// The non-streaming `chat.completion` object, with the GETLOOD extras.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChatCompletion {
+    /// Exactly one.
+    choices: Vec<ChatChoice>,
+    /// Seconds since the epoch.
+    created: u64,
+    getlood: Extras,
+    /// `chatcmpl-...`
+    id: String,
+    /// The model as the request named it.
+    model: String,
+    /// Always `chat.completion`.
+    object: &'static str,
+    usage: UsageJson,
 }
 
 /// The non-streaming `chat.completion` object.
@@ -192,21 +291,21 @@ pub(crate) fn completion_json(
     content: &str,
     turn: &Turn,
     clarification: Option<&Clarification>,
-) -> Value {
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": null},
-            "logprobs": null,
-            "finish_reason": "stop",
+) -> ChatCompletion {
+    ChatCompletion {
+        choices: vec![ChatChoice {
+            finish_reason: "stop",
+            index: 0,
+            logprobs: (),
+            message: AssistantMessage { content: content.to_owned(), refusal: (), role: "assistant" },
         }],
-        "usage": usage_json(turn.usage.as_ref()),
-        "getlood": extras_json(turn, clarification),
-    })
+        created,
+        getlood: extras_json(turn, clarification),
+        id: id.to_owned(),
+        model: model.to_owned(),
+        object: "chat.completion",
+        usage: usage_json(turn.usage.as_ref()),
+    }
 }
 
 /// One `chat.completion.chunk` with a single choice.
@@ -251,23 +350,38 @@ fn error_type(code: ErrorCode) -> &'static str {
 }
 
 /// The `error` object OpenAI clients read.
-pub(crate) fn error_object(err: &ApiError) -> Value {
-    json!({
-        "message": err.message,
-        "type": error_type(err.code),
-        "code": err.code.as_str(),
-        "param": null,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OpenAiErrorObject {
+    /// The platform's error code.
+    code: ErrorCode,
+    message: String,
+    /// Always `null`.
+    #[schema(value_type = Option<String>)]
+    param: (),
+    /// OpenAI's error type: `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `rate_limit_error` or `server_error`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The `error` object OpenAI clients read.
+pub(crate) fn error_object(err: &ApiError) -> OpenAiErrorObject {
+    OpenAiErrorObject { code: err.code, message: err.message.clone(), param: (), kind: error_type(err.code) }
+}
+
+/// The error body of the `/v1` routes: the platform's `{"code","message"}` plus the `error`
+/// object the OpenAI clients parse.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OpenAiErrorBody {
+    code: ErrorCode,
+    error: OpenAiErrorObject,
+    message: String,
 }
 
 /// An error response of the `/v1` routes: the platform's `{"code","message"}` plus the
 /// `error` object the OpenAI clients parse, so both kinds of client read it.
 pub(crate) fn error_response(err: &ApiError) -> Response {
-    let body = json!({
-        "code": err.code.as_str(),
-        "message": err.message,
-        "error": error_object(err),
-    });
+    let body = OpenAiErrorBody { code: err.code, error: error_object(err), message: err.message.clone() };
     (err.code.http_status(), Json(body)).into_response()
 }
 
@@ -276,50 +390,137 @@ pub(crate) fn intent_name(intent: i32) -> String {
     Intent::try_from(intent).map_or("UNSPECIFIED", |i| i.as_str_name()).trim_start_matches("INTENT_").to_owned()
 }
 
+/// The agent that answered a turn.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AgentRefJson {
+    id: String,
+    name: String,
+    version: i64,
+}
+
+/// A UI action the answer asks the desktop to perform.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UiActionJson {
+    id: String,
+    label: String,
+    /// The action's parameters; their fields depend on `type`.
+    #[schema(value_type = Object)]
+    params: Value,
+    /// e.g. `open_window`.
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A hint at what the user intends next.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserIntentHintJson {
+    confidence: f64,
+    description: String,
+    kind: String,
+    /// The rule that produced the hint.
+    rule: String,
+}
+
+/// How long a pipeline stage took.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StageTimingJson {
+    duration_ms: i64,
+    /// e.g. `intent`, `select`, `agent`, `ui`.
+    stage: String,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    /// e.g. `ok`, `skipped`, `failed`.
+    status: String,
+}
+
+/// The question the pipeline asks when the intent is unclear.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ClarificationJson {
+    /// The intent the pipeline leans to, e.g. `GENERATE_UI`.
+    candidate_intent: String,
+    confidence: f64,
+    question: String,
+    suggestions: Vec<String>,
+}
+
+/// The GETLOOD extras of a completion (`getlood`; on the last chunk of a stream).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ChatExtras)]
+pub(crate) struct Extras {
+    agent: Option<AgentRefJson>,
+    /// Only when the pipeline asked a question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clarification: Option<ClarificationJson>,
+    /// Confidence of the intent, 0..=1.
+    confidence: f64,
+    conversation_id: String,
+    duration_ms: i64,
+    /// e.g. `GENERATE_UI`, `QUERY_DATA`.
+    intent: String,
+    /// How the intent was found, e.g. `rules`, `model`.
+    intent_source: String,
+    mode: String,
+    /// e.g. `answered`, `clarification`.
+    outcome: String,
+    stage_timings: Vec<StageTimingJson>,
+    turn_id: String,
+    ui_actions: Vec<UiActionJson>,
+    user_intent_hints: Vec<UserIntentHintJson>,
+}
+
 /// The GETLOOD extras of a turn: intent and confidence, the agent, UI actions, user-intent
 /// hints, stage timings and the outcome, plus the clarification when one was asked.
-pub(crate) fn extras_json(turn: &Turn, clarification: Option<&Clarification>) -> Value {
-    let mut extras = json!({
-        "turn_id": turn.id,
-        "conversation_id": turn.conversation_id,
-        "intent": intent_name(turn.intent),
-        "confidence": turn.confidence,
-        "intent_source": enum_name(IntentSource::try_from(turn.intent_source).map_or("", |s| s.as_str_name()), "INTENT_SOURCE_"),
-        "mode": enum_name(Mode::try_from(turn.mode).map_or("", |m| m.as_str_name()), "MODE_"),
-        "outcome": enum_name(TurnOutcome::try_from(turn.outcome).map_or("", |o| o.as_str_name()), "TURN_OUTCOME_"),
-        "agent": turn.agent.as_ref().map(|a| json!({"id": a.id, "name": a.name, "version": a.version})),
-        "ui_actions": turn.ui_actions.iter().map(|a| json!({
-            "id": a.id,
-            "type": a.r#type,
-            "params": a.params.as_ref().map_or_else(|| json!({}), proto_struct_to_json),
-            "label": a.label,
-        })).collect::<Vec<_>>(),
-        "user_intent_hints": turn.user_intent_hints.iter().map(|h| json!({
-            "kind": h.kind,
-            "description": h.description,
-            "confidence": h.confidence,
-            "rule": h.rule,
-        })).collect::<Vec<_>>(),
-        "stage_timings": turn.stage_timings.iter().map(|t| json!({
-            "stage": enum_name(Stage::try_from(t.stage).map_or("", |s| s.as_str_name()), "STAGE_"),
-            "status": enum_name(StageStatus::try_from(t.status).map_or("", |s| s.as_str_name()), "STAGE_STATUS_"),
-            "started_at": timestamp_json(t.started_at.as_ref()),
-            "duration_ms": t.duration_ms,
-        })).collect::<Vec<_>>(),
-        "duration_ms": turn.duration_ms,
-    });
-    if let (Some(c), Some(obj)) = (clarification, extras.as_object_mut()) {
-        obj.insert(
-            "clarification".to_owned(),
-            json!({
-                "question": c.question,
-                "suggestions": c.suggestions,
-                "candidate_intent": intent_name(c.candidate_intent),
-                "confidence": c.confidence,
-            }),
-        );
+pub(crate) fn extras_json(turn: &Turn, clarification: Option<&Clarification>) -> Extras {
+    Extras {
+        agent: turn.agent.as_ref().map(|a| AgentRefJson { id: a.id.clone(), name: a.name.clone(), version: a.version }),
+        clarification: clarification.map(|c| ClarificationJson {
+            candidate_intent: intent_name(c.candidate_intent),
+            confidence: c.confidence,
+            question: c.question.clone(),
+            suggestions: c.suggestions.clone(),
+        }),
+        confidence: turn.confidence,
+        conversation_id: turn.conversation_id.clone(),
+        duration_ms: turn.duration_ms,
+        intent: intent_name(turn.intent),
+        intent_source: enum_name(
+            IntentSource::try_from(turn.intent_source).map_or("", |s| s.as_str_name()),
+            "INTENT_SOURCE_",
+        ),
+        mode: enum_name(Mode::try_from(turn.mode).map_or("", |m| m.as_str_name()), "MODE_"),
+        outcome: enum_name(TurnOutcome::try_from(turn.outcome).map_or("", |o| o.as_str_name()), "TURN_OUTCOME_"),
+        stage_timings: turn
+            .stage_timings
+            .iter()
+            .map(|t| StageTimingJson {
+                duration_ms: t.duration_ms,
+                stage: enum_name(Stage::try_from(t.stage).map_or("", |s| s.as_str_name()), "STAGE_"),
+                started_at: timestamp(t.started_at.as_ref()),
+                status: enum_name(StageStatus::try_from(t.status).map_or("", |s| s.as_str_name()), "STAGE_STATUS_"),
+            })
+            .collect(),
+        turn_id: turn.id.clone(),
+        ui_actions: turn
+            .ui_actions
+            .iter()
+            .map(|a| UiActionJson {
+                id: a.id.clone(),
+                label: a.label.clone(),
+                params: a.params.as_ref().map_or_else(|| json!({}), proto_struct_to_json),
+                kind: a.r#type.clone(),
+            })
+            .collect(),
+        user_intent_hints: turn
+            .user_intent_hints
+            .iter()
+            .map(|h| UserIntentHintJson {
+                confidence: h.confidence,
+                description: h.description.clone(),
+                kind: h.kind.clone(),
+                rule: h.rule.clone(),
+            })
+            .collect(),
     }
-    extras
 }
 
 #[cfg(test)]
@@ -330,6 +531,37 @@ mod tests {
         serde_json::from_value::<ChatCompletionRequest>(body)
             .map_err(|e| ApiError::invalid_argument(e.to_string()))?
             .validate()
+    }
+
+    /// The typed bodies keep the bytes the `json!` objects (sorted keys) produced.
+    #[test]
+    fn typed_bodies_are_written_as_the_json_objects_were() {
+        use getlood_proto::pipeline::v1::{AgentRef, StageTiming, UiAction, UserIntentHint};
+        let turn = Turn {
+            id: "t".into(),
+            agent: Some(AgentRef { id: "a".into(), name: "n".into(), version: 1 }),
+            ui_actions: vec![UiAction { id: "u".into(), ..UiAction::default() }],
+            user_intent_hints: vec![UserIntentHint::default()],
+            stage_timings: vec![StageTiming::default()],
+            ..Turn::default()
+        };
+        let clarification = Clarification { question: "q".into(), ..Clarification::default() };
+        let completion = completion_json("id", 1, "getlood", "hi", &turn, Some(&clarification));
+        crate::rest::assert_sorted_keys(&completion);
+        let value = serde_json::to_value(&completion).unwrap();
+        assert_eq!(
+            value["choices"],
+            json!([{"index": 0, "message": {"role": "assistant", "content": "hi", "refusal": null},
+                "logprobs": null, "finish_reason": "stop"}])
+        );
+        assert_eq!(value["getlood"]["clarification"]["question"], "q");
+        let without = serde_json::to_value(extras_json(&turn, None)).unwrap();
+        assert!(without.get("clarification").is_none());
+        let err = ApiError::invalid_argument("bad");
+        let body = OpenAiErrorBody { code: err.code, error: error_object(&err), message: err.message.clone() };
+        let old = json!({"code": "invalid_argument", "message": "bad", "error": {
+            "message": "bad", "type": "invalid_request_error", "code": "invalid_argument", "param": null}});
+        assert_eq!(serde_json::to_string(&body).unwrap(), old.to_string());
     }
 
     #[test]

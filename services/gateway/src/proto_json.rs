@@ -16,6 +16,18 @@ pub(crate) fn json_object_to_struct(v: Option<&Value>, field: &str) -> Result<Op
     }
 }
 
+/// A typed body as a JSON value, for the callers that assemble JSON (GraphQL, socket frames).
+/// Writing a struct of strings, numbers and JSON values cannot fail; `null` if it ever did.
+pub(crate) fn to_json(body: &impl serde::Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or_default()
+}
+
+/// A timestamp as RFC 3339 text, `None` (written `null`) when absent: the field type of the
+/// typed response bodies.
+pub(crate) fn timestamp(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+    ts.map(ToString::to_string)
+}
+
 /// A timestamp as RFC 3339 text, `null` when absent.
 pub(crate) fn timestamp_json(ts: Option<&prost_types::Timestamp>) -> Value {
     ts.map_or(Value::Null, |t| json!(t.to_string()))

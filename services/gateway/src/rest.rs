@@ -12,7 +12,9 @@ use getlood_proto::common::v1::{PageRequest, PageResponse};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa::{IntoParams, ToSchema};
 
 /// The `Idempotency-Key` header, when the client sent a readable one.
 #[derive(Debug, Default)]
@@ -30,6 +32,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned)))
+    }
+}
+
+/// An optional string header parameter of the OpenAPI document.
+fn header_param(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "Idempotency-Key",
+            "A retry with the same key within 24 h returns what the first call created instead of creating it again.",
+        )]
     }
 }
 
@@ -55,10 +77,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+impl IntoParams for IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![header_param(
+            "If-Match",
+            "The version the write expects (`\"3\"`, `W/\"3\"` or `3`; `*` means any): 409 when the object is at another one.",
+        )]
+    }
+}
+
 /// Paging query of the list routes.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
+    /// Most items in one page; 0 or absent uses the service's default (bounded by its maximum).
     page_size: Option<i32>,
+    /// `next_page_token` of the previous page; absent for the first page.
     page_token: Option<String>,
 }
 
@@ -69,23 +103,17 @@ impl PageQuery {
     }
 }
 
-/// A list route's body: the `items` under `key`, then the paging fields.
-pub(crate) fn list_json(key: &str, items: Vec<Value>, page: Option<PageResponse>) -> Json<Value> {
-    let page = page.unwrap_or_default();
-    let mut body = Map::new();
-    body.insert(key.to_owned(), Value::Array(items));
-    body.insert("next_page_token".to_owned(), Value::String(page.next_page_token));
-    // -1 is the proto's "not counted": REST leaves the field out rather than show a sentinel.
-    if page.total_size >= 0 {
-        body.insert("total_size".to_owned(), Value::from(page.total_size));
-    }
-    Json(Value::Object(body))
-}
-
 /// The items of a comma-separated query value (`topics=window,workflow`), trimmed, empty ones
 /// dropped.
 pub(crate) fn comma_list(raw: Option<&str>) -> Vec<String> {
     raw.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+}
+
+/// The paging fields of a list body: the token of the next page (empty on the last) and the
+/// total when the service counted it (-1, "not counted", leaves the field out).
+pub(crate) fn page_fields(page: Option<PageResponse>) -> (String, Option<i64>) {
+    let page = page.unwrap_or_default();
+    (page.next_page_token, (page.total_size >= 0).then_some(page.total_size))
 }
 
 /// The answer of a delete by id (`{"deleted": true, "id": ...}`).
@@ -93,9 +121,11 @@ pub(crate) fn comma_list(raw: Option<&str>) -> Vec<String> {
 /// The typed response bodies list their fields alphabetically, the order in which `json!`
 /// objects (a `BTreeMap` without serde_json's `preserve_order`) have always been written, so
 /// the bodies stay byte for byte what they were.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Deleted {
+    /// Always true.
     deleted: bool,
+    /// The deleted object's id.
     id: String,
 }
 
@@ -107,7 +137,8 @@ impl Deleted {
 }
 
 /// Query of the delete routes.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct VersionQuery {
     /// Optimistic concurrency when not given as `If-Match`.
     pub expected_version: Option<i64>,
@@ -141,6 +172,17 @@ pub(crate) fn with_etag(status: StatusCode, version: i64, body: impl Serialize) 
 /// `body` as a 201.
 pub(crate) fn created(body: impl Serialize) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// Asserts that `body` is written with its keys sorted at every level, as the `json!` objects
+/// it replaced were (serde_json's `Value` sorts them): a typed body's fields must be declared
+/// alphabetically for its bytes to stay what they were.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_sorted_keys(body: &impl Serialize) {
+    let typed = serde_json::to_string(body).unwrap();
+    let sorted = serde_json::to_value(body).unwrap().to_string();
+    assert_eq!(typed, sorted, "fields not in alphabetical order");
 }
 
 #[cfg(test)]

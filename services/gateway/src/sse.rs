@@ -20,7 +20,7 @@ use std::convert::Infallible;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
@@ -30,20 +30,28 @@ use getlood_proto::event_dispatcher::v1::{DeliverPolicy, SubscribeRequest, subsc
 use http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
 
 use crate::AppState;
 use crate::caller::{Caller, unary};
 use crate::chat::upstream_error;
 use crate::desktop_api::event_json;
+use crate::extract::ApiQuery;
 use crate::rest::comma_list;
 
 const SERVICE: &str = "event-dispatcher";
 
 /// Query of `/api/v1/events`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
+    /// Comma-separated topics, e.g. `window,workflow.node.*` (required).
     topics: Option<String>,
+    /// Only events of this desktop or run; window topics need one unless the caller is admin.
     entity_id: Option<String>,
+    /// Resume after this cursor (the `Last-Event-ID` header wins over it).
     after: Option<String>,
 }
 
@@ -58,6 +66,20 @@ impl LastEventId {
     }
 }
 
+impl IntoParams for LastEventId {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("Last-Event-ID")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some("The `id` of the last event received: the stream resumes after it."))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+        ]
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = Infallible;
 
@@ -67,11 +89,16 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
 }
 
 /// `GET /api/v1/events`.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery, LastEventId),
+    description = "The caller's events as Server-Sent Events: `id: <cursor>`, `event: <type>`, `data: <Event JSON>`; keep-alive comments meanwhile. `event: resync` (`{\"reason\",\"cursor\",\"last_delivered_cursor\"}`), `error` or `expired` (`{\"code\",\"message\"}`, at the token's expiry) end the stream. Without a cursor only new events are sent. A WebSocket upgrade on the same URL carries the same events as JSON frames (101).",
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 101, description = "Switched to a WebSocket carrying the same events as JSON frames")))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     caller: Caller,
     last_event_id: LastEventId,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
     upgrade: Upgrade,
 ) -> Result<Response, ApiError> {
     let topics = comma_list(query.topics.as_deref());

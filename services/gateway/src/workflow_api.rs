@@ -11,7 +11,7 @@
 //! honour `If-Match`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use getlood_common::ApiError;
 use getlood_proto::common::v1::{ErrorDetail, FieldViolation, PageRequest};
@@ -24,17 +24,18 @@ use getlood_proto::workflow::v1::{
 };
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::AppState;
 use crate::caller::{Caller, unary};
-use crate::extract::{ApiJson, OptionalJson};
+use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::proto_json::{
-    enum_name, json_object_to_struct, opt_struct_to_json, parse_enum, parse_timestamp, proto_struct_to_json,
-    timestamp_json,
+    enum_name, json_object_to_struct, opt_struct_to_json, parse_enum, parse_timestamp, proto_struct_to_json, timestamp,
+    to_json,
 };
-use crate::rest::{Deleted, IdempotencyKey, IfMatch, PageQuery, VersionQuery, comma_list, list_json, with_etag};
+use crate::rest::{Deleted, IdempotencyKey, IfMatch, PageQuery, VersionQuery, comma_list, page_fields, with_etag};
 use crate::sse::{self, LastEventId, Start};
+use utoipa::{IntoParams, ToSchema};
 
 const SERVICE: &str = "workflow";
 
@@ -51,169 +52,475 @@ pub(crate) fn mode_name(mode: i32) -> String {
     enum_name(ExecutionMode::try_from(mode).unwrap_or(ExecutionMode::Unspecified).as_str_name(), "EXECUTION_MODE_")
 }
 
+/// A node position on the editor's canvas.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NodePosition)]
+pub(crate) struct PositionJson {
+    x: f64,
+    y: f64,
+}
+
+/// A node of a graph, in React Flow's shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowNode)]
+pub(crate) struct NodeJson {
+    /// The node's settings; their fields depend on `type`.
+    #[schema(value_type = Object)]
+    data: Value,
+    id: String,
+    position: PositionJson,
+    /// `start`, `end`, `agent`, `sql`, `condition`, `transform`, `delay`, `human_approval`, ...
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// An edge of a graph, in React Flow's shape (handles in camelCase, `null` for the default).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowEdge)]
+pub(crate) struct EdgeJson {
+    id: String,
+    source: String,
+    #[serde(rename = "sourceHandle")]
+    source_handle: Option<String>,
+    target: String,
+    #[serde(rename = "targetHandle")]
+    target_handle: Option<String>,
+}
+
 /// A graph in React Flow's shape.
-pub(crate) fn graph_json(g: &Graph) -> Value {
-    let nodes: Vec<Value> = g
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowGraph)]
+pub(crate) struct GraphJson {
+    edges: Vec<EdgeJson>,
+    /// Editor-only state, stored as given (the viewport among it).
+    #[schema(value_type = Object)]
+    editor_state: Value,
+    nodes: Vec<NodeJson>,
+    /// React Flow's viewport, `null` when none was saved.
+    viewport: Value,
+}
+
+/// A graph in React Flow's shape.
+fn graph_body(g: &Graph) -> GraphJson {
+    let nodes = g
         .nodes
         .iter()
         .map(|n| {
             let position = n.position.unwrap_or_default();
-            json!({
-                "id": n.id,
-                "type": n.r#type,
-                "data": opt_struct_to_json(n.data.as_ref()),
-                "position": {"x": position.x, "y": position.y},
-            })
+            NodeJson {
+                data: opt_struct_to_json(n.data.as_ref()),
+                id: n.id.clone(),
+                position: PositionJson { x: position.x, y: position.y },
+                kind: n.r#type.clone(),
+            }
         })
         .collect();
-    let handle = |h: &str| if h.is_empty() { Value::Null } else { json!(h) };
-    let edges: Vec<Value> = g
+    let handle = |h: &str| (!h.is_empty()).then(|| h.to_owned());
+    let edges = g
         .edges
         .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "source": e.source,
-                "target": e.target,
-                "sourceHandle": handle(&e.source_handle),
-                "targetHandle": handle(&e.target_handle),
-            })
+        .map(|e| EdgeJson {
+            id: e.id.clone(),
+            source: e.source.clone(),
+            source_handle: handle(&e.source_handle),
+            target: e.target.clone(),
+            target_handle: handle(&e.target_handle),
         })
         .collect();
     let editor_state = opt_struct_to_json(g.editor_state.as_ref());
     let viewport = editor_state.get("viewport").cloned().unwrap_or(Value::Null);
-    json!({"nodes": nodes, "edges": edges, "viewport": viewport, "editor_state": editor_state})
+    GraphJson { edges, editor_state, nodes, viewport }
 }
 
+/// A graph in React Flow's shape, as JSON.
+pub(crate) fn graph_json(g: &Graph) -> Value {
+    to_json(&graph_body(g))
+}
+
+/// A workflow's schedule.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Schedule)]
+pub(crate) struct ScheduleJson {
+    /// RFC 3339 time after which no run starts, if any.
+    #[schema(format = DateTime)]
+    end_at: Option<String>,
+    /// Every `every_count` `unit`s.
+    every_count: i32,
+    /// The input of each scheduled run.
+    #[schema(value_type = Object)]
+    input: Value,
+    /// The MindsDB job of a `mindsdb_job` schedule.
+    job_name: String,
+    /// `engine` or `mindsdb_job`.
+    mode: String,
+    /// RFC 3339 time of the next run, if known.
+    #[schema(format = DateTime)]
+    next_run_at: Option<String>,
+    /// RFC 3339 time of the first run, if set.
+    #[schema(format = DateTime)]
+    start_at: Option<String>,
+    /// `minute`, `hour`, `day`, `week` or `month`.
+    unit: String,
+    /// The workflow version the schedule runs; 0 is the latest.
+    version: i64,
+}
+
+fn schedule_body(s: &Schedule) -> ScheduleJson {
+    ScheduleJson {
+        end_at: timestamp(s.end_at.as_ref()),
+        every_count: s.every_count,
+        input: opt_struct_to_json(s.input.as_ref()),
+        job_name: s.job_name.clone(),
+        mode: mode_name(s.mode),
+        next_run_at: timestamp(s.next_run_at.as_ref()),
+        start_at: timestamp(s.start_at.as_ref()),
+        unit: enum_name(
+            ScheduleUnit::try_from(s.unit).unwrap_or(ScheduleUnit::Unspecified).as_str_name(),
+            "SCHEDULE_UNIT_",
+        ),
+        version: s.version,
+    }
+}
+
+/// A workflow's schedule, as JSON.
 pub(crate) fn schedule_json(s: &Schedule) -> Value {
-    json!({
-        "every_count": s.every_count,
-        "unit": enum_name(ScheduleUnit::try_from(s.unit).unwrap_or(ScheduleUnit::Unspecified).as_str_name(), "SCHEDULE_UNIT_"),
-        "start_at": timestamp_json(s.start_at.as_ref()),
-        "end_at": timestamp_json(s.end_at.as_ref()),
-        "mode": mode_name(s.mode),
-        "version": s.version,
-        "input": opt_struct_to_json(s.input.as_ref()),
-        "job_name": s.job_name,
-        "next_run_at": timestamp_json(s.next_run_at.as_ref()),
-    })
+    to_json(&schedule_body(s))
+}
+
+/// A workflow version as REST returns it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Workflow)]
+pub(crate) struct WorkflowJson {
+    /// RFC 3339 creation time of the workflow.
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    description: String,
+    /// `null` in lists asked to omit it.
+    graph: Option<GraphJson>,
+    id: String,
+    name: String,
+    owner: String,
+    schedule: Option<ScheduleJson>,
+    /// RFC 3339 time of this version.
+    #[schema(format = DateTime)]
+    updated_at: Option<String>,
+    /// Also the `ETag`.
+    version: i64,
+    version_author: String,
+    version_comment: String,
 }
 
 /// A workflow version as REST returns it; `graph` is absent from lists asked to omit it.
-fn workflow_json(w: &Workflow) -> Value {
-    json!({
-        "id": w.id,
-        "name": w.name,
-        "description": w.description,
-        "version": w.version,
-        "graph": w.graph.as_ref().map(graph_json),
-        "owner": w.owner,
-        "version_author": w.version_author,
-        "version_comment": w.version_comment,
-        "schedule": w.schedule.as_ref().map(schedule_json),
-        "created_at": timestamp_json(w.created_at.as_ref()),
-        "updated_at": timestamp_json(w.updated_at.as_ref()),
-    })
+fn workflow_json(w: &Workflow) -> WorkflowJson {
+    WorkflowJson {
+        created_at: timestamp(w.created_at.as_ref()),
+        description: w.description.clone(),
+        graph: w.graph.as_ref().map(graph_body),
+        id: w.id.clone(),
+        name: w.name.clone(),
+        owner: w.owner.clone(),
+        schedule: w.schedule.as_ref().map(schedule_body),
+        updated_at: timestamp(w.updated_at.as_ref()),
+        version: w.version,
+        version_author: w.version_author.clone(),
+        version_comment: w.version_comment.clone(),
+    }
 }
 
-fn version_json(v: &WorkflowVersion) -> Value {
-    json!({
-        "workflow_id": v.workflow_id,
-        "version": v.version,
-        "author": v.author,
-        "comment": v.comment,
-        "node_count": v.node_count,
-        "created_at": timestamp_json(v.created_at.as_ref()),
-    })
+/// One version of a workflow's history.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowVersion)]
+pub(crate) struct VersionJson {
+    author: String,
+    comment: String,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    node_count: i32,
+    version: i64,
+    workflow_id: String,
 }
 
+fn version_body(v: &WorkflowVersion) -> VersionJson {
+    VersionJson {
+        author: v.author.clone(),
+        comment: v.comment.clone(),
+        created_at: timestamp(v.created_at.as_ref()),
+        node_count: v.node_count,
+        version: v.version,
+        workflow_id: v.workflow_id.clone(),
+    }
+}
+
+/// One problem of a graph.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Violation {
+    /// What is wrong.
+    description: String,
+    /// The field, e.g. `nodes[2].data.sql`.
+    field: String,
+    /// The node or edge id it is about.
+    subject: String,
+}
+
+fn violation_body(v: &FieldViolation) -> Violation {
+    Violation { description: v.description.clone(), field: v.field.clone(), subject: v.subject.clone() }
+}
+
+/// One problem of a graph, as JSON.
 pub(crate) fn violation_json(v: &FieldViolation) -> Value {
-    json!({"field": v.field, "subject": v.subject, "description": v.description})
+    to_json(&violation_body(v))
 }
 
-pub(crate) fn error_detail_json(e: &ErrorDetail) -> Value {
+/// Why a run failed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RunError)]
+pub(crate) struct ErrorDetailJson {
+    /// e.g. `invalid_argument`, `upstream_failure`, `deadline_exceeded`.
+    code: String,
+    field_violations: Vec<Violation>,
+    message: String,
+}
+
+fn error_detail_body(e: &ErrorDetail) -> ErrorDetailJson {
     let code = getlood_proto::common::v1::ErrorCode::try_from(e.code)
         .unwrap_or(getlood_proto::common::v1::ErrorCode::Unspecified);
-    json!({
-        "code": enum_name(code.as_str_name(), "ERROR_CODE_"),
-        "message": e.message,
-        "field_violations": e.field_violations.iter().map(violation_json).collect::<Vec<_>>(),
-    })
+    ErrorDetailJson {
+        code: enum_name(code.as_str_name(), "ERROR_CODE_"),
+        field_violations: e.field_violations.iter().map(violation_body).collect(),
+        message: e.message.clone(),
+    }
+}
+
+/// Why a run failed, as JSON.
+pub(crate) fn error_detail_json(e: &ErrorDetail) -> Value {
+    to_json(&error_detail_body(e))
 }
 
 /// One entry of a run's node timeline.
-fn node_run_json(n: &NodeRun) -> Value {
-    json!({
-        "node_id": n.node_id,
-        "node_type": n.node_type,
-        "status": enum_name(
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NodeRun)]
+pub(crate) struct NodeRunJson {
+    attempt: i32,
+    /// Who decided a human approval.
+    decided_by: String,
+    decision_comment: String,
+    duration_ms: i64,
+    error: String,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    /// When a failed attempt is retried, if it is.
+    #[schema(format = DateTime)]
+    next_retry_at: Option<String>,
+    node_id: String,
+    node_type: String,
+    /// The node's output (left out of run lists).
+    #[schema(value_type = Option<Object>)]
+    output: Option<Value>,
+    output_summary: String,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped`, `waiting_approval`, ...
+    status: String,
+}
+
+fn node_run_body(n: &NodeRun) -> NodeRunJson {
+    NodeRunJson {
+        attempt: n.attempt,
+        decided_by: n.decided_by.clone(),
+        decision_comment: n.decision_comment.clone(),
+        duration_ms: n.duration_ms,
+        error: n.error.clone(),
+        finished_at: timestamp(n.finished_at.as_ref()),
+        next_retry_at: timestamp(n.next_retry_at.as_ref()),
+        node_id: n.node_id.clone(),
+        node_type: n.node_type.clone(),
+        output: n.output.as_ref().map(proto_struct_to_json),
+        output_summary: n.output_summary.clone(),
+        started_at: timestamp(n.started_at.as_ref()),
+        status: enum_name(
             NodeRunStatus::try_from(n.status).unwrap_or(NodeRunStatus::Unspecified).as_str_name(),
             "NODE_RUN_STATUS_",
         ),
-        "attempt": n.attempt,
-        "started_at": timestamp_json(n.started_at.as_ref()),
-        "finished_at": timestamp_json(n.finished_at.as_ref()),
-        "duration_ms": n.duration_ms,
-        "output_summary": n.output_summary,
-        "output": n.output.as_ref().map(proto_struct_to_json),
-        "error": n.error,
-        "next_retry_at": timestamp_json(n.next_retry_at.as_ref()),
-        "decided_by": n.decided_by,
-        "decision_comment": n.decision_comment,
-    })
+    }
 }
 
 /// A run with its node timeline.
-fn run_json(r: &Run) -> Value {
-    json!({
-        "id": r.id,
-        "workflow_id": r.workflow_id,
-        "workflow_version": r.workflow_version,
-        "status": run_status_name(r.status),
-        "mode": mode_name(r.mode),
-        "trigger": enum_name(RunTrigger::try_from(r.trigger).unwrap_or(RunTrigger::Unspecified).as_str_name(), "RUN_TRIGGER_"),
-        "triggered_by": r.triggered_by,
-        "input": opt_struct_to_json(r.input.as_ref()),
-        "result": r.result.as_ref().map(proto_struct_to_json),
-        "error": r.error.as_ref().map(error_detail_json),
-        "node_runs": r.node_runs.iter().map(node_run_json).collect::<Vec<_>>(),
-        "job_name": r.job_name,
-        "cancel_reason": r.cancel_reason,
-        "created_at": timestamp_json(r.created_at.as_ref()),
-        "started_at": timestamp_json(r.started_at.as_ref()),
-        "finished_at": timestamp_json(r.finished_at.as_ref()),
-        "duration_ms": r.duration_ms,
-        "last_sequence": r.last_sequence,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Run)]
+pub(crate) struct RunJson {
+    cancel_reason: String,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    duration_ms: i64,
+    error: Option<ErrorDetailJson>,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    id: String,
+    #[schema(value_type = Object)]
+    input: Value,
+    /// The MindsDB job of a `mindsdb_job` run.
+    job_name: String,
+    /// Sequence of the run's last event.
+    last_sequence: i64,
+    /// The run's persisted logs: only on `GET /api/v1/workflows/runs/{run_id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logs: Option<Vec<LogJson>>,
+    /// `engine` or `mindsdb_job`.
+    mode: String,
+    node_runs: Vec<NodeRunJson>,
+    #[schema(value_type = Option<Object>)]
+    result: Option<Value>,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    /// `pending`, `running`, `waiting_approval`, `succeeded`, `failed` or `cancelled`.
+    status: String,
+    /// `manual`, `schedule`, ...
+    trigger: String,
+    triggered_by: String,
+    workflow_id: String,
+    workflow_version: i64,
 }
 
-fn log_json(l: &LogEntry) -> Value {
-    json!({
-        "logged_at": timestamp_json(l.logged_at.as_ref()),
-        "node_id": l.node_id,
-        "attempt": l.attempt,
-        "level": enum_name(LogLevel::try_from(l.level).unwrap_or(LogLevel::Unspecified).as_str_name(), "LOG_LEVEL_"),
-        "message": l.message,
-        "fields": opt_struct_to_json(l.fields.as_ref()),
-    })
+/// A run with its node timeline, and `logs` when given.
+fn typed_run(r: &Run, logs: Option<&[LogEntry]>) -> RunJson {
+    RunJson {
+        cancel_reason: r.cancel_reason.clone(),
+        created_at: timestamp(r.created_at.as_ref()),
+        duration_ms: r.duration_ms,
+        error: r.error.as_ref().map(error_detail_body),
+        finished_at: timestamp(r.finished_at.as_ref()),
+        id: r.id.clone(),
+        input: opt_struct_to_json(r.input.as_ref()),
+        job_name: r.job_name.clone(),
+        last_sequence: r.last_sequence,
+        logs: logs.map(|logs| logs.iter().map(log_body).collect()),
+        mode: mode_name(r.mode),
+        node_runs: r.node_runs.iter().map(node_run_body).collect(),
+        result: r.result.as_ref().map(proto_struct_to_json),
+        started_at: timestamp(r.started_at.as_ref()),
+        status: run_status_name(r.status),
+        trigger: enum_name(
+            RunTrigger::try_from(r.trigger).unwrap_or(RunTrigger::Unspecified).as_str_name(),
+            "RUN_TRIGGER_",
+        ),
+        triggered_by: r.triggered_by.clone(),
+        workflow_id: r.workflow_id.clone(),
+        workflow_version: r.workflow_version,
+    }
 }
 
-fn job_entry_json(e: &JobHistoryEntry) -> Value {
-    json!({
-        "job_name": e.job_name,
-        "run_start": timestamp_json(e.run_start.as_ref()),
-        "run_end": timestamp_json(e.run_end.as_ref()),
-        "error": e.error,
-        "query": e.query,
-        "run_id": e.run_id,
-    })
+/// A run with its node timeline.
+fn run_json(r: &Run) -> RunJson {
+    typed_run(r, None)
+}
+
+/// One persisted log line of a run.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RunLog)]
+pub(crate) struct LogJson {
+    attempt: i32,
+    #[schema(value_type = Object)]
+    fields: Value,
+    /// `debug`, `info`, `warn` or `error`.
+    level: String,
+    #[schema(format = DateTime)]
+    logged_at: Option<String>,
+    message: String,
+    node_id: String,
+}
+
+fn log_body(l: &LogEntry) -> LogJson {
+    LogJson {
+        attempt: l.attempt,
+        fields: opt_struct_to_json(l.fields.as_ref()),
+        level: enum_name(LogLevel::try_from(l.level).unwrap_or(LogLevel::Unspecified).as_str_name(), "LOG_LEVEL_"),
+        logged_at: timestamp(l.logged_at.as_ref()),
+        message: l.message.clone(),
+        node_id: l.node_id.clone(),
+    }
+}
+
+/// One run of a MindsDB job (`log.jobs_history`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = JobHistoryEntry)]
+pub(crate) struct JobEntryJson {
+    error: String,
+    job_name: String,
+    /// The job's SQL; only for callers with `users.read` (admins).
+    query: String,
+    #[schema(format = DateTime)]
+    run_end: Option<String>,
+    /// The GETLOOD run the job's execution recorded, if any.
+    run_id: String,
+    #[schema(format = DateTime)]
+    run_start: Option<String>,
+}
+
+fn job_entry_json(e: &JobHistoryEntry) -> JobEntryJson {
+    JobEntryJson {
+        error: e.error.clone(),
+        job_name: e.job_name.clone(),
+        query: e.query.clone(),
+        run_end: timestamp(e.run_end.as_ref()),
+        run_id: e.run_id.clone(),
+        run_start: timestamp(e.run_start.as_ref()),
+    }
+}
+
+/// `GET /api/v1/workflows` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WorkflowList {
+    /// Token of the next page; empty on the last page.
+    next_page_token: String,
+    /// Total count, when the service counted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_size: Option<i64>,
+    /// Latest versions, by name.
+    workflows: Vec<WorkflowJson>,
+}
+
+/// `GET /api/v1/workflows/{id}/versions` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct VersionList {
+    /// Token of the next page; empty on the last page.
+    next_page_token: String,
+    /// Total count, when the service counted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_size: Option<i64>,
+    /// Newest first.
+    versions: Vec<VersionJson>,
+}
+
+/// `GET /api/v1/workflows/runs` and `GET /api/v1/workflows/{id}/runs` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RunList {
+    /// Token of the next page; empty on the last page.
+    next_page_token: String,
+    /// Newest first, without node outputs.
+    runs: Vec<RunJson>,
+    /// Total count, when the service counted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_size: Option<i64>,
+}
+
+/// `GET /api/v1/workflows/{id}/jobs/history` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct JobHistory {
+    /// Newest first.
+    entries: Vec<JobEntryJson>,
+    /// Token of the next page; empty on the last page.
+    next_page_token: String,
+    /// Total count, when the service counted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_size: Option<i64>,
 }
 
 // ---- JSON in --------------------------------------------------------------------------------
 
 /// A graph as the React Flow editor saves it; React Flow's other node and edge fields
 /// (`width`, `selected`, `animated`, ...) are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = WorkflowGraphInput)]
 pub(crate) struct GraphBody {
     #[serde(default)]
     nodes: Vec<NodeBody>,
@@ -221,21 +528,26 @@ pub(crate) struct GraphBody {
     edges: Vec<EdgeBody>,
     /// React Flow's `toObject()` viewport, kept in `editor_state.viewport`.
     viewport: Option<Value>,
-    /// Any other editor-only state, stored as given.
+    /// Any other editor-only state, stored as given: a JSON object.
+    #[schema(value_type = Option<Object>)]
     editor_state: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = WorkflowNodeInput)]
 struct NodeBody {
     #[serde(default)]
     id: String,
     #[serde(default, rename = "type")]
     kind: String,
+    /// The node's settings, a JSON object; its fields depend on `type`.
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
     position: Option<PositionBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = NodePositionInput)]
 struct PositionBody {
     #[serde(default)]
     x: f64,
@@ -243,7 +555,8 @@ struct PositionBody {
     y: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = WorkflowEdgeInput)]
 struct EdgeBody {
     #[serde(default)]
     id: String,
@@ -306,7 +619,8 @@ pub(crate) fn required_graph(graph: Option<GraphBody>) -> Result<Graph, ApiError
 }
 
 /// `POST /api/v1/workflows` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreateWorkflowInput)]
 pub(crate) struct CreateBody {
     #[serde(default)]
     pub name: String,
@@ -318,7 +632,8 @@ pub(crate) struct CreateBody {
 }
 
 /// `PUT /api/v1/workflows/{id}` body: a new version; absent name and description stay.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = UpdateWorkflowInput)]
 pub(crate) struct UpdateBody {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -330,14 +645,18 @@ pub(crate) struct UpdateBody {
 }
 
 /// `POST /api/v1/workflows/validate` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ValidateWorkflowInput)]
 pub(crate) struct ValidateBody {
     graph: Option<GraphBody>,
 }
 
 /// `POST /api/v1/workflows/{id}/execute` body; may be empty.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = ExecuteWorkflowInput)]
 pub(crate) struct ExecuteBody {
+    /// The run's input, a JSON object.
+    #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
     #[serde(default)]
     pub version: i64,
@@ -350,7 +669,8 @@ pub(crate) struct ExecuteBody {
 }
 
 /// `POST /api/v1/workflows/runs/{run_id}/cancel` body; may be empty.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = CancelRunInput)]
 pub(crate) struct CancelBody {
     #[serde(default)]
     reason: String,
@@ -358,7 +678,8 @@ pub(crate) struct CancelBody {
 
 /// `POST /api/v1/workflows/runs/{run_id}/approve` body. `approved` is required: a forgotten
 /// decision must not read as a rejection.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ApproveNodeInput)]
 pub(crate) struct ApproveBody {
     node_id: String,
     approved: bool,
@@ -367,17 +688,28 @@ pub(crate) struct ApproveBody {
 }
 
 /// `POST /api/v1/workflows/{id}/schedule` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ScheduleInput)]
 pub(crate) struct ScheduleBody {
+    /// Every `every_count` `unit`s (at least 1).
     #[serde(default)]
     every_count: i32,
+    /// `minute`, `hour`, `day`, `week` or `month`.
     #[serde(default)]
     unit: String,
+    /// RFC 3339 time of the first run.
+    #[schema(format = DateTime)]
     start_at: Option<String>,
+    /// RFC 3339 time after which no run starts.
+    #[schema(format = DateTime)]
     end_at: Option<String>,
+    /// `engine` (default) or `mindsdb_job`.
     mode: Option<String>,
+    /// The workflow version to run; 0 is the latest.
     #[serde(default)]
     version: i64,
+    /// The input of each run, a JSON object.
+    #[schema(value_type = Option<Object>)]
     input: Option<Value>,
 }
 
@@ -390,29 +722,38 @@ pub(crate) fn parse_mode(raw: Option<&str>) -> Result<i32, ApiError> {
 }
 
 /// Query of `GET /api/v1/workflows`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListOptions {
+    /// Leave each workflow's graph out (`graph` is `null`), for a lighter listing.
     #[serde(default)]
     omit_graph: bool,
 }
 
 /// Query of `GET /api/v1/workflows/{id}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct GetOptions {
+    /// This version instead of the latest; 0 or absent is the latest.
     #[serde(default)]
     version: i64,
 }
 
 /// Query of the run lists: `status` is comma-separated (`running,waiting_approval`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RunFilter {
+    /// Only runs in these statuses, comma-separated: `pending`, `running`, `waiting_approval`,
+    /// `succeeded`, `failed`, `cancelled`.
     status: Option<String>,
 }
 
 /// Query of `GET /api/v1/workflows/runs/{run_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RunOptions {
+    /// Include the run's persisted logs (default true).
     include_logs: bool,
 }
 
@@ -423,8 +764,10 @@ impl Default for RunOptions {
 }
 
 /// Query of the run events route.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
+    /// Resume after this event `id` (the `Last-Event-ID` header wins over it).
     after: Option<String>,
 }
 
@@ -437,39 +780,51 @@ fn workflow_response(status: StatusCode, workflow: Option<Workflow>) -> Response
 }
 
 /// A run as a response body.
-fn run_body(run: Option<Run>) -> Json<Value> {
+fn run_body(run: Option<Run>) -> Json<RunJson> {
     Json(run_json(&run.unwrap_or_default()))
 }
 
 /// `POST /api/v1/workflows/validate` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Validation {
-    problems: Vec<Value>,
+    /// Every problem, with its node or edge id.
+    problems: Vec<Violation>,
     valid: bool,
 }
 
 /// `DELETE /api/v1/workflows/{id}/schedule` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Unscheduled {
+    /// The workflow's id.
     id: String,
+    /// Always true.
     unscheduled: bool,
 }
 
 /// `GET /api/v1/workflows`: the tenant's workflows (latest versions) by name; `omit_graph=true`
 /// for a lighter listing.
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(PageQuery, ListOptions),
+    responses((status = 200, description = "A page of the tenant's workflows (latest versions) by name", body = WorkflowList)))]
 pub(crate) async fn list_workflows(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<PageQuery>,
-    Query(options): Query<ListOptions>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+    ApiQuery(options): ApiQuery<ListOptions>,
+) -> Result<Json<WorkflowList>, ApiError> {
     let req = ListWorkflowsRequest { page: page.page(), omit_graph: options.omit_graph };
     let resp = unary(SERVICE, state.upstreams.workflow().list_workflows(caller.request(req))).await?;
-    Ok(list_json("workflows", resp.workflows.iter().map(workflow_json).collect(), resp.page))
+    let (next_page_token, total_size) = page_fields(resp.page);
+    Ok(Json(WorkflowList {
+        next_page_token,
+        total_size,
+        workflows: resp.workflows.iter().map(workflow_json).collect(),
+    }))
 }
 
 /// `POST /api/v1/workflows`: 201 with version 1 and its `ETag`; an invalid graph is a 400
 /// whose message lists every problem with its node or edge id.
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", params(IdempotencyKey), request_body = CreateBody,
+    responses((status = 201, description = "Version 1 of the new workflow", body = WorkflowJson, headers(("ETag" = String, description = "The version")))))]
 pub(crate) async fn create_workflow(
     State(state): State<AppState>,
     caller: Caller,
@@ -499,11 +854,13 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/workflows/{id}`: the latest version, or `?version=n`.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "The workflow's id"), GetOptions),
+    responses((status = 200, description = "The workflow version", body = WorkflowJson, headers(("ETag" = String, description = "The version")))))]
 pub(crate) async fn get_workflow(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(options): Query<GetOptions>,
+    ApiQuery(options): ApiQuery<GetOptions>,
 ) -> Result<Response, ApiError> {
     let req = GetWorkflowRequest { workflow_id: id, version: options.version };
     let resp = unary(SERVICE, state.upstreams.workflow().get_workflow(caller.request(req))).await?;
@@ -512,6 +869,8 @@ pub(crate) async fn get_workflow(
 
 /// `PUT /api/v1/workflows/{id}`: saves a new version; a stale `If-Match` (or
 /// `expected_version`) is 409.
+#[utoipa::path(put, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "The workflow's id"), IfMatch), request_body = UpdateBody,
+    responses((status = 200, description = "The new version", body = WorkflowJson, headers(("ETag" = String, description = "The new version")))))]
 pub(crate) async fn update_workflow(
     State(state): State<AppState>,
     caller: Caller,
@@ -546,12 +905,14 @@ pub(crate) async fn update(
 
 /// `DELETE /api/v1/workflows/{id}`, with `If-Match` or `?expected_version=`. Started runs finish
 /// and stay readable; new executions are 404.
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "The workflow's id"), IfMatch, VersionQuery),
+    responses((status = 200, description = "The workflow is deleted; started runs finish", body = Deleted)))]
 pub(crate) async fn delete_workflow(
     State(state): State<AppState>,
     caller: Caller,
     if_match: IfMatch,
     Path(id): Path<String>,
-    Query(query): Query<VersionQuery>,
+    ApiQuery(query): ApiQuery<VersionQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
     let req = DeleteWorkflowRequest { workflow_id: id, expected_version: if_match.or(query.expected_version)? };
     let resp = unary(SERVICE, state.upstreams.workflow().delete_workflow(caller.request(req))).await?;
@@ -559,19 +920,24 @@ pub(crate) async fn delete_workflow(
 }
 
 /// `GET /api/v1/workflows/{id}/versions`: newest first.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/versions", tag = "workflows", params(("id" = String, Path, description = "The workflow's id"), PageQuery),
+    responses((status = 200, description = "A page of the workflow's versions, newest first", body = VersionList)))]
 pub(crate) async fn list_versions(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(page): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<VersionList>, ApiError> {
     let req = ListWorkflowVersionsRequest { workflow_id: id, page: page.page() };
     let resp = unary(SERVICE, state.upstreams.workflow().list_workflow_versions(caller.request(req))).await?;
-    Ok(list_json("versions", resp.versions.iter().map(version_json).collect(), resp.page))
+    let (next_page_token, total_size) = page_fields(resp.page);
+    Ok(Json(VersionList { next_page_token, total_size, versions: resp.versions.iter().map(version_body).collect() }))
 }
 
 /// `POST /api/v1/workflows/validate` (`{"graph": ...}`): 200 with `valid` and every problem,
 /// for the editor; an invalid graph is not an error here.
+#[utoipa::path(post, path = "/api/v1/workflows/validate", tag = "workflows", request_body = ValidateBody,
+    responses((status = 200, description = "Whether the graph is valid, and every problem (an invalid graph is not an error here)", body = Validation)))]
 pub(crate) async fn validate_workflow(
     State(state): State<AppState>,
     caller: Caller,
@@ -579,12 +945,15 @@ pub(crate) async fn validate_workflow(
 ) -> Result<Json<Validation>, ApiError> {
     let req = ValidateWorkflowRequest { graph: Some(required_graph(body.graph)?) };
     let resp = unary(SERVICE, state.upstreams.workflow().validate_workflow(caller.request(req))).await?;
-    Ok(Json(Validation { problems: resp.problems.iter().map(violation_json).collect(), valid: resp.valid }))
+    Ok(Json(Validation { problems: resp.problems.iter().map(violation_body).collect(), valid: resp.valid }))
 }
 
 /// `POST /api/v1/workflows/{id}/execute`: 202 with the run (pending or running); follow it
 /// with `GET /api/v1/workflows/runs/{run_id}` or its events. The body (`input`, `version`,
 /// `mode`, `timeout_ms`, `request_id`) may be empty.
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/execute", tag = "runs", params(("id" = String, Path, description = "The workflow's id"), IdempotencyKey),
+    request_body(content = Option<ExecuteBody>, description = "Optional; an empty body runs the latest version with no input"),
+    responses((status = 202, description = "The started run (pending or running)", body = RunJson)))]
 pub(crate) async fn execute_workflow(
     State(state): State<AppState>,
     caller: Caller,
@@ -632,10 +1001,11 @@ async fn list_runs_of(
     workflow_id: String,
     page: PageQuery,
     filter: RunFilter,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunList>, ApiError> {
     let statuses = comma_list(filter.status.as_deref());
     let resp = runs_page(state, caller, workflow_id, &statuses, page.page()).await?;
-    Ok(list_json("runs", resp.runs.iter().map(run_json).collect(), resp.page))
+    let (next_page_token, total_size) = page_fields(resp.page);
+    Ok(Json(RunList { next_page_token, runs: resp.runs.iter().map(run_json).collect(), total_size }))
 }
 
 /// A page of the runs of `workflow_id` (every run of the tenant when empty) in `statuses`
@@ -666,24 +1036,28 @@ pub(crate) async fn runs_page(
 
 /// `GET /api/v1/workflows/{id}/runs`: the workflow's runs, newest first, without node outputs;
 /// `?status=running,waiting_approval` filters.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/runs", tag = "runs", params(("id" = String, Path, description = "The workflow's id"), PageQuery, RunFilter),
+    responses((status = 200, description = "A page of the workflow's runs, newest first, without node outputs", body = RunList)))]
 pub(crate) async fn list_workflow_runs(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(page): Query<PageQuery>,
-    Query(filter): Query<RunFilter>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+    ApiQuery(filter): ApiQuery<RunFilter>,
+) -> Result<Json<RunList>, ApiError> {
     list_runs_of(&state, &caller, id, page, filter).await
 }
 
 /// `GET /api/v1/workflows/runs`: every run of the tenant, newest first, filtered like
 /// [`list_workflow_runs`].
+#[utoipa::path(get, path = "/api/v1/workflows/runs", tag = "runs", params(PageQuery, RunFilter),
+    responses((status = 200, description = "A page of the tenant's runs, newest first, without node outputs", body = RunList)))]
 pub(crate) async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<PageQuery>,
-    Query(filter): Query<RunFilter>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+    ApiQuery(filter): ApiQuery<RunFilter>,
+) -> Result<Json<RunList>, ApiError> {
     list_runs_of(&state, &caller, String::new(), page, filter).await
 }
 
@@ -701,28 +1075,29 @@ pub(crate) async fn fetch_run(
 
 /// `GET /api/v1/workflows/runs/{run_id}`: the run with its node timeline (outputs included) and
 /// its persisted `logs` (`?include_logs=false` leaves them out).
+#[utoipa::path(get, path = "/api/v1/workflows/runs/{run_id}", tag = "runs", params(("run_id" = String, Path, description = "The run's id"), RunOptions),
+    responses((status = 200, description = "The run with its node timeline and `logs`", body = RunJson)))]
 pub(crate) async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
     Path(run_id): Path<String>,
-    Query(options): Query<RunOptions>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(options): ApiQuery<RunOptions>,
+) -> Result<Json<RunJson>, ApiError> {
     let (run, logs) = fetch_run(&state, &caller, run_id, options.include_logs).await?;
-    let mut body = run_json(&run);
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("logs".to_owned(), Value::Array(logs.iter().map(log_json).collect()));
-    }
-    Ok(Json(body))
+    Ok(Json(typed_run(&run, Some(&logs))))
 }
 
 /// `POST /api/v1/workflows/runs/{run_id}/cancel` (optional `{"reason"}`): the cancelled run; a
 /// finished run is `failed_precondition`.
+#[utoipa::path(post, path = "/api/v1/workflows/runs/{run_id}/cancel", tag = "runs", params(("run_id" = String, Path, description = "The run's id")),
+    request_body(content = Option<CancelBody>, description = "Optional"),
+    responses((status = 200, description = "The cancelled run; a finished run is 409 failed_precondition", body = RunJson)))]
 pub(crate) async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
     Path(run_id): Path<String>,
     OptionalJson(body): OptionalJson<CancelBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunJson>, ApiError> {
     let req = CancelRunRequest { run_id, reason: body.reason };
     let resp = unary(SERVICE, state.upstreams.workflow().cancel_run(caller.request(req))).await?;
     Ok(run_body(resp.run))
@@ -730,12 +1105,15 @@ pub(crate) async fn cancel_run(
 
 /// `POST /api/v1/workflows/runs/{run_id}/approve` (`{"node_id","approved","comment"}`): the
 /// decision on a waiting human_approval node; a run or node not waiting is `failed_precondition`.
+#[utoipa::path(post, path = "/api/v1/workflows/runs/{run_id}/approve", tag = "runs", params(("run_id" = String, Path, description = "The run's id")), request_body = ApproveBody,
+    description = "Needs `runs.approve`, and not the run's starter unless self-approval is allowed.",
+    responses((status = 200, description = "The run after the decision; a run or node not waiting is 409 failed_precondition", body = RunJson)))]
 pub(crate) async fn approve_node(
     State(state): State<AppState>,
     caller: Caller,
     Path(run_id): Path<String>,
     ApiJson(body): ApiJson<ApproveBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunJson>, ApiError> {
     let req = ApproveNodeRequest { run_id, node_id: body.node_id, approved: body.approved, comment: body.comment };
     let resp = unary(SERVICE, state.upstreams.workflow().approve_node(caller.request(req))).await?;
     Ok(run_body(resp.run))
@@ -747,12 +1125,17 @@ pub(crate) async fn approve_node(
 /// first retained event; `Last-Event-ID` (or `?after=`, an event `id`) resumes after it. The
 /// run is read first with the caller's token, so another tenant's run is a 404 and no stream
 /// opens.
+#[utoipa::path(get, path = "/api/v1/workflows/runs/{run_id}/events", tag = "runs", params(("run_id" = String, Path, description = "The run's id"), EventsQuery, LastEventId),
+    description = "The run's `run.*` and `node.*` events as Server-Sent Events (`id: <cursor>`, `event: <type>`, `data: <Event JSON>`; `event: resync`, `error` or `expired` end the stream), or over a WebSocket when the request is an upgrade (then 101). Starts with the run's first retained event unless a cursor is given.",
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 101, description = "Switched to a WebSocket carrying the same events as JSON frames")))]
 pub(crate) async fn run_events(
     State(state): State<AppState>,
     caller: Caller,
     last_event_id: LastEventId,
     Path(run_id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
     upgrade: sse::Upgrade,
 ) -> Result<Response, ApiError> {
     let (run, _) = fetch_run(&state, &caller, run_id, false).await?;
@@ -764,12 +1147,14 @@ pub(crate) async fn run_events(
 
 /// `POST /api/v1/workflows/{id}/schedule` (`{"every_count","unit","start_at","end_at","mode",
 /// "version","input"}`): sets (or replaces) the schedule; the stored schedule.
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/schedule", tag = "workflows", params(("id" = String, Path, description = "The workflow's id")), request_body = ScheduleBody,
+    responses((status = 200, description = "The stored schedule (set or replaced)", body = ScheduleJson)))]
 pub(crate) async fn schedule_workflow(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ScheduleBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleJson>, ApiError> {
     let unit = parse_enum(
         &body.unit,
         "SCHEDULE_UNIT_",
@@ -789,10 +1174,12 @@ pub(crate) async fn schedule_workflow(
     };
     let req = ScheduleWorkflowRequest { workflow_id: id, schedule: Some(schedule) };
     let resp = unary(SERVICE, state.upstreams.workflow().schedule_workflow(caller.request(req))).await?;
-    Ok(Json(schedule_json(&resp.schedule.unwrap_or_default())))
+    Ok(Json(schedule_body(&resp.schedule.unwrap_or_default())))
 }
 
 /// `DELETE /api/v1/workflows/{id}/schedule`: removes the schedule (and its MindsDB job).
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}/schedule", tag = "workflows", params(("id" = String, Path, description = "The workflow's id")),
+    responses((status = 200, description = "The schedule (and its MindsDB job) is removed", body = Unscheduled)))]
 pub(crate) async fn unschedule_workflow(
     State(state): State<AppState>,
     caller: Caller,
@@ -805,20 +1192,26 @@ pub(crate) async fn unschedule_workflow(
 
 /// `GET /api/v1/workflows/{id}/jobs/history`: a MindsDB-job-mode workflow's `log.jobs_history`,
 /// newest first.
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/jobs/history", tag = "workflows", params(("id" = String, Path, description = "The workflow's id"), PageQuery),
+    responses((status = 200, description = "A page of the MindsDB job's history, newest first", body = JobHistory)))]
 pub(crate) async fn job_history(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(page): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<JobHistory>, ApiError> {
     let req = GetJobHistoryRequest { workflow_id: id, page: page.page() };
     let resp = unary(SERVICE, state.upstreams.workflow().get_job_history(caller.request(req))).await?;
-    Ok(list_json("entries", resp.entries.iter().map(job_entry_json).collect(), resp.page))
+    let (next_page_token, total_size) = page_fields(resp.page);
+    Ok(Json(JobHistory { entries: resp.entries.iter().map(job_entry_json).collect(), next_page_token, total_size }))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::rest::assert_sorted_keys;
 
     #[test]
     fn react_flow_graph_round_trips_with_either_handle_spelling() {
@@ -852,9 +1245,52 @@ mod tests {
     /// The typed bodies keep the bytes the `json!` objects (sorted keys) produced.
     #[test]
     fn typed_bodies_are_written_as_the_json_objects_were() {
-        let validation = Validation { problems: vec![json!({"field": "f"})], valid: false };
-        let old = json!({"valid": false, "problems": [{"field": "f"}]});
+        let violation = FieldViolation { field: "f".into(), subject: "n1".into(), description: "bad".into() };
+        let validation = Validation { problems: vec![violation_body(&violation)], valid: false };
+        let old = json!({"valid": false, "problems": [{"field": "f", "subject": "n1", "description": "bad"}]});
         assert_eq!(serde_json::to_string(&validation).unwrap(), old.to_string());
+        let ts = Some(prost_types::Timestamp { seconds: 1_767_225_600, nanos: 0 });
+        let graph = Graph {
+            nodes: vec![Node { id: "n".into(), r#type: "start".into(), data: None, position: None }],
+            edges: vec![Edge { id: "e".into(), source: "n".into(), target: "m".into(), ..Edge::default() }],
+            editor_state: None,
+        };
+        let workflow = Workflow {
+            id: "wf".into(),
+            graph: Some(graph),
+            schedule: Some(Schedule { every_count: 1, start_at: ts, ..Schedule::default() }),
+            created_at: ts,
+            ..Workflow::default()
+        };
+        assert_sorted_keys(&workflow_json(&workflow));
+        let run = Run {
+            id: "r".into(),
+            error: Some(ErrorDetail { field_violations: vec![violation], ..ErrorDetail::default() }),
+            node_runs: vec![NodeRun { node_id: "n".into(), started_at: ts, ..NodeRun::default() }],
+            created_at: ts,
+            ..Run::default()
+        };
+        let log = LogEntry { logged_at: ts, message: "m".into(), ..LogEntry::default() };
+        assert_sorted_keys(&typed_run(&run, Some(std::slice::from_ref(&log))));
+        assert_eq!(serde_json::to_value(run_json(&run)).unwrap().get("logs"), None);
+        assert_sorted_keys(&RunList {
+            next_page_token: String::new(),
+            runs: vec![run_json(&run)],
+            total_size: Some(1),
+        });
+        let version = WorkflowVersion { workflow_id: "wf".into(), created_at: ts, ..WorkflowVersion::default() };
+        assert_sorted_keys(&VersionList {
+            next_page_token: String::new(),
+            total_size: None,
+            versions: vec![version_body(&version)],
+        });
+        assert_sorted_keys(&WorkflowList { next_page_token: String::new(), total_size: None, workflows: vec![] });
+        let entry = JobHistoryEntry { job_name: "j".into(), run_start: ts, ..JobHistoryEntry::default() };
+        assert_sorted_keys(&JobHistory {
+            entries: vec![job_entry_json(&entry)],
+            next_page_token: String::new(),
+            total_size: None,
+        });
         let unscheduled = Unscheduled { id: "wf".to_owned(), unscheduled: true };
         let old = json!({"id": "wf", "unscheduled": true});
         assert_eq!(serde_json::to_string(&unscheduled).unwrap(), old.to_string());

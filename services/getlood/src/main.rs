@@ -51,6 +51,9 @@ enum Command {
         #[arg(long)]
         migrate: bool,
     },
+    /// Print the gateway's OpenAPI 3.1 document, as `GET /openapi.json` serves it
+    /// (`getlood openapi > docs/api/openapi.json` refreshes the checked-in copy).
+    Openapi,
     /// Print a development (HS256) token signed with the gateway's configured secret.
     Token {
         /// Tenant claim.
@@ -94,6 +97,13 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev { config, tenant } => dev(config, &tenant).await,
         Command::CheckConfig { .. } => Ok(()),
+        Command::Openapi => {
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{}", getlood_gateway::openapi_json());
+            }
+            Ok(())
+        }
         Command::Token { tenant, user, roles, ttl } => {
             token(&tenant, &user, &roles.split(',').map(str::trim).collect::<Vec<_>>(), ttl).map(|t| {
                 #[allow(clippy::print_stdout)]

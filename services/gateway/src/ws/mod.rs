@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
@@ -64,6 +64,7 @@ use tokio::time::Instant;
 use crate::AppState;
 use crate::caller::Caller;
 use crate::desktop_api::{self, GeometryBody, OpenBody, WindowCommand};
+use crate::extract::ApiQuery;
 pub(crate) use events::events_socket;
 pub use feed::Realtime;
 pub(crate) use feed::SocketPermit;
@@ -84,7 +85,8 @@ const MAX_COMMAND_BYTES: usize = 64 * 1024;
 const MAX_BATCH: usize = 64;
 
 /// Query of the socket route.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SocketQuery {
     /// Resume after this cursor.
     after: Option<String>,
@@ -92,11 +94,18 @@ pub(crate) struct SocketQuery {
 
 /// `GET /ws/desktop/{id}`, behind `require_auth` like every route (which accepts the
 /// browser's `bearer.<jwt>` subprotocol entry as the credential).
+#[utoipa::path(get, path = "/ws/desktop/{id}", tag = "desktops",
+    params(("id" = String, Path, description = "The desktop's id"), SocketQuery,
+        ("Sec-WebSocket-Protocol" = Option<String>, Header, description = "Browsers: `getlood.v1, bearer.<jwt>` (the server selects `getlood.v1`) instead of the Authorization header")),
+    description = "Real-time sync of one desktop over a WebSocket. The server sends a `state` frame first, then `event` frames (`{\"type\":\"event\",\"cursor\",\"sequence\",\"event\"}`), `result`/`error` frames answering commands and `resync` before a close 1013. Commands (JSON text, optional `id`): `open`, `move`, `focus`, `minimize`, `maximize`, `restore`, `close`; they need `desktops.write`. The desktop is read before the upgrade: another user's is a 404, never a socket. Frames are at most 64 KiB; the socket closes with 1008 at the token's expiry.",
+    responses(
+        (status = 101, description = "Switched to the desktop's WebSocket (subprotocol `getlood.v1`)"),
+        (status = 429, description = "The user already holds `ws_max_sockets_per_user` sockets", body = getlood_common::ErrorBody)))]
 pub(crate) async fn desktop_socket(
     State(state): State<AppState>,
     caller: Caller,
     Path(desktop_id): Path<String>,
-    Query(query): Query<SocketQuery>,
+    ApiQuery(query): ApiQuery<SocketQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let after = match query.after.as_deref() {
