@@ -28,6 +28,7 @@ mod data_sources;
 mod desktop_state;
 mod desktop_ws;
 mod e2e;
+mod edge_grpc;
 mod egress;
 mod events;
 mod fair_share;

@@ -37,6 +37,9 @@ pub struct Runtime {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     pub(crate) serve: ServeSettings,
+    /// The gRPC services [`Runtime::serve`] advertises (reflection) and reports (health); `None`
+    /// advertises every service of the descriptor set.
+    pub(crate) grpc_services: Option<&'static [&'static str]>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -87,6 +90,7 @@ impl Runtime {
                 readiness_interval: config.readiness_interval,
                 shutdown_timeout: config.shutdown_timeout,
             },
+            grpc_services: None,
         })
     }
 
@@ -173,6 +177,16 @@ impl Runtime {
     #[must_use]
     pub fn with_upstream_timeouts(mut self, timeouts: UpstreamTimeouts) -> Self {
         self.upstream_timeouts = timeouts;
+        self
+    }
+
+    /// The same runtime advertising only `services` (fully qualified gRPC service names, e.g.
+    /// `getlood.workflow.v1.WorkflowService`) in reflection, and reporting each of them in
+    /// `grpc.health.v1` next to the whole server: for a server, such as the gateway, that serves
+    /// a chosen part of the descriptor set, so reflection never describes what it does not serve.
+    #[must_use]
+    pub fn with_grpc_services(mut self, services: &'static [&'static str]) -> Self {
+        self.grpc_services = Some(services);
         self
     }
 

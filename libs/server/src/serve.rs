@@ -12,6 +12,11 @@ use tonic_health::ServingStatus;
 use crate::metrics_layer::{GrpcMetricsLayer, http_metrics};
 use crate::{Error, Needs, Readiness, Result};
 
+/// The fully qualified name of `grpc.health.v1`, which every server serves.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+/// The fully qualified name of the reflection service every server serves.
+const REFLECTION_SERVICE: &str = "grpc.reflection.v1.ServerReflection";
+
 /// What the skeleton needs to know about a service.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceSpec {
@@ -83,8 +88,13 @@ async fn serve(
     // grpc.health.v1: "" is the whole server; the service name is its own entry, both follow
     // readiness so a Kubernetes gRPC probe and a client-side health check agree with /readyz.
     let (reporter, health) = tonic_health::server::health_reporter();
+    // The whole server, the service's own name, and each gRPC service it declared it serves.
+    let entries: Vec<&'static str> =
+        [name].into_iter().chain(runtime.grpc_services.unwrap_or_default().iter().copied()).collect();
     reporter.set_service_status("", ServingStatus::NotServing).await;
-    reporter.set_service_status(name, ServingStatus::NotServing).await;
+    for entry in &entries {
+        reporter.set_service_status(entry, ServingStatus::NotServing).await;
+    }
     {
         let mut readiness = readiness.clone();
         let shutdown = shutdown.clone();
@@ -96,17 +106,28 @@ async fn serve(
                 };
                 let status = if report.ready { ServingStatus::Serving } else { ServingStatus::NotServing };
                 reporter.set_service_status("", status).await;
-                reporter.set_service_status(name, status).await;
+                for entry in &entries {
+                    reporter.set_service_status(entry, status).await;
+                }
             }
             reporter.set_service_status("", ServingStatus::NotServing).await;
-            reporter.set_service_status(name, ServingStatus::NotServing).await;
+            for entry in &entries {
+                reporter.set_service_status(entry, ServingStatus::NotServing).await;
+            }
         });
     }
-    let reflection = tonic_reflection::server::Builder::configure()
+    let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(getlood_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Serve(e.to_string()))?;
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    if let Some(services) = runtime.grpc_services {
+        // Naming any service turns off "every service of the descriptor sets"; health and
+        // reflection are served by every server.
+        reflection = reflection.with_service_name(HEALTH_SERVICE).with_service_name(REFLECTION_SERVICE);
+        for service in services {
+            reflection = reflection.with_service_name(*service);
+        }
+    }
+    let reflection = reflection.build_v1().map_err(|e| Error::Serve(e.to_string()))?;
     let routes = grpc.add_service(health).add_service(reflection);
 
     let grpc_addr = listeners.grpc_addr();

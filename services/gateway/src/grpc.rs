@@ -1,30 +1,66 @@
-//! The gateway's public gRPC API (`getlood.gateway.v1.GatewayService`), authenticated like REST.
+//! The gateway's public gRPC API: its own `getlood.gateway.v1.GatewayService`, and the
+//! internal services it re-serves at the edge (`crate::edge`), each authenticated like REST.
 
 use std::pin::Pin;
 
 use futures::StreamExt as _;
 use getlood_auth::Principal;
 use getlood_common::ApiError;
+use getlood_proto::agent_registry::v1::agent_registry_service_server::AgentRegistryServiceServer;
 use getlood_proto::common::v1::{ErrorDetail, Role};
+use getlood_proto::desktop_state::v1::desktop_state_service_server::DesktopStateServiceServer;
+use getlood_proto::event_dispatcher::v1::event_dispatcher_service_server::EventDispatcherServiceServer;
 use getlood_proto::gateway::v1::gateway_service_server::{GatewayService, GatewayServiceServer};
 use getlood_proto::gateway::v1::{
     ChatCompletionChunk, ChatCompletionHeartbeat, ChatCompletionRequest, ChatCompletionResponse, GetloodExtras,
     ListModelsRequest, ListModelsResponse, Model, WhoAmIRequest, WhoAmIResponse, chat_completion_response,
 };
+use getlood_proto::workflow::v1::workflow_service_server::WorkflowServiceServer;
 use tonic::{Request, Response, Status};
 
 use crate::chat::{self, ChatEvent};
+use crate::edge::{AgentRegistryEdge, DesktopStateEdge, Edge, EventDispatcherEdge, WorkflowEdge};
 use crate::openai::{self, ChatInput};
+use crate::permissions::{
+    GRPC_AGENT_REGISTRY_PERMISSIONS, GRPC_DESKTOP_STATE_PERMISSIONS, GRPC_EVENT_DISPATCHER_PERMISSIONS,
+    GRPC_PERMISSIONS, GRPC_WORKFLOW_PERMISSIONS,
+};
 use crate::rate_limit::{self, Verdict};
 use crate::{AppState, registry_api};
 
-/// The gRPC routes of the gateway: `GatewayService` behind bearer verification and the
-/// per-method role check of [`crate::permissions::GRPC_PERMISSIONS`].
+/// The gRPC routes of the gateway (`permissions::grpc_permissions` lists them): each service
+/// behind bearer verification and the per-method role check of its table, its messages
+/// bounded by `max_body_bytes`. The same routes serve gRPC-Web on the HTTP port.
 pub(crate) fn routes(state: AppState) -> tonic::service::Routes {
     let verifier = state.verifier.clone();
     let issuer = verifier.issuer().to_owned();
-    let server = GatewayServiceServer::new(Gateway { issuer, state });
-    tonic::service::Routes::new(getlood_server::authorize(verifier, crate::permissions::GRPC_PERMISSIONS, server))
+    let limit = state.settings.max_body_bytes;
+    let edge = Edge::new(state.clone());
+    tonic::service::Routes::new(getlood_server::authorize(
+        verifier.clone(),
+        GRPC_PERMISSIONS,
+        GatewayServiceServer::new(Gateway { issuer, state }).max_decoding_message_size(limit),
+    ))
+    .add_service(getlood_server::authorize(
+        verifier.clone(),
+        GRPC_AGENT_REGISTRY_PERMISSIONS,
+        AgentRegistryServiceServer::new(AgentRegistryEdge(edge.clone())).max_decoding_message_size(limit),
+    ))
+    .add_service(getlood_server::authorize(
+        verifier.clone(),
+        GRPC_DESKTOP_STATE_PERMISSIONS,
+        DesktopStateServiceServer::new(DesktopStateEdge(edge.clone())).max_decoding_message_size(limit),
+    ))
+    .add_service(getlood_server::authorize(
+        verifier.clone(),
+        GRPC_WORKFLOW_PERMISSIONS,
+        WorkflowServiceServer::new(WorkflowEdge(edge.clone())).max_decoding_message_size(limit),
+    ))
+    .add_service(getlood_server::authorize(
+        verifier.clone(),
+        GRPC_EVENT_DISPATCHER_PERMISSIONS,
+        EventDispatcherServiceServer::new(EventDispatcherEdge(edge)).max_decoding_message_size(limit),
+    ))
 }
 
 struct Gateway {

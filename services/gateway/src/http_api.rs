@@ -30,7 +30,10 @@ use crate::{
 pub(crate) const PUBLIC_ROUTES: &[&str] = &["/livez", "/readyz", crate::openapi::PATH];
 
 /// The gateway's router: authenticated API routes under `/api/v1` and `/v1` and the desktop
-/// WebSocket under `/ws`, behind the shared layer stack. Liveness and a bare readiness status are
+/// and events WebSockets under `/ws`, behind the shared layer stack; the gRPC services as
+/// gRPC-Web at `/<package.Service>/<Method>` (authenticated by their own per-method check,
+/// `permissions::grpc_permissions`); CORS for `app.cors_allowed_origins` outside it all.
+/// Liveness and a bare readiness status are
 /// added by the server skeleton, unauthenticated ([`PUBLIC_ROUTES`]); metrics are on the admin port.
 ///
 /// Plain routes run under `http_request_timeout`; the chat route (SSE or a long non-streaming
@@ -113,6 +116,8 @@ pub fn router(state: AppState) -> Router {
         // Sockets are long-lived. A browser cannot set the Authorization header on a WebSocket:
         // `require_auth` takes its token from the `bearer.<jwt>` subprotocol entry instead.
         .route("/ws/desktop/{id}", get(ws::desktop_socket))
+        // The events socket at a plain path (the upgrade of `/api/v1/events` serves it too).
+        .route("/ws/events", get(sse::events_socket))
         // Queries, mutations (POST) and the subscription socket (GET upgrade): one endpoint, out
         // of the plain deadline layer because of the socket; plain requests keep the same
         // deadline inside the handler. Per-field permissions and rate limits: `graphql::guard`.
@@ -129,7 +134,17 @@ pub fn router(state: AppState) -> Router {
         // as every handler's answer; still a route layer, so the matched route is known.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record));
 
-    api.fallback(not_found).with_state(state).layer(
+    // gRPC-Web for browsers: the gRPC port's services (same tables, same forwarding), at
+    // `/<package.Service>/<Method>`, each authenticated by its own `authorize`, so they sit
+    // outside `require_auth` like the gRPC port's. Plain gRPC over HTTP/2 passes through too.
+    let grpc_web = tower::ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(crate::grpc::routes(state.clone()).into_axum_router());
+    let mut app = api.fallback(not_found).with_state(state);
+    for service in crate::permissions::GRPC_SERVICE_NAMES {
+        app = app.route_service(&format!("/{service}/{{*method}}"), grpc_web.clone());
+    }
+    let app = app.layer(
         // Outermost first.
         ServiceBuilder::new()
             // Tokens must never reach a log line, whatever layer logs headers later.
@@ -142,7 +157,12 @@ pub fn router(state: AppState) -> Router {
             // The extractors enforce it while buffering, and `ApiJson` turns the refusal into a
             // JSON 413 instead of axum's plain-text one.
             .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes)),
-    )
+    );
+    // Outside everything else, so a preflight (no token) is answered before authentication.
+    match crate::cors::layer(&settings.cors_allowed_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 fn make_span(req: &Request) -> tracing::Span {

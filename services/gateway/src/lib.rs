@@ -7,8 +7,10 @@ mod audit_api;
 mod auth;
 mod caller;
 mod chat;
+mod cors;
 mod data_source_api;
 mod desktop_api;
+mod edge;
 mod error;
 mod extract;
 mod graphql;
@@ -42,7 +44,7 @@ pub use audit::{METRIC_DROPPED as METRIC_AUDIT_DROPPED, METRIC_PUBLISHED as METR
 pub use error::{Error, Result};
 pub use http_api::router;
 pub use openapi::{PATH as OPENAPI_PATH, document_json as openapi_json};
-pub use permissions::{RoutePermission, permission_for, route_permissions};
+pub use permissions::{RoutePermission, grpc_permissions, permission_for, route_permissions};
 pub use rate_limit::{ClassLimit, RateLimiter, RouteClass, StoreErrorPolicy};
 pub use upstream::Upstreams;
 pub use ws::Realtime;
@@ -224,6 +226,7 @@ impl Validate for GatewaySettings {
                 "chat has its own settings: chat_rate_limit_per_minute and tenant_rate_limit_per_minute",
             ));
         }
+        cors::check_origins(&self.cors_allowed_origins)?;
         for tenant in self.tenant_rate_limit_overrides.keys() {
             if getlood_auth::TenantId::parse(tenant).is_err() {
                 return Err(ConfigError::invalid(
@@ -301,10 +304,12 @@ pub struct Shared {
 /// Runs the gateway on `listeners` until the runtime's shutdown.
 pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getlood_server::Result<()> {
     let settings = Arc::new(config.app.clone());
-    let runtime = runtime.with_upstream_timeouts(UpstreamTimeouts {
-        connect: settings.upstream_connect_timeout,
-        request: settings.upstream_request_timeout,
-    });
+    let runtime = runtime
+        .with_upstream_timeouts(UpstreamTimeouts {
+            connect: settings.upstream_connect_timeout,
+            request: settings.upstream_request_timeout,
+        })
+        .with_grpc_services(permissions::GRPC_SERVICE_NAMES);
     let agent_writes =
         UpstreamTimeouts { connect: settings.upstream_connect_timeout, request: settings.agent_write_timeout };
     let upstreams = Upstreams::connect_lazy(&runtime, &config.services.agent_registry, agent_writes)?;

@@ -1,7 +1,9 @@
 //! The one place the gateway decides who may call what: every route of [`crate::router`]
-//! (method and path pattern) and every `GatewayService` method names the permission it needs
-//! (`getlood_auth::Permission`, role table in `getlood_auth`). [`require_permission`] runs right
-//! after `require_auth`; a route missing from the table is refused to everyone.
+//! (method and path pattern) and every method of every gRPC service it serves (its own
+//! `GatewayService` and the services re-served at the edge, [`grpc_permissions`]) names the
+//! permission it needs (`getlood_auth::Permission`, role table in `getlood_auth`).
+//! [`require_permission`] runs right after `require_auth`, `getlood_server::authorize` before a
+//! gRPC handler; a route or method missing from its table is refused to everyone.
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -60,6 +62,7 @@ const ROUTES: &[RoutePermission] = &[
     // (checked per command by the socket).
     r("GET", "/ws/desktop/{id}", P::DesktopsRead),
     r("GET", "/api/v1/events", P::EventsRead),
+    r("GET", "/ws/events", P::EventsRead),
     r("GET", "/api/v1/workflows", P::WorkflowsRead),
     r("POST", "/api/v1/workflows", P::WorkflowsWrite),
     r("POST", "/api/v1/workflows/validate", P::WorkflowsRead),
@@ -106,6 +109,111 @@ const ROUTES: &[RoutePermission] = &[
 /// The permission each `getlood.gateway.v1.GatewayService` method needs.
 pub(crate) const GRPC_PERMISSIONS: getlood_server::MethodPermissions =
     &[("WhoAmI", P::ProfileRead), ("ChatCompletion", P::Chat), ("ListModels", P::AgentsRead)];
+
+/// The permission of each `getlood.agent_registry.v1.AgentRegistryService` method on the public
+/// gRPC port (the REST routes' permissions).
+pub(crate) const GRPC_AGENT_REGISTRY_PERMISSIONS: getlood_server::MethodPermissions = &[
+    ("CreateAgent", P::AgentsWrite),
+    ("GetAgent", P::AgentsRead),
+    ("UpdateAgent", P::AgentsWrite),
+    ("DeleteAgent", P::AgentsWrite),
+    ("ListAgents", P::AgentsRead),
+    ("FindAgents", P::AgentsRead),
+    // Internal to the chat pipeline: the edge answers UNIMPLEMENTED to whoever may chat.
+    ("QueryAgent", P::Chat),
+    ("CreateSkill", P::SkillsWrite),
+    ("GetSkill", P::SkillsRead),
+    ("ListSkills", P::SkillsRead),
+    ("DeleteSkill", P::SkillsWrite),
+];
+
+/// The permission of each `getlood.desktop_state.v1.DesktopStateService` method on the public
+/// gRPC port.
+pub(crate) const GRPC_DESKTOP_STATE_PERMISSIONS: getlood_server::MethodPermissions = &[
+    ("CreateDesktop", P::DesktopsWrite),
+    ("GetDesktop", P::DesktopsRead),
+    ("ListDesktops", P::DesktopsRead),
+    ("DeleteDesktop", P::DesktopsWrite),
+    ("OpenWindow", P::DesktopsWrite),
+    ("GetWindow", P::DesktopsRead),
+    ("ListWindows", P::DesktopsRead),
+    ("UpdateWindowGeometry", P::DesktopsWrite),
+    ("FocusWindow", P::DesktopsWrite),
+    ("MinimizeWindow", P::DesktopsWrite),
+    ("MaximizeWindow", P::DesktopsWrite),
+    ("RestoreWindow", P::DesktopsWrite),
+    ("CloseWindow", P::DesktopsWrite),
+    ("SaveDesktop", P::DesktopsWrite),
+    ("RestoreDesktop", P::DesktopsWrite),
+    ("CreateDataSource", P::DataSourcesWrite),
+    ("ListDataSources", P::DataSourcesRead),
+    ("GetDataSource", P::DataSourcesRead),
+    ("DeleteDataSource", P::DataSourcesWrite),
+    ("TestDataSource", P::DataSourcesRead),
+    ("ListDataSourceTables", P::DataSourcesRead),
+    ("GetDataSourceTable", P::DataSourcesRead),
+    ("SampleDataSourceRows", P::DataSourcesRead),
+];
+
+/// The permission of each `getlood.workflow.v1.WorkflowService` method on the public gRPC port.
+pub(crate) const GRPC_WORKFLOW_PERMISSIONS: getlood_server::MethodPermissions = &[
+    ("ValidateWorkflow", P::WorkflowsRead),
+    ("CreateWorkflow", P::WorkflowsWrite),
+    ("UpdateWorkflow", P::WorkflowsWrite),
+    ("GetWorkflow", P::WorkflowsRead),
+    ("ListWorkflows", P::WorkflowsRead),
+    ("DeleteWorkflow", P::WorkflowsWrite),
+    ("ListWorkflowVersions", P::WorkflowsRead),
+    ("ExecuteWorkflow", P::RunsExecute),
+    ("CancelRun", P::RunsExecute),
+    // Also refused to the run's starter unless the workflow service allows self-approval.
+    ("ApproveNode", P::RunsApprove),
+    ("GetRun", P::RunsRead),
+    ("ListRuns", P::RunsRead),
+    ("WatchRun", P::RunsRead),
+    ("ScheduleWorkflow", P::SchedulesWrite),
+    ("UnscheduleWorkflow", P::SchedulesWrite),
+    ("GetJobHistory", P::RunsRead),
+];
+
+/// The permission of each `getlood.event_dispatcher.v1.EventDispatcherService` method on the
+/// public gRPC port.
+pub(crate) const GRPC_EVENT_DISPATCHER_PERMISSIONS: getlood_server::MethodPermissions = &[
+    ("Subscribe", P::EventsRead),
+    ("Search", P::MemoryRead),
+    ("ListAudit", P::AuditRead),
+    ("CreateKnowledgeBase", P::KnowledgeBasesWrite),
+    ("ListKnowledgeBases", P::KnowledgeBasesRead),
+    ("GetKnowledgeBase", P::KnowledgeBasesRead),
+    ("DeleteKnowledgeBase", P::KnowledgeBasesWrite),
+    ("InsertDocuments", P::KnowledgeBasesWrite),
+    ("SearchKnowledgeBase", P::KnowledgeBasesRead),
+];
+
+/// Every gRPC service of the public gRPC port (fully qualified name) with its method table:
+/// the tables `getlood_server::authorize` enforces, exposed so tests can be generated from them.
+const GRPC_SERVICES: &[(&str, getlood_server::MethodPermissions)] = &[
+    ("getlood.gateway.v1.GatewayService", GRPC_PERMISSIONS),
+    ("getlood.agent_registry.v1.AgentRegistryService", GRPC_AGENT_REGISTRY_PERMISSIONS),
+    ("getlood.desktop_state.v1.DesktopStateService", GRPC_DESKTOP_STATE_PERMISSIONS),
+    ("getlood.workflow.v1.WorkflowService", GRPC_WORKFLOW_PERMISSIONS),
+    ("getlood.event_dispatcher.v1.EventDispatcherService", GRPC_EVENT_DISPATCHER_PERMISSIONS),
+];
+
+/// Every gRPC service the gateway serves (gRPC port, and gRPC-Web on the HTTP port) with the
+/// permission of each of its methods.
+pub fn grpc_permissions() -> &'static [(&'static str, getlood_server::MethodPermissions)] {
+    GRPC_SERVICES
+}
+
+/// The fully qualified names of the served gRPC services, for reflection and health.
+pub(crate) const GRPC_SERVICE_NAMES: &[&str] = &[
+    GRPC_SERVICES[0].0,
+    GRPC_SERVICES[1].0,
+    GRPC_SERVICES[2].0,
+    GRPC_SERVICES[3].0,
+    GRPC_SERVICES[4].0,
+];
 
 /// Every route of the gateway's router with the permission it needs: the table
 /// [`require_permission`] enforces, exposed so tests can be generated from it.
@@ -207,6 +315,41 @@ mod tests {
         let stale: Vec<_> = table.difference(&routed).collect();
         assert!(stale.is_empty(), "permissions of routes that do not exist: {stale:?}");
         assert_eq!(table.len(), ROUTES.len(), "a route is listed twice");
+    }
+
+    /// Each gRPC table names exactly the methods of its service in the compiled protos: a
+    /// method added to a proto without a permission here would be refused to everyone.
+    #[test]
+    fn every_grpc_table_names_exactly_the_methods_of_its_service() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(getlood_proto::FILE_DESCRIPTOR_SET).unwrap();
+        for (service, table) in GRPC_SERVICES {
+            let (package, name) = service.rsplit_once('.').unwrap();
+            let methods: BTreeSet<&str> = set
+                .file
+                .iter()
+                .filter(|f| f.package() == package)
+                .flat_map(|f| &f.service)
+                .filter(|s| s.name() == name)
+                .flat_map(|s| &s.method)
+                .map(|m| m.name())
+                .collect();
+            let listed: BTreeSet<&str> = table.iter().map(|(m, _)| *m).collect();
+            assert!(!methods.is_empty(), "{service} is not in the descriptor set");
+            assert_eq!(methods, listed, "{service}");
+            assert_eq!(listed.len(), table.len(), "a method of {service} is listed twice");
+        }
+        let names: Vec<&str> = GRPC_SERVICES.iter().map(|(s, _)| *s).collect();
+        assert_eq!(GRPC_SERVICE_NAMES, names.as_slice());
+        for generated in [
+            getlood_proto::gateway::v1::gateway_service_server::SERVICE_NAME,
+            getlood_proto::agent_registry::v1::agent_registry_service_server::SERVICE_NAME,
+            getlood_proto::desktop_state::v1::desktop_state_service_server::SERVICE_NAME,
+            getlood_proto::workflow::v1::workflow_service_server::SERVICE_NAME,
+            getlood_proto::event_dispatcher::v1::event_dispatcher_service_server::SERVICE_NAME,
+        ] {
+            assert!(names.contains(&generated), "{generated}");
+        }
     }
 
     #[test]

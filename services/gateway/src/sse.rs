@@ -110,6 +110,23 @@ pub(crate) async fn events(
     stream(&state, &caller, upgrade, topics, entity_id, cursor, Start::New).await
 }
 
+/// `GET /ws/events`: the same subscription as [`events`] (same query and resume rules), over a
+/// WebSocket only; a request that is not an upgrade is a 400 naming the SSE route.
+pub(crate) async fn events_socket(
+    state: State<AppState>,
+    caller: Caller,
+    last_event_id: LastEventId,
+    query: ApiQuery<EventsQuery>,
+    upgrade: Upgrade,
+) -> Result<Response, ApiError> {
+    if is_plain(&upgrade) {
+        return Err(ApiError::invalid_argument(
+            "GET /ws/events needs a WebSocket upgrade; Server-Sent Events are at GET /api/v1/events",
+        ));
+    }
+    events(state, caller, last_event_id, query, upgrade).await
+}
+
 /// Where a stream starts when the client names no cursor.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Start {
@@ -183,17 +200,22 @@ fn until_expiry(items: BoxStream<'static, Item>, deadline: tokio::time::Instant)
 /// A WebSocket upgrade, if the request is one.
 pub(crate) type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 
+/// Whether the request attempted no upgrade at all (a plain GET, or not a GET).
+fn is_plain(upgrade: &Upgrade) -> bool {
+    matches!(
+        upgrade,
+        Err(WebSocketUpgradeRejection::InvalidConnectionHeader(_)
+            | WebSocketUpgradeRejection::InvalidUpgradeHeader(_)
+            | WebSocketUpgradeRejection::MethodNotGet(_))
+    )
+}
+
 /// None for a plain request; a refused upgrade attempt (a bad version or key) is a 400.
 fn upgrade_of(upgrade: Upgrade) -> Result<Option<WebSocketUpgrade>, ApiError> {
-    match upgrade {
-        Ok(u) => Ok(Some(u)),
-        Err(
-            WebSocketUpgradeRejection::InvalidConnectionHeader(_)
-            | WebSocketUpgradeRejection::InvalidUpgradeHeader(_)
-            | WebSocketUpgradeRejection::MethodNotGet(_),
-        ) => Ok(None),
-        Err(rejection) => Err(ApiError::invalid_argument(rejection.body_text())),
+    if is_plain(&upgrade) {
+        return Ok(None);
     }
+    upgrade.map(Some).map_err(|rejection| ApiError::invalid_argument(rejection.body_text()))
 }
 
 /// Opens the dispatcher subscription. Errors before the first item (bad topic, unknown desktop,

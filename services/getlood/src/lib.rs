@@ -138,6 +138,10 @@ pub struct Overrides {
 /// (`http://127.0.0.1:18080/v1`) and the test doubles listen. Never a production default.
 pub const DEV_EGRESS_ALLOW: &[&str] = &["127.0.0.0/8", "::1", "localhost"];
 
+/// The browser origins `getlood dev` lets call the gateway cross-origin (CORS): the web app's
+/// dev server (Vite's default port). Never a production default.
+pub const DEV_CORS_ORIGINS: &[&str] = &["http://localhost:5173", "http://127.0.0.1:5173"];
+
 /// A service started in this process.
 #[derive(Debug)]
 pub struct Started {

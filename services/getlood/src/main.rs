@@ -166,6 +166,13 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
             .app_settings
             .insert(Service::DesktopState, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}}));
     }
+    // The web app's dev server runs on another origin; an allow-list given in the environment
+    // wins.
+    if std::env::var_os("GETLOOD_GATEWAY_APP__CORS_ALLOWED_ORIGINS").is_none() {
+        overrides
+            .app_settings
+            .insert(Service::Gateway, serde_json::json!({"cors_allowed_origins": getlood::DEV_CORS_ORIGINS}));
+    }
     let mut started = Vec::new();
     for service in Service::ALL {
         match getlood::start(service, &overrides, None, shutdown.clone()).await {
