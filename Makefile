@@ -110,7 +110,9 @@ bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	# falls back to an in-process client and says so.
 	command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: in-process client"
 	$(CARGO) build --release --bin getlood
-	$(CARGO) bench --workspace
+	# --no-fail-fast: a failing bench binary must not hide the ones after it (cargo stops at the
+	# first otherwise); the run still fails if any did.
+	$(CARGO) bench --workspace --no-fail-fast
 
 .PHONY: dev
 dev: infra mindsdb-up llm-up ## Run all six services in one process with embedded defaults (Ctrl-C stops)

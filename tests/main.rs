@@ -24,6 +24,7 @@ static INSTALL_CRYPTO_PROVIDER: extern "C" fn() = {
 mod agent_registry;
 mod audit;
 mod auth;
+mod balance;
 mod data_sources;
 mod desktop_state;
 mod desktop_ws;

@@ -20,9 +20,13 @@ use getlood_testkit::{Platform, Service};
 
 const SERVICES: [&str; 6] = ["gateway", "pipeline", "desktop-state", "workflow", "agent-registry", "event-dispatcher"];
 
-/// A port free right now (the local model servers hold 18080/18081, so fixed ports collide).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Two distinct ports free right now (fixed ports collided with the local model on 18080/18081,
+/// which `make dev` and `make test` leave running). Both listeners are held until both ports
+/// are known: a port taken and released at once can come back from the next bind.
+fn free_ports() -> anyhow::Result<(u16, u16)> {
+    let a = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let b = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -45,35 +49,50 @@ async fn wait_ready(port: u16) -> anyhow::Result<()> {
     anyhow::bail!("service on :{port} not ready")
 }
 
+/// Prints the idle RSS of each service; a service that fails is reported and the others are
+/// still measured. The error names every service that failed.
 async fn idle_rss() -> anyhow::Result<()> {
     println!("idle RSS per service process, `getlood <service>` (ready, 2 s after start, no traffic):");
+    let mut failed = Vec::new();
     for name in SERVICES {
-        let (http_port, grpc_port) = (free_port()?, free_port()?);
-        let prefix = format!("GETLOOD_{}_", name.to_uppercase().replace('-', "_"));
-        let mut child: Child = getlood_testkit::service_command(name)?
-            .env(format!("{prefix}HTTP_ADDR"), format!("127.0.0.1:{http_port}"))
-            .env(format!("{prefix}GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
-            .env(format!("{prefix}ADMIN_ADDR"), "127.0.0.1:0")
-            .env(format!("{prefix}POSTGRES__SCHEMA"), format!("bench_{}", name.replace('-', "_")))
-            .env(format!("{prefix}LOG_FORMAT"), "json")
-            .env(format!("{prefix}AUTH__HS256_SECRET"), getlood_testkit::TEST_SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let ready = wait_ready(http_port).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let rss = rss_kib(child.id());
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(child.id())?),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = child.wait();
-        ready?;
-        let rss = rss?;
-        println!("  {name:<17} {:>6.1} MB", rss as f64 / 1024.0);
+        match service_rss(name).await {
+            Ok(rss) => println!("  {name:<17} {:>6.1} MB", rss as f64 / 1024.0),
+            Err(err) => {
+                println!("  {name:<17} FAILED: {err:#}");
+                failed.push(name);
+            }
+        }
     }
-    Ok(())
+    if failed.is_empty() { Ok(()) } else { anyhow::bail!("idle RSS not measured for {}", failed.join(", ")) }
+}
+
+/// The RSS in KiB of `getlood <name>`, ready and idle for 2 s.
+async fn service_rss(name: &str) -> anyhow::Result<u64> {
+    let (http_port, grpc_port) = free_ports()?;
+    let prefix = format!("GETLOOD_{}_", name.to_uppercase().replace('-', "_"));
+    let mut child: Child = getlood_testkit::service_command(name)?
+        .env(format!("{prefix}HTTP_ADDR"), format!("127.0.0.1:{http_port}"))
+        .env(format!("{prefix}GRPC_ADDR"), format!("127.0.0.1:{grpc_port}"))
+        .env(format!("{prefix}ADMIN_ADDR"), "127.0.0.1:0")
+        .env(format!("{prefix}POSTGRES__SCHEMA"), format!("bench_{}", name.replace('-', "_")))
+        .env(format!("{prefix}LOG_FORMAT"), "json")
+        .env(format!("{prefix}AUTH__HS256_SECRET"), getlood_testkit::TEST_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let ready = wait_ready(http_port).await;
+    if ready.is_ok() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let rss = rss_kib(child.id());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id())?),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    ready?;
+    rss
 }
 
 async fn throughput(url: &str, token: Option<&str>, secs: u64, concurrency: usize) -> (f64, f64) {
@@ -117,19 +136,29 @@ fn main() -> anyhow::Result<()> {
     getlood_tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        idle_rss().await?;
-        let platform = Platform::builder().service(Service::Gateway).start().await?;
-        platform.wait_ready(Duration::from_secs(20)).await?;
-        let base = platform.http_url(Service::Gateway);
-        let token = platform.token("bench", "bench", &["admin"]);
-        // Warm-up, then the two measurements back to back.
-        let _ = throughput(&format!("{base}/livez"), None, 1, 16).await;
-        let (livez_rps, livez_p50) = throughput(&format!("{base}/livez"), None, 5, 16).await;
-        let (me_rps, me_p50) = throughput(&format!("{base}/api/v1/me"), Some(&token), 5, 16).await;
-        println!("gateway, 16 concurrent keep-alive clients in this process, 5 s each:");
-        println!("  GET /livez (no auth)      {livez_rps:>9.0} req/s  p50 {livez_p50:.2} ms");
-        println!("  GET /api/v1/me (JWT)      {me_rps:>9.0} req/s  p50 {me_p50:.2} ms");
-        println!("  authenticated / unauthenticated throughput: {:.2}", me_rps / livez_rps.max(1.0));
-        platform.stop().await
+        // Each figure is measured whatever happened to the one before; the run fails at the end
+        // if any did.
+        let rss = idle_rss().await;
+        let gateway = gateway_throughput().await;
+        if let Err(err) = &gateway {
+            println!("gateway throughput FAILED: {err:#}");
+        }
+        rss.and(gateway)
     })
+}
+
+async fn gateway_throughput() -> anyhow::Result<()> {
+    let platform = Platform::builder().service(Service::Gateway).start().await?;
+    platform.wait_ready(Duration::from_secs(20)).await?;
+    let base = platform.http_url(Service::Gateway);
+    let token = platform.token("bench", "bench", &["admin"]);
+    // Warm-up, then the two measurements back to back.
+    let _ = throughput(&format!("{base}/livez"), None, 1, 16).await;
+    let (livez_rps, livez_p50) = throughput(&format!("{base}/livez"), None, 5, 16).await;
+    let (me_rps, me_p50) = throughput(&format!("{base}/api/v1/me"), Some(&token), 5, 16).await;
+    println!("gateway, 16 concurrent keep-alive clients in this process, 5 s each:");
+    println!("  GET /livez (no auth)      {livez_rps:>9.0} req/s  p50 {livez_p50:.2} ms");
+    println!("  GET /api/v1/me (JWT)      {me_rps:>9.0} req/s  p50 {me_p50:.2} ms");
+    println!("  authenticated / unauthenticated throughput: {:.2}", me_rps / livez_rps.max(1.0));
+    platform.stop().await
 }

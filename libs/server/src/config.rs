@@ -136,7 +136,9 @@ impl NatsConfig {
     }
 }
 
-/// gRPC endpoints of the services (`http://host:port`).
+/// gRPC endpoints of the services: `http://host:port` (one connection, e.g. a ClusterIP
+/// Service), or `dns://host:port[?refresh=5s]` to balance every call over each address the name
+/// resolves to (a headless Service; see [`crate::balance`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceUrls {
@@ -245,7 +247,7 @@ impl<A: Validate, M: Validate> Validate for ServiceConfig<A, M> {
             ("services.agent_registry", &urls.agent_registry),
             ("services.event_dispatcher", &urls.event_dispatcher),
         ] {
-            check_url(key, url, &["http", "https"])?;
+            crate::balance::Target::parse(url).map_err(|e| ConfigError::invalid(key, format!("'{url}': {e}")))?;
         }
         self.auth.validate("auth")?;
         self.mindsdb.validate()?;
@@ -366,6 +368,19 @@ mod tests {
         let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
         c.shutdown_timeout = Duration::ZERO;
         assert!(c.validate().unwrap_err().to_string().contains("shutdown_timeout"));
+    }
+
+    #[test]
+    fn upstream_urls_may_be_dns_names_and_are_checked_at_start() {
+        let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+        c.auth.jwks_url = Some("https://idp.example/jwks.json".to_owned());
+        c.services.agent_registry = "dns://agent-registry-headless.getlood.svc:9094?refresh=2s".into();
+        c.validate().unwrap();
+        c.services.agent_registry = "dns://agent-registry-headless:9094?refresh=forever".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("services.agent_registry") && e.contains("refresh 'forever'"), "{e}");
+        c.services.agent_registry = "grpc://agent-registry:9094".into();
+        assert!(c.validate().unwrap_err().to_string().contains("scheme 'grpc'"));
     }
 
     #[test]

@@ -7,13 +7,15 @@
 //! * [`Runtime`]: built once per service from its config (verifier with JWKS refresh, infra
 //!   clients, event bus, outbox relay, channels to other services, task tracker, shutdown) and
 //!   handed to the service's `run`;
-//! * [`Upstream`] and [`Caller`]: the one way to call another service;
+//! * [`Upstream`] and [`Caller`]: the one way to call another service, over one channel or
+//!   balanced over a headless Service's endpoints ([`balance`]);
 //! * [`Runtime::serve`]: gRPC (with `grpc.health.v1` and reflection), public HTTP (`/livez`, a
 //!   bare `/readyz`, plus the service's routes) and admin HTTP (`/metrics`, the detailed
 //!   `/readyz`) on caller-bound listeners, draining in-flight requests
 //!   on shutdown within `shutdown_timeout`;
 //! * [`shutdown_signal`]: SIGINT/SIGTERM to a `CancellationToken`.
 
+pub mod balance;
 pub mod cli;
 mod config;
 mod error;
@@ -36,5 +38,6 @@ pub use readiness::{Readiness, ReadinessReport};
 pub use runtime::{Runtime, run_service};
 pub use serve::{Listeners, ServiceSpec};
 pub use shutdown::shutdown_signal;
+pub use balance::UpstreamChannel;
 pub use upstream::{Caller, REQUEST_ID, Upstream, UpstreamTimeouts, request as upstream_request};
 pub use verifier::{fetch_jwks, jwks_http_client, verifier};

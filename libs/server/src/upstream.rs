@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use getlood_auth::Principal;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use crate::balance::{Target, UpstreamChannel};
 use crate::{Error, Result};
 
 /// Who a call is made for: the verified caller, the request id to correlate logs with, and
@@ -83,32 +84,40 @@ impl Default for UpstreamTimeouts {
 /// A lazily connected channel to another service: made once at start, cloned per call (a tonic
 /// `Channel` multiplexes HTTP/2 streams and reconnects by itself). The service starts while the
 /// other is down, and a call to it then fails fast with UNAVAILABLE instead of hanging.
+///
+/// `http://host:port` is one channel to that address (a ClusterIP Service balances connections,
+/// so all of this client's calls go to one pod); `dns://host:port[?refresh=5s]` balances every
+/// call over each address the name resolves to (a headless Service), health-aware
+/// ([`crate::balance`]).
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    channel: Channel,
+    channel: UpstreamChannel,
     timeouts: UpstreamTimeouts,
 }
 
 impl Upstream {
-    /// A channel named `name` (for errors and logs) to `url`, without dialing.
+    /// A channel named `name` (for errors, logs and metrics) to `url`, without dialing (a
+    /// `dns://` url starts resolving in the background).
     pub fn connect_lazy(name: &'static str, url: &str, timeouts: UpstreamTimeouts) -> Result<Self> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| Error::Url { what: name, message: format!("'{url}': {e}") })?;
-        let channel = endpoint
-            .connect_timeout(timeouts.connect)
-            // Time to the response headers: bounds a unary call, and a stream until it starts;
-            // a stream's body has its handler's idle and total deadlines instead.
-            .timeout(timeouts.request)
-            .tcp_nodelay(true)
-            // Detects a silently dead peer under a long stream (chat answers, subscriptions).
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let bad = |message: String| Error::Url { what: name, message: format!("'{url}': {message}") };
+        let channel = match Target::parse(url).map_err(bad)? {
+            Target::Single => {
+                let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(e.to_string()))?;
+                let authority = endpoint.uri().authority().map_or_else(String::new, ToString::to_string);
+                UpstreamChannel::single(name, authority, configure(endpoint, timeouts).connect_lazy())
+            }
+            // A call waits for an endpoint at most as long as connecting and answering take.
+            Target::Dns(target) => {
+                UpstreamChannel::balanced(name, target, timeouts.connect + timeouts.request, move |e| {
+                    configure(e, timeouts)
+                })
+            }
+        };
         Ok(Self { channel, timeouts })
     }
 
     /// A generated client over the channel, e.g. `upstream.client(PipelineServiceClient::new)`.
-    pub fn client<C>(&self, make: impl FnOnce(Channel) -> C) -> C {
+    pub fn client<C>(&self, make: impl FnOnce(UpstreamChannel) -> C) -> C {
         make(self.channel.clone())
     }
 
@@ -117,6 +126,19 @@ impl Upstream {
     pub fn unary<T>(&self, caller: &Caller, message: T) -> tonic::Request<T> {
         caller.request(message, Some(self.timeouts.request))
     }
+}
+
+/// The settings of every connection to another service (each endpoint's, when balanced).
+fn configure(endpoint: Endpoint, timeouts: UpstreamTimeouts) -> Endpoint {
+    endpoint
+        .connect_timeout(timeouts.connect)
+        // Time to the response headers: bounds a unary call, and a stream until it starts;
+        // a stream's body has its handler's idle and total deadlines instead.
+        .timeout(timeouts.request)
+        .tcp_nodelay(true)
+        // Detects a silently dead peer under a long stream (chat answers, subscriptions).
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@ use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopState
 use getlood_proto::event_dispatcher::v1::event_dispatcher_service_client::EventDispatcherServiceClient;
 use getlood_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use getlood_proto::workflow::v1::workflow_service_client::WorkflowServiceClient;
-use getlood_server::{Runtime, Upstream, UpstreamTimeouts};
-use tonic::transport::Channel;
+use getlood_server::{Runtime, Upstream, UpstreamChannel, UpstreamTimeouts};
 
 /// One lazily connected channel per upstream, made once at start and cloned per request.
 #[derive(Clone, Debug)]
@@ -33,7 +32,8 @@ impl Upstreams {
         Ok(Self {
             pipeline: runtime.upstream("pipeline")?,
             agent_registry: runtime.upstream("agent-registry")?,
-            agent_registry_writes: Upstream::connect_lazy("agent-registry", agent_registry_url, agent_writes)?,
+            // Its own name: a `dns://` upstream's endpoint gauges and call counts are per channel.
+            agent_registry_writes: Upstream::connect_lazy("agent-registry-writes", agent_registry_url, agent_writes)?,
             desktop_state: runtime.upstream("desktop-state")?,
             event_dispatcher: runtime.upstream("event-dispatcher")?,
             workflow: runtime.upstream("workflow")?,
@@ -41,33 +41,33 @@ impl Upstreams {
     }
 
     /// A pipeline client.
-    pub fn pipeline(&self) -> PipelineServiceClient<Channel> {
+    pub fn pipeline(&self) -> PipelineServiceClient<UpstreamChannel> {
         self.pipeline.client(PipelineServiceClient::new)
     }
 
     /// An agent-registry client.
-    pub fn agent_registry(&self) -> AgentRegistryServiceClient<Channel> {
+    pub fn agent_registry(&self) -> AgentRegistryServiceClient<UpstreamChannel> {
         self.agent_registry.client(AgentRegistryServiceClient::new)
     }
 
     /// An agent-registry client for agent writes (create, update, delete), whose MindsDB side
     /// makes a live model call.
-    pub fn agent_registry_writes(&self) -> AgentRegistryServiceClient<Channel> {
+    pub fn agent_registry_writes(&self) -> AgentRegistryServiceClient<UpstreamChannel> {
         self.agent_registry_writes.client(AgentRegistryServiceClient::new)
     }
 
     /// A desktop-state client.
-    pub fn desktop_state(&self) -> DesktopStateServiceClient<Channel> {
+    pub fn desktop_state(&self) -> DesktopStateServiceClient<UpstreamChannel> {
         self.desktop_state.client(DesktopStateServiceClient::new)
     }
 
     /// An event-dispatcher client.
-    pub fn event_dispatcher(&self) -> EventDispatcherServiceClient<Channel> {
+    pub fn event_dispatcher(&self) -> EventDispatcherServiceClient<UpstreamChannel> {
         self.event_dispatcher.client(EventDispatcherServiceClient::new)
     }
 
     /// A workflow client.
-    pub fn workflow(&self) -> WorkflowServiceClient<Channel> {
+    pub fn workflow(&self) -> WorkflowServiceClient<UpstreamChannel> {
         self.workflow.client(WorkflowServiceClient::new)
     }
 }

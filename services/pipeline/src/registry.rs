@@ -9,9 +9,8 @@ use getlood_proto::agent_registry::v1::{
     SkillMatchMode, get_agent_request, query_agent_request,
 };
 use getlood_proto::common::v1::{ChatMessage, PageRequest};
-use getlood_server::{Caller, Upstream};
+use getlood_server::{Caller, Upstream, UpstreamChannel};
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 
@@ -28,7 +27,7 @@ impl RegistryClient {
         Self { upstream, timeout }
     }
 
-    fn client(&self) -> AgentRegistryServiceClient<Channel> {
+    fn client(&self) -> AgentRegistryServiceClient<UpstreamChannel> {
         self.upstream.client(AgentRegistryServiceClient::new)
     }
 

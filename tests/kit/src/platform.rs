@@ -29,6 +29,7 @@ pub struct PlatformBuilder {
     app_settings: std::collections::BTreeMap<Service, serde_json::Value>,
     shutdown_timeout: Duration,
     auth: Option<getlood_auth::AuthConfig>,
+    service_urls: BTreeMap<Service, String>,
 }
 
 /// A started service.
@@ -78,6 +79,7 @@ impl Default for PlatformBuilder {
             ]),
             shutdown_timeout: Duration::from_secs(5),
             auth: None,
+            service_urls: BTreeMap::new(),
         }
     }
 }
@@ -136,6 +138,13 @@ impl PlatformBuilder {
         self
     }
 
+    /// Points the started services at `url` for `service` instead of at the one started here,
+    /// e.g. a `dns://` name whose addresses are several replicas (issue 17's balancing).
+    pub fn service_url(mut self, service: Service, url: impl Into<String>) -> Self {
+        self.service_urls.insert(service, url.into());
+        self
+    }
+
     /// How long a stopping service waits for in-flight requests.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -167,7 +176,7 @@ impl PlatformBuilder {
             hs256_secret: self.auth.is_none().then(|| TEST_SECRET.to_owned()),
             auth: self.auth.clone(),
             dev_secret_fallback: false,
-            services: Some(getlood::service_urls(&addrs)),
+            services: Some(self.urls(&addrs)),
             shutdown_timeout: Some(self.shutdown_timeout),
             readiness_interval: Some(Duration::from_millis(100)),
             config_file: None,
@@ -190,6 +199,25 @@ impl PlatformBuilder {
             );
         }
         Ok(Platform { services, run_id, postgres_url: self.postgres_url, owns_schemas })
+    }
+}
+
+impl PlatformBuilder {
+    /// The services' gRPC URLs: those started here, then the ones set with [`Self::service_url`].
+    fn urls(&self, addrs: &[(Service, SocketAddr)]) -> getlood_server::ServiceUrls {
+        let mut urls = getlood::service_urls(addrs);
+        for (service, url) in &self.service_urls {
+            let field = match service {
+                Service::Gateway => &mut urls.gateway,
+                Service::Pipeline => &mut urls.pipeline,
+                Service::DesktopState => &mut urls.desktop_state,
+                Service::Workflow => &mut urls.workflow,
+                Service::AgentRegistry => &mut urls.agent_registry,
+                Service::EventDispatcher => &mut urls.event_dispatcher,
+            };
+            field.clone_from(url);
+        }
+        urls
     }
 }
 
