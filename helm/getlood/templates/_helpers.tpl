@@ -31,6 +31,11 @@ so the pipeline Service is "getlood-pipeline".
 {{- printf "%s-%s" (include "getlood.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The headless Service of a component: its DNS name resolves to every ready pod. */}}
+{{- define "getlood.headlessName" -}}
+{{- printf "%s-headless" (include "getlood.componentName" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
 {{/* Labels shared by every object of the release. */}}
 {{- define "getlood.commonLabels" -}}
 helm.sh/chart: {{ include "getlood.chart" . }}
@@ -196,7 +201,13 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc).
 {{- range $up := $svc.upstreams -}}
 {{- $upSvc := index $root.Values.services $up -}}
 {{- if $upSvc.enabled -}}
-{{- $_ := set $cfg (printf "%sSERVICES__%s" $p ($up | replace "-" "_" | upper)) (printf "http://%s:%d" (include "getlood.componentName" (dict "root" $root "name" $up)) (int $upSvc.ports.grpc)) -}}
+{{- $key := printf "%sSERVICES__%s" $p ($up | replace "-" "_" | upper) -}}
+{{- $upCtx := dict "root" $root "name" $up -}}
+{{- if eq $g.upstreamBalancing "service" -}}
+{{- $_ := set $cfg $key (printf "http://%s:%d" (include "getlood.componentName" $upCtx) (int $upSvc.ports.grpc)) -}}
+{{- else -}}
+{{- $_ := set $cfg $key (printf "dns://%s:%d?refresh=%s" (include "getlood.headlessName" $upCtx) (int $upSvc.ports.grpc) $g.upstreamDnsRefresh) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- range $k, $v := $g.env -}}
