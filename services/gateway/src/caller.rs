@@ -53,7 +53,7 @@ impl Caller {
 
 impl Caller {
     /// The caller of the request `parts` belong to, or a 401 when no principal was stored.
-    fn from_parts(parts: &Parts) -> Result<Self, ApiError> {
+    pub(crate) fn from_parts(parts: &Parts) -> Result<Self, ApiError> {
         let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
             // A wiring bug (the route is not under `require_auth`), not a client error: loud in
             // the logs, and still no anonymous access.

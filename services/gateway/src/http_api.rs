@@ -15,8 +15,8 @@ use tower_http::trace::TraceLayer;
 use crate::auth::require_auth;
 use crate::caller::Caller;
 use crate::{
-    AppState, audit, audit_api, chat, data_source_api, desktop_api, graphql, kb_api, memory_api, models_api, rate_limit,
-    registry_api, sse, workflow_api, ws,
+    AppState, audit, audit_api, chat, data_source_api, desktop_api, graphql, kb_api, mcp, memory_api, models_api,
+    rate_limit, registry_api, sse, workflow_api, ws,
 };
 
 /// The only routes of the gateway a request reaches without a verified token. They are not in
@@ -121,7 +121,14 @@ pub fn router(state: AppState) -> Router {
         // Queries, mutations (POST) and the subscription socket (GET upgrade): one endpoint, out
         // of the plain deadline layer because of the socket; plain requests keep the same
         // deadline inside the handler. Per-field permissions and rate limits: `graphql::guard`.
-        .route("/graphql", get(graphql::get).post(graphql::post).layer(axum::Extension(graphql::schema(&state))));
+        .route("/graphql", get(graphql::get).post(graphql::post).layer(axum::Extension(graphql::schema(&state))))
+        // MCP over streamable HTTP: a tool call may stream an agent's answer as progress
+        // notifications (SSE) and GET holds a session's stream, so it is out of the plain
+        // deadline layer; each tool checks its own permission and rate-limit class (`mcp`).
+        .route(
+            "/mcp",
+            get(mcp::get).post(mcp::post).delete(mcp::delete).layer(axum::Extension(mcp::endpoint(&state))),
+        );
     // Every route of this router is authenticated; the public ones are `PUBLIC_ROUTES`, served
     // by the skeleton outside it. `route_layer`: an unknown path stays a plain 404 (fallback).
     // The role check runs inside `require_auth` (it needs the principal) and knows the matched

@@ -17,6 +17,7 @@ mod graphql;
 mod grpc;
 mod http_api;
 mod kb_api;
+mod mcp;
 mod memory_api;
 mod models_api;
 mod openai;

@@ -85,6 +85,9 @@ const BEARER: &str = "bearer";
         workflow_api::run_events,
         graphql_get,
         graphql_post,
+        crate::mcp::openapi::mcp_post,
+        crate::mcp::openapi::mcp_get,
+        crate::mcp::openapi::mcp_delete,
     ),
     components(schemas(ErrorBody, ErrorCode, OpenAiErrorBody, desktop_api::EventJson, desktop_api::WindowAction)),
     modifiers(&Shared),
@@ -101,6 +104,7 @@ const BEARER: &str = "bearer";
         (name = "runs", description = "Workflow runs, approvals and run events"),
         (name = "audit", description = "The tenant's audit log (admins)"),
         (name = "graphql", description = "The same data as GraphQL (see docs/api/graphql.md)"),
+        (name = "mcp", description = "The tenant's agents, workflows and runs as an MCP server (see docs/api/mcp.md)"),
     ),
 )]
 struct ApiDoc;

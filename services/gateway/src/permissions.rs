@@ -104,6 +104,11 @@ const ROUTES: &[RoutePermission] = &[
     // permission (`graphql::guard::Need`).
     r("GET", "/graphql", P::ProfileRead),
     r("POST", "/graphql", P::ProfileRead),
+    // The least that reaches the MCP endpoint (initialize, listings); every tool and resource
+    // then checks its REST route's permission (`mcp::server::ToolKind::permission`).
+    r("GET", "/mcp", P::ProfileRead),
+    r("POST", "/mcp", P::ProfileRead),
+    r("DELETE", "/mcp", P::ProfileRead),
 ];
 
 /// The permission each `getlood.gateway.v1.GatewayService` method needs.

@@ -211,7 +211,7 @@ pub(crate) struct WorkflowJson {
 }
 
 /// A workflow version as REST returns it; `graph` is absent from lists asked to omit it.
-fn workflow_json(w: &Workflow) -> WorkflowJson {
+pub(crate) fn workflow_json(w: &Workflow) -> WorkflowJson {
     WorkflowJson {
         created_at: timestamp(w.created_at.as_ref()),
         description: w.description.clone(),
@@ -382,7 +382,7 @@ pub(crate) struct RunJson {
 }
 
 /// A run with its node timeline, and `logs` when given.
-fn typed_run(r: &Run, logs: Option<&[LogEntry]>) -> RunJson {
+pub(crate) fn typed_run(r: &Run, logs: Option<&[LogEntry]>) -> RunJson {
     RunJson {
         cancel_reason: r.cancel_reason.clone(),
         created_at: timestamp(r.created_at.as_ref()),
@@ -410,7 +410,7 @@ fn typed_run(r: &Run, logs: Option<&[LogEntry]>) -> RunJson {
 }
 
 /// A run with its node timeline.
-fn run_json(r: &Run) -> RunJson {
+pub(crate) fn run_json(r: &Run) -> RunJson {
     typed_run(r, None)
 }
 
