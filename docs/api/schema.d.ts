@@ -68,6 +68,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/data-sources": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/data-sources`: the tenant's data sources, by name. */
+        get: operations["list_data_sources"];
+        put?: never;
+        /** `POST /api/v1/data-sources`: registers a database (201), after MindsDB connected to it. */
+        post: operations["create_data_source"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/data-sources/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/data-sources/{name}`. */
+        get: operations["get_data_source"];
+        put?: never;
+        post?: never;
+        /** `DELETE /api/v1/data-sources/{name}`: unregisters it (the database is untouched). */
+        delete: operations["delete_data_source"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/data-sources/{name}/tables": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/data-sources/{name}/tables`. */
+        get: operations["list_tables"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/data-sources/{name}/tables/{table}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/data-sources/{name}/tables/{table}`: the table's columns. */
+        get: operations["get_table"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/data-sources/{name}/tables/{table}/rows": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/data-sources/{name}/tables/{table}/rows?limit=10`: the first rows. */
+        get: operations["table_rows"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/data-sources/{name}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /api/v1/data-sources/{name}/test`: whether MindsDB can connect now. */
+        post: operations["test_data_source"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/desktop/state": {
         parameters: {
             query?: never;
@@ -223,6 +327,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/knowledge-bases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/knowledge-bases`: the tenant's knowledge bases, by name. */
+        get: operations["list_knowledge_bases"];
+        put?: never;
+        /** `POST /api/v1/knowledge-bases`: creates one (201). */
+        post: operations["create_knowledge_base"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/knowledge-bases/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/knowledge-bases/{name}`. */
+        get: operations["get_knowledge_base"];
+        put?: never;
+        post?: never;
+        /** `DELETE /api/v1/knowledge-bases/{name}`: the knowledge base and its documents. */
+        delete: operations["delete_knowledge_base"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/knowledge-bases/{name}/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /api/v1/knowledge-bases/{name}/documents`: inserts or replaces documents, all or none. */
+        post: operations["insert_documents"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/knowledge-bases/{name}/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/knowledge-bases/{name}/search?q=...&top_k=...`: semantic search, best first. */
+        get: operations["search_knowledge_base"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/me": {
         parameters: {
             query?: never;
@@ -254,6 +428,40 @@ export interface paths {
         get: operations["search"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/v1/models`: the tenant's MindsDB models, by name. */
+        get: operations["list_mindsdb_models"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}/ask": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /api/v1/models/{name}/ask`: one completion of the model. */
+        post: operations["ask_model"];
         delete?: never;
         options?: never;
         head?: never;
@@ -633,34 +841,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/mcp": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * `GET /mcp` (handler `mcp::get`).
-         * @description The server-to-client SSE stream of a session (`Mcp-Session-Id`), open until the session or the token ends.
-         */
-        get: operations["mcp_get"];
-        put?: never;
-        /**
-         * `POST /mcp` (handler `mcp::post`).
-         * @description One MCP JSON-RPC message over the streamable-HTTP transport (MCP 2025-03-26 to 2026-07-28); `Accept` must list `application/json` and `text/event-stream`. A request is answered as JSON or as an SSE stream (progress notifications, then the response); a notification or response is 202. `initialize` opens a session (`Mcp-Session-Id`, bound to the caller); the 2026-07-28 revision needs none. Every tool and resource needs its REST route's permission. See docs/api/mcp.md.
-         */
-        post: operations["mcp_post"];
-        /**
-         * `DELETE /mcp` (handler `mcp::delete`).
-         * @description Ends the caller's session (`Mcp-Session-Id`).
-         */
-        delete: operations["mcp_delete"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/chat/completions": {
         parameters: {
             query?: never;
@@ -714,6 +894,27 @@ export interface paths {
          * @description Real-time sync of one desktop over a WebSocket. The server sends a `state` frame first, then `event` frames (`{"type":"event","cursor","sequence","event"}`), `result`/`error` frames answering commands and `resync` before a close 1013. Commands (JSON text, optional `id`): `open`, `move`, `focus`, `minimize`, `maximize`, `restore`, `close`; they need `desktops.write`. The desktop is read before the upgrade: another user's is a 404, never a socket. Frames are at most 64 KiB; the socket closes with 1008 at the token's expiry.
          */
         get: operations["desktop_socket"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ws/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /ws/events`: the same subscription as [`events`] (same query and resume rules), over a
+         *     WebSocket only; a request that is not an upgrade is a 400 naming the SSE route.
+         * @description The events of `GET /api/v1/events` over a WebSocket only (JSON frames; same query and resume rules); a request that is not an upgrade is a 400.
+         */
+        get: operations["events_socket"];
         put?: never;
         post?: never;
         delete?: never;
@@ -836,6 +1037,16 @@ export interface components {
             approved: boolean;
             comment?: string;
             node_id: string;
+        };
+        /**
+         * @description `POST /api/v1/models/{name}/ask` body: the row of inputs, or `question` alone as a shorthand
+         *     for `{"inputs": {"question": ...}}`.
+         */
+        AskModelInput: {
+            inputs?: {
+                [key: string]: string;
+            };
+            question?: string | null;
         };
         /** @description The assistant's message of a completion. */
         AssistantMessage: {
@@ -1016,11 +1227,24 @@ export interface components {
             focus_stack: string[];
             window_id: string;
         };
+        /** @description `POST /api/v1/data-sources` body, as [`create_request`] reads it field by field. */
+        CreateDataSourceInput: {
+            connection: components["schemas"]["DataSourceConnectionInput"];
+            /** @description `postgres` (or `postgresql`), `mysql` or `mariadb`. */
+            engine: string;
+            /** @description `[a-z][a-z0-9_]{0,59}`. */
+            name: string;
+        };
         /** @description `POST /api/v1/desktops` body. */
         CreateDesktopInput: {
             name?: string;
             /** @description Idempotency key: a retry with the same key returns the first desktop. */
             request_id?: string;
+        };
+        /** @description `POST /api/v1/knowledge-bases` body. */
+        CreateKnowledgeBaseInput: {
+            metadata_columns?: string[];
+            name: string;
         };
         /** @description `POST /api/v1/workflows` body. */
         CreateWorkflowInput: {
@@ -1028,6 +1252,54 @@ export interface components {
             graph?: null | components["schemas"]["WorkflowGraphInput"];
             name?: string;
             version_comment?: string;
+        };
+        /** @description A data source as REST shows it: never its connection. */
+        DataSource: {
+            /** @description `postgres`, `mysql` or `mariadb`. */
+            engine: string;
+            /** @description Name: `[a-z][a-z0-9_]{0,59}`. */
+            name: string;
+            /** @description The MindsDB database agents and sql nodes name: `ds_<name>`. */
+            sql_name: string;
+        };
+        /** @description The connection of a data source; the password is stored, never returned. */
+        DataSourceConnectionInput: {
+            database?: string | null;
+            host?: string | null;
+            password?: string | null;
+            /**
+             * Format: int32
+             * @description 1..=65535.
+             */
+            port?: number | null;
+            schema?: string | null;
+            user?: string | null;
+        };
+        /** @description `GET /api/v1/data-sources` answer. */
+        DataSourceList: {
+            /** @description By name. */
+            data_sources: components["schemas"]["DataSource"][];
+        };
+        /** @description A table of a data source. */
+        DataSourceTable: {
+            /** @description Columns (only on `GET .../tables/{table}`). */
+            columns?: components["schemas"]["TableColumn"][] | null;
+            /** @description `BASE TABLE`, `VIEW`, ... */
+            kind: string;
+            /** @description Table name. */
+            name: string;
+        };
+        /** @description `GET /api/v1/data-sources/{name}/tables` answer. */
+        DataSourceTables: {
+            /** @description By name. */
+            tables: components["schemas"]["DataSourceTable"][];
+        };
+        /** @description `POST /api/v1/data-sources/{name}/test` answer. */
+        DataSourceTest: {
+            /** @description Whether MindsDB could connect. */
+            ok: boolean;
+            /** @description Why not, in general terms; empty when ok. */
+            reason: string;
         };
         /**
          * @description The answer of a delete by id (`{"deleted": true, "id": ...}`).
@@ -1150,6 +1422,18 @@ export interface components {
             data?: unknown;
             errors?: components["schemas"]["GraphQlError"][] | null;
         };
+        /** @description `POST /api/v1/knowledge-bases/{name}/documents` body. */
+        InsertDocumentsInput: {
+            documents: components["schemas"]["KnowledgeBaseDocumentInput"][];
+        };
+        /** @description `POST /api/v1/knowledge-bases/{name}/documents` answer. */
+        Inserted: {
+            /**
+             * Format: int32
+             * @description Documents inserted or replaced.
+             */
+            inserted: number;
+        };
         /** @description `GET /api/v1/workflows/{id}/jobs/history` answer. */
         JobHistory: {
             /** @description Newest first. */
@@ -1175,39 +1459,48 @@ export interface components {
             /** Format: date-time */
             run_start?: string | null;
         };
-        /** @description A JSON-RPC error answer. */
-        McpError: {
-            error: components["schemas"]["McpErrorObject"];
-            /** @description The refused request's id, or `null` when it could not be read. */
-            id?: unknown;
-            jsonrpc: string;
+        /** @description A knowledge base as REST shows it. */
+        KnowledgeBase: {
+            /** @description The embedding model's name (the platform's). */
+            embedding_model: string;
+            /** @description Metadata columns documents may carry. */
+            metadata_columns: string[];
+            /** @description Name in the tenant's project; agents list it in `data.knowledge_bases`. */
+            name: string;
         };
-        /** @description The `error` of a refused MCP message. */
-        McpErrorObject: {
+        /** @description One document of `POST /api/v1/knowledge-bases/{name}/documents`. */
+        KnowledgeBaseDocumentInput: {
+            content: string;
+            id: string;
+            metadata?: {
+                [key: string]: string;
+            };
+        };
+        /** @description One chunk found by a search. */
+        KnowledgeBaseHit: {
+            /** @description The chunk's text. */
+            content: string;
+            /** @description The document it belongs to. */
+            document_id: string;
+            /** @description The document's metadata. */
+            metadata: {
+                [key: string]: string;
+            };
             /**
-             * Format: int32
-             * @description -32700 parse error, -32600 invalid request, -32601 unknown method, -32602 invalid params,
-             *     -32002 unknown resource, -32603 internal, -32000 a limit, -32001 no such session.
+             * Format: double
+             * @description Relevance in [0, 1], higher is better.
              */
-            code: number;
-            /** @description `{"code": <the platform's error code>}`. */
-            data?: Record<string, never> | null;
-            message: string;
+            relevance: number;
         };
-        /**
-         * @description One JSON-RPC 2.0 message of MCP: a request (`id` and `method`), a notification (`method`)
-         *     or the client's answer to a server request (`id` and `result` or `error`).
-         */
-        McpMessage: {
-            error?: Record<string, never> | null;
-            /** @description A string or an integer. */
-            id?: unknown;
-            /** @description Always `2.0`. */
-            jsonrpc: string;
-            /** @description e.g. `initialize`, `tools/list`, `tools/call`, `resources/read`. */
-            method?: string | null;
-            params?: Record<string, never> | null;
-            result?: Record<string, never> | null;
+        /** @description `GET /api/v1/knowledge-bases/{name}/search` answer. */
+        KnowledgeBaseHits: {
+            /** @description Best first. */
+            hits: components["schemas"]["KnowledgeBaseHit"][];
+        };
+        /** @description `GET /api/v1/knowledge-bases` answer. */
+        KnowledgeBaseList: {
+            /** @description By name. */
+            knowledge_bases: components["schemas"]["KnowledgeBase"][];
         };
         /** @description The caller as the gateway sees it, from the verified token only. */
         Me: {
@@ -1245,6 +1538,31 @@ export interface components {
         MemoryHits: {
             /** @description Best first. */
             hits: components["schemas"]["MemoryHit"][];
+        };
+        /** @description A model as REST shows it. */
+        MindsDbModel: {
+            /** @description The ML engine it runs on. */
+            engine: string;
+            /** @description Name in the tenant's project. */
+            name: string;
+            /** @description The output column a completion fills. */
+            predict: string;
+            /** @description `generating`, `complete` or `error`. */
+            status: string;
+        };
+        /** @description `GET /api/v1/models` answer. */
+        MindsDbModelList: {
+            /** @description By name. */
+            models: components["schemas"]["MindsDbModel"][];
+        };
+        /** @description `POST /api/v1/models/{name}/ask` answer. */
+        ModelAnswer: {
+            /** @description The model's output column. */
+            answer: string;
+            /** @description The whole output row, values as text. */
+            outputs: {
+                [key: string]: string;
+            };
         };
         /** @description One model of `GET /v1/models` (OpenAI's model object). */
         ModelEntry: {
@@ -1642,6 +1960,22 @@ export interface components {
             /** @description Send a last chunk with the token `usage` (every other chunk carries `"usage": null`). */
             include_usage?: boolean | null;
         };
+        /** @description A column of a table. */
+        TableColumn: {
+            /** @description Type as the database reports it. */
+            data_type: string;
+            /** @description Column name. */
+            name: string;
+        };
+        /** @description `GET /api/v1/data-sources/{name}/tables/{table}/rows` answer. */
+        TableRows: {
+            /** @description Column names, in order. */
+            columns: string[];
+            /** @description Rows, one value per column. */
+            rows: unknown[][];
+            /** @description Whether a long text value was cut. */
+            truncated: boolean;
+        };
         /** @description A text part of a message (other part types are refused). */
         TextPartInput: {
             text: string;
@@ -1926,6 +2260,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description An upstream service did not answer in time (`deadline_exceeded`) */
@@ -1935,6 +2270,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description An unexpected failure (`internal`); details are logged, never returned */
@@ -1944,6 +2280,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description The request is invalid (`invalid_argument`); the message names the field */
@@ -1953,6 +2290,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description No such object, or another tenant's or user's (`not_found`) */
@@ -1962,6 +2300,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description The request body is too large (`payload_too_large`) */
@@ -1971,6 +2310,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description Over a rate limit (`resource_exhausted`); `Retry-After` says when to retry */
@@ -1980,6 +2320,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description Not implemented by this deployment (`unimplemented`) */
@@ -1989,6 +2330,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["GraphQlResponse"];
+                "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
             };
         };
         /** @description An unexpected failure (`internal`); details are logged, never returned */
@@ -2400,6 +2742,278 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["PermissionDenied"];
             408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    list_data_sources: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's data sources, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataSourceList"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    create_data_source: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateDataSourceInput"];
+            };
+        };
+        responses: {
+            /** @description The registered data source */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataSource"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    get_data_source: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The data source's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The data source */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataSource"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    delete_data_source: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The data source's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unregistered (`id` is its name); the database is untouched */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Deleted"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    list_tables: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The data source's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The data source's tables, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataSourceTables"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    get_table: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The data source's name */
+                name: string;
+                /** @description The table's name */
+                table: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The table with its columns */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataSourceTable"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    table_rows: {
+        parameters: {
+            query?: {
+                /** @description Rows wanted, 1..=100 (default 10). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The data source's name */
+                name: string;
+                /** @description The table's name */
+                table: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The table's first rows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableRows"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    test_data_source: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The data source's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whether MindsDB can connect now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataSourceTest"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             501: components["responses"]["Unimplemented"];
@@ -2822,6 +3436,215 @@ export interface operations {
             504: components["responses"]["DeadlineExceeded"];
         };
     };
+    list_knowledge_bases: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's knowledge bases, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KnowledgeBaseList"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    create_knowledge_base: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateKnowledgeBaseInput"];
+            };
+        };
+        responses: {
+            /** @description The new knowledge base */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KnowledgeBase"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    get_knowledge_base: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The knowledge base's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The knowledge base */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KnowledgeBase"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    delete_knowledge_base: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The knowledge base's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The knowledge base and its documents are deleted (`id` is its name) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Deleted"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    insert_documents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The knowledge base's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InsertDocumentsInput"];
+            };
+        };
+        responses: {
+            /** @description The documents are inserted or replaced, all or none */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Inserted"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    search_knowledge_base: {
+        parameters: {
+            query?: {
+                /** @description What to look for (required, at most 4000 characters). */
+                q?: string;
+                /** @description Hits wanted, 1..=50 (default 5). */
+                top_k?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The knowledge base's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The most relevant chunks, best first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KnowledgeBaseHits"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
     me: {
         parameters: {
             query?: never;
@@ -2882,6 +3705,74 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["PermissionDenied"];
             408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    list_mindsdb_models: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's MindsDB models, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MindsDbModelList"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    ask_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The model's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AskModelInput"];
+            };
+        };
+        responses: {
+            /** @description The model's answer and whole output row */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelAnswer"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             501: components["responses"]["Unimplemented"];
@@ -3886,6 +4777,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
                     "application/json": components["schemas"]["GraphQlResponse"];
                 };
             };
@@ -3919,6 +4811,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/graphql-response+json": components["schemas"]["GraphQlResponse"];
                     "application/json": components["schemas"]["GraphQlResponse"];
                 };
             };
@@ -3934,227 +4827,6 @@ export interface operations {
             501: components["responses"]["GraphQlUnimplemented"];
             503: components["responses"]["Unavailable"];
             504: components["responses"]["GraphQlDeadlineExceeded"];
-        };
-    };
-    mcp_get: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description The caller's session */
-                "mcp-session-id"?: string | null;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The session's stream */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": string;
-                };
-            };
-            /** @description No session id */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            401: components["responses"]["Unauthenticated"];
-            403: components["responses"]["PermissionDenied"];
-            /** @description No such session of the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            /** @description No stream for this protocol revision */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            /** @description `Accept` does not list `text/event-stream` */
-            406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            408: components["responses"]["RequestTimeout"];
-            429: components["responses"]["RateLimited"];
-            500: components["responses"]["Internal"];
-            501: components["responses"]["Unimplemented"];
-            503: components["responses"]["Unavailable"];
-            504: components["responses"]["DeadlineExceeded"];
-        };
-    };
-    mcp_post: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description The caller's session, from its `initialize` answer */
-                "mcp-session-id"?: string | null;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["McpMessage"];
-            };
-        };
-        responses: {
-            /** @description The answer: a JSON-RPC response, or an SSE stream of messages ending with it */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpMessage"];
-                    "text/event-stream": string;
-                };
-            };
-            /** @description A notification or response was accepted */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Not a JSON-RPC message (-32700, -32600, -32602) or a transport rule broken */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            401: components["responses"]["Unauthenticated"];
-            403: components["responses"]["PermissionDenied"];
-            /** @description No such session of the caller (-32001), or an unknown method (-32601) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            /** @description `Accept` does not list both media types */
-            406: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            408: components["responses"]["RequestTimeout"];
-            409: components["responses"]["Conflict"];
-            /** @description The message is too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            /** @description `Content-Type` is not `application/json` */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            /** @description The caller holds too many sessions (-32000); `Retry-After` says when to retry */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            500: components["responses"]["Internal"];
-            501: components["responses"]["Unimplemented"];
-            503: components["responses"]["Unavailable"];
-            504: components["responses"]["DeadlineExceeded"];
-        };
-    };
-    mcp_delete: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description The caller's session */
-                "mcp-session-id"?: string | null;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The session is closed */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description No session id */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            401: components["responses"]["Unauthenticated"];
-            403: components["responses"]["PermissionDenied"];
-            /** @description No such session of the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            /** @description Sessions do not exist in this protocol revision */
-            405: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["McpError"];
-                };
-            };
-            408: components["responses"]["RequestTimeout"];
-            409: components["responses"]["Conflict"];
-            429: components["responses"]["RateLimited"];
-            500: components["responses"]["Internal"];
-            501: components["responses"]["Unimplemented"];
-            503: components["responses"]["Unavailable"];
-            504: components["responses"]["DeadlineExceeded"];
         };
     };
     chat_completions: {
@@ -4265,6 +4937,43 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    events_socket: {
+        parameters: {
+            query?: {
+                /** @description Comma-separated topics, e.g. `window,workflow.node.*` (required). */
+                topics?: string;
+                /** @description Only events of this desktop or run; window topics need one unless the caller is admin. */
+                entity_id?: string;
+                /** @description Resume after this cursor (the `Last-Event-ID` header wins over it). */
+                after?: string;
+            };
+            header?: {
+                /** @description The `id` of the last event received: the stream resumes after it. */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switched to the events WebSocket */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             501: components["responses"]["Unimplemented"];
             503: components["responses"]["Unavailable"];

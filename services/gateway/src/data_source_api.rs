@@ -19,6 +19,7 @@ use getlood_proto::desktop_state::v1::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::caller::{Caller, unary};
@@ -29,7 +30,8 @@ use crate::rest::{Deleted, created};
 const SERVICE: &str = "desktop-state";
 
 /// A data source as REST shows it: never its connection.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DataSource)]
 pub(crate) struct DataSourceJson {
     /// `postgres`, `mysql` or `mariadb`.
     engine: &'static str,
@@ -57,14 +59,15 @@ fn missing(what: &str) -> ApiError {
 }
 
 /// `GET /api/v1/data-sources` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DataSourceList {
     /// By name.
     data_sources: Vec<DataSourceJson>,
 }
 
 /// `POST /api/v1/data-sources/{name}/test` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DataSourceTest)]
 pub(crate) struct TestJson {
     /// Whether MindsDB could connect.
     ok: bool,
@@ -73,7 +76,8 @@ pub(crate) struct TestJson {
 }
 
 /// A column of a table.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TableColumn)]
 pub(crate) struct ColumnJson {
     /// Type as the database reports it.
     data_type: String,
@@ -82,7 +86,8 @@ pub(crate) struct ColumnJson {
 }
 
 /// A table of a data source.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DataSourceTable)]
 pub(crate) struct TableJson {
     /// Columns (only on `GET .../tables/{table}`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,14 +99,16 @@ pub(crate) struct TableJson {
 }
 
 /// `GET /api/v1/data-sources/{name}/tables` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DataSourceTables)]
 pub(crate) struct TableList {
     /// By name.
     tables: Vec<TableJson>,
 }
 
 /// `GET /api/v1/data-sources/{name}/tables/{table}/rows` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TableRows)]
 pub(crate) struct RowsJson {
     /// Column names, in order.
     columns: Vec<String>,
@@ -112,11 +119,39 @@ pub(crate) struct RowsJson {
 }
 
 /// Query of the rows route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RowsQuery {
     /// Rows wanted, 1..=100 (default 10).
     limit: Option<u32>,
+}
+
+/// `POST /api/v1/data-sources` body, as [`create_request`] reads it field by field.
+#[derive(Debug, ToSchema)]
+#[schema(as = CreateDataSourceInput)]
+#[allow(dead_code, reason = "schema only: the body is read field by field for precise errors")]
+pub(crate) struct CreateBodySchema {
+    /// `[a-z][a-z0-9_]{0,59}`.
+    name: String,
+    /// `postgres` (or `postgresql`), `mysql` or `mariadb`.
+    engine: String,
+    connection: ConnectionSchema,
+}
+
+/// The connection of a data source; the password is stored, never returned.
+#[derive(Debug, ToSchema)]
+#[schema(as = DataSourceConnectionInput)]
+#[allow(dead_code, reason = "schema only, see CreateBodySchema")]
+pub(crate) struct ConnectionSchema {
+    host: Option<String>,
+    /// 1..=65535.
+    #[schema(minimum = 1, maximum = 65535)]
+    port: Option<u32>,
+    database: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    schema: Option<String>,
 }
 
 /// A string field of `obj`; absent is empty. The error names the field only.
@@ -185,6 +220,8 @@ fn create_request(body: &Value) -> Result<CreateDataSourceRequest, ApiError> {
 }
 
 /// `GET /api/v1/data-sources`: the tenant's data sources, by name.
+#[utoipa::path(get, path = "/api/v1/data-sources", operation_id = "list_data_sources", tag = "data-sources",
+    responses((status = 200, description = "The tenant's data sources, by name", body = DataSourceList)))]
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<DataSourceList>, ApiError> {
     let resp =
         unary(SERVICE, state.upstreams.desktop_state().list_data_sources(caller.request(ListDataSourcesRequest {})))
@@ -193,6 +230,8 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Resul
 }
 
 /// `POST /api/v1/data-sources`: registers a database (201), after MindsDB connected to it.
+#[utoipa::path(post, path = "/api/v1/data-sources", operation_id = "create_data_source", tag = "data-sources", request_body = CreateBodySchema,
+    responses((status = 201, description = "The registered data source", body = DataSourceJson)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -204,6 +243,8 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/data-sources/{name}`.
+#[utoipa::path(get, path = "/api/v1/data-sources/{name}", operation_id = "get_data_source", tag = "data-sources", params(("name" = String, Path, description = "The data source's name")),
+    responses((status = 200, description = "The data source", body = DataSourceJson)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -215,6 +256,8 @@ pub(crate) async fn get(
 }
 
 /// `DELETE /api/v1/data-sources/{name}`: unregisters it (the database is untouched).
+#[utoipa::path(delete, path = "/api/v1/data-sources/{name}", operation_id = "delete_data_source", tag = "data-sources", params(("name" = String, Path, description = "The data source's name")),
+    responses((status = 200, description = "Unregistered (`id` is its name); the database is untouched", body = Deleted)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,6 +269,8 @@ pub(crate) async fn delete(
 }
 
 /// `POST /api/v1/data-sources/{name}/test`: whether MindsDB can connect now.
+#[utoipa::path(post, path = "/api/v1/data-sources/{name}/test", operation_id = "test_data_source", tag = "data-sources", params(("name" = String, Path, description = "The data source's name")),
+    responses((status = 200, description = "Whether MindsDB can connect now", body = TestJson)))]
 pub(crate) async fn test(
     State(state): State<AppState>,
     caller: Caller,
@@ -237,6 +282,8 @@ pub(crate) async fn test(
 }
 
 /// `GET /api/v1/data-sources/{name}/tables`.
+#[utoipa::path(get, path = "/api/v1/data-sources/{name}/tables", operation_id = "list_tables", tag = "data-sources", params(("name" = String, Path, description = "The data source's name")),
+    responses((status = 200, description = "The data source's tables, by name", body = TableList)))]
 pub(crate) async fn tables(
     State(state): State<AppState>,
     caller: Caller,
@@ -249,6 +296,8 @@ pub(crate) async fn tables(
 }
 
 /// `GET /api/v1/data-sources/{name}/tables/{table}`: the table's columns.
+#[utoipa::path(get, path = "/api/v1/data-sources/{name}/tables/{table}", operation_id = "get_table", tag = "data-sources", params(("name" = String, Path, description = "The data source's name"), ("table" = String, Path, description = "The table's name")),
+    responses((status = 200, description = "The table with its columns", body = TableJson)))]
 pub(crate) async fn table(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,6 +311,8 @@ pub(crate) async fn table(
 }
 
 /// `GET /api/v1/data-sources/{name}/tables/{table}/rows?limit=10`: the first rows.
+#[utoipa::path(get, path = "/api/v1/data-sources/{name}/tables/{table}/rows", operation_id = "table_rows", tag = "data-sources", params(("name" = String, Path, description = "The data source's name"), ("table" = String, Path, description = "The table's name"), RowsQuery),
+    responses((status = 200, description = "The table's first rows", body = RowsJson)))]
 pub(crate) async fn rows(
     State(state): State<AppState>,
     caller: Caller,

@@ -15,6 +15,7 @@ use getlood_proto::event_dispatcher::v1::{
     KnowledgeBase, KnowledgeBaseDocument, ListKnowledgeBasesRequest, SearchKnowledgeBaseRequest,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::caller::{Caller, unary};
@@ -24,7 +25,8 @@ use crate::rest::{Deleted, created};
 const SERVICE: &str = "event-dispatcher";
 
 /// A knowledge base as REST shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = KnowledgeBase)]
 pub(crate) struct KnowledgeBaseJson {
     /// The embedding model's name (the platform's).
     embedding_model: String,
@@ -35,21 +37,22 @@ pub(crate) struct KnowledgeBaseJson {
 }
 
 /// `GET /api/v1/knowledge-bases` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct KnowledgeBaseList {
     /// By name.
     knowledge_bases: Vec<KnowledgeBaseJson>,
 }
 
 /// `POST /api/v1/knowledge-bases/{name}/documents` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Inserted {
     /// Documents inserted or replaced.
     inserted: i32,
 }
 
 /// One chunk found by a search.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = KnowledgeBaseHit)]
 pub(crate) struct KbHitJson {
     /// The chunk's text.
     content: String,
@@ -62,7 +65,8 @@ pub(crate) struct KbHitJson {
 }
 
 /// `GET /api/v1/knowledge-bases/{name}/search` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = KnowledgeBaseHits)]
 pub(crate) struct KbHits {
     /// Best first.
     hits: Vec<KbHitJson>,
@@ -73,8 +77,9 @@ fn kb_json(kb: KnowledgeBase) -> KnowledgeBaseJson {
 }
 
 /// `POST /api/v1/knowledge-bases` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateKnowledgeBaseInput)]
 pub(crate) struct CreateBody {
     name: String,
     #[serde(default)]
@@ -82,8 +87,9 @@ pub(crate) struct CreateBody {
 }
 
 /// One document of `POST /api/v1/knowledge-bases/{name}/documents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KnowledgeBaseDocumentInput)]
 pub(crate) struct DocumentBody {
     id: String,
     content: String,
@@ -92,15 +98,17 @@ pub(crate) struct DocumentBody {
 }
 
 /// `POST /api/v1/knowledge-bases/{name}/documents` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = InsertDocumentsInput)]
 pub(crate) struct InsertBody {
     documents: Vec<DocumentBody>,
 }
 
 /// Query of `GET /api/v1/knowledge-bases/{name}/search`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SearchQuery {
     /// What to look for (required, at most 4000 characters).
     q: Option<String>,
@@ -119,6 +127,8 @@ fn missing_kb() -> ApiError {
 }
 
 /// `GET /api/v1/knowledge-bases`: the tenant's knowledge bases, by name.
+#[utoipa::path(get, path = "/api/v1/knowledge-bases", operation_id = "list_knowledge_bases", tag = "knowledge-bases",
+    responses((status = 200, description = "The tenant's knowledge bases, by name", body = KnowledgeBaseList)))]
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<KnowledgeBaseList>, ApiError> {
     let req = caller.request(ListKnowledgeBasesRequest {});
     let resp = unary(SERVICE, state.upstreams.event_dispatcher().list_knowledge_bases(req)).await?;
@@ -126,6 +136,8 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Resul
 }
 
 /// `POST /api/v1/knowledge-bases`: creates one (201).
+#[utoipa::path(post, path = "/api/v1/knowledge-bases", operation_id = "create_knowledge_base", tag = "knowledge-bases", request_body = CreateBody,
+    responses((status = 201, description = "The new knowledge base", body = KnowledgeBaseJson)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +149,8 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/knowledge-bases/{name}`.
+#[utoipa::path(get, path = "/api/v1/knowledge-bases/{name}", operation_id = "get_knowledge_base", tag = "knowledge-bases", params(("name" = String, Path, description = "The knowledge base's name")),
+    responses((status = 200, description = "The knowledge base", body = KnowledgeBaseJson)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,6 +162,8 @@ pub(crate) async fn get(
 }
 
 /// `DELETE /api/v1/knowledge-bases/{name}`: the knowledge base and its documents.
+#[utoipa::path(delete, path = "/api/v1/knowledge-bases/{name}", operation_id = "delete_knowledge_base", tag = "knowledge-bases", params(("name" = String, Path, description = "The knowledge base's name")),
+    responses((status = 200, description = "The knowledge base and its documents are deleted (`id` is its name)", body = Deleted)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,6 +175,8 @@ pub(crate) async fn delete(
 }
 
 /// `POST /api/v1/knowledge-bases/{name}/documents`: inserts or replaces documents, all or none.
+#[utoipa::path(post, path = "/api/v1/knowledge-bases/{name}/documents", operation_id = "insert_documents", tag = "knowledge-bases", params(("name" = String, Path, description = "The knowledge base's name")), request_body = InsertBody,
+    responses((status = 200, description = "The documents are inserted or replaced, all or none", body = Inserted)))]
 pub(crate) async fn insert_documents(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,6 +194,8 @@ pub(crate) async fn insert_documents(
 }
 
 /// `GET /api/v1/knowledge-bases/{name}/search?q=...&top_k=...`: semantic search, best first.
+#[utoipa::path(get, path = "/api/v1/knowledge-bases/{name}/search", operation_id = "search_knowledge_base", tag = "knowledge-bases", params(("name" = String, Path, description = "The knowledge base's name"), SearchQuery),
+    responses((status = 200, description = "The most relevant chunks, best first", body = KbHits)))]
 pub(crate) async fn search(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use getlood_common::ApiError;
 use getlood_proto::pipeline::v1::{AskModelRequest, ListModelsRequest};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::caller::{Caller, unary};
@@ -17,7 +18,8 @@ use crate::extract::ApiJson;
 const SERVICE: &str = "pipeline";
 
 /// A model as REST shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MindsDbModel)]
 pub(crate) struct ModelJson {
     /// The ML engine it runs on.
     engine: String,
@@ -30,7 +32,8 @@ pub(crate) struct ModelJson {
 }
 
 /// `GET /api/v1/models` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MindsDbModelList)]
 pub(crate) struct ModelList {
     /// By name.
     models: Vec<ModelJson>,
@@ -38,8 +41,9 @@ pub(crate) struct ModelList {
 
 /// `POST /api/v1/models/{name}/ask` body: the row of inputs, or `question` alone as a shorthand
 /// for `{"inputs": {"question": ...}}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AskModelInput)]
 pub(crate) struct AskBody {
     question: Option<String>,
     #[serde(default)]
@@ -60,7 +64,8 @@ impl AskBody {
 }
 
 /// `POST /api/v1/models/{name}/ask` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ModelAnswer)]
 pub(crate) struct AskAnswer {
     /// The model's output column.
     answer: String,
@@ -69,6 +74,8 @@ pub(crate) struct AskAnswer {
 }
 
 /// `GET /api/v1/models`: the tenant's MindsDB models, by name.
+#[utoipa::path(get, path = "/api/v1/models", operation_id = "list_mindsdb_models", tag = "models",
+    responses((status = 200, description = "The tenant's MindsDB models, by name", body = ModelList)))]
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<ModelList>, ApiError> {
     let resp = unary(SERVICE, state.upstreams.pipeline().list_models(caller.request(ListModelsRequest {}))).await?;
     let models = resp
@@ -80,6 +87,9 @@ pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Resul
 }
 
 /// `POST /api/v1/models/{name}/ask`: one completion of the model.
+#[utoipa::path(post, path = "/api/v1/models/{name}/ask", operation_id = "ask_model", tag = "models",
+    params(("name" = String, Path, description = "The model's name")), request_body = AskBody,
+    responses((status = 200, description = "The model's answer and whole output row", body = AskAnswer)))]
 pub(crate) async fn ask(
     State(state): State<AppState>,
     caller: Caller,

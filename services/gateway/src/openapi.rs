@@ -20,7 +20,10 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::openai::OpenAiErrorBody;
-use crate::{audit_api, chat, desktop_api, http_api, memory_api, registry_api, sse, workflow_api, ws};
+use crate::{
+    audit_api, chat, data_source_api, desktop_api, http_api, kb_api, memory_api, models_api, registry_api, sse,
+    workflow_api, ws,
+};
 
 /// Where the document is served.
 pub const PATH: &str = "/openapi.json";
@@ -66,6 +69,7 @@ const BEARER: &str = "bearer";
         desktop_api::read_desktop_state,
         ws::desktop_socket,
         sse::events,
+        sse::events_socket,
         workflow_api::list_workflows,
         workflow_api::create_workflow,
         workflow_api::validate_workflow,
@@ -88,6 +92,22 @@ const BEARER: &str = "bearer";
         crate::mcp::openapi::mcp_post,
         crate::mcp::openapi::mcp_get,
         crate::mcp::openapi::mcp_delete,
+        kb_api::list,
+        kb_api::create,
+        kb_api::get,
+        kb_api::delete,
+        kb_api::insert_documents,
+        kb_api::search,
+        models_api::list,
+        models_api::ask,
+        data_source_api::list,
+        data_source_api::create,
+        data_source_api::get,
+        data_source_api::delete,
+        data_source_api::test,
+        data_source_api::tables,
+        data_source_api::table,
+        data_source_api::rows,
     ),
     components(schemas(ErrorBody, ErrorCode, OpenAiErrorBody, desktop_api::EventJson, desktop_api::WindowAction)),
     modifiers(&Shared),
@@ -105,6 +125,9 @@ const BEARER: &str = "bearer";
         (name = "audit", description = "The tenant's audit log (admins)"),
         (name = "graphql", description = "The same data as GraphQL (see docs/api/graphql.md)"),
         (name = "mcp", description = "The tenant's agents, workflows and runs as an MCP server (see docs/api/mcp.md)"),
+        (name = "knowledge-bases", description = "The tenant's knowledge bases: documents and semantic search"),
+        (name = "models", description = "The tenant's MindsDB models"),
+        (name = "data-sources", description = "The tenant's databases, registered in MindsDB"),
     ),
 )]
 struct ApiDoc;
@@ -151,7 +174,8 @@ struct GraphQlError {
         ("operationName" = Option<String>, Query, description = "The operation to run"),
         ("variables" = Option<String>, Query, description = "The variables as a JSON object")),
     responses(
-        (status = 200, description = "The answer; field errors are in `errors`", body = GraphQlResponse),
+        (status = 200, description = "The answer; field errors are in `errors`",
+            content((GraphQlResponse = "application/graphql-response+json"), (GraphQlResponse = "application/json"))),
         (status = 101, description = "Switched to the graphql-transport-ws subscription socket")))]
 #[allow(dead_code, reason = "the operation's description; the handler is graphql::get")]
 fn graphql_get() {}
@@ -160,7 +184,8 @@ fn graphql_get() {}
 #[utoipa::path(post, path = "/graphql", tag = "graphql",
     description = "A GraphQL query or mutation (or a batch: an array of them) as JSON. Every field needs its REST route's permission; mutations count against their REST route's rate limit.",
     request_body = GraphQlRequest,
-    responses((status = 200, description = "The answer (an array for a batch); field errors are in `errors`", body = GraphQlResponse)))]
+    responses((status = 200, description = "The answer (an array for a batch); field errors are in `errors`",
+        content((GraphQlResponse = "application/graphql-response+json"), (GraphQlResponse = "application/json")))))]
 #[allow(dead_code, reason = "the operation's description; the handler is graphql::post")]
 fn graphql_post() {}
 
@@ -184,9 +209,13 @@ impl Modify for Shared {
             for flavour in [Flavour::Rest, Flavour::OpenAi, Flavour::GraphQl] {
                 let mut response = ResponseBuilder::new().description(error.description);
                 if error.status != "408" {
-                    let schema = Ref::from_schema_name(error.schema(flavour));
-                    let content = ContentBuilder::new().schema(Some(schema)).build();
-                    response = response.content("application/json", content);
+                    let content =
+                        || ContentBuilder::new().schema(Some(Ref::from_schema_name(error.schema(flavour)))).build();
+                    response = response.content("application/json", content());
+                    // async-graphql answers in the GraphQL-over-HTTP media type unless asked for JSON.
+                    if flavour == Flavour::GraphQl && error.handler {
+                        response = response.content("application/graphql-response+json", content());
+                    }
                 }
                 components.responses.insert(error.name(flavour), RefOr::T(response.build()));
             }
@@ -384,8 +413,11 @@ mod tests {
             let name = reference.split('"').next().unwrap();
             assert!(responses.contains_key(name), "unresolved response reference {name}");
         }
+        let mut operation_ids = std::collections::BTreeSet::new();
         for (path, item) in json["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                assert!(operation_ids.insert(id.clone()), "operationId {id} is not unique ({method} {path})");
                 assert_eq!(operation["security"], serde_json::json!([{"bearer": []}]), "{method} {path}");
                 assert_eq!(
                     operation["responses"]["401"]["$ref"], "#/components/responses/Unauthenticated",

@@ -112,6 +112,9 @@ pub(crate) async fn events(
 
 /// `GET /ws/events`: the same subscription as [`events`] (same query and resume rules), over a
 /// WebSocket only; a request that is not an upgrade is a 400 naming the SSE route.
+#[utoipa::path(get, path = "/ws/events", tag = "events", params(EventsQuery, LastEventId),
+    description = "The events of `GET /api/v1/events` over a WebSocket only (JSON frames; same query and resume rules); a request that is not an upgrade is a 400.",
+    responses((status = 101, description = "Switched to the events WebSocket")))]
 pub(crate) async fn events_socket(
     state: State<AppState>,
     caller: Caller,
