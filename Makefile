@@ -102,7 +102,7 @@ test: infra mindsdb-up llm-up proto-lint deploy-check api-check deny mindsdb-sha
 	# The trace and benchmark tests run the real binary, `getlood <service>` per service.
 	$(CARGO) build --bin getlood
 	# GETLOOD_TEST_REQUIRE_TOOLS: tests/openapi.rs fuzzes the gateway with .tools' Schemathesis.
-	GETLOOD_TEST_REQUIRE_LLM=1 GETLOOD_TEST_REQUIRE_TOOLS=1 $(CARGO) nextest run --workspace --profile ci
+	GETLOOD_TEST_REQUIRE_LLM=1 GETLOOD_TEST_REQUIRE_TOOLS=1 GETLOOD_TEST_REQUIRE_MYSQL=1 $(CARGO) nextest run --workspace --profile ci
 
 .PHONY: bench
 bench: infra mindsdb-up llm-up ## Print the benchmark figures
