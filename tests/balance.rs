@@ -142,10 +142,14 @@ async fn wait_endpoints(http: &reqwest::Client, gateway: &Platform, resolved: f6
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_gateways_calls_spread_over_every_replica_and_skip_the_gone_ones() -> anyhow::Result<()> {
     // Three replicas of one registry Deployment: one Postgres schema, one Redis prefix.
-    let first = Platform::builder().service(Service::AgentRegistry).start().await?;
+    // Readiness probed every second (timeout 1 s) as in production (2 s), not every 100 ms: a
+    // 100 ms probe timeout missed under this load took replicas out for a probe period, which
+    // the balancer rightly follows, at the cost of the even split this test measures.
+    let registry = || Platform::builder().service(Service::AgentRegistry).readiness_interval(Duration::from_secs(1));
+    let first = registry().start().await?;
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        replicas.push(Platform::builder().service(Service::AgentRegistry).replica_of(&first).start().await?);
+        replicas.push(registry().replica_of(&first).start().await?);
     }
     replicas.insert(0, first);
     let mut proxies = Vec::new();

@@ -13,9 +13,15 @@
 //! * each endpoint is health-aware: it takes calls only while its `grpc.health.v1` Watch of the
 //!   whole server (`""`) says SERVING; NOT_SERVING (a pod draining on SIGTERM or whose
 //!   dependencies are down), a failed connection or a broken stream take it out until a later
-//!   probe finds it serving again;
+//!   probe finds it serving again; so does a call that gets no gRPC answer from it (refused or
+//!   reset, a stream refused by a draining server, a proxy's error page; not a timeout), without
+//!   waiting for the watch;
 //! * with no endpoint serving, a call fails at once with UNAVAILABLE naming the upstream instead
-//!   of waiting.
+//!   of waiting (before the first health answers, a call waits for the first serving endpoint).
+//!
+//! A call already sent to an endpoint is never retried on another (its body is gone, and a
+//! unary call may have had effects): the calls that can fail are those on their way to a
+//! replica as it goes.
 //!
 //! Names are resolved by the system resolver (`getaddrinfo` through [`tokio::net::lookup_host`]:
 //! every A and AAAA record, and the URL names the port, so SRV records are not needed; the
@@ -35,7 +41,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -240,8 +246,13 @@ impl fmt::Debug for UpstreamChannel {
 struct Shared {
     upstream: &'static str,
     host: String,
-    /// Endpoints taking calls: none fails a call at once instead of queueing it.
+    /// Endpoints taking calls: none fails a call at once instead of queueing it, once
+    /// `settled`.
     ready: AtomicUsize,
+    /// Discovery has heard from every endpoint of its first answer (or had none): before, a
+    /// call waits for the first serving endpoint rather than failing while the health
+    /// watches start.
+    settled: AtomicBool,
     /// Wakes discovery to resolve now (a call could not reach its endpoint).
     resolve_now: Notify,
     /// Fails a call that waited this long for an endpoint (one was taken out between the
@@ -265,16 +276,18 @@ impl UpstreamChannel {
         endpoint: impl Fn(Endpoint) -> Endpoint + Send + Sync + 'static,
     ) -> Self {
         let (changes, rx) = mpsc::channel(BUFFER);
-        let balancer = RoundRobin { changes: rx, endpoints: Vec::new(), next: 0, chosen: None };
-        let (service, worker) = Buffer::pair(BoxService::new(balancer), BUFFER);
-        tokio::spawn(worker);
         let state = Arc::new(Shared {
             upstream,
             host: target.host.clone(),
             ready: AtomicUsize::new(0),
+            settled: AtomicBool::new(false),
             resolve_now: Notify::new(),
             wait,
         });
+        let balancer = RoundRobin { changes: rx, endpoints: Vec::new(), next: 0, chosen: None, state: state.clone() };
+        let (service, worker) = Buffer::pair(BoxService::new(balancer), BUFFER);
+        tokio::spawn(worker);
+        let (health, health_rx) = mpsc::unbounded_channel();
         let discovery = Discovery {
             target,
             resolver: resolver_for(&state.host),
@@ -282,8 +295,9 @@ impl UpstreamChannel {
             changes,
             state: state.clone(),
             endpoints: HashMap::new(),
+            health,
         };
-        tokio::spawn(discovery.run());
+        tokio::spawn(discovery.run(health_rx));
         Self { inner: Inner::Balanced { service, state } }
     }
 }
@@ -308,7 +322,7 @@ impl Service<http::Request<Body>> for UpstreamChannel {
                 async move { call.await.map_err(Into::into) }.boxed()
             }
             Inner::Balanced { service, state } => {
-                if state.ready.load(Ordering::Acquire) == 0 {
+                if state.ready.load(Ordering::Acquire) == 0 && state.settled.load(Ordering::Acquire) {
                     state.resolve_now.notify_one();
                     return futures::future::ready(Err(no_endpoint(state))).boxed();
                 }
@@ -333,9 +347,14 @@ fn no_endpoint(state: &Shared) -> BoxError {
 /// One endpoint as the balancer sees it: its channel, counting calls, waking discovery when a
 /// call cannot reach it.
 struct EndpointService {
+    addr: SocketAddr,
     channel: Channel,
     calls: metrics::Counter,
     state: Arc<Shared>,
+    /// Takes the endpoint out at once when a call cannot reach it.
+    report: mpsc::UnboundedSender<(SocketAddr, bool)>,
+    /// Makes its health watch start over, to find whether it still serves.
+    unreachable: Arc<Notify>,
 }
 
 impl EndpointService {
@@ -343,17 +362,40 @@ impl EndpointService {
     fn call(&mut self, request: http::Request<Body>) -> BoxedFuture {
         self.calls.increment(1);
         let call = self.channel.call(request);
-        let state = self.state.clone();
+        let (addr, state, report, unreachable) =
+            (self.addr, self.state.clone(), self.report.clone(), self.unreachable.clone());
         async move {
             let result = call.await;
-            if result.is_err() {
-                // The call never got an answer from the endpoint: check the name and the
-                // endpoints now rather than at the next refresh.
+            if !reached(&result) {
+                // No gRPC answer from the endpoint (refused or reset connection, a stream
+                // refused by a draining server, a proxy's error page): no new call goes there
+                // until its health watch, started over, finds it serving; and the name is
+                // resolved now rather than at the next refresh.
+                let _ = report.send((addr, false));
+                unreachable.notify_one();
                 state.resolve_now.notify_one();
             }
             result.map_err(Into::into)
         }
         .boxed()
+    }
+}
+
+/// Whether a call's answer came from a gRPC server: one always answers HTTP 200 (errors are in
+/// `grpc-status`). A timeout says the endpoint is slow, not gone.
+fn reached(result: &Result<http::Response<Body>, tonic::transport::Error>) -> bool {
+    match result {
+        Ok(response) => response.status() == http::StatusCode::OK,
+        Err(err) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+            while let Some(e) = source {
+                if e.is::<tonic::TimeoutExpired>() {
+                    return true;
+                }
+                source = e.source();
+            }
+            false
+        }
     }
 }
 
@@ -371,8 +413,10 @@ struct RoundRobin {
     changes: mpsc::Receiver<Change>,
     endpoints: Vec<(SocketAddr, EndpointService)>,
     next: usize,
-    /// The endpoint found ready by `poll_ready`, which the next `call` uses.
+    /// The endpoint found ready by `poll_ready`, which the next `call` uses; none: the call
+    /// fails (no endpoint is serving).
     chosen: Option<usize>,
+    state: Arc<Shared>,
 }
 
 impl Service<http::Request<Body>> for RoundRobin {
@@ -404,6 +448,11 @@ impl Service<http::Request<Body>> for RoundRobin {
             return Poll::Ready(Ok(()));
         }
         let n = self.endpoints.len();
+        if n == 0 && self.state.settled.load(Ordering::Acquire) {
+            // A call let through just before the last endpoint went out: it fails now rather
+            // than waiting for one to come back.
+            return Poll::Ready(Ok(()));
+        }
         for k in 0..n {
             let i = (self.next + k) % n;
             // A channel's readiness is room in its queue; its connection failures come back
@@ -421,7 +470,7 @@ impl Service<http::Request<Body>> for RoundRobin {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         match self.chosen.take().and_then(|i| self.endpoints.get_mut(i)) {
             Some((_, endpoint)) => endpoint.call(request),
-            None => futures::future::ready(Err("upstream called before it was ready".into())).boxed(),
+            None => futures::future::ready(Err(no_endpoint(&self.state))).boxed(),
         }
     }
 }
@@ -430,6 +479,10 @@ impl Service<http::Request<Body>> for RoundRobin {
 struct Known {
     channel: Channel,
     ready: bool,
+    /// Its health watch has reported at least once.
+    reported: bool,
+    /// Wakes its health watch when a call could not reach it.
+    unreachable: Arc<Notify>,
     _watch: DropGuard,
 }
 
@@ -441,13 +494,14 @@ struct Discovery {
     changes: mpsc::Sender<Change>,
     state: Arc<Shared>,
     endpoints: HashMap<SocketAddr, Known>,
+    /// Health changes of the endpoints, from their watches and from failed calls.
+    health: mpsc::UnboundedSender<(SocketAddr, bool)>,
 }
 
 impl Discovery {
-    async fn run(mut self) {
-        let (health_tx, mut health_rx) = mpsc::unbounded_channel::<(SocketAddr, bool)>();
+    async fn run(mut self, mut health_rx: mpsc::UnboundedReceiver<(SocketAddr, bool)>) {
         loop {
-            self.resolve(&health_tx).await;
+            self.resolve().await;
             let resolved = tokio::time::Instant::now();
             let next = tokio::time::sleep(self.target.refresh);
             tokio::pin!(next);
@@ -472,7 +526,7 @@ impl Discovery {
         }
     }
 
-    async fn resolve(&mut self, health_tx: &mpsc::UnboundedSender<(SocketAddr, bool)>) {
+    async fn resolve(&mut self) {
         let upstream = self.state.upstream;
         let addrs = match self.resolver.resolve(&self.target.host, self.target.port).await {
             Ok(addrs) => addrs,
@@ -480,6 +534,7 @@ impl Discovery {
                 // Keep the endpoints we have: a resolver hiccup must not empty the upstream.
                 tracing::warn!(upstream, host = %self.target.host, error = %err, "upstream name not resolved");
                 metrics::counter!("getlood_upstream_resolve_errors_total", "upstream" => upstream).increment(1);
+                self.state.settled.store(true, Ordering::Release);
                 return;
             }
         };
@@ -498,35 +553,56 @@ impl Discovery {
             let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else { continue };
             let channel = (self.endpoint)(endpoint).connect_lazy();
             let cancel = CancellationToken::new();
+            let unreachable = Arc::new(Notify::new());
             let watch = HealthWatch {
                 addr,
                 channel: channel.clone(),
-                report: health_tx.clone(),
+                report: self.health.clone(),
                 max_backoff: self.target.refresh,
                 state: self.state.clone(),
+                unreachable: unreachable.clone(),
             };
             tokio::spawn(watch.run(cancel.clone()));
-            self.endpoints.insert(addr, Known { channel, ready: false, _watch: cancel.drop_guard() });
+            let known = Known { channel, ready: false, reported: false, unreachable, _watch: cancel.drop_guard() };
+            self.endpoints.insert(addr, known);
             tracing::info!(upstream, %addr, "upstream endpoint resolved");
         }
+        self.settle();
         self.gauges();
+    }
+
+    /// Marks discovery settled once every known endpoint has reported its health.
+    fn settle(&self) {
+        if !self.state.settled.load(Ordering::Acquire) && self.endpoints.values().all(|known| known.reported) {
+            self.state.settled.store(true, Ordering::Release);
+        }
     }
 
     /// Puts `addr` in the balancer or takes it out; an error when the balancer is gone.
     async fn set_ready(&mut self, addr: SocketAddr, serving: bool) -> Result<(), ()> {
         let upstream = self.state.upstream;
         let Some(known) = self.endpoints.get_mut(&addr) else { return Ok(()) };
-        if known.ready == serving {
+        let changed = known.ready != serving;
+        known.ready = serving;
+        known.reported = true;
+        if !changed {
+            self.settle();
             return Ok(());
         }
-        known.ready = serving;
         let change = if serving {
             self.state.ready.fetch_add(1, Ordering::AcqRel);
             tracing::info!(upstream, %addr, "upstream endpoint serving");
             let calls = metrics::counter!(
                 "getlood_upstream_calls_total", "upstream" => upstream, "endpoint" => addr.to_string()
             );
-            let service = EndpointService { channel: known.channel.clone(), calls, state: self.state.clone() };
+            let service = EndpointService {
+                addr,
+                channel: known.channel.clone(),
+                calls,
+                state: self.state.clone(),
+                report: self.health.clone(),
+                unreachable: known.unreachable.clone(),
+            };
             Change::Insert(addr, service)
         } else {
             self.state.ready.fetch_sub(1, Ordering::AcqRel);
@@ -534,7 +610,10 @@ impl Discovery {
             Change::Remove(addr)
         };
         self.gauges();
-        self.changes.send(change).await.map_err(drop)
+        let sent = self.changes.send(change).await.map_err(drop);
+        // After the change: a call let through by `settled` finds the endpoint in the balancer.
+        self.settle();
+        sent
     }
 
     fn gauges(&self) {
@@ -553,6 +632,7 @@ struct HealthWatch {
     report: mpsc::UnboundedSender<(SocketAddr, bool)>,
     max_backoff: Duration,
     state: Arc<Shared>,
+    unreachable: Arc<Notify>,
 }
 
 /// Why a watch of an endpoint ended.
@@ -582,6 +662,8 @@ impl HealthWatch {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(self.max_backoff);
+            // Calls that failed while it was out are answered by the watch about to start.
+            let _ = self.unreachable.notified().now_or_never();
         }
     }
 
@@ -610,7 +692,12 @@ impl HealthWatch {
             }
         };
         loop {
-            match stream.message().await {
+            let message = tokio::select! {
+                message = stream.message() => message,
+                // A call could not reach it although the watch saw nothing yet: start over.
+                () = self.unreachable.notified() => return Ended::Failed,
+            };
+            match message {
                 Ok(Some(reply)) if reply.status() == ServingStatus::Serving => {
                     *backoff = MIN_BACKOFF;
                     if self.report.send((self.addr, true)).is_err() {
@@ -628,6 +715,63 @@ impl HealthWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server with only grpc.health, its reporter, and its address.
+    async fn health_server() -> (tonic_health::server::HealthReporter, SocketAddr) {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        tokio::spawn(server);
+        (reporter, addr)
+    }
+
+    async fn check(upstream: &crate::Upstream) -> Result<(), tonic::Status> {
+        let mut client = upstream.client(HealthClient::new);
+        client.check(HealthCheckRequest { service: String::new() }).await.map(drop)
+    }
+
+    #[tokio::test]
+    async fn endpoints_follow_their_health_and_none_serving_fails_at_once() {
+        let (reporter, addr) = health_server().await;
+        let resolver = StaticResolver::new(vec![addr]);
+        override_resolver("health.balance.test", resolver.clone());
+        let timeouts = crate::UpstreamTimeouts::default();
+        let upstream =
+            crate::Upstream::connect_lazy("unit", "dns://health.balance.test:1?refresh=100ms", timeouts).unwrap();
+        // The first call waits for the health watch instead of failing while it starts.
+        check(&upstream).await.unwrap();
+
+        let shared = &upstream;
+        let within = |what: &'static str| async move {
+            for _ in 0..100 {
+                // No call waits for an endpoint, even one racing the last endpoint's removal.
+                let answer = tokio::time::timeout(Duration::from_secs(1), check(shared)).await;
+                match (what, answer.expect("a call waited for an endpoint")) {
+                    ("down", Err(status)) => {
+                        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+                        assert!(status.message().contains("no endpoint of 'health.balance.test'"), "{status}");
+                        return;
+                    }
+                    ("up", Ok(())) => return,
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            panic!("the upstream never went {what}");
+        };
+        reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        within("down").await;
+        let started = std::time::Instant::now();
+        assert!(check(&upstream).await.is_err());
+        assert!(started.elapsed() < Duration::from_millis(100), "no endpoint serving must fail at once");
+        reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        within("up").await;
+        resolver.set(Vec::new());
+        within("down").await;
+    }
 
     #[test]
     fn upstream_urls_parse_with_precise_errors() {

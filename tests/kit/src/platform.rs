@@ -30,6 +30,7 @@ pub struct PlatformBuilder {
     shutdown_timeout: Duration,
     auth: Option<getlood_auth::AuthConfig>,
     service_urls: BTreeMap<Service, String>,
+    readiness_interval: Duration,
 }
 
 /// A started service.
@@ -80,6 +81,7 @@ impl Default for PlatformBuilder {
             shutdown_timeout: Duration::from_secs(5),
             auth: None,
             service_urls: BTreeMap::new(),
+            readiness_interval: Duration::from_millis(100),
         }
     }
 }
@@ -145,6 +147,13 @@ impl PlatformBuilder {
         self
     }
 
+    /// How often the services probe their dependencies (default 100 ms, whose probe timeout of
+    /// 100 ms a loaded machine can miss: a health-aware caller then skips the replica briefly).
+    pub fn readiness_interval(mut self, interval: Duration) -> Self {
+        self.readiness_interval = interval;
+        self
+    }
+
     /// How long a stopping service waits for in-flight requests.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -178,7 +187,7 @@ impl PlatformBuilder {
             dev_secret_fallback: false,
             services: Some(self.urls(&addrs)),
             shutdown_timeout: Some(self.shutdown_timeout),
-            readiness_interval: Some(Duration::from_millis(100)),
+            readiness_interval: Some(self.readiness_interval),
             config_file: None,
             app_settings: self.app_settings.clone(),
         };
