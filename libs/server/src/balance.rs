@@ -255,13 +255,13 @@ struct Shared {
     settled: AtomicBool,
     /// Wakes discovery to resolve now (a call could not reach its endpoint).
     resolve_now: Notify,
-    /// Fails a call that waited this long for an endpoint (one was taken out between the
-    /// check of `ready` and the balancer's pick, and no other is left).
+    /// Fails a call that waited this long for an endpoint (while discovery had not settled, or
+    /// while every endpoint's queue was full).
     wait: Duration,
 }
 
 impl UpstreamChannel {
-    /// One channel to `endpoint`, counting calls under `upstream` and `authority`.
+    /// `channel` alone, counting calls under `upstream` and `authority` (its `host:port`).
     pub(crate) fn single(upstream: &'static str, authority: String, channel: Channel) -> Self {
         let calls = metrics::counter!("getlood_upstream_calls_total", "upstream" => upstream, "endpoint" => authority);
         Self { inner: Inner::Single { channel, calls } }
