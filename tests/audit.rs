@@ -177,3 +177,49 @@ async fn mutations_and_refusals_are_audited_per_tenant_for_admins_only() -> anyh
     assert_eq!(status, 400);
     Ok(())
 }
+
+/// The gateway's gRPC port is audited like REST: a write and a role refusal are in the tenant's
+/// log with the gRPC method as action and the request id the client sent; a read is not.
+#[tokio::test]
+async fn grpc_writes_and_refusals_at_the_edge_are_audited() -> anyhow::Result<()> {
+    use getlood_proto::desktop_state::v1::desktop_state_service_client::DesktopStateServiceClient;
+    use getlood_proto::desktop_state::v1::{CreateDesktopRequest, ListDesktopsRequest};
+
+    let rt = Realtime::start(json!({})).await?;
+    let tenant = unique_tenant("audit_grpc");
+    let (alice, victor) =
+        (rt.platform.token(&tenant, "alice", &["member"]), rt.platform.token(&tenant, "victor", &["viewer"]));
+    let admin = rt.platform.token(&tenant, "root", &["admin"]);
+    let tag = unique_tenant("grpc");
+    let mut client = DesktopStateServiceClient::new(rt.platform.grpc_channel(getlood_testkit::Service::Gateway));
+    let request = |token: &str, id: &str, msg| {
+        let mut req = tonic::Request::new(msg);
+        req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("metadata"));
+        req.metadata_mut().insert("x-request-id", id.parse().expect("metadata"));
+        req
+    };
+    let create = || CreateDesktopRequest { name: "audited".into(), ..Default::default() };
+    let (created_id, denied_id, read_id) = (format!("{tag}-c"), format!("{tag}-d"), format!("{tag}-r"));
+    client.create_desktop(request(&alice, &created_id, create())).await?;
+    let err = client.create_desktop(request(&victor, &denied_id, create())).await.expect_err("a viewer writes");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let mut read = tonic::Request::new(ListDesktopsRequest::default());
+    read.metadata_mut().insert("authorization", format!("Bearer {alice}").parse()?);
+    read.metadata_mut().insert("x-request-id", read_id.parse()?);
+    client.list_desktops(read).await?;
+
+    let events =
+        wait_events(&rt, &admin, |e| by_request(e, &created_id).is_some() && by_request(e, &denied_id).is_some())
+            .await?;
+    let created = by_request(&events, &created_id).ok_or_else(|| anyhow::anyhow!("no grpc create: {events:?}"))?;
+    assert_eq!(created["action"], "grpc.DesktopStateService.CreateDesktop");
+    assert_eq!(created["route"], "POST /getlood.desktop_state.v1.DesktopStateService/CreateDesktop");
+    assert_eq!((created["user"].as_str(), created["outcome"].as_str()), (Some("alice"), Some("allowed")));
+    assert_eq!(created["status"], 200);
+    let denied = by_request(&events, &denied_id).ok_or_else(|| anyhow::anyhow!("no grpc refusal: {events:?}"))?;
+    assert_eq!((denied["user"].as_str(), denied["outcome"].as_str()), (Some("victor"), Some("denied")));
+    assert_eq!(denied["status"], 403);
+    assert!(denied["reason"].as_str().is_some_and(|r| r.contains("desktops.write")), "{denied}");
+    assert!(by_request(&events, &read_id).is_none(), "a read is in the log");
+    Ok(())
+}

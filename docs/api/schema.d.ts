@@ -841,6 +841,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/mcp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /mcp` (handler `mcp::get`).
+         * @description The server-to-client SSE stream of a session (`Mcp-Session-Id`), open until the session or the token ends.
+         */
+        get: operations["mcp_get"];
+        put?: never;
+        /**
+         * `POST /mcp` (handler `mcp::post`).
+         * @description One MCP JSON-RPC message over the streamable-HTTP transport (MCP 2025-03-26 to 2026-07-28); `Accept` must list `application/json` and `text/event-stream`. A request is answered as JSON or as an SSE stream (progress notifications, then the response); a notification or response is 202. `initialize` opens a session (`Mcp-Session-Id`, bound to the caller); the 2026-07-28 revision needs none. Every tool and resource needs its REST route's permission. See docs/api/mcp.md.
+         */
+        post: operations["mcp_post"];
+        /**
+         * `DELETE /mcp` (handler `mcp::delete`).
+         * @description Ends the caller's session (`Mcp-Session-Id`).
+         */
+        delete: operations["mcp_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/chat/completions": {
         parameters: {
             query?: never;
@@ -1501,6 +1529,40 @@ export interface components {
         KnowledgeBaseList: {
             /** @description By name. */
             knowledge_bases: components["schemas"]["KnowledgeBase"][];
+        };
+        /** @description A JSON-RPC error answer. */
+        McpError: {
+            error: components["schemas"]["McpErrorObject"];
+            /** @description The refused request's id, or `null` when it could not be read. */
+            id?: unknown;
+            jsonrpc: string;
+        };
+        /** @description The `error` of a refused MCP message. */
+        McpErrorObject: {
+            /**
+             * Format: int32
+             * @description -32700 parse error, -32600 invalid request, -32601 unknown method, -32602 invalid params,
+             *     -32002 unknown resource, -32603 internal, -32000 a limit, -32001 no such session.
+             */
+            code: number;
+            /** @description `{"code": <the platform's error code>}`. */
+            data?: Record<string, never> | null;
+            message: string;
+        };
+        /**
+         * @description One JSON-RPC 2.0 message of MCP: a request (`id` and `method`), a notification (`method`)
+         *     or the client's answer to a server request (`id` and `result` or `error`).
+         */
+        McpMessage: {
+            error?: Record<string, never> | null;
+            /** @description A string or an integer. */
+            id?: unknown;
+            /** @description Always `2.0`. */
+            jsonrpc: string;
+            /** @description e.g. `initialize`, `tools/list`, `tools/call`, `resources/read`. */
+            method?: string | null;
+            params?: Record<string, never> | null;
+            result?: Record<string, never> | null;
         };
         /** @description The caller as the gateway sees it, from the verified token only. */
         Me: {
@@ -4827,6 +4889,227 @@ export interface operations {
             501: components["responses"]["GraphQlUnimplemented"];
             503: components["responses"]["Unavailable"];
             504: components["responses"]["GraphQlDeadlineExceeded"];
+        };
+    };
+    mcp_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The caller's session */
+                "mcp-session-id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session's stream */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description No session id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            /** @description No such session of the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            /** @description No stream for this protocol revision */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            /** @description `Accept` does not list `text/event-stream` */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    mcp_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The caller's session, from its `initialize` answer */
+                "mcp-session-id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["McpMessage"];
+            };
+        };
+        responses: {
+            /** @description The answer: a JSON-RPC response, or an SSE stream of messages ending with it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpMessage"];
+                    "text/event-stream": string;
+                };
+            };
+            /** @description A notification or response was accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a JSON-RPC message (-32700, -32600, -32602) or a transport rule broken */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            /** @description No such session of the caller (-32001), or an unknown method (-32601) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            /** @description `Accept` does not list both media types */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            /** @description The message is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            /** @description `Content-Type` is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            /** @description The caller holds too many sessions (-32000); `Retry-After` says when to retry */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    mcp_delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The caller's session */
+                "mcp-session-id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session is closed */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No session id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            /** @description No such session of the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            /** @description Sessions do not exist in this protocol revision */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["McpError"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
         };
     };
     chat_completions: {

@@ -143,7 +143,8 @@ async fn run() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default()); // chat ok, chat 429, runs ok, runs 429
     let mut load = Vec::new();
-    let (load_users, run_loops) = (env_count("FAIRNESS_CHAT_USERS", LOAD_USERS), env_count("FAIRNESS_RUN_LOOPS", RUN_LOOPS));
+    let (load_users, run_loops) =
+        (env_count("FAIRNESS_CHAT_USERS", LOAD_USERS), env_count("FAIRNESS_RUN_LOOPS", RUN_LOOPS));
     for i in 0..load_users {
         let (http, base, stop, counts) = (http.clone(), base.clone(), stop.clone(), counts.clone());
         let token = platform.token(&a, &format!("user{i}"), &["member"]);

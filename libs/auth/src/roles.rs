@@ -217,6 +217,12 @@ impl Permission {
         }
     }
 
+    /// Whether the permission only reads (`*.read`): calls that need one change nothing, so the
+    /// audit log records them only when refused.
+    pub fn is_read(self) -> bool {
+        self.as_str().ends_with(".read")
+    }
+
     /// The roles that grant this permission, strongest first.
     pub fn roles(self) -> Vec<Role> {
         Role::ALL.into_iter().filter(|r| r.grants(self)).collect()

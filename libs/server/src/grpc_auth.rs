@@ -67,10 +67,17 @@ impl<S: NamedService> NamedService for Authorized<S> {
 }
 
 impl<S: NamedService> Authorized<S> {
-    /// The verified caller of `req` if its roles allow the method it calls.
-    fn check(&self, req: &http::Request<impl Sized>) -> Result<Principal, Status> {
+    /// The verified caller of `req` if its roles allow the method it calls; a refusal carries the
+    /// caller when the token was valid (a permission denied), so the refusal can be audited.
+    fn check(&self, req: &http::Request<impl Sized>) -> Result<Principal, (Status, Option<Principal>)> {
         let metadata = tonic::metadata::MetadataMap::from_headers(req.headers().clone());
-        let principal = self.verifier.verify_metadata(&metadata)?;
+        let principal = self.verifier.verify_metadata(&metadata).map_err(|err| (Status::from(err), None))?;
+        self.allowed(req, &principal).map_err(|status| (status, Some(principal.clone())))?;
+        Ok(principal)
+    }
+
+    /// Whether `principal`'s roles allow the method `req` calls.
+    fn allowed(&self, req: &http::Request<impl Sized>, principal: &Principal) -> Result<(), Status> {
         let method =
             req.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(S::NAME)).and_then(|p| p.strip_prefix('/'));
         let permission = method.and_then(|m| self.methods.iter().find(|(name, _)| *name == m)).map(|(_, p)| *p);
@@ -79,7 +86,7 @@ impl<S: NamedService> Authorized<S> {
             return Err(Status::permission_denied(format!("{} has no declared permission", req.uri().path())));
         };
         getlood_auth::require(&principal.roles, permission)?;
-        Ok(principal)
+        Ok(())
     }
 }
 
@@ -90,7 +97,10 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = futures::future::Either<std::future::Ready<Result<Self::Response, Self::Error>>, S::Future>;
+    type Future = futures::future::Either<
+        std::future::Ready<Result<Self::Response, Self::Error>>,
+        futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -101,10 +111,22 @@ where
             Ok(principal) => {
                 let caller = caller_of(&principal, req.headers());
                 req.extensions_mut().insert(caller);
-                req.extensions_mut().insert(principal);
-                futures::future::Either::Right(self.inner.call(req))
+                req.extensions_mut().insert(principal.clone());
+                // The response carries the caller too, for layers outside (the gateway's audit).
+                let call = self.inner.call(req);
+                futures::future::Either::Right(Box::pin(async move {
+                    let mut response = call.await?;
+                    response.extensions_mut().insert(principal);
+                    Ok(response)
+                }))
             }
-            Err(status) => futures::future::Either::Left(std::future::ready(Ok(status.into_http()))),
+            Err((status, principal)) => {
+                let mut response = status.into_http();
+                if let Some(principal) = principal {
+                    response.extensions_mut().insert(principal);
+                }
+                futures::future::Either::Left(std::future::ready(Ok(response)))
+            }
         }
     }
 }

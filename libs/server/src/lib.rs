@@ -29,6 +29,7 @@ mod shutdown;
 mod upstream;
 mod verifier;
 
+pub use balance::UpstreamChannel;
 pub use config::{NatsConfig, NoMindsdb, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
 pub use error::{Error, Result, database_code, database_message};
 pub use grpc_auth::{Authorized, MethodPermissions, authenticate, authorize, caller, principal};
@@ -38,6 +39,5 @@ pub use readiness::{Readiness, ReadinessReport};
 pub use runtime::{Runtime, run_service};
 pub use serve::{Listeners, ServiceSpec};
 pub use shutdown::shutdown_signal;
-pub use balance::UpstreamChannel;
 pub use upstream::{Caller, REQUEST_ID, Upstream, UpstreamTimeouts, request as upstream_request};
 pub use verifier::{fetch_jwks, jwks_http_client, verifier};

@@ -416,6 +416,190 @@ pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Ne
     response
 }
 
+/// The HTTP status a gRPC status code stands for in the audit log (`http_status`, outcome):
+/// the mapping of `getlood_common::ErrorCode`, so REST and gRPC refusals read alike.
+fn grpc_http_status(code: i32) -> StatusCode {
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => StatusCode::OK,
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::AlreadyExists | tonic::Code::Aborted => StatusCode::CONFLICT,
+        tonic::Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        tonic::Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        tonic::Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        // Cancelled by the client: no answer was given; 499 as nginx logs it.
+        tonic::Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A gRPC call's audit event, waiting for the call's status.
+struct PendingGrpc {
+    state: AppState,
+    path: String,
+    action: String,
+    request_id: String,
+    user_agent: String,
+    client_ip: String,
+    actor: Option<Actor>,
+}
+
+impl PendingGrpc {
+    /// Records the call with its final `grpc-status` (`reason`: its message, for refusals).
+    fn finish(self, code: i32, reason: String) {
+        let status = grpc_http_status(code);
+        if !(self.is_mutation() || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
+            return;
+        }
+        let mut reason =
+            if status.is_client_error() && status != StatusCode::NOT_FOUND { bounded(&reason) } else { String::new() };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let who = self.actor.as_ref().map(|a| format!("{}/{}", a.tenant, a.user)).unwrap_or_default();
+            match self.state.audit.refusals.admit(format!("{who} POST {}", self.path), Instant::now()) {
+                None => return,
+                Some(0) => {}
+                Some(n) => {
+                    reason = format!("{reason} (and {n} more refused within {}s before)", REFUSAL_WINDOW.as_secs())
+                }
+            }
+        }
+        let observed = Observed {
+            method: &Method::POST,
+            template: &self.path,
+            path: &self.path,
+            status,
+            request_id: self.request_id.clone(),
+            user_agent: self.user_agent.clone(),
+            client_ip: self.client_ip.clone(),
+            actor: self.actor.clone(),
+            reason,
+        };
+        let mut envelope = observed.into_envelope();
+        if let Some(Payload::Audit(audit)) = envelope.payload.as_mut() {
+            audit.action = bounded(&self.action);
+        }
+        self.state.audit.submit(envelope);
+    }
+
+    fn is_mutation(&self) -> bool {
+        // Set by `record_grpc`: the action of a read-only method is empty.
+        !self.action.ends_with(".read")
+    }
+}
+
+/// A response body that records its call once the gRPC status (the trailers) went by, or the
+/// body was dropped before (the client went away: `CANCELLED`).
+struct AuditedBody {
+    inner: axum::body::Body,
+    pending: Option<PendingGrpc>,
+}
+
+impl http_body::Body for AuditedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(trailers) = frame.trailers_ref()
+            && let Some(pending) = self.pending.take()
+        {
+            let (code, message) = grpc_status_of(trailers);
+            pending.finish(code, message);
+        }
+        if let std::task::Poll::Ready(None) = &polled
+            && let Some(pending) = self.pending.take()
+        {
+            // A stream that ended without trailers ended badly.
+            pending.finish(tonic::Code::Unknown as i32, String::new());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for AuditedBody {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.finish(tonic::Code::Cancelled as i32, String::new());
+        }
+    }
+}
+
+/// `grpc-status` and `grpc-message` of a header map (trailers, or a trailers-only answer).
+fn grpc_status_of(headers: &http::HeaderMap) -> (i32, String) {
+    let code = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(2);
+    let message = headers.get("grpc-message").and_then(|v| v.to_str().ok()).map(percent_decode).unwrap_or_default();
+    (code, message)
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = raw.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The audit log of the gateway's gRPC services (gRPC port and gRPC-Web): every call of a
+/// method that is not read-only (its permission is not `*.read`), and every refusal of the token
+/// or the role, like REST. The caller comes from `getlood_server::authorize`, which puts the
+/// verified principal on the response; the outcome from the call's `grpc-status`, which for a
+/// call that answered is in the trailers, so the event is made when they go by.
+pub(crate) async fn record_grpc(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let (service, method) = path.strip_prefix('/').and_then(|p| p.split_once('/')).unwrap_or_default();
+    let read_only = crate::permissions::grpc_permissions()
+        .iter()
+        .find(|(name, _)| *name == service)
+        .and_then(|(_, methods)| methods.iter().find(|(m, _)| *m == method))
+        .is_some_and(|(_, permission)| permission.is_read());
+    let short = service.rsplit('.').next().unwrap_or_default();
+    let action = format!("grpc.{short}.{method}{}", if read_only { ".read" } else { "" });
+    let (request_id, user_agent) = (header(&req, "x-request-id"), header(&req, "user-agent"));
+    let client_ip = client_ip(&req, state.audit.forwarded_hops);
+    let response = next.run(req).await;
+    let actor = response
+        .extensions()
+        .get::<getlood_auth::Principal>()
+        .map(|p| Actor { tenant: p.tenant.clone(), user: p.user.clone() });
+    let pending = PendingGrpc { state, path, action, request_id, user_agent, client_ip, actor };
+    if response.headers().contains_key("grpc-status") {
+        // Trailers-only: refused or failed before any message.
+        let (code, message) = grpc_status_of(response.headers());
+        pending.finish(code, message);
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, axum::body::Body::new(AuditedBody { inner: body, pending: Some(pending) }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,5 +724,30 @@ mod tests {
         assert_eq!(client_ip(&request_from("10.0.0.1:5000", &[]), 1), "10.0.0.1");
         assert_eq!(client_ip(&request_from("10.0.0.1:5000", &["not-an-ip"]), 1), "10.0.0.1");
         assert_eq!(client_ip(&Request::new(axum::body::Body::empty()), 0), "");
+    }
+}
+
+#[cfg(test)]
+mod grpc_tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_read_as_the_http_statuses_of_rest() {
+        assert_eq!(grpc_http_status(0), StatusCode::OK);
+        assert_eq!(grpc_http_status(16), StatusCode::UNAUTHORIZED);
+        assert_eq!(grpc_http_status(7), StatusCode::FORBIDDEN);
+        assert_eq!(grpc_http_status(8), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(grpc_http_status(5), StatusCode::NOT_FOUND);
+        assert_eq!(grpc_http_status(13), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(outcome(grpc_http_status(7)), AuditOutcome::Denied);
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_decoded() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", http::HeaderValue::from_static("7"));
+        headers.insert("grpc-message", http::HeaderValue::from_static("agents.write%20needs%20role%20%25x"));
+        assert_eq!(grpc_status_of(&headers), (7, "agents.write needs role %x".to_owned()));
+        assert_eq!(percent_decode("100%"), "100%");
     }
 }

@@ -36,7 +36,8 @@ pub(crate) fn routes(state: AppState) -> tonic::service::Routes {
     let issuer = verifier.issuer().to_owned();
     let limit = state.settings.max_body_bytes;
     let edge = Edge::new(state.clone());
-    tonic::service::Routes::new(getlood_server::authorize(
+    let audit = state.clone();
+    let routes = tonic::service::Routes::new(getlood_server::authorize(
         verifier.clone(),
         GRPC_PERMISSIONS,
         GatewayServiceServer::new(Gateway { issuer, state }).max_decoding_message_size(limit),
@@ -60,7 +61,11 @@ pub(crate) fn routes(state: AppState) -> tonic::service::Routes {
         verifier.clone(),
         GRPC_EVENT_DISPATCHER_PERMISSIONS,
         EventDispatcherServiceServer::new(EventDispatcherEdge(edge)).max_decoding_message_size(limit),
-    ))
+    ));
+    // Every call goes through the audit log (writes and refusals), on both ports.
+    let audited =
+        routes.into_axum_router().layer(axum::middleware::from_fn_with_state(audit, crate::audit::record_grpc));
+    tonic::service::Routes::from(audited)
 }
 
 struct Gateway {

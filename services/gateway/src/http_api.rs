@@ -125,10 +125,7 @@ pub fn router(state: AppState) -> Router {
         // MCP over streamable HTTP: a tool call may stream an agent's answer as progress
         // notifications (SSE) and GET holds a session's stream, so it is out of the plain
         // deadline layer; each tool checks its own permission and rate-limit class (`mcp`).
-        .route(
-            "/mcp",
-            get(mcp::get).post(mcp::post).delete(mcp::delete).layer(axum::Extension(mcp::endpoint(&state))),
-        );
+        .route("/mcp", get(mcp::get).post(mcp::post).delete(mcp::delete).layer(axum::Extension(mcp::endpoint(&state))));
     // Every route of this router is authenticated; the public ones are `PUBLIC_ROUTES`, served
     // by the skeleton outside it. `route_layer`: an unknown path stays a plain 404 (fallback).
     // The role check runs inside `require_auth` (it needs the principal) and knows the matched

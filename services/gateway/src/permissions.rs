@@ -212,13 +212,8 @@ pub fn grpc_permissions() -> &'static [(&'static str, getlood_server::MethodPerm
 }
 
 /// The fully qualified names of the served gRPC services, for reflection and health.
-pub(crate) const GRPC_SERVICE_NAMES: &[&str] = &[
-    GRPC_SERVICES[0].0,
-    GRPC_SERVICES[1].0,
-    GRPC_SERVICES[2].0,
-    GRPC_SERVICES[3].0,
-    GRPC_SERVICES[4].0,
-];
+pub(crate) const GRPC_SERVICE_NAMES: &[&str] =
+    &[GRPC_SERVICES[0].0, GRPC_SERVICES[1].0, GRPC_SERVICES[2].0, GRPC_SERVICES[3].0, GRPC_SERVICES[4].0];
 
 /// Every route of the gateway's router with the permission it needs: the table
 /// [`require_permission`] enforces, exposed so tests can be generated from it.
