@@ -324,7 +324,10 @@ async fn mariadb_checks(w: &World, user: &str, password: &str, table: &str) -> a
     let answer = w.call("POST", "/api/v1/data-sources", &builder, Some(body("shop_bad", "mariadb", "wrong"))).await?;
     let (status, code, message) = error_of(&answer);
     assert_eq!((status, code.as_str()), (400, "invalid_argument"), "{message}");
-    assert_eq!(message, "cannot connect to the database: the server refused the user name or password");
+    assert_eq!(
+        message,
+        "data source 'shop_bad': cannot connect to the database: the server refused the user name or password; nothing was registered"
+    );
 
     for name in ["shop", "shop_my"] {
         let (status, rows) =

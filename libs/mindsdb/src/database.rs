@@ -308,7 +308,7 @@ fn check_failure(engine: DatabaseEngine, detail: &str) -> MindsdbError {
         ));
     }
     tracing::debug!(engine = engine.as_str(), detail, "database connection check failed");
-    MindsdbError::InvalidArgument(format!("cannot connect to the database: {}", connection_reason(detail)))
+    MindsdbError::ConnectionFailed(connection_reason(detail))
 }
 
 /// Why a connection failed, in fixed words chosen from the driver's message (psycopg's or

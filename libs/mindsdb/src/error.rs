@@ -20,6 +20,10 @@ pub enum MindsdbError {
     /// A name or value was refused before anything was sent to MindsDB.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// MindsDB could not connect to a database it was given; the reason is in this crate's fixed
+    /// words ([`crate::database::connection_reason`]), never the driver's text.
+    #[error("cannot connect to the database: {0}")]
+    ConnectionFailed(&'static str),
     /// MindsDB could not parse the statement.
     #[error("mindsdb could not parse the statement: {0}")]
     InvalidSql(String),
@@ -54,7 +58,7 @@ impl MindsdbError {
             // Our credentials failing is an operator problem; telling the caller "unauthenticated"
             // would send them looking at their own token.
             Self::Auth(_) | Self::Internal(_) => ErrorCode::Internal,
-            Self::InvalidArgument(_) | Self::InvalidSql(_) => ErrorCode::InvalidArgument,
+            Self::InvalidArgument(_) | Self::InvalidSql(_) | Self::ConnectionFailed(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Timeout(_) => ErrorCode::DeadlineExceeded,
             Self::Unavailable(_) | Self::Upstream(_) => ErrorCode::Unavailable,
@@ -137,6 +141,8 @@ impl MindsdbError {
             }
             Self::AlreadyExists(m) | Self::NotFound(m) | Self::InvalidArgument(m) | Self::Unsupported(m) => m.clone(),
             Self::InvalidSql(_) => "the statement was rejected by mindsdb".to_owned(),
+            // Our own words ("the server refused the user name or password"), not MindsDB's.
+            Self::ConnectionFailed(reason) => format!("cannot connect to the database: {reason}"),
             Self::Timeout(_) => "mindsdb did not answer in time".to_owned(),
             Self::Unavailable(_) => "mindsdb is unavailable".to_owned(),
             Self::Upstream(_) => "the model provider failed".to_owned(),

@@ -276,6 +276,12 @@ impl DataSources {
                     format!("data source '{}' already exists", req.name),
                 ));
             }
+            Err(MindsdbError::ConnectionFailed(reason)) => {
+                return Err(ApiError::invalid_argument(format!(
+                    "data source '{}': cannot connect to the database: {reason}; nothing was registered",
+                    req.name
+                )));
+            }
             Err(err) => return Err(err.into()),
         }
         tracing::info!(tenant = %ctx.tenant, user = %ctx.user, data_source = %req.name, engine = spec.engine.as_str(), "data source registered");
