@@ -2,6 +2,7 @@
 -- migration table (_sqlx_migrations), so they must not share a database.
 -- Used by docker-compose (mounted into /docker-entrypoint-initdb.d/); production creates these
 -- databases (and per-service roles) in the managed Postgres instead.
+CREATE DATABASE gateway;
 CREATE DATABASE agent_registry;
 CREATE DATABASE pipeline;
 CREATE DATABASE desktop_state;

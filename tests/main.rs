@@ -21,6 +21,7 @@ static INSTALL_CRYPTO_PROVIDER: extern "C" fn() = {
     install
 };
 
+mod a2a;
 mod agent_registry;
 mod audit;
 mod auth;

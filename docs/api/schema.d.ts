@@ -4,6 +4,46 @@
  */
 
 export interface paths {
+    "/a2a/{agent}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /a2a/{agent}` (handler `a2a::rpc`).
+         * @description One A2A 1.0 JSON-RPC request to the agent. `SendMessage` runs a chat turn with the agent (blocking unless `configuration.returnImmediately`) and answers `{task}`; `SendStreamingMessage` and `SubscribeToTask` answer Server-Sent Events, each `data:` a JSON-RPC response whose result is a `StreamResponse` (`task`, then `statusUpdate` / `artifactUpdate`, ending with a terminal or input-required status). Errors are JSON-RPC error objects in a 200. See docs/api/a2a.md.
+         */
+        post: operations["a2a_rpc"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/a2a/{agent}/.well-known/agent-card.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /a2a/{agent}/.well-known/agent-card.json`.
+         * @description The agent's A2A agent card (protocol 1.0): its JSON-RPC interface at `/a2a/{agent}`, its skills from the registry, streaming on, push notifications off, the bearer security scheme. See docs/api/a2a.md.
+         */
+        get: operations["card"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/agents": {
         parameters: {
             query?: never;
@@ -955,6 +995,51 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description An A2A agent card (protocol 1.0), as `GET /a2a/{agent}/.well-known/agent-card.json` answers. */
+        A2aAgentCard: {
+            /** @description `{streaming: true, pushNotifications: false, extendedAgentCard: false}`. */
+            capabilities: Record<string, never>;
+            defaultInputModes: string[];
+            defaultOutputModes: string[];
+            description: string;
+            documentationUrl: string;
+            /** @description The agent's name. */
+            name: string;
+            provider: Record<string, never>;
+            securityRequirements: Record<string, never>[];
+            /** @description `{"bearer": {"httpAuthSecurityScheme": {"scheme": "Bearer", "bearerFormat": "JWT"}}}`. */
+            securitySchemes: Record<string, never>;
+            /** @description The agent's skills from the registry (`{id, name, description, tags}`). */
+            skills: Record<string, never>[];
+            /** @description `[{url, protocolBinding: "JSONRPC", protocolVersion: "1.0"}]`: where to POST requests. */
+            supportedInterfaces: Record<string, never>[];
+            /** @description The agent's registry version. */
+            version: string;
+        };
+        /**
+         * @description One A2A JSON-RPC 2.0 request: `SendMessage`, `SendStreamingMessage`, `GetTask`, `ListTasks`,
+         *     `CancelTask`, `SubscribeToTask` (and the push-notification config methods, not supported).
+         */
+        A2aRequest: {
+            /** @description A string or an integer, echoed in the answer. */
+            id: unknown;
+            /** @description Always `2.0`. */
+            jsonrpc: string;
+            method: string;
+            params?: Record<string, never> | null;
+        };
+        /**
+         * @description A JSON-RPC answer: `result` (a `Task`, `{task}`, a `ListTasksResponse`) or `error`
+         *     (`{code, message, data}`: -32700, -32600, -32601, -32602, -32603, and A2A's -32001 task not
+         *     found, -32002 not cancelable, -32003 push notifications not supported, -32004 unsupported
+         *     operation, -32005 content type not supported, -32007 no extended card, -32009 version).
+         */
+        A2aResponse: {
+            error?: Record<string, never> | null;
+            id: unknown;
+            jsonrpc: string;
+            result?: Record<string, never> | null;
+        };
         /** @description An agent as REST returns it (the API key never leaves the registry). */
         Agent: {
             /**
@@ -2563,6 +2648,103 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    a2a_rpc: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An agent of the caller's tenant */
+                agent: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["A2aRequest"];
+            };
+        };
+        responses: {
+            /** @description The JSON-RPC answer, or its SSE stream */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["A2aResponse"];
+                    "text/event-stream": string;
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            /** @description No such agent in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            /** @description The request is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["A2aResponse"];
+                };
+            };
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    card: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description An agent of the caller's tenant */
+                agent: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The agent card */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["A2aAgentCard"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            /** @description No such agent in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
     list_agents: {
         parameters: {
             query?: {

@@ -204,6 +204,10 @@ fn payload_json(payload: Option<&Payload>) -> Value {
             "agent_name": e.agent_name, "ui_action_types": e.ui_action_types, "duration_ms": e.duration_ms,
             "desktop_id": e.desktop_id,
         }),
+        Payload::A2aTaskStatusChanged(e) => json!({
+            "task_id": e.task_id, "context_id": e.context_id, "agent_name": e.agent_name, "user_id": e.user_id,
+            "state": e.state, "turn_id": e.turn_id, "reason": e.reason,
+        }),
         Payload::RunStarted(e) => {
             json!({"run_id": e.run_id, "workflow_id": e.workflow_id, "run_sequence": e.run_sequence})
         }

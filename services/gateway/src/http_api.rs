@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::require_auth;
 use crate::caller::Caller;
 use crate::{
-    AppState, audit, audit_api, chat, data_source_api, desktop_api, graphql, kb_api, mcp, memory_api, models_api,
+    AppState, a2a, audit, audit_api, chat, data_source_api, desktop_api, graphql, kb_api, mcp, memory_api, models_api,
     rate_limit, registry_api, sse, workflow_api, ws,
 };
 
@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             get(registry_api::get_agent).put(registry_api::update_agent).delete(registry_api::delete_agent),
         )
         .route("/api/v1/memory/search", get(memory_api::search))
+        .route("/a2a/{agent}/.well-known/agent-card.json", get(a2a::card))
         .route("/api/v1/audit", get(audit_api::list))
         .route("/api/v1/knowledge-bases", get(kb_api::list).post(kb_api::create))
         .route("/api/v1/knowledge-bases/{name}", get(kb_api::get).delete(kb_api::delete))
@@ -125,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         // MCP over streamable HTTP: a tool call may stream an agent's answer as progress
         // notifications (SSE) and GET holds a session's stream, so it is out of the plain
         // deadline layer; each tool checks its own permission and rate-limit class (`mcp`).
+        // A2A's JSON-RPC endpoint of each agent: a blocking SendMessage lasts a whole turn and
+        // the streaming methods answer SSE, so it is out of the plain deadline layer; messages
+        // spend the chat rate-limit class and the tenant's turn cap themselves (`a2a`).
+        .route("/a2a/{agent}", post(a2a::rpc))
         .route("/mcp", get(mcp::get).post(mcp::post).delete(mcp::delete).layer(axum::Extension(mcp::endpoint(&state))));
     // Every route of this router is authenticated; the public ones are `PUBLIC_ROUTES`, served
     // by the skeleton outside it. `route_layer`: an unknown path stays a plain 404 (fallback).

@@ -1,6 +1,7 @@
 //! GETLOOD gateway: the only component clients talk to. It verifies the caller's JWT on every
 //! route except health, metrics and docs, assigns request ids, and answers with JSON errors.
 
+mod a2a;
 mod agent_cache;
 mod audit;
 mod audit_api;
@@ -50,9 +51,13 @@ pub use rate_limit::{ClassLimit, RateLimiter, RouteClass, StoreErrorPolicy};
 pub use upstream::Upstreams;
 pub use ws::Realtime;
 
-/// Name and dependencies of the gateway: Redis for rate limits and caches, NATS for audit events.
-pub const SPEC: ServiceSpec =
-    ServiceSpec { name: "gateway", needs: Needs { postgres: false, redis: true, nats: true } };
+/// Name and dependencies of the gateway: Redis for rate limits and caches, NATS for audit events,
+/// Postgres for the A2A server's tasks (its own schema: the gateway speaks A2A, so it owns the
+/// protocol's task state; the pipeline keeps the turns).
+pub const SPEC: ServiceSpec = ServiceSpec { name: "gateway", needs: Needs { postgres: true, redis: true, nats: true } };
+
+/// The gateway's schema migrations (`migrations/`): the A2A tasks.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Gateway-specific settings (`GETLOOD_GATEWAY_APP__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +305,8 @@ pub struct Shared {
     pub(crate) agents: agent_cache::AgentCache,
     /// The audit log's queue to its publisher task.
     pub(crate) audit: audit::AuditSink,
+    /// The A2A server's tasks: their store and the turns running on this replica.
+    pub(crate) a2a: a2a::Tasks,
 }
 
 /// Runs the gateway on `listeners` until the runtime's shutdown.
@@ -327,6 +334,8 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         runtime.tracker(),
         runtime.shutdown(),
     );
+    let a2a =
+        a2a::Tasks::new(runtime.postgres().ok().map(a2a::Store::new), runtime.bus().ok(), runtime.tracker().clone());
     let state = AppState(Arc::new(Shared {
         verifier: runtime.verifier(),
         infra: runtime.infra().clone(),
@@ -336,6 +345,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         realtime,
         agents,
         audit,
+        a2a,
     }));
     let grpc = grpc::routes(state.clone());
     // The OpenAPI document is public like the skeleton's probes: outside the authenticated router.

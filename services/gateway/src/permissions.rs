@@ -109,6 +109,10 @@ const ROUTES: &[RoutePermission] = &[
     r("GET", "/mcp", P::ProfileRead),
     r("POST", "/mcp", P::ProfileRead),
     r("DELETE", "/mcp", P::ProfileRead),
+    // A2A: an agent's card is read like the agent; its JSON-RPC endpoint (messages, and the
+    // caller's own tasks) is a chat.
+    r("GET", "/a2a/{agent}/.well-known/agent-card.json", P::AgentsRead),
+    r("POST", "/a2a/{agent}", P::Chat),
 ];
 
 /// The permission each `getlood.gateway.v1.GatewayService` method needs.

@@ -23,7 +23,7 @@ macro_rules! with_service {
         match $service {
             Service::Gateway => {
                 use getlood_gateway as $krate;
-                let $migrator: Option<&'static sqlx::migrate::Migrator> = None;
+                let $migrator = Some(&getlood_gateway::MIGRATOR);
                 $body
             }
             Service::Pipeline => {

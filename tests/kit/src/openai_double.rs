@@ -53,6 +53,7 @@ impl RecordedCall {
 struct Inner {
     calls: Vec<RecordedCall>,
     scripts: Vec<(String, String)>,
+    delays: Vec<(String, std::time::Duration)>,
     failing: Option<u16>,
 }
 
@@ -111,6 +112,12 @@ impl OpenAiDouble {
     /// the order added).
     pub fn reply_when(&self, pattern: impl Into<String>, reply: impl Into<String>) {
         self.lock().scripts.push((pattern.into(), reply.into()));
+    }
+
+    /// Holds every chat whose messages contain `pattern` for `delay` before answering, so a
+    /// test can act while a turn is still running (cancel it, drop and resume its stream).
+    pub fn delay_when(&self, pattern: impl Into<String>, delay: std::time::Duration) {
+        self.lock().delays.push((pattern.into(), delay));
     }
 
     /// Makes every call fail with `status` (`None` heals it): the provider is down.
@@ -199,6 +206,13 @@ fn question_of(body: &Value) -> String {
     last.trim().to_owned()
 }
 
+/// The delay of the first `delay_when` pattern the chat's messages contain.
+fn scripted_delay(state: &Shared, body: &Value) -> Option<std::time::Duration> {
+    let all = body.get("messages").map(Value::to_string).unwrap_or_default();
+    let g = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    g.delays.iter().find(|(p, _)| all.contains(p.as_str())).map(|(_, d)| *d)
+}
+
 fn scripted_reply(state: &Shared, body: &Value) -> String {
     let all = body
         .get("messages")
@@ -264,6 +278,9 @@ fn fill(schema: &Value, reply: &str, sql: Option<&str>, name: &str) -> Value {
 async fn chat(State(state): State<Shared>, Json(body): Json<Value>) -> Response {
     if let Some(s) = record(&state, "/v1/chat/completions", &body) {
         return failure(s);
+    }
+    if let Some(delay) = scripted_delay(&state, &body) {
+        tokio::time::sleep(delay).await;
     }
     let reply = scripted_reply(&state, &body);
     let model = body.get("model").and_then(Value::as_str).unwrap_or("gpt-4").to_owned();
