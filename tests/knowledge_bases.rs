@@ -269,3 +269,60 @@ async fn knowledge_bases_per_tenant_quota() -> anyhow::Result<()> {
     }
     kb.platform.stop().await
 }
+
+/// `POST /graphql` as `token`: the `data`, or the first error's code.
+async fn gql(kb: &Kb, token: &str, query: &str, variables: Value) -> anyhow::Result<Result<Value, String>> {
+    let url = format!("{}/graphql", kb.platform.http_url(Service::Gateway));
+    let (status, body) =
+        call_json(&kb.http, "POST", &url, token, Some(json!({"query": query, "variables": variables}))).await?;
+    anyhow::ensure!(status == 200, "graphql answered {status}: {body}");
+    Ok(match body["errors"].as_array().and_then(|e| e.first()) {
+        Some(err) => Err(err["extensions"]["code"].as_str().unwrap_or("no code").to_owned()),
+        None => Ok(body["data"].clone()),
+    })
+}
+
+#[tokio::test]
+async fn knowledge_bases_over_graphql_with_the_rest_rules() -> anyhow::Result<()> {
+    let double = OpenAiDouble::start().await?;
+    let kb = Kb::start(&double, 20).await?;
+    let tenant = unique_tenant("kbgql");
+    let builder = kb.platform.token(&tenant, "bianca", &["builder"]);
+    let viewer = kb.platform.token(&tenant, "victor", &["viewer"]);
+    let other = kb.platform.token(&unique_tenant("kbgqlx"), "mallory", &["admin"]);
+
+    let create = "mutation($n: String!) { createKnowledgeBase(name: $n, metadataColumns: [\"topic\"]) { name embeddingModel metadataColumns } }";
+    assert_eq!(gql(&kb, &viewer, create, json!({"n": "notes"})).await?, Err("permission_denied".to_owned()));
+    let created = gql(&kb, &builder, create, json!({"n": "notes"})).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        created["createKnowledgeBase"],
+        json!({"name": "notes", "embeddingModel": "double-embed", "metadataColumns": ["topic"]})
+    );
+    // The dispatcher's own checks, as GraphQL errors with their code.
+    assert_eq!(gql(&kb, &builder, create, json!({"n": "getlood_memory"})).await?, Err("invalid_argument".to_owned()));
+
+    let insert = "mutation($d: [DocumentInput!]!) { insertDocuments(name: \"notes\", documents: $d) }";
+    let docs = json!([{"id": "d1", "content": "the quarterly revenue grew in europe", "metadata": [{"key": "topic", "value": "sales"}]},
+                      {"id": "d2", "content": "the office cat sleeps on the keyboard"}]);
+    let inserted = gql(&kb, &builder, insert, json!({"d": docs})).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(inserted["insertDocuments"], 2);
+
+    let search = "{ searchKnowledgeBase(name: \"notes\", query: \"revenue in europe\", topK: 1) { documentId content relevance metadata { key value } } knowledgeBases { name } }";
+    let found = gql(&kb, &viewer, search, json!({})).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(found["searchKnowledgeBase"][0]["documentId"], "d1", "{found}");
+    assert_eq!(found["searchKnowledgeBase"][0]["metadata"], json!([{"key": "topic", "value": "sales"}]), "{found}");
+    assert_eq!(found["knowledgeBases"], json!([{"name": "notes"}]));
+
+    // Another tenant: not found, and its list is empty.
+    let get = "{ knowledgeBase(name: \"notes\") { name } }";
+    assert_eq!(gql(&kb, &other, get, json!({})).await?, Err("not_found".to_owned()));
+    let theirs = gql(&kb, &other, "{ knowledgeBases { name } }", json!({})).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(theirs["knowledgeBases"], json!([]));
+
+    let delete = "mutation { deleteKnowledgeBase(name: \"notes\") { id } }";
+    assert_eq!(gql(&kb, &other, delete, json!({})).await?, Err("not_found".to_owned()));
+    let deleted = gql(&kb, &builder, delete, json!({})).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(deleted["deleteKnowledgeBase"]["id"], "notes");
+    assert_eq!(gql(&kb, &viewer, get, json!({})).await?, Err("not_found".to_owned()));
+    kb.platform.stop().await
+}

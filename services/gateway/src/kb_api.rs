@@ -12,7 +12,7 @@ use axum::response::Response;
 use getlood_common::ApiError;
 use getlood_proto::event_dispatcher::v1::{
     CreateKnowledgeBaseRequest, DeleteKnowledgeBaseRequest, GetKnowledgeBaseRequest, InsertDocumentsRequest,
-    KnowledgeBase, KnowledgeBaseDocument, ListKnowledgeBasesRequest, SearchKnowledgeBaseRequest,
+    KnowledgeBase, KnowledgeBaseDocument, KnowledgeBaseHit, ListKnowledgeBasesRequest, SearchKnowledgeBaseRequest,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -126,13 +126,85 @@ fn missing_kb() -> ApiError {
     ApiError::unavailable("the event dispatcher answered without the knowledge base")
 }
 
+// The calls, shared by REST and GraphQL (`crate::graphql`).
+
+/// The caller's tenant's knowledge bases, by name.
+pub(crate) async fn list_knowledge_bases(state: &AppState, caller: &Caller) -> Result<Vec<KnowledgeBase>, ApiError> {
+    let req = caller.request(ListKnowledgeBasesRequest {});
+    Ok(unary(SERVICE, state.upstreams.event_dispatcher().list_knowledge_bases(req)).await?.knowledge_bases)
+}
+
+/// Creates the knowledge base `name`.
+pub(crate) async fn create_knowledge_base(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+    metadata_columns: Vec<String>,
+) -> Result<KnowledgeBase, ApiError> {
+    let req = caller.request(CreateKnowledgeBaseRequest { name, metadata_columns });
+    unary(SERVICE, state.upstreams.event_dispatcher().create_knowledge_base(req))
+        .await?
+        .knowledge_base
+        .ok_or_else(missing_kb)
+}
+
+/// The knowledge base `name`.
+pub(crate) async fn get_knowledge_base(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+) -> Result<KnowledgeBase, ApiError> {
+    let req = caller.request(GetKnowledgeBaseRequest { name });
+    unary(SERVICE, state.upstreams.event_dispatcher().get_knowledge_base(req))
+        .await?
+        .knowledge_base
+        .ok_or_else(missing_kb)
+}
+
+/// Deletes the knowledge base `name` and its documents.
+pub(crate) async fn delete_knowledge_base(state: &AppState, caller: &Caller, name: String) -> Result<(), ApiError> {
+    let req = caller.request(DeleteKnowledgeBaseRequest { name });
+    unary(SERVICE, state.upstreams.event_dispatcher().delete_knowledge_base(req)).await?;
+    Ok(())
+}
+
+/// Inserts or replaces `documents` of `name`, all or none; how many.
+pub(crate) async fn insert_knowledge_documents(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+    documents: Vec<KnowledgeBaseDocument>,
+) -> Result<i32, ApiError> {
+    let req = caller.request(InsertDocumentsRequest { name, documents });
+    Ok(unary(SERVICE, state.upstreams.event_dispatcher().insert_documents(req)).await?.inserted)
+}
+
+/// Semantic search of `query` in `name`, best first; `top_k` 1..=50 (the service's default
+/// when absent).
+pub(crate) async fn search_knowledge_base(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+    query: String,
+    top_k: Option<u32>,
+) -> Result<Vec<KnowledgeBaseHit>, ApiError> {
+    let top_k = match top_k {
+        None => 0,
+        Some(k) => match i32::try_from(k) {
+            Ok(k) if k > 0 => k,
+            _ => return Err(ApiError::invalid_argument("top_k must be between 1 and 50")),
+        },
+    };
+    let req = caller.request(SearchKnowledgeBaseRequest { name, query, top_k });
+    Ok(unary(SERVICE, state.upstreams.event_dispatcher().search_knowledge_base(req)).await?.hits)
+}
+
 /// `GET /api/v1/knowledge-bases`: the tenant's knowledge bases, by name.
 #[utoipa::path(get, path = "/api/v1/knowledge-bases", operation_id = "list_knowledge_bases", tag = "knowledge-bases",
     responses((status = 200, description = "The tenant's knowledge bases, by name", body = KnowledgeBaseList)))]
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<KnowledgeBaseList>, ApiError> {
-    let req = caller.request(ListKnowledgeBasesRequest {});
-    let resp = unary(SERVICE, state.upstreams.event_dispatcher().list_knowledge_bases(req)).await?;
-    Ok(Json(KnowledgeBaseList { knowledge_bases: resp.knowledge_bases.into_iter().map(kb_json).collect() }))
+    let kbs = list_knowledge_bases(&state, &caller).await?;
+    Ok(Json(KnowledgeBaseList { knowledge_bases: kbs.into_iter().map(kb_json).collect() }))
 }
 
 /// `POST /api/v1/knowledge-bases`: creates one (201).
@@ -143,9 +215,7 @@ pub(crate) async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let req = CreateKnowledgeBaseRequest { name: body.name, metadata_columns: body.metadata_columns };
-    let resp = unary(SERVICE, state.upstreams.event_dispatcher().create_knowledge_base(caller.request(req))).await?;
-    Ok(created(kb_json(resp.knowledge_base.ok_or_else(missing_kb)?)))
+    Ok(created(kb_json(create_knowledge_base(&state, &caller, body.name, body.metadata_columns).await?)))
 }
 
 /// `GET /api/v1/knowledge-bases/{name}`.
@@ -156,9 +226,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<KnowledgeBaseJson>, ApiError> {
-    let req = caller.request(GetKnowledgeBaseRequest { name });
-    let resp = unary(SERVICE, state.upstreams.event_dispatcher().get_knowledge_base(req)).await?;
-    Ok(Json(kb_json(resp.knowledge_base.ok_or_else(missing_kb)?)))
+    Ok(Json(kb_json(get_knowledge_base(&state, &caller, name).await?)))
 }
 
 /// `DELETE /api/v1/knowledge-bases/{name}`: the knowledge base and its documents.
@@ -169,8 +237,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let req = DeleteKnowledgeBaseRequest { name: name.clone() };
-    unary(SERVICE, state.upstreams.event_dispatcher().delete_knowledge_base(caller.request(req))).await?;
+    delete_knowledge_base(&state, &caller, name.clone()).await?;
     Ok(Json(Deleted::id(name)))
 }
 
@@ -188,9 +255,7 @@ pub(crate) async fn insert_documents(
         .into_iter()
         .map(|d| KnowledgeBaseDocument { id: d.id, content: d.content, metadata: d.metadata })
         .collect();
-    let req = InsertDocumentsRequest { name, documents };
-    let resp = unary(SERVICE, state.upstreams.event_dispatcher().insert_documents(caller.request(req))).await?;
-    Ok(Json(Inserted { inserted: resp.inserted }))
+    Ok(Json(Inserted { inserted: insert_knowledge_documents(&state, &caller, name, documents).await? }))
 }
 
 /// `GET /api/v1/knowledge-bases/{name}/search?q=...&top_k=...`: semantic search, best first.
@@ -203,17 +268,8 @@ pub(crate) async fn search(
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<KbHits>, ApiError> {
     let Query(query) = query.map_err(|r| bad_query(&r))?;
-    let top_k = match query.top_k {
-        None => 0,
-        Some(k) => i32::try_from(k).map_err(|_| ApiError::invalid_argument("top_k must be between 1 and 50"))?,
-    };
-    if top_k == 0 && query.top_k.is_some() {
-        return Err(ApiError::invalid_argument("top_k must be between 1 and 50"));
-    }
-    let req = SearchKnowledgeBaseRequest { name, query: query.q.unwrap_or_default(), top_k };
-    let resp = unary(SERVICE, state.upstreams.event_dispatcher().search_knowledge_base(caller.request(req))).await?;
-    let hits = resp
-        .hits
+    let hits = search_knowledge_base(&state, &caller, name, query.q.unwrap_or_default(), query.top_k)
+        .await?
         .into_iter()
         .map(|h| KbHitJson {
             content: h.content,

@@ -21,6 +21,7 @@
 //! deadline (`http_request_timeout`), and on a socket `graphql_max_subscriptions`.
 
 mod guard;
+mod knowledge;
 mod loader;
 mod mutation;
 mod query;
@@ -56,13 +57,23 @@ const REGISTRY: &str = "agent-registry";
 const DESKTOP_STATE: &str = "desktop-state";
 const WORKFLOW: &str = "workflow";
 
+/// The root of reads: each area's fields, in one `Query` type.
+#[derive(Debug, Default, async_graphql::MergedObject)]
+#[graphql(name = "Query")]
+pub(crate) struct RootQuery(Query, knowledge::KnowledgeQuery);
+
+/// The root of writes: each area's mutations, in one `Mutation` type.
+#[derive(Debug, Default, async_graphql::MergedObject)]
+#[graphql(name = "Mutation")]
+pub(crate) struct RootMutation(Mutation, knowledge::KnowledgeMutation);
+
 /// The gateway's GraphQL schema.
-pub(crate) type GatewaySchema = Schema<Query, Mutation, Subscription>;
+pub(crate) type GatewaySchema = Schema<RootQuery, RootMutation, Subscription>;
 
 /// The schema with the limits of `state`'s settings; built once, when the router is.
 pub(crate) fn schema(state: &AppState) -> GatewaySchema {
     let settings = &state.settings;
-    let builder = Schema::build(Query, Mutation, Subscription)
+    let builder = Schema::build(RootQuery::default(), RootMutation::default(), Subscription)
         .data(state.clone())
         .limit_depth(settings.graphql_max_depth)
         .limit_complexity(settings.graphql_max_complexity);
@@ -72,7 +83,7 @@ pub(crate) fn schema(state: &AppState) -> GatewaySchema {
 /// The schema in SDL, for the docs and tests.
 #[cfg(test)]
 pub(crate) fn sdl() -> String {
-    Schema::build(Query, Mutation, Subscription).finish().sdl()
+    Schema::build(RootQuery::default(), RootMutation::default(), Subscription).finish().sdl()
 }
 
 /// An error answer to a request that could not be read as GraphQL: `{"errors":[...]}` with the

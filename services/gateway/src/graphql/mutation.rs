@@ -128,7 +128,7 @@ async fn window_command(ctx: &Context<'_>, cmd: WindowCommand) -> async_graphql:
     serde_json::to_value(result).map_err(|e| gql_error(ApiError::internal(&e)))
 }
 
-#[Object]
+#[Object(name = "GatewayMutation")]
 impl Mutation {
     /// Creates an agent (MindsDB checks its model first); `idempotencyKey` makes a retry safe.
     #[graphql(guard = "Need::write(Permission::AgentsWrite, RouteClass::AgentWrite)")]

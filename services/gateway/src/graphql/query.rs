@@ -38,7 +38,7 @@ pub(crate) async fn runs_page(
     Ok(Page::new(resp.runs, resp.page))
 }
 
-#[Object]
+#[Object(name = "GatewayQuery")]
 impl Query {
     /// The caller, from the verified token only.
     #[graphql(guard = "Need::to(Permission::ProfileRead)")]
