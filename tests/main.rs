@@ -48,6 +48,7 @@ mod paging;
 mod permissions;
 mod pipeline;
 mod platform;
+mod public_clients;
 mod rate_limit;
 mod tls;
 mod trace;

@@ -24,7 +24,7 @@ const STREAM_TOKEN_TTL_SECS: u64 = 4;
 /// The route whose 200 is an endless stream.
 const EVENTS: &str = "/api/v1/events";
 
-fn tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn tool(name: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
     let path = root.join(".tools/bin").join(name);
     path.exists().then_some(path)
@@ -92,7 +92,7 @@ async fn schemathesis(
 }
 
 /// The summary of a Schemathesis run (operations, phases, test cases, failures).
-fn summary(output: &str) -> &str {
+pub(crate) fn summary(output: &str) -> &str {
     output.find("= SUMMARY =").map_or(output, |at| &output[at..])
 }
 

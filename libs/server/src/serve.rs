@@ -116,19 +116,26 @@ async fn serve(
             }
         });
     }
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(getlood_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    if let Some(services) = runtime.grpc_services {
-        // Naming any service turns off "every service of the descriptor sets"; health and
-        // reflection are served by every server.
-        reflection = reflection.with_service_name(HEALTH_SERVICE).with_service_name(REFLECTION_SERVICE);
-        for service in services {
-            reflection = reflection.with_service_name(*service);
+    let reflection = || {
+        let mut reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(getlood_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        if let Some(services) = runtime.grpc_services {
+            // Naming any service turns off "every service of the descriptor sets"; health and
+            // reflection are served by every server.
+            reflection = reflection.with_service_name(HEALTH_SERVICE).with_service_name(REFLECTION_SERVICE);
+            for service in services {
+                reflection = reflection.with_service_name(*service);
+            }
         }
-    }
-    let reflection = reflection.build_v1().map_err(|e| Error::Serve(e.to_string()))?;
-    let routes = grpc.add_service(health).add_service(reflection);
+        reflection
+    };
+    // v1alpha as well as v1: grpcurl before 1.9 (the one PyPI ships), grpcui and other tools
+    // speak only v1alpha ("server does not support the reflection API"). Both answer the same;
+    // the listing names v1, the current one.
+    let reflection_v1 = reflection().build_v1().map_err(|e| Error::Serve(e.to_string()))?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::Serve(e.to_string()))?;
+    let routes = grpc.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha);
 
     let grpc_addr = listeners.grpc_addr();
     let http_addr = listeners.http_addr();
