@@ -34,8 +34,8 @@ bad() { fail=$((fail + 1)); printf 'FAIL  %s\n' "$1"; [[ -n "${2:-}" && -s "$2" 
 
 # Number of GETLOOD service Deployments expected (all six enabled in every ci file).
 SERVICES=6
-# Postgres-owning services, one migration Job each.
-MIGRATIONS=4
+# Postgres-owning services (the gateway too, for its A2A tasks), one migration Job each.
+MIGRATIONS=5
 
 # expected kinds per values file: "Kind" (at least one), "Kind=N" (exactly N), "!Kind" (none).
 expectations() {

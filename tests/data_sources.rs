@@ -412,3 +412,71 @@ async fn agents_and_sql_nodes_use_a_data_source_by_its_sql_name() -> anyhow::Res
     pg.drop().await?;
     w.platform.stop().await
 }
+
+/// `POST /graphql` as `token`: the `data`, or the first error's code and message.
+async fn gql(w: &World, token: &str, query: &str, variables: Value) -> anyhow::Result<Result<Value, (String, String)>> {
+    let body = json!({"query": query, "variables": variables});
+    let (status, answer) = w.call("POST", "/graphql", token, Some(body)).await?;
+    anyhow::ensure!(status == 200, "graphql answered {status}: {answer}");
+    Ok(match answer["errors"].as_array().and_then(|e| e.first()) {
+        Some(err) => Err((
+            err["extensions"]["code"].as_str().unwrap_or("no code").to_owned(),
+            err["message"].as_str().unwrap_or_default().to_owned(),
+        )),
+        None => Ok(answer["data"].clone()),
+    })
+}
+
+#[tokio::test]
+async fn data_sources_over_graphql_with_the_rest_rules() -> anyhow::Result<()> {
+    let w = World::start(&[]).await?;
+    let pg = PgData::create("pggql").await?;
+    let tenant = unique_tenant("dsgql");
+    let builder = w.platform.token(&tenant, "bianca", &["builder"]);
+    let viewer = w.platform.token(&tenant, "victor", &["viewer"]);
+    let other = w.platform.token(&unique_tenant("dsgqlx"), "mallory", &["admin"]);
+    let password = format!("pw-{}", uuid_hex());
+    let create = "mutation($i: DataSourceInput!) { createDataSource(input: $i) { name engine sqlName } }";
+    let input = |host: &str| {
+        json!({"i": {"name": "crm", "engine": "postgres", "connection":
+            {"host": host, "port": 5432, "database": "test", "user": "postgres", "password": password, "schema": pg.schema}}})
+    };
+
+    let outcome = async {
+        // The REST checks: the role, then the egress policy (the refusal never names the address).
+        let denied = gql(&w, &viewer, create, input("127.0.0.1")).await?;
+        assert_eq!(denied.map_err(|e| e.0), Err("permission_denied".to_owned()));
+        let (code, message) = gql(&w, &builder, create, input("169.254.169.254")).await?.expect_err("metadata address");
+        assert_eq!(code, "invalid_argument");
+        assert!(message.starts_with("connection.host is a link-local") && !message.contains("169.254"), "{message}");
+
+        let created = gql(&w, &builder, create, input("127.0.0.1")).await?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        assert_eq!(created["createDataSource"], json!({"name": "crm", "engine": "postgres", "sqlName": "ds_crm"}));
+        let read = "{ dataSources { name sqlName } dataSource(name: \"crm\") { engine } dataSourceTables(name: \"crm\") { name kind } }";
+        let data = gql(&w, &viewer, read, json!({})).await?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        assert_eq!(data["dataSources"], json!([{"name": "crm", "sqlName": "ds_crm"}]));
+        assert_eq!(data["dataSource"]["engine"], "postgres");
+        let tables: Vec<&str> =
+            data["dataSourceTables"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+        assert!(tables.contains(&"orders") && tables.contains(&"notes"), "{data}");
+        assert!(!data.to_string().contains(&password), "the password came back");
+        let tested = gql(&w, &builder, "mutation { testDataSource(name: \"crm\") { ok reason } }", json!({})).await?;
+        assert_eq!(tested.map_err(|e| anyhow::anyhow!("{e:?}"))?["testDataSource"], json!({"ok": true, "reason": ""}));
+
+        // Another tenant: not found everywhere, and an empty list.
+        let theirs = gql(&w, &other, "{ dataSources { name } }", json!({})).await?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        assert_eq!(theirs["dataSources"], json!([]));
+        for query in ["{ dataSource(name: \"crm\") { name } }", "{ dataSourceTables(name: \"crm\") { name } }"] {
+            assert_eq!(gql(&w, &other, query, json!({})).await?.map_err(|e| e.0), Err("not_found".to_owned()), "{query}");
+        }
+        let delete = "mutation { deleteDataSource(name: \"crm\") { id } }";
+        assert_eq!(gql(&w, &other, delete, json!({})).await?.map_err(|e| e.0), Err("not_found".to_owned()));
+        let deleted = gql(&w, &builder, delete, json!({})).await?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        assert_eq!(deleted["deleteDataSource"]["id"], "crm");
+        anyhow::Ok(())
+    }
+    .await;
+    pg.drop().await?;
+    w.platform.stop().await?;
+    outcome
+}

@@ -58,6 +58,66 @@ fn missing(what: &str) -> ApiError {
     ApiError::unavailable(format!("desktop-state answered without the {what}"))
 }
 
+// The calls, shared by REST and GraphQL (`crate::graphql`).
+
+/// The engine's name as the API spells it.
+pub(crate) fn engine_label(engine: i32) -> &'static str {
+    engine_name(engine)
+}
+
+/// The caller's tenant's data sources.
+pub(crate) async fn list_data_sources(state: &AppState, caller: &Caller) -> Result<Vec<DataSource>, ApiError> {
+    let req = caller.request(ListDataSourcesRequest {});
+    Ok(unary(SERVICE, state.upstreams.desktop_state().list_data_sources(req)).await?.data_sources)
+}
+
+/// Registers the data source `body` describes (checked field by field, as REST's body).
+pub(crate) async fn create_data_source(
+    state: &AppState,
+    caller: &Caller,
+    body: &Value,
+) -> Result<DataSource, ApiError> {
+    let req = create_request(body)?;
+    let resp = unary(SERVICE, state.upstreams.desktop_state().create_data_source(caller.request(req))).await?;
+    resp.data_source.ok_or_else(|| missing("data source"))
+}
+
+/// The data source `name`.
+pub(crate) async fn get_data_source(state: &AppState, caller: &Caller, name: String) -> Result<DataSource, ApiError> {
+    let req = caller.request(GetDataSourceRequest { name });
+    let resp = unary(SERVICE, state.upstreams.desktop_state().get_data_source(req)).await?;
+    resp.data_source.ok_or_else(|| missing("data source"))
+}
+
+/// Unregisters the data source `name`.
+pub(crate) async fn delete_data_source(state: &AppState, caller: &Caller, name: String) -> Result<(), ApiError> {
+    let req = caller.request(DeleteDataSourceRequest { name });
+    unary(SERVICE, state.upstreams.desktop_state().delete_data_source(req)).await?;
+    Ok(())
+}
+
+/// Whether MindsDB can connect to `name` now, and why not.
+pub(crate) async fn test_data_source(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+) -> Result<(bool, String), ApiError> {
+    let req = caller.request(TestDataSourceRequest { name });
+    let resp = unary(SERVICE, state.upstreams.desktop_state().test_data_source(req)).await?;
+    Ok((resp.ok, resp.reason))
+}
+
+/// The tables of `name`: (name, kind).
+pub(crate) async fn data_source_tables(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let req = caller.request(ListDataSourceTablesRequest { name });
+    let resp = unary(SERVICE, state.upstreams.desktop_state().list_data_source_tables(req)).await?;
+    Ok(resp.tables.into_iter().map(|t| (t.name, t.kind)).collect())
+}
+
 /// `GET /api/v1/data-sources` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DataSourceList {
@@ -223,10 +283,8 @@ fn create_request(body: &Value) -> Result<CreateDataSourceRequest, ApiError> {
 #[utoipa::path(get, path = "/api/v1/data-sources", operation_id = "list_data_sources", tag = "data-sources",
     responses((status = 200, description = "The tenant's data sources, by name", body = DataSourceList)))]
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<DataSourceList>, ApiError> {
-    let resp =
-        unary(SERVICE, state.upstreams.desktop_state().list_data_sources(caller.request(ListDataSourcesRequest {})))
-            .await?;
-    Ok(Json(DataSourceList { data_sources: resp.data_sources.into_iter().map(ds_json).collect() }))
+    let sources = list_data_sources(&state, &caller).await?;
+    Ok(Json(DataSourceList { data_sources: sources.into_iter().map(ds_json).collect() }))
 }
 
 /// `POST /api/v1/data-sources`: registers a database (201), after MindsDB connected to it.
@@ -237,9 +295,7 @@ pub(crate) async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let req = create_request(&body)?;
-    let resp = unary(SERVICE, state.upstreams.desktop_state().create_data_source(caller.request(req))).await?;
-    Ok(created(ds_json(resp.data_source.ok_or_else(|| missing("data source"))?)))
+    Ok(created(ds_json(create_data_source(&state, &caller, &body).await?)))
 }
 
 /// `GET /api/v1/data-sources/{name}`.
@@ -250,9 +306,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<DataSourceJson>, ApiError> {
-    let req = caller.request(GetDataSourceRequest { name });
-    let resp = unary(SERVICE, state.upstreams.desktop_state().get_data_source(req)).await?;
-    Ok(Json(ds_json(resp.data_source.ok_or_else(|| missing("data source"))?)))
+    Ok(Json(ds_json(get_data_source(&state, &caller, name).await?)))
 }
 
 /// `DELETE /api/v1/data-sources/{name}`: unregisters it (the database is untouched).
@@ -263,8 +317,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let req = caller.request(DeleteDataSourceRequest { name: name.clone() });
-    unary(SERVICE, state.upstreams.desktop_state().delete_data_source(req)).await?;
+    delete_data_source(&state, &caller, name.clone()).await?;
     Ok(Json(Deleted::id(name)))
 }
 
@@ -276,9 +329,8 @@ pub(crate) async fn test(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<TestJson>, ApiError> {
-    let req = caller.request(TestDataSourceRequest { name });
-    let resp = unary(SERVICE, state.upstreams.desktop_state().test_data_source(req)).await?;
-    Ok(Json(TestJson { ok: resp.ok, reason: resp.reason }))
+    let (ok, reason) = test_data_source(&state, &caller, name).await?;
+    Ok(Json(TestJson { ok, reason }))
 }
 
 /// `GET /api/v1/data-sources/{name}/tables`.
@@ -289,9 +341,11 @@ pub(crate) async fn tables(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<TableList>, ApiError> {
-    let req = caller.request(ListDataSourceTablesRequest { name });
-    let resp = unary(SERVICE, state.upstreams.desktop_state().list_data_source_tables(req)).await?;
-    let tables = resp.tables.into_iter().map(|t| TableJson { columns: None, kind: t.kind, name: t.name }).collect();
+    let tables = data_source_tables(&state, &caller, name)
+        .await?
+        .into_iter()
+        .map(|(name, kind)| TableJson { columns: None, kind, name })
+        .collect();
     Ok(Json(TableList { tables }))
 }
 

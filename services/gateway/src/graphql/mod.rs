@@ -20,6 +20,7 @@
 //! `graphql_max_aliases`, `graphql_max_batch`, list pages of at most 100, the plain request
 //! deadline (`http_request_timeout`), and on a socket `graphql_max_subscriptions`.
 
+mod data_sources;
 mod guard;
 mod knowledge;
 mod loader;
@@ -60,12 +61,12 @@ const WORKFLOW: &str = "workflow";
 /// The root of reads: each area's fields, in one `Query` type.
 #[derive(Debug, Default, async_graphql::MergedObject)]
 #[graphql(name = "Query")]
-pub(crate) struct RootQuery(Query, knowledge::KnowledgeQuery);
+pub(crate) struct RootQuery(Query, knowledge::KnowledgeQuery, data_sources::DataSourceQuery);
 
 /// The root of writes: each area's mutations, in one `Mutation` type.
 #[derive(Debug, Default, async_graphql::MergedObject)]
 #[graphql(name = "Mutation")]
-pub(crate) struct RootMutation(Mutation, knowledge::KnowledgeMutation);
+pub(crate) struct RootMutation(Mutation, knowledge::KnowledgeMutation, data_sources::DataSourceMutation);
 
 /// The gateway's GraphQL schema.
 pub(crate) type GatewaySchema = Schema<RootQuery, RootMutation, Subscription>;
