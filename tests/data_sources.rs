@@ -480,3 +480,54 @@ async fn data_sources_over_graphql_with_the_rest_rules() -> anyhow::Result<()> {
     w.platform.stop().await?;
     outcome
 }
+
+/// The issue's end-to-end case: a tenant registers the machine's MariaDB, an agent on the
+/// OpenAI double is given one of its tables, and a chat with that agent answers from the rows
+/// (the double plans the `SQL:` the question carries; MindsDB runs it on MariaDB).
+#[tokio::test]
+async fn an_agent_answers_over_a_mariadb_table() -> anyhow::Result<()> {
+    let llm = OpenAiDouble::start().await?;
+    let platform = Platform::builder()
+        .service(Service::DesktopState)
+        .service(Service::AgentRegistry)
+        .service(Service::Pipeline)
+        .service(Service::Gateway)
+        .app_settings(Service::Pipeline, json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-intent"}}))
+        .start()
+        .await?;
+    platform.wait_ready(Duration::from_secs(30)).await?;
+    let w = World {
+        base: platform.http_url(Service::Gateway),
+        http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?,
+        platform,
+    };
+    let tag = &uuid_hex()[..10];
+    let (user, password, table) = (format!("gl_ag_{tag}"), format!("pw-{tag}-secret"), format!("ag_fruits_{tag}"));
+    mariadb(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT SELECT ON test.* TO '{user}'@'%'; \
+         CREATE TABLE {table} (id INT PRIMARY KEY, item VARCHAR(50)); INSERT INTO {table} VALUES (1, 'apple'), (2, 'pear');"
+    ))?;
+    let outcome = async {
+        let builder = w.platform.token(&unique_tenant("dsagent"), "bianca", &["builder"]);
+        let source = json!({"name": "shop", "engine": "mariadb",
+            "connection": {"host": "127.0.0.1", "port": 3306, "database": "test", "user": user, "password": password}});
+        let (status, created) = w.call("POST", "/api/v1/data-sources", &builder, Some(source)).await?;
+        anyhow::ensure!(status == 201, "data source: {status} {created}");
+        let agent = json!({"name": "fruit_analyst", "data": {"tables": [format!("ds_shop.{table}")]},
+            "model": {"provider": "openai", "model_name": "gpt-test", "base_url": llm.base_url(), "api_key": "sk-agent"}});
+        let (status, body) = w.call("POST", "/api/v1/agents", &builder, Some(agent)).await?;
+        anyhow::ensure!(status == 201, "agent: {status} {body}");
+        let question = format!("Which fruits do we sell? SQL: SELECT item FROM ds_shop.{table} ORDER BY id");
+        let chat = json!({"model": "fruit_analyst", "messages": [{"role": "user", "content": question}]});
+        let (status, answer) = w.call("POST", "/v1/chat/completions", &builder, Some(chat)).await?;
+        anyhow::ensure!(status == 200, "chat: {status} {answer}");
+        let text = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+        assert!(text.contains("apple") && text.contains("pear"), "the answer is not from the table: {answer}");
+        anyhow::Ok(())
+    }
+    .await;
+    let cleanup = mariadb(&format!("DROP USER IF EXISTS '{user}'@'%'; DROP TABLE IF EXISTS {table};"));
+    w.platform.stop().await?;
+    outcome?;
+    cleanup
+}
