@@ -222,7 +222,14 @@ async fn one_trace_holds_a_desktop_subscription_and_the_dispatchers_desktop_chec
                 ("APP__MEMORY__ENABLED", "false".to_owned()),
             ]),
         )?,
-        spawn("gateway", &with(&[("GRPC_ADDR", format!("127.0.0.1:{}", free_port()))]))?,
+        spawn(
+            "gateway",
+            &with(&[
+                ("GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
+                // Its own schema (A2A tasks): two services' migrations never share one.
+                ("POSTGRES__SCHEMA", format!("gateway_{run}")),
+            ]),
+        )?,
     ];
     let outcome = async {
         for bin in &bins {
@@ -271,5 +278,5 @@ async fn one_trace_holds_a_desktop_subscription_and_the_dispatchers_desktop_chec
         );
     }
 
-    drop_schemas(&["desktop_state"], &run).await
+    drop_schemas(&["desktop_state", "gateway"], &run).await
 }
