@@ -5,6 +5,7 @@
 //! configure RS256 or ES256 public keys of their OIDC provider.
 
 mod config;
+pub mod methods;
 mod roles;
 mod verifier;
 

@@ -21,22 +21,7 @@ use serde::{Deserialize, Serialize};
 /// The permission each `AgentRegistryService` method needs (`getlood_auth::allows`), so a direct call inside
 /// the cluster is held to the same rule as the gateway's routes; a method missing here is
 /// refused to everyone.
-pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
-    use getlood_auth::Permission as P;
-    &[
-        ("CreateAgent", P::AgentsWrite),
-        ("GetAgent", P::AgentsRead),
-        ("UpdateAgent", P::AgentsWrite),
-        ("DeleteAgent", P::AgentsWrite),
-        ("ListAgents", P::AgentsRead),
-        ("FindAgents", P::AgentsRead),
-        ("QueryAgent", P::Chat),
-        ("CreateSkill", P::SkillsWrite),
-        ("GetSkill", P::SkillsRead),
-        ("ListSkills", P::SkillsRead),
-        ("DeleteSkill", P::SkillsWrite),
-    ]
-};
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::AGENT_REGISTRY;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =

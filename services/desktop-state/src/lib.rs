@@ -31,34 +31,7 @@ pub use tables::AgentTablesSettings;
 /// The permission each `DesktopStateService` method needs (`getlood_auth::allows`), so a direct call inside
 /// the cluster is held to the same rule as the gateway's routes; a method missing here is
 /// refused to everyone.
-pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
-    use getlood_auth::Permission as P;
-    &[
-        ("CreateDesktop", P::DesktopsWrite),
-        ("GetDesktop", P::DesktopsRead),
-        ("ListDesktops", P::DesktopsRead),
-        ("DeleteDesktop", P::DesktopsWrite),
-        ("OpenWindow", P::DesktopsWrite),
-        ("GetWindow", P::DesktopsRead),
-        ("ListWindows", P::DesktopsRead),
-        ("UpdateWindowGeometry", P::DesktopsWrite),
-        ("FocusWindow", P::DesktopsWrite),
-        ("MinimizeWindow", P::DesktopsWrite),
-        ("MaximizeWindow", P::DesktopsWrite),
-        ("RestoreWindow", P::DesktopsWrite),
-        ("CloseWindow", P::DesktopsWrite),
-        ("SaveDesktop", P::DesktopsWrite),
-        ("RestoreDesktop", P::DesktopsWrite),
-        ("CreateDataSource", P::DataSourcesWrite),
-        ("ListDataSources", P::DataSourcesRead),
-        ("GetDataSource", P::DataSourcesRead),
-        ("DeleteDataSource", P::DataSourcesWrite),
-        ("TestDataSource", P::DataSourcesRead),
-        ("ListDataSourceTables", P::DataSourcesRead),
-        ("GetDataSourceTable", P::DataSourcesRead),
-        ("SampleDataSourceRows", P::DataSourcesRead),
-    ]
-};
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::DESKTOP_STATE;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =

@@ -32,20 +32,7 @@ pub use subscribe::{METRIC_ACTIVE, METRIC_DELIVERED, METRIC_RESYNC};
 /// The permission each `EventDispatcherService` method needs (`getlood_auth::allows`), so a direct call inside
 /// the cluster is held to the same rule as the gateway's routes; a method missing here is
 /// refused to everyone.
-pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
-    use getlood_auth::Permission as P;
-    &[
-        ("Subscribe", P::EventsRead),
-        ("Search", P::MemoryRead),
-        ("ListAudit", P::AuditRead),
-        ("CreateKnowledgeBase", P::KnowledgeBasesWrite),
-        ("ListKnowledgeBases", P::KnowledgeBasesRead),
-        ("GetKnowledgeBase", P::KnowledgeBasesRead),
-        ("DeleteKnowledgeBase", P::KnowledgeBasesWrite),
-        ("InsertDocuments", P::KnowledgeBasesWrite),
-        ("SearchKnowledgeBase", P::KnowledgeBasesRead),
-    ]
-};
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::EVENT_DISPATCHER;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =

@@ -119,85 +119,22 @@ const ROUTES: &[RoutePermission] = &[
 pub(crate) const GRPC_PERMISSIONS: getlood_server::MethodPermissions =
     &[("WhoAmI", P::ProfileRead), ("ChatCompletion", P::Chat), ("ListModels", P::AgentsRead)];
 
-/// The permission of each `getlood.agent_registry.v1.AgentRegistryService` method on the public
-/// gRPC port (the REST routes' permissions).
-pub(crate) const GRPC_AGENT_REGISTRY_PERMISSIONS: getlood_server::MethodPermissions = &[
-    ("CreateAgent", P::AgentsWrite),
-    ("GetAgent", P::AgentsRead),
-    ("UpdateAgent", P::AgentsWrite),
-    ("DeleteAgent", P::AgentsWrite),
-    ("ListAgents", P::AgentsRead),
-    ("FindAgents", P::AgentsRead),
-    // Internal to the chat pipeline: the edge answers UNIMPLEMENTED to whoever may chat.
-    ("QueryAgent", P::Chat),
-    ("CreateSkill", P::SkillsWrite),
-    ("GetSkill", P::SkillsRead),
-    ("ListSkills", P::SkillsRead),
-    ("DeleteSkill", P::SkillsWrite),
-];
+/// The edge re-serves each internal service under the service's own table
+/// (`getlood_auth::methods`): a method is allowed at the edge exactly when the service allows it.
+/// `getlood.agent_registry.v1.AgentRegistryService`.
+pub(crate) const GRPC_AGENT_REGISTRY_PERMISSIONS: getlood_server::MethodPermissions =
+    getlood_auth::methods::AGENT_REGISTRY;
 
-/// The permission of each `getlood.desktop_state.v1.DesktopStateService` method on the public
-/// gRPC port.
-pub(crate) const GRPC_DESKTOP_STATE_PERMISSIONS: getlood_server::MethodPermissions = &[
-    ("CreateDesktop", P::DesktopsWrite),
-    ("GetDesktop", P::DesktopsRead),
-    ("ListDesktops", P::DesktopsRead),
-    ("DeleteDesktop", P::DesktopsWrite),
-    ("OpenWindow", P::DesktopsWrite),
-    ("GetWindow", P::DesktopsRead),
-    ("ListWindows", P::DesktopsRead),
-    ("UpdateWindowGeometry", P::DesktopsWrite),
-    ("FocusWindow", P::DesktopsWrite),
-    ("MinimizeWindow", P::DesktopsWrite),
-    ("MaximizeWindow", P::DesktopsWrite),
-    ("RestoreWindow", P::DesktopsWrite),
-    ("CloseWindow", P::DesktopsWrite),
-    ("SaveDesktop", P::DesktopsWrite),
-    ("RestoreDesktop", P::DesktopsWrite),
-    ("CreateDataSource", P::DataSourcesWrite),
-    ("ListDataSources", P::DataSourcesRead),
-    ("GetDataSource", P::DataSourcesRead),
-    ("DeleteDataSource", P::DataSourcesWrite),
-    ("TestDataSource", P::DataSourcesRead),
-    ("ListDataSourceTables", P::DataSourcesRead),
-    ("GetDataSourceTable", P::DataSourcesRead),
-    ("SampleDataSourceRows", P::DataSourcesRead),
-];
+/// `getlood.desktop_state.v1.DesktopStateService`.
+pub(crate) const GRPC_DESKTOP_STATE_PERMISSIONS: getlood_server::MethodPermissions =
+    getlood_auth::methods::DESKTOP_STATE;
 
-/// The permission of each `getlood.workflow.v1.WorkflowService` method on the public gRPC port.
-pub(crate) const GRPC_WORKFLOW_PERMISSIONS: getlood_server::MethodPermissions = &[
-    ("ValidateWorkflow", P::WorkflowsRead),
-    ("CreateWorkflow", P::WorkflowsWrite),
-    ("UpdateWorkflow", P::WorkflowsWrite),
-    ("GetWorkflow", P::WorkflowsRead),
-    ("ListWorkflows", P::WorkflowsRead),
-    ("DeleteWorkflow", P::WorkflowsWrite),
-    ("ListWorkflowVersions", P::WorkflowsRead),
-    ("ExecuteWorkflow", P::RunsExecute),
-    ("CancelRun", P::RunsExecute),
-    // Also refused to the run's starter unless the workflow service allows self-approval.
-    ("ApproveNode", P::RunsApprove),
-    ("GetRun", P::RunsRead),
-    ("ListRuns", P::RunsRead),
-    ("WatchRun", P::RunsRead),
-    ("ScheduleWorkflow", P::SchedulesWrite),
-    ("UnscheduleWorkflow", P::SchedulesWrite),
-    ("GetJobHistory", P::RunsRead),
-];
+/// `getlood.workflow.v1.WorkflowService`.
+pub(crate) const GRPC_WORKFLOW_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::WORKFLOW;
 
-/// The permission of each `getlood.event_dispatcher.v1.EventDispatcherService` method on the
-/// public gRPC port.
-pub(crate) const GRPC_EVENT_DISPATCHER_PERMISSIONS: getlood_server::MethodPermissions = &[
-    ("Subscribe", P::EventsRead),
-    ("Search", P::MemoryRead),
-    ("ListAudit", P::AuditRead),
-    ("CreateKnowledgeBase", P::KnowledgeBasesWrite),
-    ("ListKnowledgeBases", P::KnowledgeBasesRead),
-    ("GetKnowledgeBase", P::KnowledgeBasesRead),
-    ("DeleteKnowledgeBase", P::KnowledgeBasesWrite),
-    ("InsertDocuments", P::KnowledgeBasesWrite),
-    ("SearchKnowledgeBase", P::KnowledgeBasesRead),
-];
+/// `getlood.event_dispatcher.v1.EventDispatcherService`.
+pub(crate) const GRPC_EVENT_DISPATCHER_PERMISSIONS: getlood_server::MethodPermissions =
+    getlood_auth::methods::EVENT_DISPATCHER;
 
 /// Every gRPC service of the public gRPC port (fully qualified name) with its method table:
 /// the tables `getlood_server::authorize` enforces, exposed so tests can be generated from them.

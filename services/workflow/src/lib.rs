@@ -35,27 +35,7 @@ pub use error::ERROR_DETAIL_KEY;
 /// The permission each `WorkflowService` method needs (`getlood_auth::allows`), so a direct call inside
 /// the cluster is held to the same rule as the gateway's routes; a method missing here is
 /// refused to everyone.
-pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
-    use getlood_auth::Permission as P;
-    &[
-        ("ValidateWorkflow", P::WorkflowsRead),
-        ("CreateWorkflow", P::WorkflowsWrite),
-        ("UpdateWorkflow", P::WorkflowsWrite),
-        ("GetWorkflow", P::WorkflowsRead),
-        ("ListWorkflows", P::WorkflowsRead),
-        ("DeleteWorkflow", P::WorkflowsWrite),
-        ("ListWorkflowVersions", P::WorkflowsRead),
-        ("ExecuteWorkflow", P::RunsExecute),
-        ("CancelRun", P::RunsExecute),
-        ("ApproveNode", P::RunsApprove),
-        ("GetRun", P::RunsRead),
-        ("ListRuns", P::RunsRead),
-        ("WatchRun", P::RunsRead),
-        ("ScheduleWorkflow", P::SchedulesWrite),
-        ("UnscheduleWorkflow", P::SchedulesWrite),
-        ("GetJobHistory", P::RunsRead),
-    ]
-};
+pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::WORKFLOW;
 
 /// Name and dependencies of the service.
 pub const SPEC: ServiceSpec =
