@@ -10,8 +10,9 @@ use bytes::Bytes;
 use getlood_auth::Principal;
 use getlood_common::ApiError;
 use getlood_proto::agent_registry::v1::{
-    Agent, AgentData, CreateAgentRequest, CreateSkillRequest, DeleteAgentRequest, DeleteSkillRequest, GetAgentRequest,
-    GetSkillRequest, ListAgentsRequest, ListSkillsRequest, ModelConfig, Skill, UpdateAgentRequest, get_agent_request,
+    Agent, AgentData, CreateAgentRequest, CreateSkillRequest, DeleteAgentRequest, DeleteAgentResponse,
+    DeleteSkillRequest, GetAgentRequest, GetSkillRequest, ListAgentsRequest, ListSkillsRequest, ModelConfig, Skill,
+    UpdateAgentRequest, get_agent_request,
 };
 use getlood_proto::common::v1::PageRequest;
 use http::{HeaderMap, StatusCode};
@@ -438,13 +439,37 @@ pub(crate) async fn update_agent(
     ApiJson(body): ApiJson<AgentBody>,
 ) -> Result<Response, ApiError> {
     let expected_version = if_match.or(body.expected_version)?;
-    // Empty mask: every mutable field, which is what PUT means.
-    let req = UpdateAgentRequest { agent: Some(body.into_agent(id)), update_mask: None, expected_version };
+    let agent = replace_agent(&state, &caller, body.into_agent(id), expected_version).await?;
+    Ok(with_etag(StatusCode::OK, agent.version, agent_json(&agent)))
+}
+
+/// Replaces every mutable field of `agent` (an empty mask, which is what PUT means), and drops
+/// it from this replica's read cache: shared by REST and GraphQL.
+pub(crate) async fn replace_agent(
+    state: &AppState,
+    caller: &Caller,
+    agent: Agent,
+    expected_version: i64,
+) -> Result<Agent, ApiError> {
+    let req = UpdateAgentRequest { agent: Some(agent), update_mask: None, expected_version };
     let resp = unary(SERVICE, state.upstreams.agent_registry_writes().update_agent(caller.request(req))).await?;
     let agent = resp.agent.unwrap_or_default();
     // Read-your-writes on this replica without waiting for the event.
     state.agents.invalidate(&caller.principal().tenant, &agent.id);
-    Ok(with_etag(StatusCode::OK, agent.version, agent_json(&agent)))
+    Ok(agent)
+}
+
+/// Deletes agent `id` and drops it from this replica's read cache: shared by REST and GraphQL.
+pub(crate) async fn remove_agent(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    expected_version: i64,
+) -> Result<DeleteAgentResponse, ApiError> {
+    let req = DeleteAgentRequest { id: id.clone(), expected_version };
+    let resp = unary(SERVICE, state.upstreams.agent_registry_writes().delete_agent(caller.request(req))).await?;
+    state.agents.invalidate(&caller.principal().tenant, &id);
+    Ok(resp)
 }
 
 /// `DELETE /api/v1/agents/{id}`, with `If-Match` or `?expected_version=`.
@@ -458,9 +483,7 @@ pub(crate) async fn delete_agent(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<VersionQuery>,
 ) -> Result<Json<AgentDeleted>, ApiError> {
-    let req = DeleteAgentRequest { id: id.clone(), expected_version: if_match.or(query.expected_version)? };
-    let resp = unary(SERVICE, state.upstreams.agent_registry_writes().delete_agent(caller.request(req))).await?;
-    state.agents.invalidate(&caller.principal().tenant, &id);
+    let resp = remove_agent(&state, &caller, id, if_match.or(query.expected_version)?).await?;
     Ok(Json(AgentDeleted { deleted: true, id: resp.id, version: resp.version }))
 }
 

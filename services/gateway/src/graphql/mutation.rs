@@ -17,6 +17,7 @@ use super::{DESKTOP_STATE, REGISTRY, WORKFLOW};
 use crate::caller::unary;
 use crate::desktop_api::{self, GeometryBody, OpenBody, WindowCommand};
 use crate::rate_limit::RouteClass;
+use crate::registry_api;
 use crate::workflow_api::{self, CreateBody, ExecuteBody, GraphBody, UpdateBody};
 use getlood_proto::agent_registry::v1 as registry;
 
@@ -156,19 +157,10 @@ impl Mutation {
         input: AgentInput,
         expected_version: Option<i64>,
     ) -> async_graphql::Result<Agent> {
-        let (state, caller) = (state(ctx)?, caller(ctx)?);
-        // Empty mask: every mutable field, as REST's PUT.
-        let req = registry::UpdateAgentRequest {
-            agent: Some(input.into_agent(id)),
-            update_mask: None,
-            expected_version: expected_version.unwrap_or(0),
-        };
-        let resp = unary(REGISTRY, state.upstreams.agent_registry_writes().update_agent(caller.request(req)))
-            .await
-            .map_err(gql_error)?;
-        let agent = resp.agent.unwrap_or_default();
-        // Read-your-writes on this replica's REST cache, as the REST update does.
-        state.agents.invalidate(&caller.principal().tenant, &agent.id);
+        let agent =
+            registry_api::replace_agent(state(ctx)?, caller(ctx)?, input.into_agent(id), expected_version.unwrap_or(0))
+                .await
+                .map_err(gql_error)?;
         Ok(agent.into())
     }
 
@@ -180,12 +172,9 @@ impl Mutation {
         id: String,
         expected_version: Option<i64>,
     ) -> async_graphql::Result<Deleted> {
-        let (state, caller) = (state(ctx)?, caller(ctx)?);
-        let req = registry::DeleteAgentRequest { id: id.clone(), expected_version: expected_version.unwrap_or(0) };
-        let resp = unary(REGISTRY, state.upstreams.agent_registry_writes().delete_agent(caller.request(req)))
+        let resp = registry_api::remove_agent(state(ctx)?, caller(ctx)?, id, expected_version.unwrap_or(0))
             .await
             .map_err(gql_error)?;
-        state.agents.invalidate(&caller.principal().tenant, &id);
         Ok(Deleted { id: resp.id, version: Some(resp.version) })
     }
 
