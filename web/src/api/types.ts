@@ -1,0 +1,34 @@
+// The gateway's types, generated from docs/api/openapi.json (make api-check keeps them current).
+import type { components } from '../../../docs/api/schema';
+
+type S = components['schemas'];
+export type Me = S['Me'];
+export type Desktop = S['Desktop'];
+export type DesktopList = S['DesktopList'];
+export type Win = S['Window'];
+export type WindowStateName = S['WindowStateName'];
+export type OpenWindowInput = S['OpenWindowInput'];
+export type OpenedWindow = S['OpenedWindow'];
+export type ChangedWindow = S['ChangedWindow'];
+export type ClosedWindow = S['ClosedWindow'];
+export type EventJson = S['Event'];
+export type ChatExtras = S['ChatExtras'];
+export type UiAction = S['UiActionJson'];
+export type Clarification = S['ClarificationJson'];
+export type Agent = S['Agent'];
+export type AgentList = S['AgentList'];
+export type Skill = S['Skill'];
+export type SkillList = S['SkillList'];
+export type KnowledgeBase = S['KnowledgeBase'];
+export type KnowledgeBaseList = S['KnowledgeBaseList'];
+export type AuditEvent = S['AuditEvent'];
+export type AuditList = S['AuditList'];
+export type Workflow = S['Workflow'];
+export type WorkflowList = S['WorkflowList'];
+export type WorkflowVersion = S['WorkflowVersion'];
+export type WorkflowGraph = S['WorkflowGraph'];
+export type Validation = S['Validation'];
+export type Violation = S['Violation'];
+export type Run = S['Run'];
+export type RunList = S['RunList'];
+export type NodeRun = S['NodeRun'];
