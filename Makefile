@@ -121,3 +121,12 @@ dev: infra mindsdb-up llm-up ## Run all six services in one process with embedde
 .PHONY: token
 token: ## Print a development token (TENANT=dev USER=developer)
 	@$(CARGO) run -q --bin getlood -- token --tenant $${TENANT:-dev} --user $${USER_ID:-developer}
+
+.PHONY: web
+web: ## Build the web desktop (web/dist, which the gateway serves at /) from web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm run size
+
+.PHONY: web-e2e
+web-e2e: web ## Browser tests of web/ (Chromium): against GETLOOD_URL, or a `getlood dev` started for them
+	$(CARGO) build --bin getlood
+	cd web && node tests/run.mjs

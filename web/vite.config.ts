@@ -2,8 +2,14 @@ import { defineConfig } from 'vite';
 import react from '@vitejs/plugin-react';
 
 // The gateway serves web/dist at `/` under a strict CSP (default-src 'self'): nothing inline.
-// `npm run dev` serves on :5173, the origin `getlood dev` allows for CORS, and talks to the
-// gateway named by GETLOOD_URL (default http://127.0.0.1:8080) directly.
+// `npm run dev` and `npm run preview` serve on :5173 and pass the API paths to the gateway at
+// GETLOOD_URL (default http://127.0.0.1:8080), so the app is same-origin there as in production.
+const gateway = process.env.GETLOOD_URL ?? 'http://127.0.0.1:8080';
+const proxy = Object.fromEntries(
+  ['/api', '/v1', '/graphql', '/openapi.json', '/.well-known'].map((p) => [p, { target: gateway, changeOrigin: true }]),
+);
+const socketProxy = { '/ws': { target: gateway.replace(/^http/, 'ws'), ws: true, changeOrigin: true } };
+
 export default defineConfig({
   plugins: [react()],
   build: {
@@ -14,6 +20,6 @@ export default defineConfig({
     sourcemap: false,
     assetsInlineLimit: 0,
   },
-  server: { port: 5173, strictPort: true, host: '127.0.0.1' },
-  preview: { port: 5173, strictPort: true, host: '127.0.0.1' },
+  server: { port: 5173, strictPort: true, host: '127.0.0.1', proxy: { ...proxy, ...socketProxy } },
+  preview: { port: 5173, strictPort: true, host: '127.0.0.1', proxy: { ...proxy, ...socketProxy } },
 });

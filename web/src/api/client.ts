@@ -1,7 +1,7 @@
 // One way to call the gateway: the bearer token, the JSON error body, and 401 handling.
 
-/** The gateway's origin: the page's own when served by the gateway, else VITE_GETLOOD_URL. */
-export const apiBase: string = (import.meta.env.VITE_GETLOOD_URL as string | undefined)?.replace(/\/$/, '') ?? '';
+/** The gateway's origin: empty, the page's own (the gateway serves the app; `npm run dev` passes the API paths on). */
+export const apiBase = '';
 
 /** The WebSocket origin matching `apiBase`. */
 export function wsBase(): string {

@@ -1,42 +1,32 @@
 import { useState, type FormEvent } from 'react';
-import { api, describe } from '../../api/client';
+import { api } from '../../api/client';
 import type { Agent, AgentList } from '../../api/types';
 import { danger, ErrorText, input, primary } from '../../ui/Tabs';
 import { useList } from './useList';
 
 export default function Agents() {
-  const { data, error, setError, reload } = useList(() => api<AgentList>('/api/v1/agents?page_size=100'));
+  const { data, error, mutate } = useList(() => api<AgentList>('/api/v1/agents?page_size=100'));
   const [form, setForm] = useState({ name: '', description: '', skills: '', provider: 'openai', model_name: 'gpt-4', base_url: 'http://127.0.0.1:18080/v1', api_key: '' });
   const [busy, setBusy] = useState(false);
 
   const create = async (e: FormEvent) => {
     e.preventDefault();
     setBusy(true);
-    try {
-      await api<Agent>('/api/v1/agents', {
+    const created = await mutate(() =>
+      api<Agent>('/api/v1/agents', {
         body: {
           name: form.name,
           description: form.description,
           skills: form.skills.split(',').map((s) => s.trim()).filter(Boolean),
           model: { provider: form.provider, model_name: form.model_name, base_url: form.base_url || undefined, api_key: form.api_key || undefined },
         },
-      });
-      setForm({ ...form, name: '', description: '', skills: '' });
-      await reload();
-    } catch (err) {
-      setError(describe(err));
-    } finally {
-      setBusy(false);
-    }
+      }),
+    );
+    if (created) setForm({ ...form, name: '', description: '', skills: '' });
+    setBusy(false);
   };
   const remove = async (a: Agent) => {
-    if (!window.confirm(`Delete the agent ${a.name}?`)) return;
-    try {
-      await api(`/api/v1/agents/${encodeURIComponent(a.id)}?expected_version=${a.version}`, { method: 'DELETE' });
-      await reload();
-    } catch (err) {
-      setError(describe(err));
-    }
+    if (window.confirm(`Delete the agent ${a.name}?`)) await mutate(() => api(`/api/v1/agents/${encodeURIComponent(a.id)}?expected_version=${a.version}`, { method: 'DELETE' }));
   };
   const set = (k: keyof typeof form) => (e: { target: { value: string } }) => setForm({ ...form, [k]: e.target.value });
 

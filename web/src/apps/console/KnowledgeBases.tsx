@@ -8,7 +8,7 @@ import { useList } from './useList';
 type Hits = components['schemas']['KnowledgeBaseHits'];
 
 export default function KnowledgeBases() {
-  const { data, error, setError, reload } = useList(() => api<KnowledgeBaseList>('/api/v1/knowledge-bases'));
+  const { data, error, mutate } = useList(() => api<KnowledgeBaseList>('/api/v1/knowledge-bases'));
   const [name, setName] = useState('');
   const [selected, setSelected] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -16,25 +16,13 @@ export default function KnowledgeBases() {
   const create = async (e: FormEvent) => {
     e.preventDefault();
     setBusy(true);
-    try {
-      await api<KnowledgeBase>('/api/v1/knowledge-bases', { body: { name } });
-      setName('');
-      await reload();
-    } catch (err) {
-      setError(describe(err));
-    } finally {
-      setBusy(false);
-    }
+    if (await mutate(() => api<KnowledgeBase>('/api/v1/knowledge-bases', { body: { name } }))) setName('');
+    setBusy(false);
   };
   const remove = async (kb: KnowledgeBase) => {
     if (!window.confirm(`Delete the knowledge base ${kb.name} and its documents?`)) return;
-    try {
-      await api(`/api/v1/knowledge-bases/${encodeURIComponent(kb.name)}`, { method: 'DELETE' });
-      if (selected === kb.name) setSelected(null);
-      await reload();
-    } catch (err) {
-      setError(describe(err));
-    }
+    if (selected === kb.name) setSelected(null);
+    await mutate(() => api(`/api/v1/knowledge-bases/${encodeURIComponent(kb.name)}`, { method: 'DELETE' }));
   };
   return (
     <div className="grid gap-4 lg:grid-cols-[1fr_18rem]">

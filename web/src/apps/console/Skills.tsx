@@ -1,31 +1,19 @@
 import { useState, type FormEvent } from 'react';
-import { api, describe } from '../../api/client';
+import { api } from '../../api/client';
 import type { Skill, SkillList } from '../../api/types';
 import { danger, ErrorText, input, primary } from '../../ui/Tabs';
 import { useList } from './useList';
 
 export default function Skills() {
-  const { data, error, setError, reload } = useList(() => api<SkillList>('/api/v1/skills?page_size=100'));
+  const { data, error, mutate } = useList(() => api<SkillList>('/api/v1/skills?page_size=100'));
   const [form, setForm] = useState({ name: '', description: '', prompt_fragment: '' });
 
   const create = async (e: FormEvent) => {
     e.preventDefault();
-    try {
-      await api<Skill>('/api/v1/skills', { body: form });
-      setForm({ name: '', description: '', prompt_fragment: '' });
-      await reload();
-    } catch (err) {
-      setError(describe(err));
-    }
+    if (await mutate(() => api<Skill>('/api/v1/skills', { body: form }))) setForm({ name: '', description: '', prompt_fragment: '' });
   };
   const remove = async (s: Skill) => {
-    if (!window.confirm(`Delete the skill ${s.name}?`)) return;
-    try {
-      await api(`/api/v1/skills/${encodeURIComponent(s.name)}?expected_version=${s.version}`, { method: 'DELETE' });
-      await reload();
-    } catch (err) {
-      setError(describe(err));
-    }
+    if (window.confirm(`Delete the skill ${s.name}?`)) await mutate(() => api(`/api/v1/skills/${encodeURIComponent(s.name)}?expected_version=${s.version}`, { method: 'DELETE' }));
   };
   return (
     <div className="grid gap-4 lg:grid-cols-[1fr_18rem]">

@@ -17,5 +17,19 @@ export function useList<T>(load: () => Promise<T>) {
   useEffect(() => {
     void reload();
   }, [reload]);
-  return { data, error, setError, reload };
+  /** Runs a change, then reloads; a refusal is shown instead. */
+  const mutate = useCallback(
+    async (change: () => Promise<unknown>): Promise<boolean> => {
+      try {
+        await change();
+        await reload();
+        return true;
+      } catch (e) {
+        setError(describe(e));
+        return false;
+      }
+    },
+    [reload],
+  );
+  return { data, error, reload, mutate };
 }

@@ -1,0 +1,94 @@
+// The platform an e2e run talks to: a running gateway (GETLOOD_URL), or `getlood dev` started
+// here; and the app: served by the gateway at `/`, or by `vite preview` passing the API on.
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO = resolve(WEB, '..');
+
+const children = [];
+export function stopAll() {
+  for (const c of children.reverse()) {
+    try {
+      process.kill(-c.pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+process.on('exit', stopAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+async function answers(url, ms = 2000) {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(ms) });
+    return r;
+  } catch {
+    return null;
+  }
+}
+
+async function waitFor(what, check, timeoutMs) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > until) throw new Error(`${what}: not ready after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function start(name, cmd, args, opts = {}) {
+  const c = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  children.push(c);
+  let tail = '';
+  const keep = (b) => {
+    tail = (tail + b.toString()).slice(-4000);
+    if (process.env.E2E_LOG) process.stderr.write(`[${name}] ${b}`);
+  };
+  c.stdout.on('data', keep);
+  c.stderr.on('data', keep);
+  c.on('exit', (code) => {
+    if (code && code !== 143) console.error(`${name} exited with ${code}:\n${tail}`);
+  });
+  return c;
+}
+
+export function getloodBin() {
+  const candidates = [process.env.GETLOOD_BIN, join(REPO, 'target/debug/getlood'), join(REPO, 'target/release/getlood')].filter(Boolean);
+  const bin = candidates.find((p) => existsSync(p));
+  if (!bin) throw new Error(`no getlood binary (looked at ${candidates.join(', ')}): cargo build --bin getlood, or set GETLOOD_BIN`);
+  return bin;
+}
+
+/** A development token of `getlood dev`'s secret for tenant/user/roles. */
+export function devToken(tenant, user, roles = 'admin') {
+  return execFileSync(getloodBin(), ['token', '--tenant', tenant, '--user', user, '--roles', roles], { encoding: 'utf8', cwd: REPO }).trim().split('\n').pop();
+}
+
+/** The gateway URL, starting `getlood dev` (after MindsDB and the local model) when none runs. */
+export async function gateway() {
+  const url = (process.env.GETLOOD_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+  if (await answers(`${url}/livez`)) return { url, started: false };
+  if (process.env.GETLOOD_URL) throw new Error(`GETLOOD_URL=${url} does not answer /livez`);
+  for (const s of ['scripts/mindsdb.sh', 'scripts/llm.sh']) {
+    execFileSync(join(REPO, s), ['start'], { cwd: REPO, stdio: process.env.E2E_LOG ? 'inherit' : 'ignore' });
+  }
+  start('getlood dev', getloodBin(), ['dev'], { cwd: REPO, env: { ...process.env } });
+  await waitFor('getlood dev', async () => (await answers(`${url}/readyz`))?.ok, 240_000);
+  return { url, started: true };
+}
+
+/** Where the app is: the gateway's own `/`, else `vite preview` of web/dist on :5173. */
+export async function app(gatewayUrl) {
+  const root = await answers(`${gatewayUrl}/`);
+  if (root?.ok && (await root.text()).includes('id="root"') && !process.env.E2E_PREVIEW) return { url: gatewayUrl, servedBy: 'gateway' };
+  if (!existsSync(join(WEB, 'dist/index.html'))) throw new Error('web/dist is missing: npm run build first');
+  const url = 'http://127.0.0.1:5173';
+  if (!(await answers(url))) {
+    start('vite preview', process.execPath, [join(WEB, 'node_modules/vite/bin/vite.js'), 'preview'], { cwd: WEB, env: { ...process.env, GETLOOD_URL: gatewayUrl } });
+    await waitFor('vite preview', async () => (await answers(url))?.ok, 30_000);
+  }
+  return { url, servedBy: 'vite preview' };
+}
