@@ -105,12 +105,21 @@ export async function ensureAgent(appUrl, token) {
   }
   const agents = await call(appUrl, token, 'GET', '/api/v1/agents');
   if (!agents.agents.some((a) => a.name === 'dashboard_builder')) {
-    await call(appUrl, token, 'POST', '/api/v1/agents', {
+    const body = {
       name: 'dashboard_builder',
       description: 'builds dashboards',
       skills: ['ui-generation'],
       model: { provider: 'openai', model_name: 'gpt-4', base_url: process.env.E2E_MODEL_URL ?? 'http://127.0.0.1:18080/v1', api_key: 'sk-local' },
-    });
+    };
+    // A new tenant's first requests can race on creating its MindsDB project (a 500 naming
+    // MindsDB's UNIQUE constraint, reported to the backend); the second try finds the project.
+    try {
+      await call(appUrl, token, 'POST', '/api/v1/agents', body);
+    } catch (e) {
+      if (!String(e).includes(': 500 ')) throw e;
+      await new Promise((r) => setTimeout(r, 1000));
+      await call(appUrl, token, 'POST', '/api/v1/agents', body);
+    }
   }
   return 'dashboard_builder';
 }

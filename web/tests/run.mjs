@@ -5,8 +5,9 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { app, gateway, WEB } from './platform.mjs';
-import { launch, VIEWPORT } from './helpers.mjs';
+import { launch } from './helpers.mjs';
 import { firstScreen } from './size.mjs';
+import { firstLoad } from './firstload.mjs';
 import * as chat from './chat-to-dashboard.spec.mjs';
 import * as workflow from './workflow.spec.mjs';
 import * as consoleSpec from './console.spec.mjs';
@@ -14,22 +15,6 @@ import * as consoleSpec from './console.spec.mjs';
 const SPECS = [chat, workflow, consoleSpec];
 const wanted = process.argv.slice(2);
 const specs = wanted.length ? SPECS.filter((s) => wanted.includes(s.name) || s === chat) : SPECS;
-
-async function firstLoad(browser, url) {
-  const ctx = await browser.newContext({ viewport: VIEWPORT });
-  const page = await ctx.newPage();
-  const t0 = Date.now();
-  await page.goto(url, { waitUntil: 'load' });
-  await page.getByRole('heading', { name: 'GETLOOD' }).waitFor();
-  const visible = Date.now() - t0;
-  const nav = await page.evaluate(() => {
-    const n = performance.getEntriesByType('navigation')[0];
-    const fcp = performance.getEntriesByName('first-contentful-paint')[0];
-    return { domContentLoaded: Math.round(n.domContentLoadedEventEnd), load: Math.round(n.loadEventEnd), fcp: fcp ? Math.round(fcp.startTime) : null, transferred: n.transferSize };
-  });
-  await ctx.close();
-  return { ...nav, signInVisibleMs: visible };
-}
 
 const results = [];
 const figures = {};
@@ -41,10 +26,9 @@ try {
   browser = await launch();
   console.log(`e2e: ${browser.version()} (${process.env.CHROMIUM ?? '/usr/bin/chromium'})`);
   figures.firstScreen = firstScreen();
-  figures.firstLoadCold = await firstLoad(browser, site.url);
-  figures.firstLoadWarm = await firstLoad(browser, site.url);
+  figures.firstLoad = await firstLoad(browser, site.url);
   console.log(`e2e: first-screen JS ${(figures.firstScreen.gzip / 1024).toFixed(1)} KB gzipped (${(figures.firstScreen.raw / 1024).toFixed(1)} KB raw, ${figures.firstScreen.files.length} file(s))`);
-  console.log(`e2e: first load ${JSON.stringify(figures.firstLoadCold)}`);
+  console.log(`e2e: first load ${JSON.stringify(figures.firstLoad)}`);
   const shared = {};
   for (const spec of specs) {
     const t = Date.now();

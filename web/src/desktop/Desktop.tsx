@@ -22,8 +22,7 @@ export default function Desktop() {
 
   useEffect(() => {
     bridge.onSocket = setSocket;
-    void bridge.start();
-    return () => bridge.stop();
+    return bridge.start();
   }, [bridge]);
 
   const phase = useSelector(actor, (s) => (s.matches('ready') ? 'ready' : s.matches('failed') ? 'failed' : 'loading'));

@@ -24,8 +24,6 @@ export class DesktopBridge {
   private queues = new Map<string, Promise<void>>();
   private dirty = new Map<string, ReturnType<typeof setTimeout>>();
   private marked = new Set<string>();
-  private stopEvents: (() => void) | null = null;
-  private stopped = false;
   onSocket: ((s: 'connecting' | 'open' | 'closed') => void) | null = null;
 
   constructor(
@@ -41,36 +39,41 @@ export class DesktopBridge {
     return this.ctx.windows[id];
   }
 
-  /** Finds (or creates, once per user) the desktop, loads it and follows its events. */
-  async start(): Promise<void> {
-    try {
-      const list = await api<DesktopList>('/api/v1/desktops?page_size=1');
-      let desktop = list.desktops[0];
-      if (!desktop) {
-        desktop = await api<Desktop>('/api/v1/desktops', { body: { name: 'Main', request_id: `main-desktop-${this.userKey}` } });
+  /**
+   * Finds (or creates, once per user) the desktop, loads it and follows its events; the
+   * returned function stops following (React's effects may start and stop more than once).
+   */
+  start(): () => void {
+    let stopped = false;
+    let stopEvents: (() => void) | null = null;
+    void (async () => {
+      try {
+        const list = await api<DesktopList>('/api/v1/desktops?page_size=1');
+        let desktop = list.desktops[0];
+        if (!desktop) {
+          desktop = await api<Desktop>('/api/v1/desktops', { body: { name: 'Main', request_id: `main-desktop-${this.userKey}` } });
+        }
+        if (stopped) return;
+        await this.reload(desktop.id);
+        if (stopped) return;
+        stopEvents = subscribeEvents({
+          topics: ['window'],
+          entityId: desktop.id,
+          onEvent: (event) => {
+            if (event.type.startsWith('desktop.')) void this.reload(desktop.id);
+            else this.actor.send({ type: 'REMOTE_EVENT', event });
+          },
+          onResync: () => void this.reload(desktop.id),
+          onStatus: (s) => this.onSocket?.(s),
+        });
+      } catch (e) {
+        if (!stopped) this.actor.send({ type: 'LOAD_FAILED', message: describe(e) });
       }
-      if (this.stopped) return;
-      await this.reload(desktop.id);
-      if (this.stopped) return;
-      this.stopEvents = subscribeEvents({
-        topics: ['window'],
-        entityId: desktop.id,
-        onEvent: (event) => {
-          if (event.type.startsWith('desktop.')) void this.reload(desktop.id);
-          else this.actor.send({ type: 'REMOTE_EVENT', event });
-        },
-        onResync: () => void this.reload(desktop.id),
-        onStatus: (s) => this.onSocket?.(s),
-      });
-    } catch (e) {
-      this.actor.send({ type: 'LOAD_FAILED', message: describe(e) });
-    }
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.stopEvents?.();
-    this.dirty.forEach((t) => clearTimeout(t));
+    })();
+    return () => {
+      stopped = true;
+      stopEvents?.();
+    };
   }
 
   async reload(id = this.ctx.desktopId): Promise<void> {

@@ -24,9 +24,11 @@ export default function Chat({ window: win }: AppProps) {
   const [input, setInput] = useState('');
   const [busy, setBusy] = useState(false);
   const abort = useRef<AbortController | null>(null);
-  const end = useRef<HTMLDivElement>(null);
+  const log = useRef<HTMLOListElement>(null);
 
-  useEffect(() => end.current?.scrollIntoView({ block: 'end' }), [messages]);
+  useEffect(() => {
+    if (log.current) log.current.scrollTop = log.current.scrollHeight;
+  }, [messages]);
   useEffect(() => () => abort.current?.abort(), []);
 
   const update = (id: string, f: (m: ChatMessage) => ChatMessage) => setMessages((ms) => ms.map((m) => (m.id === id ? f(m) : m)));
@@ -98,7 +100,7 @@ export default function Chat({ window: win }: AppProps) {
 
   return (
     <div className="flex h-full flex-col">
-      <ol className="flex-1 space-y-3 overflow-y-auto p-3" aria-label="Conversation" aria-live="polite" aria-busy={busy} data-testid="chat-log">
+      <ol ref={log} className="flex-1 space-y-3 overflow-y-auto p-3" aria-label="Conversation" aria-live="polite" aria-busy={busy} data-testid="chat-log">
         {messages.length === 0 && (
           <li className="text-sm text-slate-600">Ask for something, e.g. “Crée un dashboard analytics”.</li>
         )}
@@ -117,7 +119,6 @@ export default function Chat({ window: win }: AppProps) {
             </div>
           </li>
         ))}
-        <div ref={end} />
       </ol>
       <form onSubmit={submit} className="flex gap-2 border-t border-slate-200 p-2">
         <label htmlFor={`chat-input-${win.id}`} className="sr-only">

@@ -29,6 +29,7 @@ import NodeSettings from './NodeSettings';
 
 const nodeTypes = Object.fromEntries(NODE_TYPES.map((d) => [d.type, FlowNode]));
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const RUN_END: Record<string, string> = { 'run.completed': 'succeeded', 'run.failed': 'failed', 'run.cancelled': 'cancelled' };
 
 interface Current {
   id: string | null;
@@ -234,7 +235,7 @@ function Editor() {
       case 'run.completed':
       case 'run.failed':
       case 'run.cancelled':
-        setRun((r) => (r ? { ...r, status: e.type.slice(4), duration_ms: Number(d.duration_ms ?? r.duration_ms) } : r));
+        setRun((r) => (r ? { ...r, status: RUN_END[e.type], duration_ms: Number(d.duration_ms ?? r.duration_ms) } : r));
         break;
     }
   }, []);
@@ -245,8 +246,10 @@ function Editor() {
       follow.current?.abort();
       const ctl = new AbortController();
       follow.current = ctl;
+      let workflowId: string | null = null;
       try {
         const r = await api<Run>(`/api/v1/workflows/runs/${runId}`);
+        workflowId = r.workflow_id;
         setRun(r);
         const l: Record<string, NodeLive> = {};
         r.node_runs.forEach((n) => {
@@ -263,7 +266,7 @@ function Editor() {
             try {
               const ev = JSON.parse(m.data) as EventJson;
               if (ev.type) applyEvent(ev);
-              if (['run.completed', 'run.failed', 'run.cancelled'].includes(ev.type)) ctl.abort();
+              if (RUN_END[ev.type]) ctl.abort();
             } catch {
               /* keep-alive or a frame we don't know */
             }
@@ -273,10 +276,10 @@ function Editor() {
       } catch (e) {
         if (!ctl.signal.aborted) setError(describe(e));
       } finally {
-        if (follow.current === ctl && current.id) void loadLists(current.id);
+        if (follow.current === ctl && workflowId) void loadLists(workflowId);
       }
     },
-    [applyEvent, current.id, loadLists],
+    [applyEvent, loadLists],
   );
 
   const execute = async () => {
