@@ -47,7 +47,7 @@ function FlowNode({ id, type, data, selected }: NodeProps) {
       {def?.inputs !== false && <Handle type="target" position={Position.Top} id={null} className="!h-3 !w-3 !bg-slate-600" />}
       <div className={`flex items-center gap-1 rounded-t-md px-2 py-1 text-xs font-semibold text-white ${def?.colour ?? 'bg-slate-600'}`}>
         <span className="flex-1 truncate">{def?.label ?? type}</span>
-        <span className="font-mono font-normal opacity-90">{id}</span>
+        <span className="font-mono font-normal">{id}</span>
       </div>
       <div className="space-y-1 px-2 py-1 text-xs text-slate-800">
         {summary && <p className="truncate font-mono" title={summary}>{summary}</p>}

@@ -45,7 +45,7 @@ export const NODE_TYPES: NodeTypeDef[] = [
     { key: 'top_k', label: 'Top k', kind: 'number' },
     ...common,
   ] },
-  { type: 'condition', label: 'Condition', colour: 'bg-amber-700', branches: ['true', 'false'], inputs: true, outputs: true, defaults: { expression: '' }, fields: [
+  { type: 'condition', label: 'Condition', colour: 'bg-amber-800', branches: ['true', 'false'], inputs: true, outputs: true, defaults: { expression: '' }, fields: [
     { key: 'expression', label: 'Expression, e.g. {{t.x}} > 2', kind: 'text' },
   ] },
   { type: 'transform', label: 'Transform', colour: 'bg-violet-800', inputs: true, outputs: true, defaults: { mapping: {} }, fields: [
@@ -57,7 +57,7 @@ export const NODE_TYPES: NodeTypeDef[] = [
     { key: 'values', label: 'Values (JSON object: column → template)', kind: 'json' },
     ...common,
   ] },
-  { type: 'human_approval', label: 'Human approval', colour: 'bg-orange-700', branches: ['approved', 'rejected'], inputs: true, outputs: true, defaults: { message: 'Approve the report?' }, fields: [
+  { type: 'human_approval', label: 'Human approval', colour: 'bg-orange-800', branches: ['approved', 'rejected'], inputs: true, outputs: true, defaults: { message: 'Approve the report?' }, fields: [
     { key: 'message', label: 'Message to the approver', kind: 'text' },
   ] },
   { type: 'delay', label: 'Delay', colour: 'bg-stone-700', inputs: true, outputs: true, defaults: { seconds: 1 }, fields: [
