@@ -164,3 +164,20 @@ export async function desktopAs(browser, appUrl, token, contextOptions = { viewp
   await page.getByTestId('desktop').waitFor({ timeout: 30_000 });
   return { context, page };
 }
+
+/**
+ * A second user of the signed-in tenant with role `operator` (runs.approve): an account the
+ * admin adds (POST /api/v1/auth/users) on a gateway with built-in accounts, else a development
+ * token of `getlood dev`.
+ */
+export async function secondUser(appUrl, shared, name = 'approver') {
+  if (shared.mode === 'builtin') {
+    const email = `${name}-${shared.tenant}@example.com`;
+    const password = 'approver horse battery staple';
+    await call(appUrl, shared.token, 'POST', '/api/v1/auth/users', { email, password, roles: ['operator'] });
+    const r = await fetch(`${appUrl}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email, password }) });
+    if (!r.ok) throw new Error(`login of ${email}: ${r.status} ${await r.text()}`);
+    return (await r.json()).access_token;
+  }
+  return devToken(shared.tenant, name, 'operator');
+}

@@ -1,7 +1,6 @@
 // The workflow flow: build start -> agent -> sql -> human approval -> end in the editor, run it,
 // each node turns green with its duration, another user approves the approval node, the run ends.
-import { axe, checkPage, desktopAs, expect, shot, workflowAgentName } from './helpers.mjs';
-import { devToken } from './platform.mjs';
+import { axe, checkPage, desktopAs, expect, secondUser, shot, workflowAgentName } from './helpers.mjs';
 
 export const name = 'workflow';
 
@@ -65,26 +64,16 @@ export async function run({ browser, appUrl, shared, log }) {
 
   // The run's starter may not approve it (app.approval_self_allowed is off): another user of the
   // tenant does, from their own desktop, through the run history.
-  let approverToken = null;
-  try {
-    approverToken = devToken(shared.tenant, 'approver', 'admin');
-  } catch (e) {
-    log(`no second user (${e.message}); the starter tries`);
-  }
-  if (approverToken) {
-    const { context: other, page: p2 } = await desktopAs(browser, appUrl, approverToken);
-    await p2.getByTestId('workflow-universe').click();
-    await p2.getByTestId('workflow-editor').waitFor({ timeout: 20_000 });
-    await p2.getByRole('button', { name: new RegExp(`^${wfName}`) }).click();
-    await p2.getByTestId('wf-runs').getByRole('button').first().click();
-    await p2.locator('[data-testid="node-human_approval_1"][data-status="waiting_approval"]').waitFor({ timeout: 20_000 });
-    await p2.getByTestId('approve').click();
-    await p2.locator('[data-testid="node-end_1"][data-status="succeeded"]').waitFor({ timeout: 60_000 });
-    await checkPage(p2);
-    await other.close();
-  } else {
-    await page.getByTestId('approve').click();
-  }
+  const { context: other, page: p2 } = await desktopAs(browser, appUrl, await secondUser(appUrl, shared));
+  await p2.getByTestId('workflow-universe').click();
+  await p2.getByTestId('workflow-editor').waitFor({ timeout: 20_000 });
+  await p2.getByRole('button', { name: new RegExp(`^${wfName}`) }).click();
+  await p2.getByTestId('wf-runs').getByRole('button').first().click();
+  await p2.locator('[data-testid="node-human_approval_1"][data-status="waiting_approval"]').waitFor({ timeout: 20_000 });
+  await p2.getByTestId('approve').click();
+  await p2.locator('[data-testid="node-end_1"][data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  await checkPage(p2);
+  await other.close();
   await page.locator('[data-testid="node-end_1"][data-status="succeeded"]').waitFor({ timeout: 60_000 });
   await page.getByTestId('wf-status').getByText('run succeeded').waitFor({ timeout: 30_000 });
   log('approved by another user; end node green; run succeeded, live in the starter\'s editor');

@@ -7,6 +7,8 @@ import { finishOidc, startOidc, type OidcConfig } from './oidc';
 interface AuthConfig {
   mode: 'builtin' | 'oidc';
   oidc?: OidcConfig;
+  /** Whether anyone may create a tenant (built-in mode). */
+  signup?: boolean;
 }
 
 interface LoginAnswer {
@@ -114,7 +116,7 @@ export default function SignIn() {
         {config?.mode === 'builtin' && (
           <>
             <div role="tablist" aria-label="Account" className="mb-4 flex gap-1 rounded-md bg-slate-100 p-1">
-              {(['login', 'signup'] as const).map((t) => (
+              {(config.signup === false ? (['login'] as const) : (['login', 'signup'] as const)).map((t) => (
                 <button
                   key={t}
                   role="tab"
@@ -150,7 +152,6 @@ export default function SignIn() {
                   type="password"
                   autoComplete={tab === 'login' ? 'current-password' : 'new-password'}
                   required
-                  minLength={tab === 'signup' ? 8 : undefined}
                   value={password}
                   onChange={(e) => setPassword(e.target.value)}
                   data-testid="password"
@@ -162,8 +163,8 @@ export default function SignIn() {
                   <input
                     className={field}
                     required
-                    pattern="[a-z][a-z0-9_\-]{0,62}"
-                    title="lower-case letters, digits, - and _; starting with a letter"
+                    pattern="[a-z0-9][a-z0-9_]{0,47}"
+                    title="1 to 48 lower-case letters, digits and _, not starting with _"
                     value={tenant}
                     onChange={(e) => setTenant(e.target.value)}
                     data-testid="tenant"

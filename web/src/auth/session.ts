@@ -67,7 +67,11 @@ export const sessionAtom = atom(
   (get) => get(baseSession),
   (_get, set, next: Session | null) => {
     if (next) localStorage.setItem(KEY, JSON.stringify(next));
-    else localStorage.removeItem(KEY);
+    else {
+      localStorage.removeItem(KEY);
+      // What the apps kept for this user (the chat's conversation) goes with the session.
+      for (const k of Object.keys(localStorage)) if (k.startsWith('getlood.') && k !== KEY) localStorage.removeItem(k);
+    }
     set(baseSession, next);
   },
 );

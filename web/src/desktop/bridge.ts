@@ -112,18 +112,24 @@ export class DesktopBridge {
       this.focus(existing.id);
       return;
     }
-    const n = Object.keys(this.ctx.windows).length;
+    const open = Object.values(this.ctx.windows).filter((w) => w.state !== 'minimized');
     const vw = window.innerWidth;
     const vh = window.innerHeight - 56;
     const width = Math.min(spec.width, Math.max(280, vw - 24));
     const height = Math.min(spec.height, Math.max(200, vh - 24));
+    // Beside the open windows when there is room, else cascaded over them.
+    const beside = open.map((w) => w.x + w.width + 16).sort((a, b) => b - a)[0] ?? 24;
+    const fits = beside + width <= vw;
+    const n = open.length;
+    const x = fits ? beside : Math.max(0, Math.min(vw - width, 24 + (n % 6) * 32));
+    const y = fits ? 16 : Math.max(0, Math.min(vh - height, 16 + (n % 6) * 28));
     try {
       const opened = await api<OpenedWindow>(`/api/v1/desktops/${encodeURIComponent(this.ctx.desktopId)}/windows`, {
         body: {
           app_id: appId,
           title: spec.title,
-          x: Math.max(0, Math.min(vw - width, 24 + (n % 6) * 32)),
-          y: Math.max(0, Math.min(vh - height, 16 + (n % 6) * 28)),
+          x,
+          y,
           width,
           height,
           props: props ?? {},

@@ -109,7 +109,7 @@ export default function Chat({ window: win }: AppProps) {
             <div className={`max-w-[85%] rounded-lg px-3 py-2 text-sm ${m.role === 'user' ? 'bg-indigo-700 text-white' : 'bg-slate-100 text-slate-900'}`}>
               <span className="sr-only">{m.role === 'user' ? 'You:' : 'Assistant:'}</span>
               {m.content && <p className="whitespace-pre-wrap break-words" data-testid="chat-answer">{m.content}</p>}
-              {m.streaming && !m.content && <p className="text-slate-600">Thinking…</p>}
+              {m.streaming && !m.content && busy && <p className="text-slate-600">Thinking…</p>}
               {m.error && (
                 <p role="alert" className="mt-1 text-red-800">
                   {m.error}

@@ -1,4 +1,4 @@
-import { atom } from 'jotai';
+import { atomWithStorage, createJSONStorage } from 'jotai/utils';
 import type { ChatExtras } from '../../api/types';
 
 export interface ChatMessage {
@@ -11,6 +11,12 @@ export interface ChatMessage {
   error?: string;
 }
 
-/** The conversation of this tab (the gateway keeps its turns; `conversation_id` continues it). */
-export const chatMessagesAtom = atom<ChatMessage[]>([]);
-export const conversationIdAtom = atom<string | null>(null);
+/** Keys the chat keeps in the browser; signing out removes them. */
+export const CHAT_KEYS = ['getlood.chat.messages', 'getlood.chat.conversation'];
+
+// localStorage: the conversation survives a reload and shows in every tab of the session.
+const storage = createJSONStorage<ChatMessage[]>(() => localStorage);
+
+/** The conversation on this desktop (the gateway keeps its turns; `conversation_id` continues it). */
+export const chatMessagesAtom = atomWithStorage<ChatMessage[]>(CHAT_KEYS[0], [], storage, { getOnInit: true });
+export const conversationIdAtom = atomWithStorage<string | null>(CHAT_KEYS[1], null, undefined, { getOnInit: true });

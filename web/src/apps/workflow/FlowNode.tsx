@@ -38,7 +38,7 @@ function FlowNode({ id, type, data, selected }: NodeProps) {
   const summary = type === 'agent' ? String((data as { agent?: string }).agent || '') : type === 'sql' ? String((data as { query?: string }).query || '') : '';
   return (
     <div
-      className={`w-52 rounded-lg border-2 bg-white text-left shadow ${mine.length ? 'border-red-600' : ''} ${STATUS_STYLE[status]} ${selected ? 'outline outline-2 outline-offset-2 outline-indigo-600' : ''}`}
+      className={`w-60 rounded-lg border-2 bg-white text-left shadow ${mine.length ? 'border-red-600' : ''} ${STATUS_STYLE[status]} ${selected ? 'outline outline-2 outline-offset-2 outline-indigo-600' : ''}`}
       data-testid={`node-${id}`}
       data-status={status}
       data-type={type}

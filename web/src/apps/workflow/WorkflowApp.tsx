@@ -294,6 +294,7 @@ function Editor() {
       setLive(Object.fromEntries(nodes.map((n) => [n.id, { status: 'pending' as NodeStatus }])));
       setNote(`Run ${r.id.slice(0, 8)} started.`);
       void watch(r.id);
+      void loadLists(wf.id);
     } catch (e) {
       setError(describe(e));
     } finally {
