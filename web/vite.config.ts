@@ -9,6 +9,11 @@ const proxy = Object.fromEntries(
   ['/api', '/v1', '/graphql', '/openapi.json', '/.well-known'].map((p) => [p, { target: gateway, changeOrigin: true }]),
 );
 const socketProxy = { '/ws': { target: gateway.replace(/^http/, 'ws'), ws: true, changeOrigin: true } };
+// `npm run preview` answers with a policy stricter than the gateway's (no inline style either),
+// so the browser tests catch anything the app would need to relax it for.
+const strictCsp =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self' data:; " +
+  "connect-src 'self' ws://127.0.0.1:5173; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 export default defineConfig({
   plugins: [react()],
@@ -21,5 +26,5 @@ export default defineConfig({
     assetsInlineLimit: 0,
   },
   server: { port: 5173, strictPort: true, host: '127.0.0.1', proxy: { ...proxy, ...socketProxy } },
-  preview: { port: 5173, strictPort: true, host: '127.0.0.1', proxy: { ...proxy, ...socketProxy } },
+  preview: { port: 5173, strictPort: true, host: '127.0.0.1', proxy: { ...proxy, ...socketProxy }, headers: { 'Content-Security-Policy': strictCsp } },
 });

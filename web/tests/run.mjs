@@ -11,8 +11,9 @@ import { firstLoad } from './firstload.mjs';
 import * as chat from './chat-to-dashboard.spec.mjs';
 import * as workflow from './workflow.spec.mjs';
 import * as consoleSpec from './console.spec.mjs';
+import * as desktop from './desktop.spec.mjs';
 
-const SPECS = [chat, workflow, consoleSpec];
+const SPECS = [chat, desktop, workflow, consoleSpec];
 const wanted = process.argv.slice(2);
 const specs = wanted.length ? SPECS.filter((s) => wanted.includes(s.name) || s === chat) : SPECS;
 
