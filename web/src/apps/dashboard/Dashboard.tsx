@@ -42,9 +42,9 @@ export default function Dashboard(_: AppProps) {
         runs.runs.forEach((r) => (byStatus[r.status] = (byStatus[r.status] ?? 0) + 1));
         if (!cancelled)
           setFigures({
-            agents: agents.total_size ?? agents.agents.length,
-            skills: skills.total_size ?? skills.skills.length,
-            workflows: workflows.total_size ?? workflows.workflows.length,
+            agents: agents.total_size || agents.agents.length,
+            skills: skills.total_size || skills.skills.length,
+            workflows: workflows.total_size || workflows.workflows.length,
             knowledgeBases: kbs ? kbs.knowledge_bases.length : null,
             runs: byStatus,
             recent: runs.runs.slice(0, 5),
