@@ -67,6 +67,13 @@ export async function run({ browser, appUrl, shared, log }) {
   const a = await axe(page, 'desktop with chat');
   log(`axe desktop+chat: no serious/critical (${a.minor} minor/moderate)`);
 
+  // A request no agent's skill covers: the pipeline asks back instead of answering.
+  await page.getByTestId('chat-input').fill('aide');
+  await page.getByTestId('chat-input').press('Enter');
+  const clarification = page.getByTestId('chat-clarification').last();
+  await clarification.waitFor({ timeout: 120_000 });
+  log(`clarification shown: “${(await page.getByTestId('chat-answer').last().textContent())?.trim()}”`);
+
   await checkPage(page);
   await checkPage(page2);
   await context.close();

@@ -1,11 +1,14 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { useAtom } from 'jotai';
-import { describe, raw } from '../../api/client';
+import { api, describe, raw } from '../../api/client';
 import { readSse } from '../../api/sse';
 import type { ChatExtras, UiAction } from '../../api/types';
+import type { components } from '../../../../docs/api/schema';
 import { useBridge } from '../../desktop/context';
 import { appFor, type AppProps } from '../../desktop/apps';
 import { chatMessagesAtom, conversationIdAtom, type ChatMessage } from './state';
+
+type ModelList = components['schemas']['ModelList'];
 
 interface Chunk {
   choices?: { delta?: { content?: string } }[];
@@ -23,6 +26,9 @@ export default function Chat({ window: win }: AppProps) {
   const [conversationId, setConversationId] = useAtom(conversationIdAtom);
   const [input, setInput] = useState('');
   const [busy, setBusy] = useState(false);
+  // `getlood`: the pipeline picks the agent; or one of the tenant's agents by name.
+  const [model, setModel] = useState('getlood');
+  const [models, setModels] = useState<string[]>(['getlood']);
   const abort = useRef<AbortController | null>(null);
   const log = useRef<HTMLOListElement>(null);
 
@@ -30,6 +36,11 @@ export default function Chat({ window: win }: AppProps) {
     if (log.current) log.current.scrollTop = log.current.scrollHeight;
   }, [messages]);
   useEffect(() => () => abort.current?.abort(), []);
+  useEffect(() => {
+    api<ModelList>('/v1/models')
+      .then((l) => setModels(l.data.map((m) => m.id)))
+      .catch(() => undefined);
+  }, []);
 
   const update = (id: string, f: (m: ChatMessage) => ChatMessage) => setMessages((ms) => ms.map((m) => (m.id === id ? f(m) : m)));
 
@@ -46,7 +57,7 @@ export default function Chat({ window: win }: AppProps) {
     abort.current = ctl;
     try {
       const res = await raw('/v1/chat/completions', {
-        body: { model: 'getlood', stream: true, messages: history.slice(-20), desktop_id: win.desktop_id, conversation_id: conversationId ?? undefined },
+        body: { model, stream: true, messages: history.slice(-20), desktop_id: win.desktop_id, conversation_id: conversationId ?? undefined },
         headers: { accept: 'text/event-stream' },
         signal: ctl.signal,
       });
@@ -115,12 +126,22 @@ export default function Chat({ window: win }: AppProps) {
                   {m.error}
                 </p>
               )}
-              {m.extras && <Extras extras={m.extras} onAction={runAction} onSuggestion={(s) => void send(s)} disabled={busy} />}
+              {m.extras && <Extras extras={m.extras} answer={m.content} onAction={runAction} onSuggestion={(s) => void send(s)} disabled={busy} />}
             </div>
           </li>
         ))}
       </ol>
-      <form onSubmit={submit} className="flex gap-2 border-t border-slate-200 p-2">
+      <form onSubmit={submit} className="flex flex-wrap gap-2 border-t border-slate-200 p-2">
+        <label className="flex w-full items-center gap-2 text-xs text-slate-800">
+          Agent
+          <select className="rounded border border-slate-400 px-1 py-0.5 text-xs text-slate-900" value={model} onChange={(e) => setModel(e.target.value)} data-testid="chat-model">
+            {models.map((m) => (
+              <option key={m} value={m}>
+                {m === 'getlood' ? 'automatic (by intent and skill)' : m}
+              </option>
+            ))}
+          </select>
+        </label>
         <label htmlFor={`chat-input-${win.id}`} className="sr-only">
           Message
         </label>
@@ -148,7 +169,7 @@ export default function Chat({ window: win }: AppProps) {
   );
 }
 
-function Extras({ extras, onAction, onSuggestion, disabled }: { extras: ChatExtras; onAction: (a: UiAction) => void; onSuggestion: (s: string) => void; disabled: boolean }) {
+function Extras({ extras, answer, onAction, onSuggestion, disabled }: { extras: ChatExtras; answer: string; onAction: (a: UiAction) => void; onSuggestion: (s: string) => void; disabled: boolean }) {
   return (
     <div className="mt-2 space-y-2 border-t border-slate-300 pt-2">
       <dl className="flex flex-wrap gap-x-3 gap-y-1 text-xs text-slate-700">
@@ -178,8 +199,9 @@ function Extras({ extras, onAction, onSuggestion, disabled }: { extras: ChatExtr
         </div>
       </dl>
       {extras.clarification && (
-        <div>
-          <p className="text-sm font-medium text-slate-900">{extras.clarification.question}</p>
+        <div data-testid="chat-clarification">
+          {extras.clarification.question !== answer && <p className="text-sm font-medium text-slate-900">{extras.clarification.question}</p>}
+          {extras.clarification.suggestions.length === 0 && <p className="text-xs text-slate-700">Rephrase, or pick an agent below.</p>}
           <ul className="mt-1 flex flex-wrap gap-1" aria-label="Suggestions">
             {extras.clarification.suggestions.map((s) => (
               <li key={s}>
