@@ -12,6 +12,11 @@ import { sessionAtom } from '../auth/session';
 const launcherBtn =
   'rounded-md px-3 py-2 text-sm font-medium text-white hover:bg-slate-700 focus:outline-none focus-visible:ring-2 focus-visible:ring-sky-300';
 
+/** Keyboard focus to a window's title once it is on screen (after a launcher opened it). */
+function focusWindow(id: string) {
+  requestAnimationFrame(() => document.querySelector<HTMLElement>(`[data-window-id="${CSS.escape(id)}"] [data-testid="window-title"]`)?.focus());
+}
+
 export default function Desktop() {
   const session = useAtomValue(sessionAtom)!;
   const setSession = useSetAtom(sessionAtom);
@@ -86,7 +91,7 @@ export default function Desktop() {
           <ul className="flex gap-1" aria-label="Apps">
             {APPS.map((a) => (
               <li key={a.id}>
-                <button type="button" className={launcherBtn} disabled={phase !== 'ready'} onClick={() => void bridge.open(a.id, a)} data-testid={a.testId}>
+                <button type="button" className={launcherBtn} disabled={phase !== 'ready'} onClick={() => void bridge.open(a.id, a).then((id) => id && focusWindow(id))} data-testid={a.testId}>
                   {a.launcher}
                 </button>
               </li>
@@ -102,6 +107,7 @@ export default function Desktop() {
                   onClick={() => {
                     if (w.state === 'minimized') bridge.setState(w.id, 'normal');
                     bridge.focus(w.id);
+                    focusWindow(w.id);
                   }}
                   data-testid={`task-${w.app_id}`}
                 >

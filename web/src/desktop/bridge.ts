@@ -104,13 +104,13 @@ export class DesktopBridge {
     if (this.marked.delete(id)) this.actor.send({ type: 'PENDING', id, delta: -1 });
   }
 
-  /** Opens an app's window, or brings its window forward when one is open. */
-  async open(appId: string, spec: AppSpec, props?: Record<string, unknown>): Promise<void> {
+  /** Opens an app's window, or brings its window forward when one is open; its id, if any. */
+  async open(appId: string, spec: AppSpec, props?: Record<string, unknown>): Promise<string | null> {
     const existing = Object.values(this.ctx.windows).find((w) => w.app_id === appId);
     if (existing) {
       if (existing.state === 'minimized') this.setState(existing.id, 'normal');
       this.focus(existing.id);
-      return;
+      return existing.id;
     }
     const open = Object.values(this.ctx.windows).filter((w) => w.state !== 'minimized');
     const vw = window.innerWidth;
@@ -136,9 +136,12 @@ export class DesktopBridge {
           request_id: crypto.randomUUID(),
         },
       });
-      if (opened.window) this.actor.send({ type: 'OPENED', window: opened.window, focusStack: opened.focus_stack, desktopVersion: opened.desktop_version });
+      if (!opened.window) return null;
+      this.actor.send({ type: 'OPENED', window: opened.window, focusStack: opened.focus_stack, desktopVersion: opened.desktop_version });
+      return opened.window.id;
     } catch (e) {
       this.actor.send({ type: 'ERROR', message: `Could not open ${spec.title}: ${describe(e)}` });
+      return null;
     }
   }
 
