@@ -124,7 +124,7 @@ token: ## Print a development token (TENANT=dev USER=developer)
 
 .PHONY: web
 web: ## Build the web desktop (web/dist, which the gateway serves at /) from web/package-lock.json
-	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm run size
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build && npm run size && npm run test:unit
 
 .PHONY: web-e2e
 web-e2e: web ## Browser tests of web/ (Chromium): against GETLOOD_URL, or a `getlood dev` started for them
