@@ -77,6 +77,15 @@ export async function run({ browser, appUrl, shared, log }) {
   await page.locator('[data-testid="node-end_1"][data-status="succeeded"]').waitFor({ timeout: 60_000 });
   await page.getByTestId('wf-status').getByText('run succeeded').waitFor({ timeout: 30_000 });
   log('approved by another user; end node green; run succeeded, live in the starter\'s editor');
+
+  // A change saved is a new version; the history lists both, and the run in the run history.
+  await select(page, 'sql_1');
+  await page.getByTestId('field-query').fill('SELECT 2 AS two');
+  await page.getByTestId('wf-save').click();
+  await page.getByTestId('wf-versions').getByText('v2').waitFor({ timeout: 15_000 });
+  await page.getByTestId('wf-versions').getByText('v1').waitFor();
+  await page.getByTestId('wf-runs').getByText('succeeded').first().waitFor({ timeout: 15_000 });
+  log('saved as v2; versions v2 and v1 listed; the run in the history as succeeded');
   await checkPage(page);
   await context.close();
 }
