@@ -82,6 +82,11 @@ export async function run({ browser, appUrl, shared, log }) {
   // Close, and it stays closed after a reload.
   await win.getByTestId('window-close').click();
   await win.waitFor({ state: 'detached' });
+  for (let i = 0; i < 40; i++) {
+    const r = await fetch(`${appUrl}/api/v1/windows/${moved.id}`, { headers: { authorization: `Bearer ${shared.token}` } });
+    if (r.status === 404) break;
+    await new Promise((res) => setTimeout(res, 150));
+  }
   await page.reload();
   await page.getByTestId('window-dashboard').waitFor({ timeout: 20_000 });
   expect((await page.getByTestId('window-console').count()) === 0, 'the closed window came back after a reload');

@@ -42,6 +42,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Don't treat a 401 as a signed-out session (sign-in itself). */
   anonymous?: boolean;
+  /** Let the request finish when the page goes away (a window change just before a reload). */
+  keepalive?: boolean;
 }
 
 export async function raw(path: string, opts: RequestOptions = {}): Promise<Response> {
@@ -53,6 +55,7 @@ export async function raw(path: string, opts: RequestOptions = {}): Promise<Resp
     headers,
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
     signal: opts.signal,
+    keepalive: opts.keepalive,
   });
   if (!res.ok) {
     let code = `http_${res.status}`;

@@ -70,9 +70,20 @@ export class DesktopBridge {
         if (!stopped) this.actor.send({ type: 'LOAD_FAILED', message: describe(e) });
       }
     })();
+    // Geometry still waiting for its debounce is saved now when the page goes away (keepalive
+    // requests outlive it), so a reload right after a drag keeps the drag.
+    const flush = () => {
+      for (const [id, timer] of this.dirty) {
+        clearTimeout(timer);
+        this.dirty.delete(id);
+        void this.enqueue(id, () => this.saveGeometry(id));
+      }
+    };
+    window.addEventListener('pagehide', flush);
     return () => {
       stopped = true;
       stopEvents?.();
+      window.removeEventListener('pagehide', flush);
     };
   }
 
@@ -177,6 +188,7 @@ export class DesktopBridge {
       const changed = await api<ChangedWindow>(`/api/v1/windows/${encodeURIComponent(id)}`, {
         method: 'PATCH',
         body: { x: w.x, y: w.y, width: w.width, height: w.height, expected_version: expected ?? w.version },
+        keepalive: true,
       });
       if (changed.window) this.actor.send({ type: 'SERVER_WINDOW', window: changed.window });
     } catch (e) {
@@ -211,6 +223,7 @@ export class DesktopBridge {
     try {
       return await api<ChangedWindow>(`/api/v1/windows/${encodeURIComponent(id)}/${action}`, {
         body: { expected_version: w.version },
+        keepalive: true,
       });
     } catch (e) {
       // A discrete action (focus, minimise, ...) is the user's latest intent: on a stale
@@ -252,7 +265,7 @@ export class DesktopBridge {
     this.actor.send({ type: 'CLOSE', id });
     void this.enqueue(id, async () => {
       try {
-        const closed = await api<ClosedWindow>(`/api/v1/windows/${encodeURIComponent(id)}`, { method: 'DELETE' });
+        const closed = await api<ClosedWindow>(`/api/v1/windows/${encodeURIComponent(id)}`, { method: 'DELETE', keepalive: true });
         this.actor.send({ type: 'SERVER_CLOSED', id, focusStack: closed.focus_stack, desktopVersion: closed.desktop_version });
       } catch (e) {
         if (e instanceof ApiError && e.status === 404) return; // already closed elsewhere
