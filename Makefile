@@ -103,6 +103,8 @@ test: infra mindsdb-up llm-up proto-lint deploy-check api-check deny mindsdb-sha
 	$(CARGO) build --bin getlood
 	# GETLOOD_TEST_REQUIRE_TOOLS: tests/openapi.rs fuzzes the gateway with .tools' Schemathesis.
 	GETLOOD_TEST_REQUIRE_LLM=1 GETLOOD_TEST_REQUIRE_TOOLS=1 GETLOOD_TEST_REQUIRE_MYSQL=1 $(CARGO) nextest run --workspace --profile ci
+	# The web desktop in Chromium against `getlood dev` (the binary just built).
+	$(MAKE) web-e2e
 
 .PHONY: bench
 bench: infra mindsdb-up llm-up ## Print the benchmark figures

@@ -10,7 +10,7 @@ export async function run({ browser, appUrl, shared, log }) {
   const page = await newPage(context);
   const who = await signIn(page, appUrl, { screenshot: 'sign-in.png' });
   Object.assign(shared, who);
-  log(`signed in (${who.mode}) as ${who.user} of ${who.tenant}`);
+  log(`signed in (${who.mode}) as ${who.user} of ${who.tenant}; axe sign-in: no serious/critical`);
   shared.agent = await ensureAgent(appUrl, who.token);
 
   await page.getByTestId('chat-universe').click();

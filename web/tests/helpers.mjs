@@ -59,7 +59,10 @@ export async function signIn(page, appUrl, { tenant = `e2e${RUN_ID}`, user = 'ow
   await page.goto(appUrl);
   if (cfg?.mode === 'builtin') {
     await page.getByTestId('login').waitFor();
-    if (screenshot) await page.screenshot({ path: join(SHOTS, screenshot) });
+    if (screenshot) {
+      await page.screenshot({ path: join(SHOTS, screenshot) });
+      await axe(page, 'sign-in');
+    }
     await page.getByTestId('tab-signup').click();
     await page.getByTestId('email').fill(`${user}-${tenant}@example.com`);
     await page.getByTestId('password').fill('correct horse battery staple');
@@ -70,7 +73,10 @@ export async function signIn(page, appUrl, { tenant = `e2e${RUN_ID}`, user = 'ow
     return { token: s.token, tenant, user: s.user.id, mode: 'builtin' };
   }
   await page.getByRole('heading', { name: 'GETLOOD' }).waitFor();
-  if (screenshot) await page.screenshot({ path: join(SHOTS, screenshot) });
+  if (screenshot) {
+    await page.screenshot({ path: join(SHOTS, screenshot) });
+    await axe(page, 'sign-in');
+  }
   const token = devToken(tenant, user, 'admin');
   await useToken(page, token);
   await page.reload();
