@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::Instrument as _;
 
@@ -11,7 +12,7 @@ use tokio::sync::RwLock;
 
 use crate::config::MindsdbConfig;
 use crate::error::{MindsdbError, Result};
-use crate::fair::{FairLimiter, Permit};
+use crate::fair::{FairLimiter, Limits, Permit};
 use crate::sql::{Ident, Sql};
 
 /// Histogram of one MindsDB operation, retries included, labelled `op`.
@@ -158,6 +159,8 @@ struct Inner {
     base: String,
     cfg: MindsdbConfig,
     permits: Arc<FairLimiter>,
+    /// Set once the load probe runs (started by the first request, inside the runtime).
+    probing: AtomicBool,
     token: RwLock<Option<String>>,
 }
 
@@ -184,7 +187,14 @@ impl MindsdbClient {
                 http,
                 base: cfg.url.trim_end_matches('/').to_owned(),
                 cfg: cfg.clone(),
-                permits: FairLimiter::new(cfg.max_concurrency, cfg.max_concurrency_per_tenant),
+                permits: FairLimiter::new(Limits {
+                    max: cfg.max_concurrency,
+                    per_tenant_max: cfg.max_concurrency_per_tenant,
+                    linger: cfg.tenant_linger,
+                    congested_above: cfg.congested_above,
+                    adaptive: cfg.adaptive_concurrency,
+                }),
+                probing: AtomicBool::new(false),
                 token: RwLock::new(None),
             }),
         })
@@ -421,6 +431,13 @@ impl MindsdbClient {
     }
 
     async fn acquire(&self, tenant: &TenantId) -> Result<Permit> {
+        if self.inner.cfg.adaptive_concurrency && !self.inner.probing.swap(true, Ordering::Relaxed) {
+            // Not on the service's TaskTracker: the probe writes nothing, holds only a weak
+            // reference to the client and ends within one interval of the client's drop, so
+            // there is nothing for a shutdown to wait for.
+            #[allow(clippy::disallowed_methods)]
+            tokio::spawn(probe_loop(Arc::downgrade(&self.inner)));
+        }
         self.inner.permits.acquire(tenant).await
     }
 
@@ -482,6 +499,28 @@ impl MindsdbClient {
         // be retried.
         let maybe_sent = !e.is_connect();
         Failed { err: MindsdbError::Unavailable(error_chain(e)), maybe_sent }
+    }
+}
+
+/// Times `GET /api/status` every `probe_interval` while the client has requests in flight and
+/// moves the concurrency limit by it (see the `fair` module). The route needs MindsDB's worker
+/// pool and interpreter like any request, so its latency is what a new request would wait.
+async fn probe_loop(inner: Weak<Inner>) {
+    // Longer than any "congested" threshold: a probe this slow counts as congested anyway.
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+    loop {
+        let interval = match inner.upgrade() {
+            Some(inner) => inner.cfg.probe_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if !inner.permits.busy() {
+            continue;
+        }
+        let started = Instant::now();
+        let answered = inner.http.get(format!("{}/api/status", inner.base)).timeout(PROBE_TIMEOUT).send().await;
+        inner.permits.observe_probe(answered.is_ok().then(|| started.elapsed()));
     }
 }
 

@@ -31,6 +31,21 @@ pub struct MindsdbConfig {
     /// Requests in flight for one tenant at most (of `max_concurrency`), so one tenant's slow
     /// agent questions cannot hold every slot while the others wait.
     pub max_concurrency_per_tenant: usize,
+    /// Whether the limit follows MindsDB's load (probed while requests are in flight) instead of
+    /// staying at `max_concurrency`: see the crate's `fair` module. Off only to compare.
+    pub adaptive_concurrency: bool,
+    /// How often MindsDB is probed while this client has requests in flight.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// A probe (`GET /api/status`) slower than this means MindsDB is saturated and the limit
+    /// shrinks. Idle, the probe takes 1-3 ms here; with one agent answer computing it takes
+    /// about 10 ms, with two or more 30 ms and up.
+    #[serde(with = "humantime_serde")]
+    pub congested_above: Duration,
+    /// How long a tenant keeps its share of the slots after its last request ended, so its
+    /// user's next question (a moment later) does not find it taken by a busier tenant.
+    #[serde(with = "humantime_serde")]
+    pub tenant_linger: Duration,
     /// Retries of a transient failure (connect error, 502/503/504); never for a statement
     /// that may already have taken effect.
     pub retries: u32,
@@ -53,6 +68,10 @@ impl Default for MindsdbConfig {
             stream_timeout: Duration::from_secs(120),
             max_concurrency: 8,
             max_concurrency_per_tenant: 4,
+            adaptive_concurrency: true,
+            probe_interval: Duration::from_millis(250),
+            congested_above: Duration::from_millis(25),
+            tenant_linger: Duration::from_millis(250),
             retries: 2,
             retry_backoff: Duration::from_millis(100),
             ca_file: None,
@@ -110,6 +129,15 @@ impl MindsdbConfig {
                 format!("{prefix}.max_concurrency_per_tenant"),
                 "must be between 1 and max_concurrency",
             ));
+        }
+        if !(Duration::from_millis(20)..=Duration::from_secs(60)).contains(&self.probe_interval) {
+            return Err(ConfigError::invalid(format!("{prefix}.probe_interval"), "must be between 20ms and 60s"));
+        }
+        if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&self.congested_above) {
+            return Err(ConfigError::invalid(format!("{prefix}.congested_above"), "must be between 1ms and 10s"));
+        }
+        if self.tenant_linger > Duration::from_secs(60) {
+            return Err(ConfigError::invalid(format!("{prefix}.tenant_linger"), "must be at most 60s"));
         }
         if self.retries > 10 {
             return Err(ConfigError::invalid(format!("{prefix}.retries"), "must be at most 10"));

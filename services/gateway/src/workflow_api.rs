@@ -69,8 +69,7 @@ pub(crate) struct NodeJson {
     data: Value,
     id: String,
     position: PositionJson,
-    /// `start`, `end`, `agent`, `sql`, `kb_search`, `condition`, `transform`, `integration_insert`,
-    /// `human_approval`, `delay`, `a2a_agent`, `mcp_tool`
+    /// `start`, `end`, `agent`, `sql`, `condition`, `transform`, `delay`, `human_approval`, ...
     #[serde(rename = "type")]
     kind: String,
 }
