@@ -31,7 +31,14 @@ struct World {
     mallory: String,
 }
 
-async fn create_helper(http: &reqwest::Client, base: &str, token: &str, llm: &OpenAiDouble) -> anyhow::Result<()> {
+/// Creates the agent `helper` in `token`'s tenant, its model the double `llm` (also used by
+/// tests/workflow_remote.rs, whose a2a_agent node calls it).
+pub(crate) async fn create_helper(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    llm: &OpenAiDouble,
+) -> anyhow::Result<()> {
     let (status, body) = crate::call_json(
         http,
         "POST",

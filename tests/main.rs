@@ -53,6 +53,7 @@ mod rate_limit;
 mod tls;
 mod trace;
 mod workflow;
+mod workflow_remote;
 
 /// `(status, body)` of a JSON request to `url` with `token` (a body that is not JSON comes back
 /// as a string), for the tests that drive the gateway's REST routes.

@@ -2358,7 +2358,10 @@ export interface components {
             data: Record<string, never>;
             id: string;
             position: components["schemas"]["NodePosition"];
-            /** @description `start`, `end`, `agent`, `sql`, `condition`, `transform`, `delay`, `human_approval`, ... */
+            /**
+             * @description `start`, `end`, `agent`, `sql`, `kb_search`, `condition`, `transform`, `integration_insert`,
+             *     `human_approval`, `delay`, `a2a_agent`, `mcp_tool`
+             */
             type: string;
         };
         WorkflowNodeInput: {

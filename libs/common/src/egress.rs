@@ -11,7 +11,9 @@
 //!
 //! Host names are not resolved: MindsDB resolves them when it calls, not us, so a name that
 //! resolves to a private address passes here. That gap is closed by the network, not by this
-//! check: the chart's egress NetworkPolicy for MindsDB (`mindsdb.egress` in the values).
+//! check: the chart's egress NetworkPolicy for MindsDB (`mindsdb.egress` in the values). A
+//! service that calls the URL itself resolves the name and checks every address it got with
+//! [`EgressPolicy::check_resolved`] before connecting (the workflow's remote nodes).
 //!
 //! An allow-list (`app.egress.allow` of the service that validates) lets exact host names,
 //! addresses and CIDR ranges through anyway; the development launcher and the test kit allow
@@ -119,6 +121,18 @@ impl EgressPolicy {
             Some(kind) => Err(EgressError::Refused { host: name, kind }),
             None => Ok(()),
         }
+    }
+
+    /// Checks one address that the host name `host` resolved to, for a caller that resolves
+    /// names itself (the workflow service's remote nodes, which connect from our own pods): a
+    /// name on the allow-list passes whatever it resolves to; otherwise the address follows the
+    /// rules of an address written in a URL.
+    pub fn check_resolved(&self, host: &str, ip: IpAddr) -> Result<(), EgressError> {
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        if self.allow.iter().any(|a| matches!(a, Allow::Host(h) if *h == name)) {
+            return Ok(());
+        }
+        self.check_ip(ip)
     }
 
     fn check_ip(&self, ip: IpAddr) -> Result<(), EgressError> {
@@ -331,6 +345,13 @@ mod tests {
             p.check_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         assert!(p.check_url("http://10.2.0.1/").is_err());
+        // Resolved addresses follow the same rules as written ones, unless the name is allowed.
+        assert!(p.check_resolved("a.example", "10.1.9.9".parse().unwrap()).is_ok());
+        assert!(p.check_resolved("a.example", "169.254.169.254".parse().unwrap()).is_err());
+        assert!(p.check_resolved("a.example", "::ffff:169.254.169.254".parse().unwrap()).is_err());
+        assert!(p.check_resolved("LOCALHOST.", "10.9.9.9".parse().unwrap()).is_ok());
+        assert!(policy(&[]).check_resolved("a.example", "8.8.8.8".parse().unwrap()).is_ok());
+        assert!(policy(&[]).check_resolved("a.example", "127.0.0.1".parse().unwrap()).is_err());
         assert!(p.check_url("http://169.254.169.254/").is_err());
         assert!(p.check_url("http://api.localhost/").is_err());
         for bad in ["10.0.0.0/33", "not a host!", "", "fe80::/200", "a..b"] {

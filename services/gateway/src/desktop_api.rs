@@ -223,6 +223,10 @@ fn payload_json(payload: Option<&Payload>) -> Value {
             "run_id": e.run_id, "node_id": e.node_id, "attempt": e.attempt, "error": e.error,
             "will_retry": e.will_retry, "duration_ms": e.duration_ms, "run_sequence": e.run_sequence,
         }),
+        Payload::NodeProgress(e) => json!({
+            "run_id": e.run_id, "node_id": e.node_id, "node_type": e.node_type, "attempt": e.attempt,
+            "state": e.state, "message": e.message, "remote_id": e.remote_id, "run_sequence": e.run_sequence,
+        }),
         Payload::RunCompleted(e) => json!({
             "run_id": e.run_id, "workflow_id": e.workflow_id, "duration_ms": e.duration_ms,
             "result": e.result.as_ref().map(proto_struct_to_json), "run_sequence": e.run_sequence,

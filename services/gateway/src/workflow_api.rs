@@ -69,7 +69,8 @@ pub(crate) struct NodeJson {
     data: Value,
     id: String,
     position: PositionJson,
-    /// `start`, `end`, `agent`, `sql`, `condition`, `transform`, `delay`, `human_approval`, ...
+    /// `start`, `end`, `agent`, `sql`, `kb_search`, `condition`, `transform`, `integration_insert`,
+    /// `human_approval`, `delay`, `a2a_agent`, `mcp_tool`
     #[serde(rename = "type")]
     kind: String,
 }

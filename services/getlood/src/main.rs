@@ -166,6 +166,13 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
             .app_settings
             .insert(Service::DesktopState, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}}));
     }
+    // Remote A2A agents and MCP servers of workflow nodes on the developer's machine (the
+    // platform's own /a2a and /mcp among them).
+    if std::env::var_os("GETLOOD_WORKFLOW_APP__EGRESS__ALLOW").is_none() {
+        overrides
+            .app_settings
+            .insert(Service::Workflow, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}}));
+    }
     // The web app's dev server runs on another origin; an allow-list given in the environment
     // wins.
     if std::env::var_os("GETLOOD_GATEWAY_APP__CORS_ALLOWED_ORIGINS").is_none() {

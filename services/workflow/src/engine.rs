@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::model::{Graph, GraphDoc, Limits, NodeKind};
 use crate::nodes::{NodeError, NodeRunner};
 use crate::queue::{WorkItem, WorkQueue};
+use crate::remote::{Progress, ProgressUpdate};
 use crate::sqlnode::SqlPolicy;
 use crate::state::{Committed, RunRow, RunTx, node_status, run_is_final, run_status};
 
@@ -111,6 +112,7 @@ impl Engine {
             max_nodes: Some(settings.max_graph_nodes),
             max_edges: Some(settings.max_graph_edges),
             sql: Some(sql_policy.clone()),
+            egress: Some(runner.egress().clone()),
         };
         Self {
             pool,
@@ -364,10 +366,18 @@ impl Engine {
         let ctx = TenantContext::new(tenant, crate::state::SYSTEM);
         let budget = (deadline - Utc::now()).to_std().unwrap_or_default().min(spec.timeout);
         let (token_id, token) = self.track(item.run_id);
+        let progress = RunProgress { engine: self, item, attempt };
         let outcome = tokio::select! {
-            r = tokio::time::timeout(budget, self.runner.run(&ctx, &spec, &scope)) => match r {
+            r = tokio::time::timeout(budget, self.runner.run(&ctx, &spec, &scope, &progress)) => match r {
                 Ok(r) => Some(r),
-                Err(_) => Some(Err(NodeError::Transient(format!("node timed out after {} ms", budget.as_millis())))),
+                Err(_) => {
+                    let message = format!("node timed out after {} ms", budget.as_millis());
+                    Some(Err(if spec.kind.retries_timeouts() {
+                        NodeError::Transient(message)
+                    } else {
+                        NodeError::Permanent(message)
+                    }))
+                }
             },
             () = token.cancelled() => None,
             () = self.keep_claim(item, attempt, msg) => None,
@@ -378,6 +388,24 @@ impl Engine {
             return Ok(Disposition::Ack);
         };
         self.complete(item, attempt, outcome).await
+    }
+
+    /// Records a running node's progress (a remote's status update) in its run: a log line and
+    /// a `node.progress` event, committed together, if attempt `attempt` still holds the node.
+    async fn record_progress(&self, item: &WorkItem, attempt: i32, update: ProgressUpdate) -> Result<()> {
+        let Some(mut rtx) = self.load(item.run_id, None).await? else { return Ok(()) };
+        let holds = rtx.idx(&item.node_id).filter(|&i| {
+            !run_is_final(&rtx.run.status)
+                && rtx.nodes[i].status == node_status::RUNNING
+                && rtx.nodes[i].attempt == attempt
+        });
+        let Some(i) = holds else {
+            rtx.rollback().await?;
+            return Ok(());
+        };
+        rtx.progress(i, &update);
+        self.commit(rtx).await?;
+        Ok(())
     }
 
     /// Renews the node's lease and the message's ack deadline until the claim is lost (the node
@@ -755,6 +783,22 @@ impl Engine {
         let view = RunTxView::of(&rtx);
         self.commit(rtx).await?;
         Ok(view)
+    }
+}
+
+/// Where a node executing on this replica reports its progress: its run, for its attempt.
+struct RunProgress<'a> {
+    engine: &'a Engine,
+    item: &'a WorkItem,
+    attempt: i32,
+}
+
+impl Progress for RunProgress<'_> {
+    async fn report(&self, update: ProgressUpdate) {
+        // A progress that cannot be recorded is not the node's failure: its outcome is.
+        if let Err(e) = self.engine.record_progress(self.item, self.attempt, update).await {
+            tracing::warn!(run_id = %self.item.run_id, node_id = %self.item.node_id, error = %e, "node progress not recorded");
+        }
     }
 }
 

@@ -409,9 +409,15 @@ impl WorkflowService for Service {
         let req = req.into_inner();
         check_name(&req.name)?;
         let graph = graph_of(req.graph.as_ref(), &self.engine.limits)?;
+        // A new workflow has no stored credentials a "[redacted]" could stand for.
+        let mut doc = graph.doc;
+        let problems = doc.restore_credentials(None);
+        if !problems.is_empty() {
+            return Err(Error::violations("invalid workflow graph", problems).into());
+        }
         let row = self
             .store
-            .create(&p.tenant, &req.name, &req.description, &graph.doc, &req.version_comment, &p.user)
+            .create(&p.tenant, &req.name, &req.description, &doc, &req.version_comment, &p.user)
             .await?;
         tracing::info!(tenant = %p.tenant, workflow_id = %row.id, "workflow created");
         Ok(Response::new(pb::CreateWorkflowResponse { workflow: Some(row.to_proto(true, None)?) }))

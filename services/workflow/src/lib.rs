@@ -16,6 +16,7 @@ mod model;
 mod nodes;
 mod queue;
 mod relay;
+mod remote;
 mod scheduler;
 mod sqlnode;
 mod state;
@@ -24,6 +25,7 @@ mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use getlood_common::egress::{EgressConfig, EgressPolicy};
 use getlood_config::{ConfigError, Validate};
 use getlood_mindsdb::{JobAdapter, MindsdbClient, MindsdbConfig, ProjectAdapter};
 use getlood_proto::workflow::v1::workflow_service_server::WorkflowServiceServer;
@@ -89,6 +91,11 @@ pub struct WorkflowSettings {
     /// waits come back as the same message, on time.
     #[serde(with = "humantime_serde")]
     pub delay_park_after: Duration,
+    /// Hosts that `a2a_agent` and `mcp_tool` nodes may call although the built-in egress
+    /// policy refuses them (loopback, private, link-local): `app.egress.allow`, empty by
+    /// default. Checked when a graph is saved, and when the node runs with the addresses the
+    /// names resolve to. `getlood dev` and the test kit allow loopback.
+    pub egress: EgressConfig,
 }
 
 /// `app.sql`: what workflow `sql` nodes may read.
@@ -125,6 +132,7 @@ impl Default for WorkflowSettings {
             max_graph_edges: 10_000,
             sql: SqlSettings::default(),
             delay_park_after: Duration::from_secs(60),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -150,6 +158,7 @@ impl Validate for WorkflowSettings {
             return Err(ConfigError::invalid("app.max_graph_edges", format!("must be from 1 to {MAX_GRAPH_EDGES}")));
         }
         sqlnode::SqlPolicy::new(&self.sql.allow).map_err(|e| ConfigError::invalid("app.sql.allow", e))?;
+        EgressPolicy::new(&self.egress).map_err(|e| ConfigError::invalid("app.egress.allow", e.to_string()))?;
         if self.worker_concurrency == 0 {
             return Err(ConfigError::invalid("app.worker_concurrency", "must be at least 1"));
         }
@@ -181,6 +190,9 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     let mindsdb = MindsdbClient::new(&config.mindsdb).map_err(|e| Error::Serve(format!("mindsdb client: {e}")))?;
     let sql_policy =
         sqlnode::SqlPolicy::new(&config.app.sql.allow).map_err(|e| Error::Serve(format!("app.sql.allow: {e}")))?;
+    let egress = EgressPolicy::new(&config.app.egress).map_err(|e| Error::Serve(format!("app.egress.allow: {e}")))?;
+    let remote = remote::Remote::new(egress, tracker.clone())
+        .map_err(|e| Error::Serve(format!("remote nodes' http client: {e}")))?;
 
     // The workflow relay is its own (pipelined, with back-pressure on ExecuteWorkflow), not
     // the runtime's generic outbox relay.
@@ -199,7 +211,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         pool.clone(),
         queue,
         backlog,
-        nodes::NodeRunner::new(mindsdb.clone(), sql_policy),
+        nodes::NodeRunner::new(mindsdb.clone(), sql_policy, remote),
         JobAdapter::new(mindsdb.clone()),
         config.app.clone(),
         &config.postgres.schema,

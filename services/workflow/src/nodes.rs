@@ -1,5 +1,6 @@
-//! Executors of the nodes that do I/O: agent, sql, kb_search and integration_insert (delay
-//! nodes wait without a worker, in the engine).
+//! Executors of the nodes that do I/O: agent, sql, kb_search and integration_insert against
+//! the tenant's MindsDB, a2a_agent and mcp_tool against remote agents and tools
+//! ([`crate::remote`]); delay nodes wait without a worker, in the engine.
 //!
 //! Agent nodes ask the tenant's MindsDB agent directly through the `AgentAdapter` rather than
 //! the agent-registry's QueryAgent: a run outlives the request that started it (it resumes
@@ -11,6 +12,7 @@ use getlood_mindsdb::{AgentAdapter, KnowledgeBaseAdapter, MindsdbClient, Mindsdb
 use serde_json::{Map, Value, json};
 
 use crate::model::{NodeKind, NodeSpec, Scope, render_text, render_value};
+use crate::remote::{Progress, Remote};
 use crate::sqlnode::SqlPolicy;
 
 /// Why an attempt failed.
@@ -51,11 +53,24 @@ pub(crate) struct NodeRunner {
     kbs: KnowledgeBaseAdapter,
     /// What `sql` nodes may read: a graph saved before the policy changed is held to it here.
     sql: SqlPolicy,
+    /// The client of the remote nodes, with the egress policy they are held to when they run.
+    remote: Remote,
 }
 
 impl NodeRunner {
-    pub(crate) fn new(client: MindsdbClient, sql: SqlPolicy) -> Self {
-        Self { agents: AgentAdapter::new(client.clone()), kbs: KnowledgeBaseAdapter::new(client.clone()), client, sql }
+    pub(crate) fn new(client: MindsdbClient, sql: SqlPolicy, remote: Remote) -> Self {
+        Self {
+            agents: AgentAdapter::new(client.clone()),
+            kbs: KnowledgeBaseAdapter::new(client.clone()),
+            client,
+            sql,
+            remote,
+        }
+    }
+
+    /// Which hosts remote nodes may call.
+    pub(crate) fn egress(&self) -> &getlood_common::egress::EgressPolicy {
+        self.remote.egress()
     }
 
     /// What `sql` nodes may read.
@@ -63,8 +78,14 @@ impl NodeRunner {
         &self.sql
     }
 
-    /// Runs one attempt of `spec`.
-    pub(crate) async fn run(&self, ctx: &TenantContext, spec: &NodeSpec, scope: &Scope) -> Result<Value, NodeError> {
+    /// Runs one attempt of `spec`; remote nodes report their progress to `progress`.
+    pub(crate) async fn run<P: Progress>(
+        &self,
+        ctx: &TenantContext,
+        spec: &NodeSpec,
+        scope: &Scope,
+        progress: &P,
+    ) -> Result<Value, NodeError> {
         // Template errors (a missing output, the size limit) name the node.
         let permanent = |e: String| NodeError::Permanent(format!("node '{}': {e}", spec.id));
         match &spec.kind {
@@ -113,6 +134,17 @@ impl NodeRunner {
                 let sql = b.kw(")").build();
                 self.client.query(ctx, "workflow.integration_insert", &sql).await?;
                 Ok(json!({"inserted": 1, "table": format!("{integration}.{table}"), "values": row}))
+            }
+            NodeKind::A2aAgent(node) => {
+                let message = render_text(&node.message, scope).map_err(permanent)?;
+                crate::remote::a2a::run(&self.remote, node, message, progress).await
+            }
+            NodeKind::McpTool(node) => {
+                let arguments = match render_value(&Value::Object(node.arguments.clone()), scope).map_err(permanent)? {
+                    Value::Object(o) => o,
+                    _ => Map::new(),
+                };
+                crate::remote::mcp::run(&self.remote, node, arguments).await
             }
             // The engine runs these inline, and parks delays without a worker (engine.rs);
             // reaching here is a bug, not worth a retry.

@@ -54,7 +54,8 @@ impl WorkflowRow {
             name: self.name.clone(),
             description: self.description.clone(),
             version: self.version,
-            graph: if with_graph { Some(self.graph_doc()?.to_proto()) } else { None },
+            // Reads never show a remote node's credentials.
+            graph: if with_graph { Some(self.graph_doc()?.redacted().to_proto()) } else { None },
             owner: self.owner.clone(),
             version_author: self.author.clone(),
             version_comment: self.comment.clone(),
@@ -174,7 +175,8 @@ impl Store {
         self.get(tenant, id, 0).await?.ok_or_else(|| Error::Internal("created workflow vanished".to_owned()))
     }
 
-    /// Adds version `latest + 1`.
+    /// Adds version `latest + 1`. Credentials the graph leaves as "[redacted]" (as reads show
+    /// them) keep their values in the latest version, read under the same lock.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update(
         &self,
@@ -198,6 +200,12 @@ impl Store {
                 current_version: current.version,
             });
         }
+        let mut graph = graph.clone();
+        let problems = graph.restore_credentials(Some(&current.graph_doc()?));
+        if !problems.is_empty() {
+            return Err(Error::violations("invalid workflow graph", problems));
+        }
+        let graph = &graph;
         let name = name.unwrap_or(&current.name);
         let description = description.unwrap_or(&current.description);
         let version = current.version + 1;

@@ -77,6 +77,9 @@ impl Default for PlatformBuilder {
                 (Service::AgentRegistry, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}})),
                 // Data sources on the machine's own Postgres and MariaDB.
                 (Service::DesktopState, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}})),
+                // Workflow a2a_agent and mcp_tool nodes calling the platform's own gateway and
+                // the tests' MCP servers.
+                (Service::Workflow, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}})),
             ]),
             shutdown_timeout: Duration::from_secs(5),
             auth: None,

@@ -21,6 +21,9 @@ pub(crate) struct Limits {
     pub max_edges: Option<usize>,
     /// The `sql` nodes' policy; `None` for stored graphs (the node runner applies it).
     pub sql: Option<SqlPolicy>,
+    /// Which hosts remote nodes (`a2a_agent`, `mcp_tool`) may call; `None` for stored graphs
+    /// (the node checks again when it runs, resolved addresses included).
+    pub egress: Option<getlood_common::egress::EgressPolicy>,
 }
 
 /// Work done by the template-reference check, in 64-bit words touched: the measure the
@@ -77,7 +80,7 @@ impl Graph {
             } else if index.insert(n.id.clone(), i).is_some() {
                 problems.add(&format!("{field}.id"), &n.id, "duplicate node id");
             }
-            specs.push(parse_node(n, &field, limits.sql.as_ref(), &mut problems));
+            specs.push(parse_node(n, &field, limits, &mut problems));
         }
         let mut out_edges = vec![Vec::new(); doc.nodes.len()];
         let mut in_edges = vec![Vec::new(); doc.nodes.len()];
@@ -488,7 +491,7 @@ mod tests {
 
     #[test]
     fn size_limits_are_named() {
-        let limits = Limits { max_nodes: Some(2_000), max_edges: Some(10_000), sql: None };
+        let limits = Limits { max_nodes: Some(2_000), max_edges: Some(10_000), ..Limits::default() };
         let problems = Graph::build(chain(2_001, 4), &limits).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].field, "graph.nodes");

@@ -6,10 +6,12 @@ mod doc;
 mod expr;
 mod graph;
 mod node;
+mod remote;
 mod template;
 mod validate;
 
 pub(crate) use doc::GraphDoc;
 pub(crate) use graph::{Graph, Limits, validate};
 pub(crate) use node::{JOB_NODE_TYPES, NodeKind, NodeSpec};
-pub(crate) use template::{Scope, references, render_text, render_value, summarize};
+pub(crate) use remote::{A2aNode, Credentials, McpNode, REDACTED};
+pub(crate) use template::{MAX_RENDERED_BYTES, Scope, references, render_text, render_value, summarize};

@@ -6,6 +6,7 @@ use getlood_mindsdb::Ident;
 use serde_json::{Map, Value};
 
 use super::expr::Expr;
+use super::remote::{A2aNode, McpNode};
 use crate::sqlnode::SqlTemplate;
 
 /// The node types the engine knows.
@@ -20,6 +21,8 @@ pub(crate) const NODE_TYPES: &[&str] = &[
     "integration_insert",
     "human_approval",
     "delay",
+    "a2a_agent",
+    "mcp_tool",
 ];
 
 /// Node types a MindsDB JOB can run.
@@ -58,6 +61,8 @@ pub(crate) enum NodeKind {
     IntegrationInsert { integration: Ident, table: Ident, values: Vec<(Ident, Value)> },
     HumanApproval { message: String },
     Delay { duration: Duration },
+    A2aAgent(Box<A2aNode>),
+    McpTool(Box<McpNode>),
 }
 
 impl NodeKind {
@@ -65,6 +70,14 @@ impl NodeKind {
     /// transaction that made them ready, instead of a round trip through the work queue.
     pub(crate) fn is_instant(&self) -> bool {
         matches!(self, Self::Start | Self::End { .. } | Self::Condition { .. } | Self::Transform { .. })
+    }
+
+    /// Whether an attempt that ran out of time may be tried again. A remote agent or tool may
+    /// have acted on a call whose answer never came (sent a message, run a tool), so repeating
+    /// it is left to the graph's author: their timeouts fail the node, as their other errors
+    /// after the call was sent do.
+    pub(crate) fn retries_timeouts(&self) -> bool {
+        !matches!(self, Self::A2aAgent(_) | Self::McpTool(_))
     }
 
     /// The handles of a branching node's outgoing edges.
@@ -84,12 +97,14 @@ impl NodeKind {
             Self::Sql { params, .. } => params.values().for_each(|v| collect_strings(v, &mut out)),
             Self::Transform { mapping } => mapping.values().for_each(|v| collect_strings(v, &mut out)),
             Self::IntegrationInsert { values, .. } => values.iter().for_each(|(_, v)| collect_strings(v, &mut out)),
+            Self::McpTool(m) => m.arguments.values().for_each(|v| collect_strings(v, &mut out)),
             _ => {}
         }
         match self {
             Self::Agent { prompt, .. } => out.push(prompt.as_str()),
             Self::KbSearch { query, .. } => out.push(query.as_str()),
             Self::HumanApproval { message } => out.push(message.as_str()),
+            Self::A2aAgent(a) => out.push(a.message.as_str()),
             _ => {}
         }
         out

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use super::doc::NodeDoc;
 use super::expr::Expr;
+use super::graph::Limits;
 use super::node::{NODE_TYPES, NodeKind, NodeSpec, RetryPolicy};
+use super::remote::{parse_a2a, parse_mcp};
 use super::template::{parse_template, short};
 use crate::sqlnode::{SqlPolicy, SqlTemplate};
 
@@ -27,8 +29,10 @@ impl Problems {
 }
 
 /// The typed configuration of node `n` (at `field`), or `None` after adding its problems to `p`.
-/// `sql`, when given, is what `sql` nodes may read.
-pub(super) fn parse_node(n: &NodeDoc, field: &str, sql: Option<&SqlPolicy>, p: &mut Problems) -> Option<NodeSpec> {
+/// `limits.sql` and `limits.egress`, when given, are what `sql` nodes may read and which hosts
+/// remote nodes may call.
+pub(super) fn parse_node(n: &NodeDoc, field: &str, limits: &Limits, p: &mut Problems) -> Option<NodeSpec> {
+    let sql: Option<&SqlPolicy> = limits.sql.as_ref();
     let id = n.id.as_str();
     if !NODE_TYPES.contains(&n.kind.as_str()) {
         p.add(
@@ -172,6 +176,8 @@ pub(super) fn parse_node(n: &NodeDoc, field: &str, sql: Option<&SqlPolicy>, p: &
                 None
             }
         },
+        "a2a_agent" => parse_a2a(data, field, id, limits.egress.as_ref(), p).map(|a| NodeKind::A2aAgent(Box::new(a))),
+        "mcp_tool" => parse_mcp(data, field, id, limits.egress.as_ref(), p).map(|m| NodeKind::McpTool(Box::new(m))),
         _ => None,
     };
     // Every template must at least parse, wherever it sits.
@@ -208,7 +214,8 @@ pub(super) fn parse_node(n: &NodeDoc, field: &str, sql: Option<&SqlPolicy>, p: &
     };
     let default_timeout = match &kind {
         Some(NodeKind::Delay { duration }) => *duration + Duration::from_secs(60),
-        Some(NodeKind::Agent { .. }) => Duration::from_secs(300),
+        Some(NodeKind::Agent { .. } | NodeKind::A2aAgent(_)) => Duration::from_secs(300),
+        Some(NodeKind::McpTool(_)) => Duration::from_secs(120),
         _ => Duration::from_secs(60),
     };
     let timeout = match data.get("timeout_ms") {

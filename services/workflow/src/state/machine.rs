@@ -205,6 +205,35 @@ impl RunTx {
         }
     }
 
+    /// Records node `i`'s progress as the remote reported it: a log line (persisted, streamed to
+    /// watchers) and a `node.progress` event carrying the log line's sequence.
+    pub(crate) fn progress(&mut self, i: usize, update: &crate::remote::ProgressUpdate) {
+        let text = if update.message.is_empty() {
+            format!("remote state {}", update.state)
+        } else {
+            format!("remote state {}: {}", update.state, update.message)
+        };
+        self.node_log(
+            i,
+            pb::LogLevel::Info,
+            text,
+            json!({"state": update.state, "message": update.message, "remote_id": update.remote_id}),
+        );
+        let n = &self.nodes[i];
+        let payload = Payload::NodeProgress(ev::NodeProgress {
+            run_id: self.run.id.to_string(),
+            workflow_id: self.run.workflow_id.to_string(),
+            node_id: n.node_id.clone(),
+            node_type: n.node_type.clone(),
+            attempt: n.attempt,
+            state: update.state.clone(),
+            message: update.message.clone(),
+            remote_id: update.remote_id.clone(),
+            run_sequence: self.run.last_sequence,
+        });
+        self.envelope(SYSTEM, "node.progress", payload);
+    }
+
     /// Puts a human_approval node in waiting state (RUN_WAITING_APPROVAL).
     pub(crate) fn wait_for_approval(&mut self, i: usize, message: &str) {
         self.nodes[i].status = node_status::WAITING.to_owned();
