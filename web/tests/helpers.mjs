@@ -118,13 +118,18 @@ export async function ensureAgent(appUrl, token) {
       model: { provider: 'openai', model_name: 'gpt-4', base_url: process.env.E2E_MODEL_URL ?? 'http://127.0.0.1:18080/v1', api_key: 'sk-local' },
     };
     // A new tenant's first requests can race on creating its MindsDB project (a 500 naming
-    // MindsDB's UNIQUE constraint, reported to the backend); the second try finds the project.
-    try {
-      await call(appUrl, token, 'POST', '/api/v1/agents', body);
-    } catch (e) {
-      if (!String(e).includes(': 500 ')) throw e;
-      await new Promise((r) => setTimeout(r, 1000));
-      await call(appUrl, token, 'POST', '/api/v1/agents', body);
+    // MindsDB's UNIQUE constraint, reported to the backend), and a busy MindsDB can miss the
+    // registry's deadline (504) after creating the agent: look again, then try again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await call(appUrl, token, 'POST', '/api/v1/agents', body);
+        break;
+      } catch (e) {
+        if (attempt === 3 || !/: (500|503|504) /.test(String(e))) throw e;
+        await new Promise((r) => setTimeout(r, 2000 * attempt));
+        const again = await call(appUrl, token, 'GET', '/api/v1/agents');
+        if (again.agents.some((a) => a.name === body.name)) break;
+      }
     }
   }
   return 'dashboard_builder';

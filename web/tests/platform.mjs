@@ -67,6 +67,23 @@ export function devToken(tenant, user, roles = 'admin') {
   return execFileSync(getloodBin(), ['token', '--tenant', tenant, '--user', user, '--roles', roles], { encoding: 'utf8', cwd: REPO }).trim().split('\n').pop();
 }
 
+const SERVICES_WITH_POSTGRES = ['GATEWAY', 'PIPELINE', 'DESKTOP_STATE', 'WORKFLOW', 'AGENT_REGISTRY'];
+
+/**
+ * A database of its own for the `getlood dev` these tests start, made anew each run, so the
+ * schemas its migrations expect never meet another build's (the shared `test` database holds
+ * whatever the last binary run against it migrated). E2E_DATABASE names it.
+ */
+function freshDatabase() {
+  const base = process.env.E2E_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432';
+  const db = process.env.E2E_DATABASE ?? 'getlood_web_e2e';
+  if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`E2E_DATABASE must be a plain name, not ${db}`);
+  const psql = (sql) => execFileSync('psql', [`${base}/postgres`, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } });
+  psql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  psql(`CREATE DATABASE ${db}`);
+  return Object.fromEntries(SERVICES_WITH_POSTGRES.map((svc) => [`GETLOOD_${svc}_POSTGRES__URL`, `${base}/${db}`]));
+}
+
 /** The gateway URL, starting `getlood dev` (after MindsDB and the local model) when none runs. */
 export async function gateway() {
   const url = (process.env.GETLOOD_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
@@ -75,7 +92,7 @@ export async function gateway() {
   for (const s of ['scripts/mindsdb.sh', 'scripts/llm.sh']) {
     execFileSync(join(REPO, s), ['start'], { cwd: REPO, stdio: process.env.E2E_LOG ? 'inherit' : 'ignore' });
   }
-  start('getlood dev', getloodBin(), ['dev'], { cwd: REPO, env: { ...process.env } });
+  start('getlood dev', getloodBin(), ['dev'], { cwd: REPO, env: { ...process.env, ...freshDatabase() } });
   await waitFor('getlood dev', async () => (await answers(`${url}/readyz`))?.ok, 240_000);
   return { url, started: true };
 }

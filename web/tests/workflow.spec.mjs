@@ -86,6 +86,13 @@ export async function run({ browser, appUrl, shared, log }) {
   await page.getByTestId('wf-versions').getByText('v1').waitFor();
   await page.getByTestId('wf-runs').getByText('succeeded').first().waitFor({ timeout: 15_000 });
   log('saved as v2; versions v2 and v1 listed; the run in the history as succeeded');
+
+  // A second run, cancelled while its agent works.
+  await page.getByTestId('wf-run').click();
+  await page.locator('[data-testid="node-agent_1"][data-status="running"]').waitFor({ timeout: 60_000 });
+  await page.getByTestId('wf-cancel').click();
+  await page.getByTestId('wf-status').getByText('run cancelled').waitFor({ timeout: 60_000 });
+  log('a second run cancelled from the editor while its agent node ran');
   await checkPage(page);
   await context.close();
 }

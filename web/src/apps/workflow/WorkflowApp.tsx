@@ -319,6 +319,15 @@ function Editor() {
     [run, watch],
   );
 
+  const cancel = async () => {
+    if (!run) return;
+    try {
+      await api(`/api/v1/workflows/runs/${run.id}/cancel`, { body: { reason: 'cancelled in the editor' } });
+    } catch (e) {
+      setError(describe(e));
+    }
+  };
+
   const canvas = useMemo(() => ({ live, problems: problemsBy, approve: (id: string, ok: boolean) => void approve(id, ok), approving }), [live, problemsBy, approve, approving]);
   const selectedNode = nodes.find((n) => n.id === selected) ?? null;
   const unplaced = problems.filter((p) => !nodes.some((n) => n.id === p.subject));
@@ -387,6 +396,11 @@ function Editor() {
           <button type="button" className={primary} disabled={busy !== null || nodes.length === 0 || valid === false} onClick={() => void execute()} data-testid="wf-run">
             {busy === 'run' ? 'Starting…' : 'Run'}
           </button>
+          {run && !TERMINAL.has(run.status) && (
+            <button type="button" className={secondary} onClick={() => void cancel()} data-testid="wf-cancel">
+              Cancel run
+            </button>
+          )}
           <p className="text-xs text-slate-700" role="status" data-testid="wf-status">
             {current.id ? `v${current.version}${dirty ? ' (unsaved changes)' : ''}` : 'not saved'}
             {valid === true && ' · valid'}
