@@ -1,5 +1,5 @@
 // The engine's node types (services/workflow/src/model/node.rs NODE_TYPES) and the settings
-// each reads (model/validate.rs), for the palette and the settings form.
+// each reads (model/validate.rs, model/remote.rs), for the palette and the settings form.
 
 export type FieldKind = 'text' | 'textarea' | 'number' | 'json';
 
@@ -62,6 +62,21 @@ export const NODE_TYPES: NodeTypeDef[] = [
   ] },
   { type: 'delay', label: 'Delay', colour: 'bg-stone-700', inputs: true, outputs: true, defaults: { seconds: 1 }, fields: [
     { key: 'seconds', label: 'Seconds', kind: 'number' },
+  ] },
+  { type: 'a2a_agent', label: 'Remote A2A agent', colour: 'bg-fuchsia-800', inputs: true, outputs: true, defaults: { card_url: '', message: '{{input}}' }, fields: [
+    { key: 'card_url', label: "Agent card URL (or the agent's base URL)", kind: 'text' },
+    { key: 'message', label: 'Message (template)', kind: 'textarea' },
+    { key: 'auth', label: 'Auth ({"bearer": "<token>"}; reads back redacted)', kind: 'json' },
+    { key: 'headers', label: 'Extra headers (JSON object)', kind: 'json' },
+    ...common,
+  ] },
+  { type: 'mcp_tool', label: 'MCP tool', colour: 'bg-sky-800', inputs: true, outputs: true, defaults: { server_url: '', tool: '', arguments: {} }, fields: [
+    { key: 'server_url', label: 'MCP server URL (streamable HTTP)', kind: 'text' },
+    { key: 'tool', label: 'Tool name', kind: 'text' },
+    { key: 'arguments', label: 'Arguments (JSON object of templates)', kind: 'json' },
+    { key: 'auth', label: 'Auth ({"bearer": "<token>"}; reads back redacted)', kind: 'json' },
+    { key: 'headers', label: 'Extra headers (JSON object)', kind: 'json' },
+    ...common,
   ] },
   { type: 'end', label: 'End', colour: 'bg-slate-700', inputs: true, outputs: false, defaults: {}, fields: [
     { key: 'output', label: 'Output (JSON of templates, optional)', kind: 'json' },
