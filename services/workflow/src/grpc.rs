@@ -415,10 +415,8 @@ impl WorkflowService for Service {
         if !problems.is_empty() {
             return Err(Error::violations("invalid workflow graph", problems).into());
         }
-        let row = self
-            .store
-            .create(&p.tenant, &req.name, &req.description, &doc, &req.version_comment, &p.user)
-            .await?;
+        let row =
+            self.store.create(&p.tenant, &req.name, &req.description, &doc, &req.version_comment, &p.user).await?;
         tracing::info!(tenant = %p.tenant, workflow_id = %row.id, "workflow created");
         Ok(Response::new(pb::CreateWorkflowResponse { workflow: Some(row.to_proto(true, None)?) }))
     }
