@@ -22,8 +22,17 @@ impl ProjectAdapter {
         let project = ctx.project();
         let sql = SqlBuilder::new().kw("CREATE PROJECT IF NOT EXISTS").ident(&project).build();
         // IF NOT EXISTS makes a repeat harmless, so it may be retried.
-        self.client.query_with(ctx, "project.ensure", &sql, Retry::Idempotent).await?;
-        Ok(project)
+        match self.client.query_with(ctx, "project.ensure", &sql, Retry::Idempotent).await {
+            Ok(_) => Ok(project),
+            // Two first requests of a new tenant at once: both find no project, both insert, and
+            // MindsDB answers the second with its store's "UNIQUE constraint failed:
+            // project.name, ..." (a 500, not "already exists"). The project is there all the
+            // same, which is all `ensure` promises.
+            Err(err) => match self.exists(ctx).await {
+                Ok(true) => Ok(project),
+                _ => Err(err),
+            },
+        }
     }
 
     /// Drops the tenant's project if it exists. MindsDB refuses while views remain in it;

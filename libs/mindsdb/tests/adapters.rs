@@ -66,6 +66,21 @@ async fn project_ensure_list_drop() {
 }
 
 #[tokio::test]
+async fn a_new_tenants_first_requests_at_once_all_find_its_project() {
+    // Seen from the web desktop: a new tenant's first page load and first agent at once, both
+    // creating the project; the second got MindsDB's "UNIQUE constraint failed" as a 500.
+    let c = common::client();
+    let ctx = common::tenant("race");
+    let projects = ProjectAdapter::new(c.clone());
+    let results = futures::future::join_all((0..6).map(|_| projects.ensure(&ctx))).await;
+    for r in &results {
+        assert_eq!(r.as_ref().map_err(ToString::to_string), Ok(&ctx.project()));
+    }
+    assert_eq!(projects.list(&ctx).await.unwrap(), vec![ctx.project().to_string()]);
+    projects.drop(&ctx).await.unwrap();
+}
+
+#[tokio::test]
 async fn agent_crud_and_streaming_answer() {
     let double = OpenAiDouble::start().await.unwrap();
     let (c, ctx) = provisioned("agt").await;
