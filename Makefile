@@ -117,8 +117,23 @@ bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	$(CARGO) bench --workspace --no-fail-fast
 
 .PHONY: dev
-dev: infra mindsdb-up llm-up ## Run all six services in one process with embedded defaults (Ctrl-C stops)
+dev: infra mindsdb-up llm-up web-build ## Run all six services in one process with embedded defaults, the web app at the gateway's / (Ctrl-C stops)
 	$(CARGO) run --bin getlood -- dev
+
+# web/dist is rebuilt only when web/ exists and a source file is newer than the last build;
+# dependencies are reinstalled only when the lock file is newer than the installed tree.
+.PHONY: web-build
+web-build: ## Build the web desktop into web/dist (when web/package.json exists and dist is older than its sources)
+	@if [ -f web/package.json ]; then \
+	  if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then \
+	    (cd web && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	  if [ ! -f web/dist/index.html ] || [ -n "$$(find web -path web/node_modules -prune -o -path web/dist -prune \
+	      -o -path web/test-results -prune -o -path web/screenshots -prune \
+	      -o -type f -newer web/dist/index.html -print -quit)" ]; then \
+	    (cd web && npm run build) || exit 1; \
+	  fi; \
+	fi
 
 .PHONY: token
 token: ## Print a development token (TENANT=dev USER=developer)

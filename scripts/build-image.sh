@@ -24,8 +24,13 @@ fi
 (cd "$ROOT" && cargo build --release --bin getlood)
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/bin"
+mkdir -p "$ctx/bin" "$ctx/web"
 for b in "${BINS[@]}"; do install -m 0755 "$TARGET/release/$b" "$ctx/bin/$b"; done
+# The web desktop the gateway serves at / (app.web_dir): built when web/ exists.
+if [ -f "$ROOT/web/package.json" ]; then
+  (cd "$ROOT" && make -s web-build)
+  cp -r "$ROOT/web/dist/." "$ctx/web/"
+fi
 cp "$ROOT/deploy/Dockerfile.prebuilt" "$ctx/Dockerfile"
 docker build --network host -q -t "$TAG" --build-arg BASE_IMAGE="$BASE" \
   --build-arg REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$ctx" >/dev/null

@@ -441,6 +441,13 @@ impl AgentRegistryService for FakeRegistry {
         Err(Status::unimplemented("not in the double"))
     }
 
+    async fn provision_tenant(
+        &self,
+        _: Request<reg::ProvisionTenantRequest>,
+    ) -> Result<Response<reg::ProvisionTenantResponse>, Status> {
+        Err(Status::unimplemented("not in the double"))
+    }
+
     async fn create_skill(
         &self,
         req: Request<reg::CreateSkillRequest>,

@@ -22,6 +22,7 @@ static INSTALL_CRYPTO_PROVIDER: extern "C" fn() = {
 };
 
 mod a2a;
+mod accounts;
 mod agent_registry;
 mod audit;
 mod auth;

@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/.well-known/jwks.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /.well-known/jwks.json`.
+         * @description The keys the gateway signs built-in accounts' tokens with (ES256). Every service is configured with `auth.jwks_url` pointing here. A rotated-in key is listed before it signs; a retired key stays listed until its tokens have expired. Public.
+         */
+        get: operations["get_jwks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/a2a/{agent}": {
         parameters: {
             query?: never;
@@ -102,6 +122,86 @@ export interface paths {
         get: operations["list_audit"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /api/v1/auth/config`.
+         * @description Which sign-in the browser does: `builtin` (the routes below) or `oidc` (authorization code + PKCE against the provider named here). Public.
+         */
+        get: operations["get_auth_config"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /api/v1/auth/login`.
+         * @description Signs in with a built-in account. An unknown email and a wrong password get the same 401 in the same time. Rate-limited per client address and per email. Public.
+         */
+        post: operations["login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/signup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /api/v1/auth/signup`.
+         * @description Creates a tenant, its MindsDB project and its first user, who is the tenant's admin, and signs them in. A tenant that exists already is a 409: later users are added by an admin (`POST /api/v1/auth/users`). Rate-limited per client address and per email. Public.
+         */
+        post: operations["signup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /api/v1/auth/users`.
+         * @description Adds a built-in account to the caller's tenant (admins: `users.write`). Without a password one is generated and returned once.
+         */
+        post: operations["create_user"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1212,6 +1312,17 @@ export interface components {
              */
             total_size?: number | null;
         };
+        /** @description How the browser signs in. */
+        AuthConfigBody: {
+            /**
+             * @description `builtin`: `POST /api/v1/auth/login` (and sign-up); `oidc`: authorization code + PKCE
+             *     against the provider below.
+             */
+            mode: string;
+            oidc?: null | components["schemas"]["OidcBody"];
+            /** @description Whether `POST /api/v1/auth/signup` is open (built-in mode). */
+            signup: boolean;
+        };
         /** @description `POST /api/v1/workflows/runs/{run_id}/cancel` body; may be empty. */
         CancelRunInput: {
             reason?: string;
@@ -1359,12 +1470,28 @@ export interface components {
             metadata_columns?: string[];
             name: string;
         };
+        /** @description `POST /api/v1/auth/users`. */
+        CreateUserRequest: {
+            /** @description The new user's email. */
+            email: string;
+            /** @description Their password; absent: one is generated and returned once. */
+            password?: string | null;
+            /** @description Their roles: `admin`, `builder`, `operator`, `member`, `viewer` (1 to 5). */
+            roles: string[];
+        };
         /** @description `POST /api/v1/workflows` body. */
         CreateWorkflowInput: {
             description?: string;
             graph?: null | components["schemas"]["WorkflowGraphInput"];
             name?: string;
             version_comment?: string;
+        };
+        /** @description `POST /api/v1/auth/users`'s answer. */
+        CreatedUserBody: {
+            /** @description The generated password, when the request had none: shown once, stored only as a hash. */
+            password?: string | null;
+            /** @description The account. */
+            user: components["schemas"]["UserBody"];
         };
         /** @description A data source as REST shows it: never its connection. */
         DataSource: {
@@ -1572,6 +1699,11 @@ export interface components {
             /** Format: date-time */
             run_start?: string | null;
         };
+        /** @description A JWK Set (RFC 7517). */
+        JwksBody: {
+            /** @description The published ES256 keys (`kty` EC, `crv` P-256, `x`, `y`, `kid`, `alg`, `use`). */
+            keys: Record<string, never>[];
+        };
         /** @description A knowledge base as REST shows it. */
         KnowledgeBase: {
             /** @description The embedding model's name (the platform's). */
@@ -1614,6 +1746,13 @@ export interface components {
         KnowledgeBaseList: {
             /** @description By name. */
             knowledge_bases: components["schemas"]["KnowledgeBase"][];
+        };
+        /** @description `POST /api/v1/auth/login`. */
+        LoginRequest: {
+            /** @description The account's email. */
+            email: string;
+            /** @description Its password. */
+            password: string;
         };
         /** @description A JSON-RPC error answer. */
         McpError: {
@@ -1794,6 +1933,19 @@ export interface components {
             started_at?: string | null;
             /** @description `pending`, `running`, `succeeded`, `failed`, `skipped`, `waiting_approval`, ... */
             status: string;
+        };
+        /** @description The OpenID Connect provider of an `oidc` deployment. */
+        OidcBody: {
+            /** @description The provider's authorization endpoint. */
+            authorization_endpoint: string;
+            /** @description The web app's client id. */
+            client_id: string;
+            /** @description The provider's issuer (the tokens' `iss`). */
+            issuer: string;
+            /** @description Scopes to ask for. */
+            scopes: string[];
+            /** @description The provider's token endpoint. */
+            token_endpoint: string;
         };
         /**
          * @description The error body of the `/v1` routes: the platform's `{"code","message"}` plus the `error`
@@ -2035,6 +2187,15 @@ export interface components {
              */
             version?: number;
         };
+        /** @description `POST /api/v1/auth/signup`. */
+        SignupRequest: {
+            /** @description The new admin's email (at most 254 bytes), the sign-in name. */
+            email: string;
+            /** @description At least `accounts.min_password_chars` characters (10 by default), at most 1024 bytes. */
+            password: string;
+            /** @description The new tenant's id: 1 to 48 of `a-z`, `0-9`, `_`, not starting with `_`. */
+            tenant: string;
+        };
         /** @description A skill of the tenant's catalogue. */
         Skill: {
             /**
@@ -2129,6 +2290,23 @@ export interface components {
             /** @description Always `text`. */
             type: string;
         };
+        /** @description A signed-in session: the bearer token and who it names. */
+        TokenBody: {
+            /**
+             * @description An ES256 JWT signed by the gateway (keys at `/.well-known/jwks.json`); send it as
+             *     `Authorization: Bearer <token>`.
+             */
+            access_token: string;
+            /**
+             * Format: int64
+             * @description Seconds until the token expires.
+             */
+            expires_in: number;
+            /** @description Always `Bearer`. */
+            token_type: string;
+            /** @description The account. */
+            user: components["schemas"]["UserBody"];
+        };
         /** @description A UI action the answer asks the desktop to perform. */
         UiActionJson: {
             id: string;
@@ -2156,6 +2334,17 @@ export interface components {
             graph?: null | components["schemas"]["WorkflowGraphInput"];
             name?: string | null;
             version_comment?: string;
+        };
+        /** @description An account. */
+        UserBody: {
+            /** @description Sign-in name, lower-cased. */
+            email: string;
+            /** @description The user id: the tokens' `sub`. */
+            id: string;
+            /** @description Roles the tokens grant. */
+            roles: string[];
+            /** @description The user's tenant. */
+            tenant: string;
         };
         /** @description A hint at what the user intends next. */
         UserIntentHintJson: {
@@ -2651,6 +2840,32 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_jwks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The JWK Set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JwksBody"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            408: components["responses"]["RequestTimeout"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
     a2a_rpc: {
         parameters: {
             query?: never;
@@ -2989,6 +3204,145 @@ export interface operations {
             401: components["responses"]["Unauthenticated"];
             403: components["responses"]["PermissionDenied"];
             408: components["responses"]["RequestTimeout"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    get_auth_config: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The deployment's sign-in */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthConfigBody"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            408: components["responses"]["RequestTimeout"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    login: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Signed in */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenBody"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    signup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignupRequest"];
+            };
+        };
+        responses: {
+            /** @description The tenant exists; its admin is signed in */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenBody"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            /** @description The tenant or the email exists already (`already_exists`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["Internal"];
+            501: components["responses"]["Unimplemented"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["DeadlineExceeded"];
+        };
+    };
+    create_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateUserRequest"];
+            };
+        };
+        responses: {
+            /** @description The account */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedUserBody"];
+                };
+            };
+            400: components["responses"]["InvalidArgument"];
+            401: components["responses"]["Unauthenticated"];
+            403: components["responses"]["PermissionDenied"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
             501: components["responses"]["Unimplemented"];

@@ -180,8 +180,22 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc).
 {{- end -}}
 {{- if has "auth" $svc.uses -}}
 {{- with $root.Values.auth.jwksUrl }}{{- $_ := set $cfg (printf "%sAUTH__JWKS_URL" $p) . -}}{{- end -}}
+{{- /* Built-in accounts: the gateway's JWKS, in the cluster (every service verifies its tokens). */ -}}
+{{- $gw := $root.Values.services.gateway -}}
+{{- if and (not $root.Values.auth.jwksUrl) $gw $gw.enabled -}}
+{{- $gwCtx := dict "root" $root "name" "gateway" -}}
+{{- $_ := set $cfg (printf "%sAUTH__JWKS_URL" $p) (printf "http://%s:%d/.well-known/jwks.json" (include "getlood.componentName" $gwCtx) (int $gw.ports.http)) -}}
+{{- end -}}
 {{- with $root.Values.auth.issuer }}{{- $_ := set $cfg (printf "%sAUTH__ISSUER" $p) . -}}{{- end -}}
 {{- with $root.Values.auth.audience }}{{- $_ := set $cfg (printf "%sAUTH__AUDIENCE" $p) . -}}{{- end -}}
+{{- end -}}
+{{- /* The web app's OpenID Connect client (the gateway's `accounts` use); required with OIDC. */ -}}
+{{- if and (has "accounts" $svc.uses) $root.Values.auth.jwksUrl -}}
+{{- $oidc := $root.Values.auth.oidc -}}
+{{- $_ := set $cfg (printf "%sAPP__OIDC__CLIENT_ID" $p) (required "auth.oidc.clientId is required with auth.jwksUrl (the web app signs in with the provider)" $oidc.clientId) -}}
+{{- $_ := set $cfg (printf "%sAPP__OIDC__AUTHORIZATION_ENDPOINT" $p) (required "auth.oidc.authorizationEndpoint is required with auth.jwksUrl" $oidc.authorizationEndpoint) -}}
+{{- $_ := set $cfg (printf "%sAPP__OIDC__TOKEN_ENDPOINT" $p) (required "auth.oidc.tokenEndpoint is required with auth.jwksUrl" $oidc.tokenEndpoint) -}}
+{{- with $oidc.scopes }}{{- $_ := set $cfg (printf "%sAPP__OIDC__SCOPES" $p) (toJson .) -}}{{- end -}}
 {{- end -}}
 {{- /* TLS: CA files from the bundle mounted at /etc/getlood/ca (values `tls`). */ -}}
 {{- $tls := $root.Values.tls -}}
@@ -286,6 +300,14 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc "secretName" "...").
     secretKeyRef:
       name: {{ $secret }}
       key: jwt-hs256-secret
+      optional: true
+{{- end }}
+{{- if has "accounts" .svc.uses }}
+- name: {{ $p }}APP__ACCOUNTS__KEY_ENCRYPTION_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: accounts-key-encryption-key
       optional: true
 {{- end }}
 {{- end -}}

@@ -22,6 +22,8 @@ pub const AGENT_REGISTRY: Methods = &[
     ("GetSkill", P::SkillsRead),
     ("ListSkills", P::SkillsRead),
     ("DeleteSkill", P::SkillsWrite),
+    // Internal to the gateway's sign-up: the edge answers UNIMPLEMENTED.
+    ("ProvisionTenant", P::UsersWrite),
 ];
 
 /// `getlood.desktop_state.v1.DesktopStateService`.

@@ -9,7 +9,7 @@
 //! | `member` | viewer + chat (asking a model included), write its own desktops and windows, search its own memory |
 //! | `operator` | member + execute and cancel runs, approve human_approval nodes, schedules |
 //! | `builder` | member + create, update and delete agents, skills, workflows, knowledge bases (and their documents) and data sources |
-//! | `admin` | everything, the audit stream and other users' turns and memory included |
+//! | `admin` | everything, the audit stream, other users' turns and memory, and adding users included |
 //!
 //! `user` (what early tokens carried) is an alias of `member`. Any other role grants nothing,
 //! and a token without roles may do nothing but fail with `permission_denied`: a permission is
@@ -156,6 +156,8 @@ pub enum Permission {
     SkillsWrite,
     /// Read other users' turns and memory of the tenant.
     UsersRead,
+    /// Add users to the tenant (built-in accounts) and provision the tenant's MindsDB project.
+    UsersWrite,
     /// Read and validate workflows and their versions.
     WorkflowsRead,
     /// Create, update and delete workflows.
@@ -164,7 +166,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 23] = [
         Permission::AgentsRead,
         Permission::AgentsWrite,
         Permission::AuditRead,
@@ -185,6 +187,7 @@ impl Permission {
         Permission::SkillsRead,
         Permission::SkillsWrite,
         Permission::UsersRead,
+        Permission::UsersWrite,
         Permission::WorkflowsRead,
         Permission::WorkflowsWrite,
     ];
@@ -212,6 +215,7 @@ impl Permission {
             Self::SkillsRead => "skills.read",
             Self::SkillsWrite => "skills.write",
             Self::UsersRead => "users.read",
+            Self::UsersWrite => "users.write",
             Self::WorkflowsRead => "workflows.read",
             Self::WorkflowsWrite => "workflows.write",
         }
@@ -300,7 +304,7 @@ mod tests {
         for p in [P::RunsExecute, P::RunsApprove, P::SchedulesWrite] {
             assert!(allows(&["operator"], p) && !allows(&["builder"], p) && !allows(&["member"], p), "{p}");
         }
-        for p in [P::AuditRead, P::UsersRead] {
+        for p in [P::AuditRead, P::UsersRead, P::UsersWrite] {
             assert_eq!(p.roles(), [Role::Admin], "{p}");
         }
         // Roles add up.

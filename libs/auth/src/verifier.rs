@@ -88,6 +88,10 @@ pub struct Verifier {
     /// Keys of the identity provider's JWKS document, replaced wholesale on each refresh.
     jwks: std::sync::RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
     jwks_url: Option<String>,
+    /// Keys of the tokens this process issues itself (the gateway's built-in accounts), loaded
+    /// by the issuer from its own store: kept apart from the JWKS keys, which a refresh replaces
+    /// wholesale, so the issuer verifies its tokens whether or not its own JWKS was fetched yet.
+    issued: std::sync::RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
     /// Woken by a token whose `kid` is unknown, so the JWKS refresher fetches the document
     /// again at once instead of at the next period: an identity provider that rotates its
     /// signing key issues tokens with the new `kid` before any period would pass.
@@ -133,6 +137,7 @@ impl Verifier {
             by_kid,
             jwks: std::sync::RwLock::new(HashMap::new()),
             jwks_url: config.jwks_url.clone(),
+            issued: std::sync::RwLock::new(HashMap::new()),
             unknown_kid: tokio::sync::Notify::new(),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
@@ -154,28 +159,19 @@ impl Verifier {
     /// Replaces the JWKS keys with those of `document` (a JWK Set JSON), returning how many
     /// usable RS256/ES256 signing keys it held. Keys without `kid` or of other types are skipped.
     pub fn load_jwks(&self, document: &str) -> Result<usize, AuthError> {
-        let set: jsonwebtoken::jwk::JwkSet =
-            serde_json::from_str(document).map_err(|e| AuthError::Malformed(format!("jwks document: {e}")))?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else { continue };
-            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
-                (
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_),
-                    None | Some(jsonwebtoken::jwk::KeyAlgorithm::RS256),
-                ) => Algorithm::RS256,
-                (
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
-                    None | Some(jsonwebtoken::jwk::KeyAlgorithm::ES256),
-                ) => Algorithm::ES256,
-                _ => continue,
-            };
-            if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                keys.insert(kid, (alg, key));
-            }
-        }
+        let keys = parse_jwks(document)?;
         let count = keys.len();
         *self.jwks.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        Ok(count)
+    }
+
+    /// Replaces the keys of the tokens this process issues itself with those of `document` (a
+    /// JWK Set JSON, as the issuer publishes it), returning how many it holds. Independent of
+    /// the JWKS keys of [`Verifier::load_jwks`].
+    pub fn set_issued_keys(&self, document: &str) -> Result<usize, AuthError> {
+        let keys = parse_jwks(document)?;
+        let count = keys.len();
+        *self.issued.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         Ok(count)
     }
 
@@ -210,20 +206,24 @@ impl Verifier {
             "RS256" | "ES256" => {
                 let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
                 let jwks = self.jwks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let issued = self.issued.read().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let (key_alg, key) = match header.kid {
-                    Some(kid) => match self.by_kid.get(&kid).or_else(|| jwks.get(&kid)).cloned() {
-                        Some(key) => key,
-                        None => {
-                            if self.jwks_url.is_some() {
-                                self.unknown_kid.notify_one();
+                    Some(kid) => {
+                        match self.by_kid.get(&kid).or_else(|| jwks.get(&kid)).or_else(|| issued.get(&kid)).cloned() {
+                            Some(key) => key,
+                            None => {
+                                if self.jwks_url.is_some() {
+                                    self.unknown_kid.notify_one();
+                                }
+                                return Err(AuthError::UnknownKey(kid));
                             }
-                            return Err(AuthError::UnknownKey(kid));
                         }
-                    },
+                    }
                     None => self
                         .by_kid
                         .values()
                         .chain(jwks.values())
+                        .chain(issued.values())
                         .find(|(a, _)| *a == header.alg)
                         .cloned()
                         .ok_or_else(|| AuthError::AlgorithmNotAllowed(alg.clone()))?,
@@ -267,6 +267,31 @@ impl Verifier {
             _ => AuthError::Malformed(err.to_string()),
         }
     }
+}
+
+/// The usable RS256/ES256 signing keys of a JWK Set document, by `kid`. Keys without `kid` or
+/// of other types are skipped.
+fn parse_jwks(document: &str) -> Result<HashMap<String, (Algorithm, DecodingKey)>, AuthError> {
+    let set: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(document).map_err(|e| AuthError::Malformed(format!("jwks document: {e}")))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else { continue };
+        let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), None | Some(jsonwebtoken::jwk::KeyAlgorithm::RS256)) => {
+                Algorithm::RS256
+            }
+            (
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
+                None | Some(jsonwebtoken::jwk::KeyAlgorithm::ES256),
+            ) => Algorithm::ES256,
+            _ => continue,
+        };
+        if let Ok(key) = DecodingKey::from_jwk(jwk) {
+            keys.insert(kid, (alg, key));
+        }
+    }
+    Ok(keys)
 }
 
 /// Reads `alg` from the token header ourselves: jsonwebtoken cannot even parse `"none"`, and the
@@ -440,6 +465,27 @@ mod tests {
         assert_eq!(v.load_jwks(r#"{"keys": []}"#).unwrap(), 0);
         assert_eq!(v.verify(&token), Err(AuthError::UnknownKey("idp-1".into())));
         assert!(v.load_jwks("not json").is_err());
+    }
+
+    #[test]
+    fn issued_keys_verify_and_survive_a_jwks_refresh() {
+        let private = p256::SecretKey::random(&mut rand::thread_rng());
+        let mut jwk: serde_json::Value = serde_json::from_str(&private.public_key().to_jwk_string()).unwrap();
+        jwk["kid"] = serde_json::json!("own-1");
+        jwk["alg"] = serde_json::json!("ES256");
+        let document = serde_json::json!({"keys": [jwk]}).to_string();
+        let v = Verifier::new(&config()).unwrap();
+        let pem = p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(&private, p256::pkcs8::LineEnding::LF).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("own-1".into());
+        let token =
+            jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()).unwrap();
+        assert_eq!(v.verify(&token), Err(AuthError::UnknownKey("own-1".into())));
+        assert_eq!(v.set_issued_keys(&document).unwrap(), 1);
+        assert_eq!(v.verify(&token).unwrap().user, "alice");
+        // An identity provider's refresh replaces its own keys, never the issued ones.
+        assert_eq!(v.load_jwks(r#"{"keys": []}"#).unwrap(), 0);
+        assert_eq!(v.verify(&token).unwrap().user, "alice");
     }
 
     #[test]

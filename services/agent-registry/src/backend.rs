@@ -132,6 +132,12 @@ impl Backend {
         Ok(())
     }
 
+    /// Creates the caller's tenant project if absent (a new tenant's sign-up); returns its name.
+    pub(crate) async fn provision(&self, p: &Principal) -> Result<String, ApiError> {
+        self.ensure_project(p).await?;
+        Ok(ctx(p).project().as_str().to_owned())
+    }
+
     pub(crate) async fn create(&self, p: &Principal, name: &str, spec: &AgentSpec) -> Result<(), ApiError> {
         let spec = Self::to_spec(name, spec)?;
         self.ensure_project(p).await?;

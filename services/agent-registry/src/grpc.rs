@@ -488,6 +488,16 @@ impl AgentRegistryService for Registry {
         }))
     }
 
+    async fn provision_tenant(
+        &self,
+        req: Request<ProvisionTenantRequest>,
+    ) -> Result<Response<ProvisionTenantResponse>, Status> {
+        let p = principal(&req)?;
+        let project = self.backend.provision(&p).await?;
+        tracing::info!(tenant = %p.tenant, project, "tenant project provisioned");
+        Ok(Response::new(ProvisionTenantResponse { project }))
+    }
+
     async fn delete_skill(&self, req: Request<DeleteSkillRequest>) -> Result<Response<DeleteSkillResponse>, Status> {
         let p = principal(&req)?;
         let req = req.into_inner();

@@ -333,12 +333,16 @@ fn header(req: &Request, name: &str) -> String {
 /// right of `X-Forwarded-For` (the entries further left are the client's own claims); empty
 /// when unknown.
 fn client_ip(req: &Request, hops: usize) -> String {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    client_ip_of(req.headers(), req.extensions(), hops)
+}
+
+/// [`client_ip`] from a request's parts: what the sign-in limits key on.
+pub(crate) fn client_ip_of(headers: &http::HeaderMap, extensions: &http::Extensions, hops: usize) -> String {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     if hops == 0 {
         return peer.map(|ip| ip.to_string()).unwrap_or_default();
     }
-    let forwarded: Vec<&str> = req
-        .headers()
+    let forwarded: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())

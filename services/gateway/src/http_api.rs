@@ -4,7 +4,6 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use getlood_common::{ApiError, ErrorCode};
 use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -15,8 +14,8 @@ use tower_http::trace::TraceLayer;
 use crate::auth::require_auth;
 use crate::caller::Caller;
 use crate::{
-    AppState, a2a, audit, audit_api, chat, data_source_api, desktop_api, graphql, kb_api, mcp, memory_api, models_api,
-    rate_limit, registry_api, sse, workflow_api, ws,
+    AppState, a2a, accounts, audit, audit_api, chat, data_source_api, desktop_api, graphql, kb_api, mcp, memory_api,
+    models_api, rate_limit, registry_api, sse, workflow_api, ws,
 };
 
 /// The only routes of the gateway a request reaches without a verified token. They are not in
@@ -26,8 +25,20 @@ use crate::{
 #[cfg_attr(not(test), allow(dead_code, reason = "the rule, for reviewers; checked by the tests"))]
 /// `/metrics` and the detailed readiness report are on the admin port, which the Ingress never
 /// routes. `/openapi.json` (the API's description, no data) is merged next to this router by
-/// `crate::run` the same way (`openapi::public_routes`).
-pub(crate) const PUBLIC_ROUTES: &[&str] = &["/livez", "/readyz", crate::openapi::PATH];
+/// `crate::run` the same way (`openapi::public_routes`). Sign-in needs no token by nature: the
+/// built-in accounts' routes (`accounts::PUBLIC`: the sign-in mode, sign-up, sign-in and the
+/// JWKS) are merged by [`router`] outside `require_auth`, rate-limited per client address and
+/// email, and audited. Outside all of them, the web app's files (`app.web_dir`) answer what no
+/// route matched, except API paths (`web::WebApp`).
+pub(crate) const PUBLIC_ROUTES: &[&str] = &[
+    "/livez",
+    "/readyz",
+    crate::openapi::PATH,
+    accounts::CONFIG_PATH,
+    accounts::SIGNUP_PATH,
+    accounts::LOGIN_PATH,
+    accounts::JWKS_PATH,
+];
 
 /// The gateway's router: authenticated API routes under `/api/v1` and `/v1` and the desktop
 /// and events WebSockets under `/ws`, behind the shared layer stack; the gRPC services as
@@ -43,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     let plain = Router::new()
         .route("/api/v1/me", get(me))
+        .route("/api/v1/auth/users", post(accounts::create_user))
         .route("/v1/models", get(registry_api::list_models))
         .route("/api/v1/agents", get(registry_api::list_agents).post(registry_api::create_agent))
         .route(
@@ -149,7 +161,19 @@ pub fn router(state: AppState) -> Router {
     let grpc_web = tower::ServiceBuilder::new()
         .layer(tonic_web::GrpcWebLayer::new())
         .service(crate::grpc::routes(state.clone()).into_axum_router());
-    let mut app = api.fallback(not_found).with_state(state);
+    // The public sign-in routes, outside `require_auth` (see `PUBLIC_ROUTES`).
+    let api = api.merge(accounts::public_routes(&state));
+    // What no route matched: the web app's files when configured, else a JSON 404. API paths
+    // stay JSON 404s either way.
+    let web = settings
+        .web_dir
+        .as_deref()
+        .and_then(|dir| crate::web::WebApp::new(dir, settings.oidc.as_ref().map(|o| o.token_endpoint.as_str())));
+    let api = match web {
+        Some(web) => api.fallback(move |req: Request| web.clone().serve(req)),
+        None => api.fallback(not_found),
+    };
+    let mut app = api.with_state(state);
     for service in crate::permissions::GRPC_SERVICE_NAMES {
         app = app.route_service(&format!("/{service}/{{*method}}"), grpc_web.clone());
     }
@@ -213,22 +237,44 @@ pub(crate) async fn me(caller: Caller) -> Json<Me> {
     })
 }
 
-async fn not_found(req: Request) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.uri().path()))
+async fn not_found(req: Request) -> axum::response::Response {
+    crate::web::not_found(&req)
 }
 
 #[cfg(test)]
 mod tests {
     use super::PUBLIC_ROUTES;
 
-    /// The public routes are the skeleton's probes and the OpenAPI document (which describes the
-    /// API and holds no data), never an API path: an API route is public only if it is taken out
-    /// of this router, which is reviewed here.
+    /// The public routes are the skeleton's probes, the OpenAPI document (which describes the
+    /// API and holds no data) and sign-in (which a caller without a token needs), never another
+    /// API path: an API route is public only if it is taken out of this router, which is
+    /// reviewed here.
     #[test]
-    fn public_routes_are_only_the_skeletons() {
-        assert_eq!(PUBLIC_ROUTES, ["/livez", "/readyz", "/openapi.json"]);
+    fn public_routes_are_only_the_skeletons_and_sign_in() {
+        assert_eq!(
+            PUBLIC_ROUTES,
+            [
+                "/livez",
+                "/readyz",
+                "/openapi.json",
+                "/api/v1/auth/config",
+                "/api/v1/auth/signup",
+                "/api/v1/auth/login",
+                "/.well-known/jwks.json"
+            ]
+        );
         for route in PUBLIC_ROUTES {
-            assert!(!route.starts_with("/api/") && !route.starts_with("/v1/") && !route.starts_with("/ws/"), "{route}");
+            let sign_in = route.starts_with("/api/v1/auth/") || *route == "/.well-known/jwks.json";
+            assert!(
+                sign_in || !(route.starts_with("/api/") || route.starts_with("/v1/") || route.starts_with("/ws/")),
+                "{route}"
+            );
+        }
+        let public: Vec<&str> = crate::accounts::PUBLIC.iter().map(|(_, p)| *p).collect();
+        assert!(public.iter().all(|p| PUBLIC_ROUTES.contains(p)), "{public:?}");
+        // None of them is in the authenticated router's permission table.
+        for (method, path) in crate::accounts::PUBLIC {
+            assert!(crate::permission_for(&method.parse().unwrap(), path).is_none(), "{method} {path}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! route except health, metrics and docs, assigns request ids, and answers with JSON errors.
 
 mod a2a;
+mod accounts;
 mod agent_cache;
 mod audit;
 mod audit_api;
@@ -30,6 +31,7 @@ mod registry_api;
 mod rest;
 mod sse;
 mod upstream;
+mod web;
 mod workflow_api;
 mod ws;
 
@@ -42,6 +44,10 @@ use getlood_config::{ConfigError, Validate};
 use getlood_server::{Infra, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec, UpstreamTimeouts};
 use serde::{Deserialize, Serialize};
 
+pub use accounts::{
+    ACTIVATION_DELAY as SIGNING_KEY_ACTIVATION_DELAY, AccountsSettings, Error as AccountsError, JWKS_PATH,
+    MAX_TOKEN_LIFETIME, OidcSettings, rotate_signing_key,
+};
 pub use audit::{METRIC_DROPPED as METRIC_AUDIT_DROPPED, METRIC_PUBLISHED as METRIC_AUDIT_PUBLISHED};
 pub use error::{Error, Result};
 pub use http_api::router;
@@ -56,7 +62,8 @@ pub use ws::Realtime;
 /// protocol's task state; the pipeline keeps the turns).
 pub const SPEC: ServiceSpec = ServiceSpec { name: "gateway", needs: Needs { postgres: true, redis: true, nats: true } };
 
-/// The gateway's schema migrations (`migrations/`): the A2A tasks.
+/// The gateway's schema migrations (`migrations/`): the A2A tasks, the built-in accounts and
+/// the keys their tokens are signed with.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Gateway-specific settings (`GETLOOD_GATEWAY_APP__*`).
@@ -161,6 +168,17 @@ pub struct GatewaySettings {
     /// the right; 0 (the default) takes the TCP peer and ignores the header, which a client can
     /// write itself.
     pub client_ip_forwarded_hops: usize,
+    /// Built-in accounts: sign-up, sign-in and the tokens the gateway signs (used unless `oidc`
+    /// is set).
+    pub accounts: AccountsSettings,
+    /// The OpenID Connect provider browsers sign in with. Set: `GET /api/v1/auth/config` says
+    /// `oidc` and built-in accounts are off; the provider's issuer and keys are `auth.issuer`
+    /// and `auth.jwks_url`.
+    pub oidc: Option<OidcSettings>,
+    /// Directory of the web desktop's built files (`web/dist`), served at `/` with an SPA
+    /// fallback; unset (the default): no web app. `getlood dev` sets `web/dist` when it exists;
+    /// the image holds it at `/usr/share/getlood/web`.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewaySettings {
@@ -198,6 +216,9 @@ impl Default for GatewaySettings {
             graphql_introspection: true,
             cors_allowed_origins: Vec::new(),
             client_ip_forwarded_hops: 0,
+            accounts: AccountsSettings::default(),
+            oidc: None,
+            web_dir: None,
         }
     }
 }
@@ -233,6 +254,10 @@ impl Validate for GatewaySettings {
             ));
         }
         cors::check_origins(&self.cors_allowed_origins)?;
+        self.accounts.validate()?;
+        if let Some(oidc) = &self.oidc {
+            oidc.validate()?;
+        }
         for tenant in self.tenant_rate_limit_overrides.keys() {
             if getlood_auth::TenantId::parse(tenant).is_err() {
                 return Err(ConfigError::invalid(
@@ -307,6 +332,8 @@ pub struct Shared {
     pub(crate) audit: audit::AuditSink,
     /// The A2A server's tasks: their store and the turns running on this replica.
     pub(crate) a2a: a2a::Tasks,
+    /// Built-in accounts; `None` with an OpenID Connect provider (`app.oidc`).
+    pub(crate) accounts: Option<Arc<accounts::Accounts>>,
 }
 
 /// Runs the gateway on `listeners` until the runtime's shutdown.
@@ -336,6 +363,21 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     );
     let a2a =
         a2a::Tasks::new(runtime.postgres().ok().map(a2a::Store::new), runtime.bus().ok(), runtime.tracker().clone());
+    let accounts = match &settings.oidc {
+        Some(_) => None,
+        None => Some(Arc::new(
+            accounts::Accounts::start(
+                runtime.postgres()?,
+                settings.accounts.clone(),
+                &config.auth,
+                runtime.verifier(),
+                runtime.tracker(),
+                runtime.shutdown(),
+            )
+            .await
+            .map_err(|e| getlood_server::Error::Serve(format!("built-in accounts: {e}")))?,
+        )),
+    };
     let state = AppState(Arc::new(Shared {
         verifier: runtime.verifier(),
         infra: runtime.infra().clone(),
@@ -346,6 +388,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         agents,
         audit,
         a2a,
+        accounts,
     }));
     let grpc = grpc::routes(state.clone());
     // The OpenAPI document is public like the skeleton's probes: outside the authenticated router.

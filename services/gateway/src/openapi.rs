@@ -35,11 +35,16 @@ const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "GETLOOD gateway",
-        description = "The public HTTP API of GETLOOD: REST under `/api/v1`, the OpenAI-compatible API under `/v1`, Server-Sent Events and WebSockets. Every operation needs `Authorization: Bearer <jwt>` (a browser's WebSocket may send it as the `bearer.<jwt>` subprotocol entry instead); the tenant is the token's. Errors are `{\"code\", \"message\"}` with a stable `code`; another tenant's object is a 404 like a missing one.",
+        description = "The public HTTP API of GETLOOD: REST under `/api/v1`, the OpenAI-compatible API under `/v1`, Server-Sent Events and WebSockets. Every operation but sign-in (`/api/v1/auth/config`, `/signup`, `/login` and `/.well-known/jwks.json`) needs `Authorization: Bearer <jwt>` (a browser's WebSocket may send it as the `bearer.<jwt>` subprotocol entry instead); the tenant is the token's. Errors are `{\"code\", \"message\"}` with a stable `code`; another tenant's object is a 404 like a missing one.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
         http_api::me,
+        crate::accounts::config,
+        crate::accounts::signup,
+        crate::accounts::login,
+        crate::accounts::jwks,
+        crate::accounts::create_user,
         registry_api::list_models,
         chat::chat_completions,
         registry_api::list_agents,
@@ -116,6 +121,7 @@ const BEARER: &str = "bearer";
     security(("bearer" = [])),
     tags(
         (name = "profile", description = "The caller"),
+        (name = "auth", description = "Sign-in: built-in accounts (sign-up, sign-in, users an admin adds) and the keys their tokens are signed with, or the OpenID Connect provider to use"),
         (name = "openai", description = "The OpenAI-compatible API"),
         (name = "agents", description = "The tenant's agents (MindsDB agents)"),
         (name = "skills", description = "The tenant's skill catalogue"),
@@ -244,6 +250,11 @@ impl Modify for Shared {
                     add_errors(operation, flavour, has_id, write);
                 }
             }
+            if crate::accounts::PUBLIC.iter().any(|(_, p)| p == path) {
+                for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                    public_operation(operation);
+                }
+            }
         }
     }
 }
@@ -333,6 +344,22 @@ fn add_errors(operation: &mut Operation, flavour: Flavour, has_id: bool, write: 
     }
 }
 
+/// A public (sign-in) operation: no token, so no token or role refusal; sign-in refuses a wrong
+/// password with 401 (documented by its operation) and counts attempts (429).
+fn public_operation(operation: &mut Operation) {
+    operation.security = Some(Vec::new());
+    operation.responses.responses.remove("403");
+    if operation.operation_id.as_deref() != Some("login") {
+        operation.responses.responses.remove("401");
+    }
+    if operation.request_body.is_none() {
+        // Reads of public documents: nothing to name, nothing to conflict with, no rate limit.
+        for status in ["404", "409", "429"] {
+            operation.responses.responses.remove(status);
+        }
+    }
+}
+
 /// The gateway's OpenAPI document.
 pub fn document() -> Document {
     ApiDoc::openapi()
@@ -390,8 +417,12 @@ mod tests {
                 }
             }
         }
-        let routes: BTreeSet<_> =
-            crate::route_permissions().iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect();
+        let routes: BTreeSet<_> = crate::route_permissions()
+            .iter()
+            .map(|r| (r.method, r.path))
+            .chain(crate::accounts::PUBLIC.iter().copied())
+            .map(|(m, p)| (m.to_owned(), p.to_owned()))
+            .collect();
         let undocumented: Vec<_> = routes.difference(&documented).collect();
         assert!(undocumented.is_empty(), "routes without an OpenAPI operation: {undocumented:?}");
         let unrouted: Vec<_> = documented.difference(&routes).collect();
@@ -421,6 +452,12 @@ mod tests {
             for (method, operation) in item.as_object().unwrap() {
                 let id = operation["operationId"].as_str().unwrap().to_owned();
                 assert!(operation_ids.insert(id.clone()), "operationId {id} is not unique ({method} {path})");
+                if crate::accounts::PUBLIC.iter().any(|(_, p)| p == path) {
+                    // Sign-in: no token asked, none refused.
+                    assert_eq!(operation["security"], serde_json::json!([]), "{method} {path}");
+                    assert!(operation["responses"].get("403").is_none(), "{method} {path}");
+                    continue;
+                }
                 assert_eq!(operation["security"], serde_json::json!([{"bearer": []}]), "{method} {path}");
                 assert_eq!(
                     operation["responses"]["401"]["$ref"], "#/components/responses/Unauthenticated",

@@ -32,6 +32,9 @@ use Permission as P;
 /// for every caller, and fails the router-coverage test.
 const ROUTES: &[RoutePermission] = &[
     r("GET", "/api/v1/me", P::ProfileRead),
+    // Built-in accounts: an admin adds users to the tenant (sign-up and sign-in are public,
+    // outside this router: `http_api::PUBLIC_ROUTES`).
+    r("POST", "/api/v1/auth/users", P::UsersWrite),
     r("GET", "/v1/models", P::AgentsRead),
     r("POST", "/v1/chat/completions", P::Chat),
     r("GET", "/api/v1/agents", P::AgentsRead),

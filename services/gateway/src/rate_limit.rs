@@ -308,6 +308,27 @@ impl RateLimiter {
         if let Some(limit) = tenant_limit {
             limits.push((format!("{}:ratelimit:{{{tenant}}}:{class_name}:tenant", self.prefix), limit));
         }
+        self.check_limits(limits, user_limit).await
+    }
+
+    /// Counts one request against each of `limits` (`<scope>:<key>`, requests a minute), all or
+    /// nothing: limits that are not a tenant's or a user's, such as the sign-in attempts of a
+    /// client address and of an email. The keys share the `{class}` hash tag, so one script call
+    /// holds them in Redis Cluster.
+    pub(crate) async fn check_keyed(&self, class: &str, limits: Vec<(String, u32)>) -> Result<Decision> {
+        let first = limits.first().map_or(0, |(_, l)| *l);
+        let limits = limits
+            .into_iter()
+            .filter(|(_, limit)| *limit > 0)
+            .map(|(key, limit)| (format!("{}:ratelimit:{{{class}}}:{key}", self.prefix), limit))
+            .collect();
+        self.check_limits(limits, first).await
+    }
+
+    /// Counts one request against `limits` (full keys); `fallback_limit` is reported when the
+    /// store names no binding limit.
+    async fn check_limits(&self, limits: Vec<(String, u32)>, fallback_limit: u32) -> Result<Decision> {
+        let user_limit = fallback_limit;
         if limits.is_empty() {
             return Ok(Decision { allowed: true, limit: 0, remaining: 0, reset_secs: 0, retry_after_secs: 0 });
         }
@@ -454,9 +475,48 @@ pub(crate) async fn class_verdict(limiter: &RateLimiter, class: RouteClass, prin
     }
 }
 
+/// Applies `limits` ([`RateLimiter::check_keyed`]) under `class` (a key scope and metric label)
+/// with the store-error policy of the non-chat classes; `what` names the requests in the 429.
+pub(crate) async fn keyed_verdict(
+    limiter: &RateLimiter,
+    class: &'static str,
+    what: &str,
+    limits: Vec<(String, u32)>,
+) -> Verdict {
+    match limiter.check_keyed(class, limits).await {
+        Ok(decision) if decision.allowed => Verdict::Proceed(Some(decision)),
+        Ok(decision) => {
+            tracing::info!(
+                class,
+                limit = decision.limit,
+                retry_after_secs = decision.retry_after_secs,
+                "request rate limited"
+            );
+            metrics::counter!("getlood_gateway_rate_limited_total", "class" => class).increment(1);
+            let message = format!(
+                "rate limit of {} {what} per minute exceeded, retry in {} s",
+                decision.limit, decision.retry_after_secs
+            );
+            Verdict::Refuse(ApiError::new(ErrorCode::ResourceExhausted, message), Some(decision))
+        }
+        Err(err) => match limiter.on_store_error(RouteClass::Write) {
+            StoreErrorPolicy::Allow => {
+                tracing::warn!(error = %err, class, "rate-limit store unavailable, failing open");
+                metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "allow").increment(1);
+                Verdict::Proceed(None)
+            }
+            StoreErrorPolicy::Deny => {
+                tracing::warn!(error = %err, class, "rate-limit store unavailable, failing closed");
+                metrics::counter!("getlood_gateway_rate_limit_store_errors_total", "policy" => "deny").increment(1);
+                Verdict::Refuse(ApiError::from(err), None)
+            }
+        },
+    }
+}
+
 /// The response of a refused request: the error with the budget headers, or `Retry-After: 1`
 /// when failing closed on a store outage.
-fn refusal(mut response: Response, decision: Option<Decision>) -> Response {
+pub(crate) fn refusal(mut response: Response, decision: Option<Decision>) -> Response {
     match decision {
         Some(decision) => write_headers(response.headers_mut(), &decision),
         None => {

@@ -123,6 +123,13 @@ pub struct Overrides {
     /// `getlood dev` only: a service given no verification key at all gets the development
     /// secret ([`getlood_auth::DEV_HS256_SECRET`]) instead of refusing to start.
     pub dev_secret_fallback: bool,
+    /// The gateway's JWKS (`http://<gateway>/.well-known/jwks.json`), given as `auth.jwks_url`
+    /// to every other service whose configuration names none, so they verify the tokens of the
+    /// gateway's built-in accounts; applied after `dev_secret_fallback`, so the development
+    /// secret stays accepted too.
+    pub issuer_jwks_url: Option<String>,
+    /// `auth.jwks_refresh` of the services given `issuer_jwks_url`.
+    pub jwks_refresh: Option<Duration>,
     /// gRPC endpoints of the other services.
     pub services: Option<ServiceUrls>,
     /// Drain deadline.
@@ -141,6 +148,10 @@ pub const DEV_EGRESS_ALLOW: &[&str] = &["127.0.0.0/8", "::1", "localhost"];
 /// The browser origins `getlood dev` lets call the gateway cross-origin (CORS): the web app's
 /// dev server (Vite's default port). Never a production default.
 pub const DEV_CORS_ORIGINS: &[&str] = &["http://localhost:5173", "http://127.0.0.1:5173"];
+
+/// Where `getlood dev` serves the web app from (relative to the working directory, the
+/// repository root under `make dev`) when that directory exists and no `app.web_dir` is set.
+pub const DEV_WEB_DIR: &str = "web/dist";
 
 /// A service started in this process.
 #[derive(Debug)]
@@ -238,6 +249,15 @@ where
         defaults
     };
     apply(&mut config, overrides);
+    if service != Service::Gateway
+        && config.auth.jwks_url.is_none()
+        && let Some(url) = &overrides.issuer_jwks_url
+    {
+        config.auth.jwks_url = Some(url.clone());
+        if let Some(refresh) = overrides.jwks_refresh {
+            config.auth.jwks_refresh = refresh;
+        }
+    }
     if let Some(app) = overrides.app_settings.get(&service) {
         // Merged over the service's own `app` settings and checked by the same deserializer,
         // so a test cannot set a key the service does not know.

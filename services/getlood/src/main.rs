@@ -180,6 +180,18 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
             .app_settings
             .insert(Service::Gateway, serde_json::json!({"cors_allowed_origins": getlood::DEV_CORS_ORIGINS}));
     }
+    // Built-in accounts: the other services verify the gateway's tokens with its JWKS (the
+    // development secret stays accepted); an `AUTH__JWKS_URL` given in the environment wins.
+    let gateway_port = gateway_config()?.http_addr.port();
+    overrides.issuer_jwks_url = Some(format!("http://127.0.0.1:{gateway_port}{}", getlood_gateway::JWKS_PATH));
+    // The web desktop, built by `make dev` into web/dist, at the gateway's `/`.
+    if std::env::var_os("GETLOOD_GATEWAY_APP__WEB_DIR").is_none() && std::path::Path::new(getlood::DEV_WEB_DIR).is_dir()
+    {
+        let gateway = overrides.app_settings.entry(Service::Gateway).or_insert_with(|| serde_json::json!({}));
+        if let Some(obj) = gateway.as_object_mut() {
+            obj.insert("web_dir".to_owned(), serde_json::json!(getlood::DEV_WEB_DIR));
+        }
+    }
     let mut started = Vec::new();
     for service in Service::ALL {
         match getlood::start(service, &overrides, None, shutdown.clone()).await {
@@ -213,6 +225,9 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
         println!("Gateway:  {url}");
         println!("Token:    {token}");
         println!("Try:      curl -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/me");
+        if std::path::Path::new(getlood::DEV_WEB_DIR).is_dir() {
+            println!("Web app:  {url}/ (sign up to create a tenant)");
+        }
         println!("Ctrl-C stops everything.");
     }
     // The signal watcher outlives every service's tracker: it is what stops them.

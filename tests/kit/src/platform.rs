@@ -31,6 +31,7 @@ pub struct PlatformBuilder {
     auth: Option<getlood_auth::AuthConfig>,
     service_urls: BTreeMap<Service, String>,
     readiness_interval: Duration,
+    gateway_jwks: Option<Duration>,
 }
 
 /// A started service.
@@ -85,6 +86,7 @@ impl Default for PlatformBuilder {
             auth: None,
             service_urls: BTreeMap::new(),
             readiness_interval: Duration::from_millis(100),
+            gateway_jwks: None,
         }
     }
 }
@@ -157,6 +159,14 @@ impl PlatformBuilder {
         self
     }
 
+    /// Gives every service but the gateway the gateway's JWKS as `auth.jwks_url`, fetched every
+    /// `refresh` (at least 10 s), as `getlood dev` and the chart do for built-in accounts: tokens
+    /// the gateway signs then verify everywhere. HS256 test tokens stay accepted.
+    pub fn gateway_jwks(mut self, refresh: Duration) -> Self {
+        self.gateway_jwks = Some(refresh);
+        self
+    }
+
     /// How long a stopping service waits for in-flight requests.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -175,6 +185,11 @@ impl PlatformBuilder {
             bound.push((*service, Listeners::bind(loopback, loopback, loopback).await?));
         }
         let addrs: Vec<_> = bound.iter().map(|(s, l)| (*s, l.grpc_addr())).collect();
+        let issuer_jwks_url = self.gateway_jwks.and_then(|_| {
+            let (_, gateway) = bound.iter().find(|(s, _)| *s == Service::Gateway)?;
+            // The gateway's `JWKS_PATH`.
+            Some(format!("http://{}/.well-known/jwks.json", gateway.http_addr()))
+        });
         let overrides = Overrides {
             load_environment: false,
             postgres_url: Some(self.postgres_url.clone()),
@@ -188,6 +203,8 @@ impl PlatformBuilder {
             hs256_secret: self.auth.is_none().then(|| TEST_SECRET.to_owned()),
             auth: self.auth.clone(),
             dev_secret_fallback: false,
+            issuer_jwks_url,
+            jwks_refresh: self.gateway_jwks,
             services: Some(self.urls(&addrs)),
             shutdown_timeout: Some(self.shutdown_timeout),
             readiness_interval: Some(self.readiness_interval),

@@ -71,6 +71,15 @@ edge_service! {
             "QueryAgent is internal to the chat pipeline; use getlood.gateway.v1.GatewayService/ChatCompletion",
         ))
     }
+
+    async fn provision_tenant(
+        &self,
+        _req: Request<registry::ProvisionTenantRequest>,
+    ) -> Result<Response<registry::ProvisionTenantResponse>, Status> {
+        Err(Status::unimplemented(
+            "ProvisionTenant is internal to the gateway's sign-up; use POST /api/v1/auth/signup",
+        ))
+    }
 }
 
 edge_service! {
