@@ -3,13 +3,14 @@ scripts/install-deploy-tools.sh), run by tests/a2a.rs:
 
     .tools/venv/bin/python tests/a2a_client.py --base http://127.0.0.1:PORT/a2a/helper \
         --token JWT --other-token JWT_OF_ANOTHER_TENANT --question "..." --expect "..." \
-        --slow "SLOW-QUESTION" --slow-expect "..."
+        --slow "SLOW-QUESTION" --slow-expect "..." --push-url http://127.0.0.1:PORT/sdk
 
 It resolves the agent's card, sends a message (blocking) and a streaming message and checks the
 answers, gets and lists the tasks, cancels a running task, drops a stream early and resubscribes
-to the still running task until it completes, and checks that another tenant's token gets
-TaskNotFoundError for every one of those tasks. Prints 'a2a client check: ok' when every check
-passed.
+to the still running task until it completes, sets, reads, lists and deletes push-notification
+configs of a running task (its webhook, the test's, checks the notifications: this script prints
+'push task: <id>'), and checks that another tenant's token gets TaskNotFoundError for every one
+of those tasks and configs. Prints 'a2a client check: ok' when every check passed.
 """
 
 import argparse
@@ -21,14 +22,19 @@ import httpx
 from a2a.client import ClientConfig, create_client
 from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import (
+    AuthenticationInfo,
     CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetTaskPushNotificationConfigRequest,
     GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
     ListTasksRequest,
     Message,
     Part,
     Role,
     SendMessageRequest,
     SubscribeToTaskRequest,
+    TaskPushNotificationConfig,
     TaskState,
 )
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
@@ -65,7 +71,7 @@ async def main(args):
     async with http_client(args.token) as http:
         card = await A2ACardResolver(http, args.base).get_agent_card()
     check(card.name == "helper", f"card resolved: {card.name}")
-    check(card.capabilities.streaming and not card.capabilities.push_notifications, "card capabilities")
+    check(card.capabilities.streaming and card.capabilities.push_notifications, "card capabilities")
     check(card.supported_interfaces[0].url == args.base, "card interface url")
     check(len(card.skills) >= 1, "card skills")
     check("bearer" in card.security_schemes, "card bearer scheme")
@@ -141,6 +147,49 @@ async def main(args):
     done = await client.get_task(GetTaskRequest(id=dropped))
     check(answer_of(done) == args.slow_expect, "resubscribed task stored whole")
 
+    # Push notifications: a webhook (with a token and bearer credentials) for a running task.
+    events = [e async for e in polling.send_message(SendMessageRequest(message=message(args.slow)))]
+    pushed = events[-1].task
+    tasks.append(pushed.id)
+    config = await client.create_task_push_notification_config(
+        TaskPushNotificationConfig(
+            task_id=pushed.id,
+            id="sdk-hook",
+            url=args.push_url,
+            token="sdk-token",
+            authentication=AuthenticationInfo(scheme="Bearer", credentials="sdk-cred"),
+        )
+    )
+    check(config.id == "sdk-hook" and config.task_id == pushed.id and config.url == args.push_url, "push config set")
+    check(config.token == "sdk-token" and config.authentication.scheme == "Bearer", "push config token and scheme")
+    check(not config.authentication.credentials, "push config credentials are write-only")
+    got = await client.get_task_push_notification_config(
+        GetTaskPushNotificationConfigRequest(task_id=pushed.id, id="sdk-hook")
+    )
+    check(got.url == args.push_url and got.token == "sdk-token", "push config read back")
+    await client.create_task_push_notification_config(
+        TaskPushNotificationConfig(task_id=pushed.id, id="sdk-temp", url=args.push_url + "/temp")
+    )
+    listed = await client.list_task_push_notification_configs(ListTaskPushNotificationConfigsRequest(task_id=pushed.id))
+    check([c.id for c in listed.configs] == ["sdk-hook", "sdk-temp"], f"push configs listed: {listed.configs}")
+    await client.delete_task_push_notification_config(
+        DeleteTaskPushNotificationConfigRequest(task_id=pushed.id, id="sdk-temp")
+    )
+    try:
+        await client.get_task_push_notification_config(
+            GetTaskPushNotificationConfigRequest(task_id=pushed.id, id="sdk-temp")
+        )
+        check(False, "a deleted push config is gone")
+    except TaskNotFoundError:
+        check(True, "a deleted push config is gone")
+    for _ in range(300):
+        done = await client.get_task(GetTaskRequest(id=pushed.id))
+        if done.status.state == TaskState.TASK_STATE_COMPLETED:
+            break
+        await asyncio.sleep(0.1)
+    check(done.status.state == TaskState.TASK_STATE_COMPLETED, f"pushed task completed: {done.status.state}")
+    print(f"push task: {pushed.id}")
+
     # Another tenant: not found, for every task of the first.
     other = await client_for(args.base, args.other_token, streaming=True)
     for task_id in tasks:
@@ -158,6 +207,24 @@ async def main(args):
                 check(False, f"another tenant subscribed to task {task_id}")
         except TaskNotFoundError:
             pass
+    for call in (
+        lambda: other.create_task_push_notification_config(
+            TaskPushNotificationConfig(task_id=pushed.id, url=args.push_url + "/intruder")
+        ),
+        lambda: other.get_task_push_notification_config(
+            GetTaskPushNotificationConfigRequest(task_id=pushed.id, id="sdk-hook")
+        ),
+        lambda: other.list_task_push_notification_configs(ListTaskPushNotificationConfigsRequest(task_id=pushed.id)),
+        lambda: other.delete_task_push_notification_config(
+            DeleteTaskPushNotificationConfigRequest(task_id=pushed.id, id="sdk-hook")
+        ),
+    ):
+        try:
+            await call()
+            check(False, "another tenant reached a push config")
+        except TaskNotFoundError:
+            pass
+    check(True, "another tenant gets not-found for every push config method")
     listed = await other.list_tasks(ListTasksRequest())
     check(len(listed.tasks) == 0, "another tenant lists none of them")
     check(True, f"another tenant gets not-found for all {len(tasks)} tasks")
@@ -168,6 +235,6 @@ async def main(args):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    for name in ("--base", "--token", "--other-token", "--question", "--expect", "--slow", "--slow-expect"):
+    for name in ("--base", "--token", "--other-token", "--question", "--expect", "--slow", "--slow-expect", "--push-url"):
         parser.add_argument(name, required=True)
     asyncio.run(main(parser.parse_args()))

@@ -1,5 +1,6 @@
 //! The gateway's MCP server (`/mcp`, issue 15) on the real platform: agent-registry, pipeline,
-//! workflow and gateway in-process, real MindsDB agents whose model is the OpenAI double.
+//! workflow, event-dispatcher and gateway in-process, real MindsDB agents whose model is the
+//! OpenAI double, a real MindsDB knowledge base embedded by the double.
 //! Raw JSON-RPC over streamable HTTP for the protocol's edges (sessions, errors, tenants,
 //! roles), and the official `mcp` PyPI client (tests/mcp_client.py) for the whole flow.
 
@@ -13,6 +14,9 @@ use crate::desktop_ws::unique_tenant;
 const QUESTION: &str = "What does the model context protocol do?";
 const ANSWER: &str = "It lets agents and tools talk through one protocol.";
 const ACCEPT: &str = "application/json, text/event-stream";
+/// The tenant's knowledge base, and a search that finds its `cat` document first.
+const KB: &str = "docs";
+const KB_QUERY: &str = "cat sleeps on the sofa";
 
 struct World {
     platform: Platform,
@@ -34,7 +38,15 @@ impl World {
             .service(Service::Workflow)
             .service(Service::EventDispatcher)
             .service(Service::Gateway)
-            .app_settings(Service::EventDispatcher, json!({"memory": {"enabled": false}}))
+            // Knowledge bases embedded by the double (deterministic vectors), as in
+            // tests/knowledge_bases.rs.
+            .app_settings(
+                Service::EventDispatcher,
+                json!({"memory": {
+                    "enabled": false,
+                    "embedding": {"provider": "openai", "model_name": "double-embed", "base_url": llm.base_url(), "api_key": "sk-test"},
+                }}),
+            )
             .app_settings(
                 Service::Pipeline,
                 json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-test-intent"}}),
@@ -80,6 +92,23 @@ impl World {
         .await?;
         anyhow::ensure!(status == 201, "workflow: {status} {wf}");
         let workflow = wf["id"].as_str().unwrap().to_owned();
+        let kbs = format!("{base}/api/v1/knowledge-bases");
+        let (status, kb) =
+            crate::call_json(&http, "POST", &kbs, &admin, Some(json!({"name": KB, "metadata_columns": ["topic"]})))
+                .await?;
+        anyhow::ensure!(status == 201, "knowledge base: {status} {kb}");
+        let (status, inserted) = crate::call_json(
+            &http,
+            "POST",
+            &format!("{kbs}/{KB}/documents"),
+            &admin,
+            Some(json!({"documents": [
+                {"id": "cat", "content": "my cat sleeps all day on the sofa", "metadata": {"topic": "pets"}},
+                {"id": "bank", "content": "the central bank raised interest rates", "metadata": {"topic": "finance"}},
+            ]})),
+        )
+        .await?;
+        anyhow::ensure!(status == 200, "documents: {status} {inserted}");
         let url = format!("{base}/mcp");
         Ok((Self { platform, _llm: llm, http, base, url, admin, workflow }, tenant))
     }
@@ -199,12 +228,70 @@ async fn mcp_tools_resources_progress_sessions_errors_roles_and_tenants() -> any
     let tools = world.call(&world.admin, &session, "tools/list", json!({})).await?;
     let listed = tools.result();
     let names: Vec<&str> = listed["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
-    for name in ["ask_helper", "start_workflow", "read_run"] {
+    for name in ["ask_helper", "start_workflow", "read_run", "search_knowledge_base"] {
         assert!(names.contains(&name), "{name} not in {names:?}");
     }
     let resources = world.call(&world.admin, &session, "resources/list", json!({})).await?;
     let uri = format!("getlood://workflows/{}", world.workflow);
-    assert!(resources.result()["resources"].as_array().unwrap().iter().any(|r| r["uri"] == uri), "{}", resources.text);
+    let kb_uri = format!("getlood://knowledge-bases/{KB}");
+    for wanted in [&uri, &kb_uri] {
+        assert!(
+            resources.result()["resources"].as_array().unwrap().iter().any(|r| r["uri"] == wanted.as_str()),
+            "{wanted}: {}",
+            resources.text
+        );
+    }
+    let templates = world.call(&world.admin, &session, "resources/templates/list", json!({})).await?;
+    let templates_result = templates.result();
+    let patterns: Vec<&str> = templates_result["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["uriTemplate"].as_str())
+        .collect();
+    assert_eq!(patterns, ["getlood://workflows/{id}", "getlood://knowledge-bases/{name}"], "{}", templates.text);
+    // A knowledge base's metadata, as REST's GET /api/v1/knowledge-bases/{name}.
+    let read = world.call(&world.admin, &session, "resources/read", json!({"uri": kb_uri})).await?;
+    let contents = &read.result()["contents"][0];
+    assert_eq!(contents["mimeType"], "application/json", "{}", read.text);
+    let kb: Value = serde_json::from_str(contents["text"].as_str().unwrap())?;
+    assert_eq!(kb, json!({"name": KB, "embedding_model": "double-embed", "metadata_columns": ["topic"]}));
+    // Search it, as GET /api/v1/knowledge-bases/docs/search does.
+    let found = world
+        .tool_ok(
+            &world.admin,
+            &session,
+            "search_knowledge_base",
+            json!({"knowledge_base": KB, "query": KB_QUERY, "top_k": 2}),
+        )
+        .await?;
+    assert_eq!(found["knowledge_base"], KB, "{found}");
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{found}");
+    assert_eq!(
+        (&hits[0]["document_id"], &hits[0]["content"], &hits[0]["metadata"]),
+        (&json!("cat"), &json!("my cat sleeps all day on the sofa"), &json!({"topic": "pets"})),
+        "{found}"
+    );
+    for (args, code) in [
+        (json!({"knowledge_base": KB}), "invalid_argument"),
+        (json!({"knowledge_base": KB, "query": "x", "top_k": 0}), "invalid_argument"),
+        (json!({"knowledge_base": KB, "query": "x", "top_k": 51}), "invalid_argument"),
+        (json!({"knowledge_base": KB, "query": "x", "colour": "red"}), "invalid_argument"),
+        (json!({"knowledge_base": KB, "query": "x".repeat(4001)}), "invalid_argument"),
+        (json!({"knowledge_base": "nope", "query": "x"}), "not_found"),
+        // The platform's memory knowledge base is never reachable, as over REST.
+        (json!({"knowledge_base": "getlood_memory", "query": "x"}), "invalid_argument"),
+    ] {
+        assert_eq!(
+            world.tool_error(&world.admin, &session, "search_knowledge_base", args.clone()).await?,
+            code,
+            "{args}"
+        );
+    }
+    let missing =
+        world.call(&world.admin, &session, "resources/read", json!({"uri": "getlood://knowledge-bases/nope"})).await?;
+    assert_eq!(missing.error_code(), -32002, "{}", missing.text);
     let read = world.call(&world.admin, &session, "resources/read", json!({"uri": uri})).await?;
     let contents = &read.result()["contents"][0];
     assert_eq!(contents["mimeType"], "application/json", "{}", read.text);
@@ -290,6 +377,11 @@ async fn mcp_tools_resources_progress_sessions_errors_roles_and_tenants() -> any
         "permission_denied"
     );
     world.tool_ok(&viewer, &viewing, "read_run", json!({"run_id": run_id})).await?;
+    // Searching a knowledge base is a read: a viewer may.
+    let found = world
+        .tool_ok(&viewer, &viewing, "search_knowledge_base", json!({"knowledge_base": KB, "query": KB_QUERY}))
+        .await?;
+    assert_eq!(found["hits"][0]["document_id"], "cat", "{found}");
 
     // Another tenant: every tool and resource of the first tenant is not found.
     let foreign = world.session(&stranger).await?;
@@ -299,13 +391,16 @@ async fn mcp_tools_resources_progress_sessions_errors_roles_and_tenants() -> any
         ("ask_helper", json!({"question": QUESTION})),
         ("start_workflow", json!({"workflow_id": world.workflow})),
         ("read_run", json!({"run_id": run_id})),
+        ("search_knowledge_base", json!({"knowledge_base": KB, "query": KB_QUERY})),
     ] {
         assert_eq!(world.tool_error(&stranger, &foreign, tool, args).await?, "not_found", "{tool}");
     }
-    let read = world.call(&stranger, &foreign, "resources/read", json!({"uri": uri})).await?;
-    assert_eq!(read.error_code(), -32002, "{}", read.text);
+    for resource in [&uri, &kb_uri] {
+        let read = world.call(&stranger, &foreign, "resources/read", json!({"uri": resource})).await?;
+        assert_eq!(read.error_code(), -32002, "{}", read.text);
+    }
     let listed = world.call(&stranger, &foreign, "resources/list", json!({})).await?;
-    assert!(!listed.text.contains(&world.workflow), "{}", listed.text);
+    assert!(!listed.text.contains(&world.workflow) && !listed.text.contains(&kb_uri), "{}", listed.text);
     // ... nor may it use the first tenant's session, nor may the viewer use the admin's.
     for token in [&stranger, &viewer] {
         let reply = world.call(token, &session, "tools/list", json!({})).await?;
@@ -364,9 +459,9 @@ async fn mcp_tools_resources_progress_sessions_errors_roles_and_tenants() -> any
 }
 
 /// The official `mcp` client (PyPI, pinned in scripts/install-deploy-tools.sh) against the
-/// gateway: tools and resources listed, the ask tool called with progress notifications, in the
-/// client's default (2026-07-28, stateless) and legacy (session) modes, and refused without a
-/// token.
+/// gateway: tools and resources listed (the workflow and the knowledge base read), the ask tool
+/// called with progress notifications, the knowledge base searched, in the client's default
+/// (2026-07-28, stateless) and legacy (session) modes, and refused without a token.
 #[tokio::test]
 async fn mcp_official_python_client() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
@@ -388,6 +483,7 @@ async fn mcp_official_python_client() -> anyhow::Result<()> {
             .arg(root.join("tests/mcp_client.py"))
             .args(["--url", &world.url, "--token", &world.admin, "--agent", "helper"])
             .args(["--question", QUESTION, "--expect", ANSWER, "--workflow", &world.workflow])
+            .args(["--knowledge-base", KB, "--kb-query", KB_QUERY, "--kb-expect", "cat"])
             .output(),
     )
     .await??;

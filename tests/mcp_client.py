@@ -2,13 +2,15 @@
 scripts/install-deploy-tools.sh), run by tests/mcp.rs:
 
     .tools/venv/bin/python tests/mcp_client.py --url http://127.0.0.1:PORT/mcp --token JWT \
-        --agent helper --question "..." --expect "..." --workflow WORKFLOW_ID
+        --agent helper --question "..." --expect "..." --workflow WORKFLOW_ID \
+        --knowledge-base docs --kb-query "..." --kb-expect DOCUMENT_ID
 
 In both of the client's modes ('auto': the 2026-07-28 stateless revision after its
 server/discover probe; 'legacy': the initialize handshake with an Mcp-Session-Id session) it lists
-tools and resources, reads the workflow resource, calls ask_<agent> with a progress callback and
-checks the answer and that progress notifications arrived; then it checks that a client without a
-token is refused. Prints 'mcp client check: ok' when every check passed.
+tools and resources, reads the workflow and knowledge-base resources, calls ask_<agent> with a
+progress callback and checks the answer and that progress notifications arrived, and calls
+search_knowledge_base and checks the best hit; then it checks that a client without a token is
+refused. Prints 'mcp client check: ok' when every check passed.
 """
 
 import argparse
@@ -38,7 +40,7 @@ async def check_mode(args, mode):
     async with Client(transport(args.url, args.token), mode=mode) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         ask = f"ask_{args.agent}"
-        for name in (ask, "start_workflow", "read_run"):
+        for name in (ask, "start_workflow", "read_run", "search_knowledge_base"):
             assert name in tools, f"[{mode}] tool {name} missing from {sorted(tools)}"
         assert tools[ask].input_schema["required"] == ["question"], tools[ask].input_schema
 
@@ -48,6 +50,17 @@ async def check_mode(args, mode):
         read = await client.read_resource(uri)
         workflow = json.loads(read.contents[0].text)
         assert workflow["id"] == args.workflow, workflow
+        kb_uri = f"getlood://knowledge-bases/{args.knowledge_base}"
+        assert any(str(r.uri) == kb_uri for r in resources), f"[{mode}] {kb_uri} not in {[str(r.uri) for r in resources]}"
+        kb = json.loads((await client.read_resource(kb_uri)).contents[0].text)
+        assert kb["name"] == args.knowledge_base, kb
+
+        found = await client.call_tool(
+            "search_knowledge_base", {"knowledge_base": args.knowledge_base, "query": args.kb_query, "top_k": 2}
+        )
+        assert not found.is_error, f"[{mode}] search failed: {found.content}"
+        hits = found.structured_content["hits"]
+        assert hits and hits[0]["document_id"] == args.kb_expect, f"[{mode}] hits {hits}"
 
         progress = []
 
@@ -64,7 +77,7 @@ async def check_mode(args, mode):
         assert values == sorted(values) and len(set(values)) == len(values), f"progress must increase: {values}"
         streamed = "".join(m or "" for _, m in progress if m != "working")
         print(f"[{mode}] protocol {client.protocol_version}: {len(tools)} tools, {len(resources)} resources, "
-              f"{len(progress)} progress notifications, streamed {len(streamed)} chars")
+              f"{len(progress)} progress notifications, streamed {len(streamed)} chars, {len(hits)} search hits")
 
 
 async def check_refused_without_token(args):
@@ -82,7 +95,7 @@ async def check_refused_without_token(args):
 
 async def main():
     parser = argparse.ArgumentParser()
-    for name in ("url", "token", "agent", "question", "expect", "workflow"):
+    for name in ("url", "token", "agent", "question", "expect", "workflow", "knowledge-base", "kb-query", "kb-expect"):
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args()
     for mode in ("auto", "legacy"):

@@ -35,7 +35,7 @@ export interface paths {
         put?: never;
         /**
          * `POST /a2a/{agent}` (handler `a2a::rpc`).
-         * @description One A2A 1.0 JSON-RPC request to the agent. `SendMessage` runs a chat turn with the agent (blocking unless `configuration.returnImmediately`) and answers `{task}`; `SendStreamingMessage` and `SubscribeToTask` answer Server-Sent Events, each `data:` a JSON-RPC response whose result is a `StreamResponse` (`task`, then `statusUpdate` / `artifactUpdate`, ending with a terminal or input-required status). Errors are JSON-RPC error objects in a 200. See docs/api/a2a.md.
+         * @description One A2A 1.0 JSON-RPC request to the agent. `SendMessage` runs a chat turn with the agent (blocking unless `configuration.returnImmediately`) and answers `{task}`; `SendStreamingMessage` and `SubscribeToTask` answer Server-Sent Events, each `data:` a JSON-RPC response whose result is a `StreamResponse` (`task`, then `statusUpdate` / `artifactUpdate`, ending with a terminal or input-required status). The push-notification config methods manage a task's webhooks, which get the task (`{task}`) at each status change. Errors are JSON-RPC error objects in a 200. See docs/api/a2a.md.
          */
         post: operations["a2a_rpc"];
         delete?: never;
@@ -53,7 +53,7 @@ export interface paths {
         };
         /**
          * `GET /a2a/{agent}/.well-known/agent-card.json`.
-         * @description The agent's A2A agent card (protocol 1.0): its JSON-RPC interface at `/a2a/{agent}`, its skills from the registry, streaming on, push notifications off, the bearer security scheme. See docs/api/a2a.md.
+         * @description The agent's A2A agent card (protocol 1.0): its JSON-RPC interface at `/a2a/{agent}`, its skills from the registry, streaming and push notifications on, the bearer security scheme. See docs/api/a2a.md.
          */
         get: operations["card"];
         put?: never;
@@ -1097,7 +1097,7 @@ export interface components {
     schemas: {
         /** @description An A2A agent card (protocol 1.0), as `GET /a2a/{agent}/.well-known/agent-card.json` answers. */
         A2aAgentCard: {
-            /** @description `{streaming: true, pushNotifications: false, extendedAgentCard: false}`. */
+            /** @description `{streaming: true, pushNotifications: true, extendedAgentCard: false}`. */
             capabilities: Record<string, never>;
             defaultInputModes: string[];
             defaultOutputModes: string[];
@@ -1118,7 +1118,9 @@ export interface components {
         };
         /**
          * @description One A2A JSON-RPC 2.0 request: `SendMessage`, `SendStreamingMessage`, `GetTask`, `ListTasks`,
-         *     `CancelTask`, `SubscribeToTask` (and the push-notification config methods, not supported).
+         *     `CancelTask`, `SubscribeToTask`, `CreateTaskPushNotificationConfig`,
+         *     `GetTaskPushNotificationConfig`, `ListTaskPushNotificationConfigs`,
+         *     `DeleteTaskPushNotificationConfig`.
          */
         A2aRequest: {
             /** @description A string or an integer, echoed in the answer. */
@@ -1129,10 +1131,11 @@ export interface components {
             params?: Record<string, never> | null;
         };
         /**
-         * @description A JSON-RPC answer: `result` (a `Task`, `{task}`, a `ListTasksResponse`) or `error`
-         *     (`{code, message, data}`: -32700, -32600, -32601, -32602, -32603, and A2A's -32001 task not
-         *     found, -32002 not cancelable, -32003 push notifications not supported, -32004 unsupported
-         *     operation, -32005 content type not supported, -32007 no extended card, -32009 version).
+         * @description A JSON-RPC answer: `result` (a `Task`, `{task}`, a `ListTasksResponse`, a
+         *     `TaskPushNotificationConfig`, `{configs, nextPageToken}`) or `error` (`{code, message,
+         *     data}`: -32700, -32600, -32601, -32602, -32603, and A2A's -32001 task (or push config) not
+         *     found, -32002 not cancelable, -32004 unsupported operation, -32005 content type not
+         *     supported, -32007 no extended card, -32009 version).
          */
         A2aResponse: {
             error?: Record<string, never> | null;

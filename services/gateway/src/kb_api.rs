@@ -72,8 +72,23 @@ pub(crate) struct KbHits {
     hits: Vec<KbHitJson>,
 }
 
-fn kb_json(kb: KnowledgeBase) -> KnowledgeBaseJson {
+/// A knowledge base as REST (and the MCP resource) shows it.
+pub(crate) fn kb_json(kb: KnowledgeBase) -> KnowledgeBaseJson {
     KnowledgeBaseJson { embedding_model: kb.embedding_model, metadata_columns: kb.metadata_columns, name: kb.name }
+}
+
+/// A search's hits as REST (and the MCP tool) answers them.
+pub(crate) fn hits_json(hits: Vec<KnowledgeBaseHit>) -> KbHits {
+    let hits = hits
+        .into_iter()
+        .map(|h| KbHitJson {
+            content: h.content,
+            document_id: h.document_id,
+            metadata: h.metadata.into_iter().collect(),
+            relevance: h.relevance,
+        })
+        .collect();
+    KbHits { hits }
 }
 
 /// `POST /api/v1/knowledge-bases` body.
@@ -268,15 +283,6 @@ pub(crate) async fn search(
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<KbHits>, ApiError> {
     let Query(query) = query.map_err(|r| bad_query(&r))?;
-    let hits = search_knowledge_base(&state, &caller, name, query.q.unwrap_or_default(), query.top_k)
-        .await?
-        .into_iter()
-        .map(|h| KbHitJson {
-            content: h.content,
-            document_id: h.document_id,
-            metadata: h.metadata.into_iter().collect(),
-            relevance: h.relevance,
-        })
-        .collect();
-    Ok(Json(KbHits { hits }))
+    let hits = search_knowledge_base(&state, &caller, name, query.q.unwrap_or_default(), query.top_k).await?;
+    Ok(Json(hits_json(hits)))
 }

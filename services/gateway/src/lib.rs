@@ -40,10 +40,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use getlood_auth::Verifier;
+use getlood_common::egress::{EgressConfig, EgressPolicy};
 use getlood_config::{ConfigError, Validate};
 use getlood_server::{Infra, Listeners, Needs, Runtime, ServiceConfig, ServiceSpec, UpstreamTimeouts};
 use serde::{Deserialize, Serialize};
 
+pub use a2a::{METRIC_PUSH_DELIVERED as METRIC_A2A_PUSH_DELIVERED, METRIC_PUSH_FAILED as METRIC_A2A_PUSH_FAILED};
 pub use accounts::{
     ACTIVATION_DELAY as SIGNING_KEY_ACTIVATION_DELAY, AccountsSettings, Error as AccountsError, JWKS_PATH,
     MAX_TOKEN_LIFETIME, OidcSettings, rotate_signing_key,
@@ -62,8 +64,8 @@ pub use ws::Realtime;
 /// protocol's task state; the pipeline keeps the turns).
 pub const SPEC: ServiceSpec = ServiceSpec { name: "gateway", needs: Needs { postgres: true, redis: true, nats: true } };
 
-/// The gateway's schema migrations (`migrations/`): the A2A tasks, the built-in accounts and
-/// the keys their tokens are signed with.
+/// The gateway's schema migrations (`migrations/`): the A2A tasks (their leases and push
+/// configs), the built-in accounts and the keys their tokens are signed with.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// Gateway-specific settings (`GETLOOD_GATEWAY_APP__*`).
@@ -168,6 +170,21 @@ pub struct GatewaySettings {
     /// the right; 0 (the default) takes the TCP peer and ignores the header, which a client can
     /// write itself.
     pub client_ip_forwarded_hops: usize,
+    /// Hosts that URLs the gateway calls itself (A2A push-notification webhooks) may name
+    /// although the built-in egress policy refuses them (loopback, private, link-local):
+    /// `app.egress.allow`, empty by default. The test kit's tests allow loopback.
+    pub egress: EgressConfig,
+    /// Lease of a running A2A task: the replica running its turn renews it every third of this;
+    /// a task whose lease expired lost its replica (killed, its node lost) and any replica
+    /// fails it within half a lease more.
+    #[serde(with = "humantime_serde")]
+    pub a2a_task_lease: Duration,
+    /// Deadline of one A2A push-notification POST.
+    #[serde(with = "humantime_serde")]
+    pub a2a_push_timeout: Duration,
+    /// POSTs of one push notification to one webhook, the first included (0.5 s before the
+    /// second, doubled before each further one); 1 to 10.
+    pub a2a_push_attempts: u32,
     /// Built-in accounts: sign-up, sign-in and the tokens the gateway signs (used unless `oidc`
     /// is set).
     pub accounts: AccountsSettings,
@@ -216,6 +233,11 @@ impl Default for GatewaySettings {
             graphql_introspection: true,
             cors_allowed_origins: Vec::new(),
             client_ip_forwarded_hops: 0,
+            egress: EgressConfig::default(),
+            a2a_task_lease: Duration::from_secs(30),
+            // The spec recommends 10-30 s per webhook request.
+            a2a_push_timeout: Duration::from_secs(10),
+            a2a_push_attempts: 3,
             accounts: AccountsSettings::default(),
             oidc: None,
             web_dir: None,
@@ -258,6 +280,13 @@ impl Validate for GatewaySettings {
         if let Some(oidc) = &self.oidc {
             oidc.validate()?;
         }
+        EgressPolicy::new(&self.egress).map_err(|e| ConfigError::invalid("app.egress.allow", e.to_string()))?;
+        if self.a2a_task_lease < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("app.a2a_task_lease", "must be at least 1s"));
+        }
+        if !(1..=10).contains(&self.a2a_push_attempts) {
+            return Err(ConfigError::invalid("app.a2a_push_attempts", "must be from 1 to 10"));
+        }
         for tenant in self.tenant_rate_limit_overrides.keys() {
             if getlood_auth::TenantId::parse(tenant).is_err() {
                 return Err(ConfigError::invalid(
@@ -278,6 +307,7 @@ impl Validate for GatewaySettings {
             ("app.ws_ping_interval", self.ws_ping_interval),
             ("app.ws_send_timeout", self.ws_send_timeout),
             ("app.ws_feed_idle", self.ws_feed_idle),
+            ("app.a2a_push_timeout", self.a2a_push_timeout),
         ])?;
         if self.agent_write_timeout >= self.http_request_timeout {
             return Err(ConfigError::invalid(
@@ -361,8 +391,32 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         runtime.tracker(),
         runtime.shutdown(),
     );
-    let a2a =
-        a2a::Tasks::new(runtime.postgres().ok().map(a2a::Store::new), runtime.bus().ok(), runtime.tracker().clone());
+    let egress = EgressPolicy::new(&settings.egress)
+        .map_err(|e| getlood_server::Error::Serve(format!("app.egress.allow: {e}")))?;
+    let store = runtime.postgres().ok().map(|pool| a2a::Store::new(pool, settings.a2a_task_lease));
+    let pusher = match &store {
+        Some(store) => Some(
+            a2a::Pusher::new(
+                store.clone(),
+                a2a::PushSettings {
+                    egress: egress.clone(),
+                    timeout: settings.a2a_push_timeout,
+                    attempts: settings.a2a_push_attempts,
+                },
+                runtime.tracker().clone(),
+                runtime.shutdown(),
+            )
+            .map_err(getlood_server::Error::Serve)?,
+        ),
+        None => None,
+    };
+    // A turn is bounded by chat_total_timeout; a minute more covers its start.
+    let leases = a2a::Leases {
+        lease: settings.a2a_task_lease,
+        orphan_age: settings.chat_total_timeout + Duration::from_secs(60),
+    };
+    let a2a = a2a::Tasks::new(store, runtime.bus().ok(), pusher, egress, leases, runtime.tracker().clone());
+    a2a.spawn_sweeper(runtime.shutdown());
     let accounts = match &settings.oidc {
         Some(_) => None,
         None => Some(Arc::new(

@@ -133,7 +133,7 @@ const BEARER: &str = "bearer";
         (name = "audit", description = "The tenant's audit log (admins)"),
         (name = "graphql", description = "The same data as GraphQL (see docs/api/graphql.md)"),
         (name = "a2a", description = "The tenant's agents as A2A 1.0 agents (see docs/api/a2a.md)"),
-        (name = "mcp", description = "The tenant's agents, workflows and runs as an MCP server (see docs/api/mcp.md)"),
+        (name = "mcp", description = "The tenant's agents, workflows, runs and knowledge bases as an MCP server (see docs/api/mcp.md)"),
         (name = "knowledge-bases", description = "The tenant's knowledge bases: documents and semantic search"),
         (name = "models", description = "The tenant's MindsDB models"),
         (name = "data-sources", description = "The tenant's databases, registered in MindsDB"),

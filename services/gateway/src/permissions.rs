@@ -118,6 +118,30 @@ const ROUTES: &[RoutePermission] = &[
     r("POST", "/a2a/{agent}", P::Chat),
 ];
 
+/// The permission each A2A JSON-RPC method of `POST /a2a/{agent}` needs (the route lets in whoever
+/// may chat; each method is then checked against this table). The tasks and their push
+/// configs are the caller's own, made by chatting: reading and managing them is `chat` too.
+const A2A_METHODS: &[(&str, Permission)] = &[
+    ("SendMessage", P::Chat),
+    ("SendStreamingMessage", P::Chat),
+    ("GetTask", P::Chat),
+    ("ListTasks", P::Chat),
+    ("CancelTask", P::Chat),
+    ("SubscribeToTask", P::Chat),
+    ("CreateTaskPushNotificationConfig", P::Chat),
+    ("GetTaskPushNotificationConfig", P::Chat),
+    ("ListTaskPushNotificationConfigs", P::Chat),
+    ("DeleteTaskPushNotificationConfig", P::Chat),
+    // Answered "not configured": reading a card is reading the agent.
+    ("GetExtendedAgentCard", P::AgentsRead),
+];
+
+/// The permission of the A2A method `method`; `None` for a method the server does not have
+/// (answered "method not found" to anyone).
+pub(crate) fn a2a_method_permission(method: &str) -> Option<Permission> {
+    A2A_METHODS.iter().find(|(m, _)| *m == method).map(|(_, p)| *p)
+}
+
 /// The permission each `getlood.gateway.v1.GatewayService` method needs.
 pub(crate) const GRPC_PERMISSIONS: getlood_server::MethodPermissions =
     &[("WhoAmI", P::ProfileRead), ("ChatCompletion", P::Chat), ("ListModels", P::AgentsRead)];
@@ -294,6 +318,24 @@ mod tests {
         ] {
             assert!(names.contains(&generated), "{generated}");
         }
+    }
+
+    /// The A2A table names exactly the methods `a2a::dispatch` serves, read from its source.
+    #[test]
+    fn every_a2a_method_has_a_permission_and_every_entry_a_method() {
+        let src = include_str!("a2a/mod.rs");
+        let body = src.split("async fn dispatch(").nth(1).and_then(|s| s.split("\n}\n").next()).unwrap();
+        let served: BTreeSet<&str> = body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"'))
+            .filter_map(|l| l.split_once("\" =>").map(|(m, _)| m))
+            .collect();
+        let table: BTreeSet<&str> = A2A_METHODS.iter().map(|(m, _)| *m).collect();
+        assert!(served.len() >= 10, "the source scan found too few methods: {served:?}");
+        assert_eq!(served, table);
+        assert_eq!(table.len(), A2A_METHODS.len(), "a method is listed twice");
+        assert_eq!(a2a_method_permission("ListTaskPushNotificationConfigs"), Some(P::Chat));
+        assert_eq!(a2a_method_permission("tasks/get"), None);
     }
 
     #[test]

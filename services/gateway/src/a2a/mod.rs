@@ -2,12 +2,13 @@
 //! tenant is an A2A agent under its own base path `/a2a/{agent}`.
 //!
 //! - `GET /a2a/{agent}/.well-known/agent-card.json`: the agent's card (its skills from the
-//!   registry, streaming on, push notifications off, a bearer security scheme); an agent that
+//!   registry, streaming and push notifications on, a bearer security scheme); an agent that
 //!   does not exist in the caller's tenant is a 404.
 //! - `POST /a2a/{agent}`: JSON-RPC `SendMessage`, `SendStreamingMessage` (SSE), `GetTask`,
-//!   `ListTasks`, `CancelTask`, `SubscribeToTask` (SSE); the push-notification config methods
-//!   answer the spec's "not supported" (-32003), and the 0.3 method names a version error
-//!   naming their 1.0 method.
+//!   `ListTasks`, `CancelTask`, `SubscribeToTask` (SSE), and `Create`/`Get`/`List`/
+//!   `DeleteTaskPushNotificationConfig` ([`push`]); the 0.3 method names answer a version error
+//!   naming their 1.0 method. Each method needs its permission of
+//!   `crate::permissions::a2a_method_permission`.
 //!
 //! A message is one chat turn with that agent through the 5-stage pipeline (`chat::start` with
 //! `ModelChoice::Agent`, in the chat rate-limit class and the tenant's concurrent-turn cap).
@@ -18,6 +19,7 @@
 
 pub(crate) mod openapi;
 mod protocol;
+mod push;
 mod store;
 mod tasks;
 
@@ -36,9 +38,11 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use self::protocol::{RpcError, state};
+pub use self::push::{METRIC_DELIVERED as METRIC_PUSH_DELIVERED, METRIC_FAILED as METRIC_PUSH_FAILED};
+pub(crate) use self::push::{PushSettings, Pusher};
 pub(crate) use self::store::Store;
-use self::store::{ListFilter, Scope, TaskRow};
-pub(crate) use self::tasks::Tasks;
+use self::store::{ListFilter, PushConfigRow, PutConfig, Scope, TaskRow};
+pub(crate) use self::tasks::{Leases, Tasks};
 use crate::AppState;
 use crate::audit::Described;
 use crate::caller::Caller;
@@ -89,7 +93,7 @@ fn base_url(headers: &HeaderMap, agent: &str) -> String {
 /// `GET /a2a/{agent}/.well-known/agent-card.json`.
 #[utoipa::path(get, path = "/a2a/{agent}/.well-known/agent-card.json", tag = "a2a",
     params(("agent" = String, Path, description = "An agent of the caller's tenant")),
-    description = "The agent's A2A agent card (protocol 1.0): its JSON-RPC interface at `/a2a/{agent}`, its skills from the registry, streaming on, push notifications off, the bearer security scheme. See docs/api/a2a.md.",
+    description = "The agent's A2A agent card (protocol 1.0): its JSON-RPC interface at `/a2a/{agent}`, its skills from the registry, streaming and push notifications on, the bearer security scheme. See docs/api/a2a.md.",
     responses(
         (status = 200, description = "The agent card", body = openapi::AgentCard),
         (status = 404, description = "No such agent in the caller's tenant", body = getlood_common::ErrorBody)))]
@@ -133,7 +137,7 @@ pub(crate) async fn card(
         "provider": {"organization": "GETLOOD", "url": origin},
         "version": agent.version.to_string(),
         "documentationUrl": format!("{origin}/openapi.json"),
-        "capabilities": {"streaming": true, "pushNotifications": false, "extendedAgentCard": false},
+        "capabilities": {"streaming": true, "pushNotifications": true, "extendedAgentCard": false},
         "securitySchemes": {"bearer": {"httpAuthSecurityScheme": {
             "scheme": "Bearer", "bearerFormat": "JWT",
             "description": "The GETLOOD access token of a user of the agent's tenant",
@@ -180,11 +184,14 @@ fn audit_status(err: &RpcError) -> StatusCode {
     }
 }
 
-/// What one answered request did, for the audit log: messages and cancels are writes.
+/// What one answered request did, for the audit log: messages, cancels and push-config changes
+/// are writes.
 fn described(method: &str, outcome: Result<(), &RpcError>) -> Described {
     let action = match method {
         "SendMessage" | "SendStreamingMessage" => "a2a.send_message",
         "CancelTask" => "a2a.cancel_task",
+        "CreateTaskPushNotificationConfig" => "a2a.create_push_config",
+        "DeleteTaskPushNotificationConfig" => "a2a.delete_push_config",
         _ => return Described::Read,
     };
     match outcome {
@@ -232,6 +239,14 @@ pub(crate) async fn rpc(
             ),
         );
         return json_answer(err.response(&request.id), Described::Read);
+    }
+    // The method's own permission (the route's, chat, let the caller this far).
+    if let Some(permission) = crate::permissions::a2a_method_permission(&request.method)
+        && let Err(err) = getlood_auth::require(&caller.principal().roles, permission)
+    {
+        let mut response = err.into_response();
+        response.extensions_mut().insert(crate::audit::Refusal(format!("needs {permission}")));
+        return response;
     }
     let agent = match agent(&state, &caller, &name).await {
         Ok(agent) => agent,
@@ -296,12 +311,10 @@ async fn dispatch(
         "ListTasks" => list_tasks(state, scope, &params).await.map(Answer::Json),
         "CancelTask" => cancel_task(state, scope, &params).await.map(Answer::Json),
         "SubscribeToTask" => subscribe(state, scope, &params).await.map(Answer::Stream),
-        "CreateTaskPushNotificationConfig"
-        | "GetTaskPushNotificationConfig"
-        | "ListTaskPushNotificationConfigs"
-        | "DeleteTaskPushNotificationConfig" => {
-            Err(RpcError::new(protocol::PUSH_NOT_SUPPORTED, "push notifications are not supported by this agent"))
-        }
+        "CreateTaskPushNotificationConfig" => create_push_config(state, scope, &params).await.map(Answer::Json),
+        "GetTaskPushNotificationConfig" => get_push_config(state, scope, &params).await.map(Answer::Json),
+        "ListTaskPushNotificationConfigs" => list_push_configs(state, scope, &params).await.map(Answer::Json),
+        "DeleteTaskPushNotificationConfig" => delete_push_config(state, scope, &params).await.map(Answer::Json),
         "GetExtendedAgentCard" => Err(RpcError::new(
             EXTENDED_CARD_NOT_CONFIGURED,
             "this agent has no extended card: its card at .well-known/agent-card.json is the whole card",
@@ -329,26 +342,26 @@ fn task_id(params: &Map<String, Value>) -> Result<Uuid, RpcError> {
 /// ran it stopped).
 async fn load(state: &AppState, scope: &Scope, id: Uuid) -> Result<TaskRow, RpcError> {
     let store = state.a2a.store()?;
-    reap_orphans(state, scope).await?;
+    state.a2a.reap(Some(scope)).await.map_err(|e| store_failed(&e))?;
     store.get(scope, id).await.map_err(|e| store_failed(&e))?.ok_or_else(|| RpcError::task_not_found(&id.to_string()))
 }
 
-/// Fails the caller's tasks that have been running longer than any turn may: their replica
-/// stopped (a turn is bounded by `chat_total_timeout`, a minute more covers its start).
-async fn reap_orphans(state: &AppState, scope: &Scope) -> Result<(), RpcError> {
+/// Stores `config` for the caller's task `task` (a task's configs are bounded).
+async fn attach_push_config(
+    state: &AppState,
+    scope: &Scope,
+    task: Uuid,
+    config: &PushConfigRow,
+) -> Result<(), RpcError> {
     let store = state.a2a.store()?;
-    let bound = state.settings.chat_total_timeout + Duration::from_secs(60);
-    let before = Utc::now() - chrono::Duration::from_std(bound).unwrap_or(chrono::Duration::MAX);
-    let message = json!({
-        "messageId": Uuid::new_v4().to_string(),
-        "role": "ROLE_AGENT",
-        "parts": [{"text": "unavailable: the server answering this task stopped before the answer was complete; send the message again"}],
-    });
-    let n = store.fail_orphans(scope, before, &message).await.map_err(|e| store_failed(&e))?;
-    if n > 0 {
-        tracing::warn!(tenant = %scope.tenant, agent = %scope.agent, n, "a2a tasks of a stopped replica failed");
+    match store.put_push_config(scope, task, config, push::MAX_CONFIGS_PER_TASK).await.map_err(|e| store_failed(&e))? {
+        PutConfig::Stored => Ok(()),
+        PutConfig::NoTask => Err(RpcError::task_not_found(&task.to_string())),
+        PutConfig::Full => Err(RpcError::invalid_params(format!(
+            "task {task} holds {} push notification configs already: delete one first",
+            push::MAX_CONFIGS_PER_TASK
+        ))),
     }
-    Ok(())
 }
 
 async fn send(
@@ -360,7 +373,21 @@ async fn send(
 ) -> Result<Answer, RpcError> {
     protocol::only_params(params, &["message", "configuration", "metadata", "tenant"])?;
     let incoming = protocol::incoming_message(params.get("message"))?;
-    let (immediately, history_length) = protocol::send_configuration(params)?;
+    let configuration = protocol::send_configuration(params)?;
+    let (immediately, history_length) = (configuration.immediately, configuration.history_length);
+    let push_config = match &configuration.push {
+        None => None,
+        Some(p) => {
+            // The config is for the message's task: naming another one is a mistake.
+            let named = protocol::string_param(p, "taskId", protocol::MAX_ID_BYTES)?;
+            if named.is_some() && named != incoming.task_id {
+                return Err(RpcError::invalid_params(
+                    "'configuration.taskPushNotificationConfig.taskId' is not the message's taskId: leave it out",
+                ));
+            }
+            Some(push::config(p, &["taskId", "tenant"], state.a2a.egress())?)
+        }
+    };
     let metadata = protocol::metadata_param(params, "metadata")?.unwrap_or_else(|| json!({}));
     let store = state.a2a.store()?;
     spend(state, caller, RouteClass::Chat).await.map_err(|e| rpc_error(&e))?;
@@ -386,6 +413,10 @@ async fn send(
                     "task {id} holds {} messages already: start a new task in the same contextId",
                     history.len()
                 )));
+            }
+            // Before the task moves: a refused config leaves the task waiting for input.
+            if let Some(config) = &push_config {
+                attach_push_config(state, scope, id, config).await?;
             }
             history.push(protocol::message_json(
                 &incoming.message_id,
@@ -439,6 +470,9 @@ async fn send(
                 updated_at: Utc::now(),
             };
             store.insert(scope, &row).await.map_err(|e| store_failed(&e))?;
+            if let Some(config) = &push_config {
+                attach_push_config(state, scope, id, config).await?;
+            }
             row
         }
     };
@@ -559,7 +593,7 @@ async fn list_tasks(state: &AppState, scope: &Scope, params: &Map<String, Value>
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(RpcError::invalid_params("'includeArtifacts' must be a boolean")),
     };
-    reap_orphans(state, scope).await?;
+    state.a2a.reap(Some(scope)).await.map_err(|e| store_failed(&e))?;
     let filter = ListFilter { context_id, state: status, updated_after, after, page_size };
     let (rows, total) = state.a2a.store()?.list(scope, &filter).await.map_err(|e| store_failed(&e))?;
     let next =
@@ -595,6 +629,65 @@ async fn cancel_task(state: &AppState, scope: &Scope, params: &Map<String, Value
     state.a2a.cancel_local(id);
     state.a2a.publish(scope, &row, "canceled by the client").await;
     Ok(row.to_json(None, true))
+}
+
+/// The `taskId` of a push-config method: a task of the caller (another's is not found).
+async fn push_task(state: &AppState, scope: &Scope, params: &Map<String, Value>) -> Result<Uuid, RpcError> {
+    let id = protocol::id_param(params, "taskId")?;
+    let task = Uuid::parse_str(&id).map_err(|_| RpcError::task_not_found(&id))?;
+    if state.a2a.store()?.exists(scope, task).await.map_err(|e| store_failed(&e))? {
+        Ok(task)
+    } else {
+        Err(RpcError::task_not_found(&id))
+    }
+}
+
+/// `CreateTaskPushNotificationConfig`: stores (or replaces, by id) a webhook of the task.
+async fn create_push_config(state: &AppState, scope: &Scope, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    let config = push::config(params, &["tenant", "taskId"], state.a2a.egress())?;
+    let id = protocol::id_param(params, "taskId")?;
+    let task = Uuid::parse_str(&id).map_err(|_| RpcError::task_not_found(&id))?;
+    attach_push_config(state, scope, task, &config).await?;
+    Ok(push::config_json(task, &config))
+}
+
+/// `GetTaskPushNotificationConfig`: one config of the task; an unknown one is "not found".
+async fn get_push_config(state: &AppState, scope: &Scope, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    protocol::only_params(params, &["tenant", "taskId", "id"])?;
+    let task = push_task(state, scope, params).await?;
+    let id = protocol::id_param(params, "id")?;
+    let configs = state.a2a.store()?.push_configs(scope, task).await.map_err(|e| store_failed(&e))?;
+    configs.iter().find(|c| c.id == id).map(|c| push::config_json(task, c)).ok_or_else(|| {
+        RpcError::new(
+            protocol::TASK_NOT_FOUND,
+            format!("task {task} has no push notification config '{}'", id.chars().take(128).collect::<String>()),
+        )
+    })
+}
+
+/// `ListTaskPushNotificationConfigs`: every config of the task, oldest first, in one page (a
+/// task holds few).
+async fn list_push_configs(state: &AppState, scope: &Scope, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    protocol::only_params(params, &["tenant", "taskId", "pageSize", "pageToken"])?;
+    protocol::int_param(params, "pageSize", MAX_PAGE_SIZE)?;
+    if protocol::string_param(params, "pageToken", 128)?.is_some() {
+        return Err(RpcError::invalid_params(
+            "'pageToken' is not a token this server gave: the first page is the whole list",
+        ));
+    }
+    let task = push_task(state, scope, params).await?;
+    let configs = state.a2a.store()?.push_configs(scope, task).await.map_err(|e| store_failed(&e))?;
+    let configs: Vec<Value> = configs.iter().map(|c| push::config_json(task, c)).collect();
+    Ok(json!({"configs": configs, "nextPageToken": ""}))
+}
+
+/// `DeleteTaskPushNotificationConfig`: removes a config; deleting it again is no error.
+async fn delete_push_config(state: &AppState, scope: &Scope, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    protocol::only_params(params, &["tenant", "taskId", "id"])?;
+    let task = push_task(state, scope, params).await?;
+    let id = protocol::id_param(params, "id")?;
+    state.a2a.store()?.delete_push_config(scope, task, &id).await.map_err(|e| store_failed(&e))?;
+    Ok(json!({}))
 }
 
 async fn subscribe(state: &AppState, scope: &Scope, params: &Map<String, Value>) -> Result<Events, RpcError> {

@@ -20,7 +20,7 @@ pub(crate) struct AgentCard {
     /// The agent's registry version.
     version: String,
     documentation_url: String,
-    /// `{streaming: true, pushNotifications: false, extendedAgentCard: false}`.
+    /// `{streaming: true, pushNotifications: true, extendedAgentCard: false}`.
     #[schema(value_type = Object)]
     capabilities: Value,
     /// `{"bearer": {"httpAuthSecurityScheme": {"scheme": "Bearer", "bearerFormat": "JWT"}}}`.
@@ -36,7 +36,9 @@ pub(crate) struct AgentCard {
 }
 
 /// One A2A JSON-RPC 2.0 request: `SendMessage`, `SendStreamingMessage`, `GetTask`, `ListTasks`,
-/// `CancelTask`, `SubscribeToTask` (and the push-notification config methods, not supported).
+/// `CancelTask`, `SubscribeToTask`, `CreateTaskPushNotificationConfig`,
+/// `GetTaskPushNotificationConfig`, `ListTaskPushNotificationConfigs`,
+/// `DeleteTaskPushNotificationConfig`.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code, reason = "schema only: read by a2a::protocol::parse_request")]
 pub(crate) struct A2aRequest {
@@ -50,10 +52,11 @@ pub(crate) struct A2aRequest {
     params: Option<Value>,
 }
 
-/// A JSON-RPC answer: `result` (a `Task`, `{task}`, a `ListTasksResponse`) or `error`
-/// (`{code, message, data}`: -32700, -32600, -32601, -32602, -32603, and A2A's -32001 task not
-/// found, -32002 not cancelable, -32003 push notifications not supported, -32004 unsupported
-/// operation, -32005 content type not supported, -32007 no extended card, -32009 version).
+/// A JSON-RPC answer: `result` (a `Task`, `{task}`, a `ListTasksResponse`, a
+/// `TaskPushNotificationConfig`, `{configs, nextPageToken}`) or `error` (`{code, message,
+/// data}`: -32700, -32600, -32601, -32602, -32603, and A2A's -32001 task (or push config) not
+/// found, -32002 not cancelable, -32004 unsupported operation, -32005 content type not
+/// supported, -32007 no extended card, -32009 version).
 #[derive(Debug, ToSchema)]
 #[allow(dead_code, reason = "schema only: see a2a::protocol")]
 pub(crate) struct A2aResponse {
@@ -69,7 +72,7 @@ pub(crate) struct A2aResponse {
 /// `POST /a2a/{agent}` (handler `a2a::rpc`).
 #[utoipa::path(post, path = "/a2a/{agent}", tag = "a2a",
     params(("agent" = String, Path, description = "An agent of the caller's tenant")),
-    description = "One A2A 1.0 JSON-RPC request to the agent. `SendMessage` runs a chat turn with the agent (blocking unless `configuration.returnImmediately`) and answers `{task}`; `SendStreamingMessage` and `SubscribeToTask` answer Server-Sent Events, each `data:` a JSON-RPC response whose result is a `StreamResponse` (`task`, then `statusUpdate` / `artifactUpdate`, ending with a terminal or input-required status). Errors are JSON-RPC error objects in a 200. See docs/api/a2a.md.",
+    description = "One A2A 1.0 JSON-RPC request to the agent. `SendMessage` runs a chat turn with the agent (blocking unless `configuration.returnImmediately`) and answers `{task}`; `SendStreamingMessage` and `SubscribeToTask` answer Server-Sent Events, each `data:` a JSON-RPC response whose result is a `StreamResponse` (`task`, then `statusUpdate` / `artifactUpdate`, ending with a terminal or input-required status). The push-notification config methods manage a task's webhooks, which get the task (`{task}`) at each status change. Errors are JSON-RPC error objects in a 200. See docs/api/a2a.md.",
     request_body = A2aRequest,
     responses(
         (status = 200, description = "The JSON-RPC answer, or its SSE stream",

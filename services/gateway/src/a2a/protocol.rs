@@ -20,8 +20,8 @@ pub(crate) const INTERNAL_ERROR: i32 = -32603;
 pub(crate) const TASK_NOT_FOUND: i32 = -32001;
 /// A2A: the task is in a terminal state.
 pub(crate) const TASK_NOT_CANCELABLE: i32 = -32002;
-/// A2A: push notifications are not supported.
-pub(crate) const PUSH_NOT_SUPPORTED: i32 = -32003;
+/// A2A: push notifications are not supported (the reason's name; this server supports them).
+const PUSH_NOT_SUPPORTED: i32 = -32003;
 /// A2A: the operation is not supported.
 pub(crate) const UNSUPPORTED_OPERATION: i32 = -32004;
 /// A2A: a part's media type (or the accepted output modes) cannot be served.
@@ -354,12 +354,23 @@ pub(crate) fn incoming_message(value: Option<&Value>) -> Result<Incoming, RpcErr
     Ok(Incoming { message_id, context_id, task_id, text, parts: kept, metadata })
 }
 
-/// Checks `params.configuration` of `SendMessage`: returns `returnImmediately` and the history
-/// length asked for. Push-notification configs are refused (not supported), and so are
-/// accepted output modes that exclude text.
-pub(crate) fn send_configuration(params: &Map<String, Value>) -> Result<(bool, Option<i64>), RpcError> {
+/// `params.configuration` of `SendMessage`, checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SendConfiguration {
+    /// `returnImmediately` (or 0.3's `blocking: false`).
+    pub immediately: bool,
+    /// `historyLength`.
+    pub history_length: Option<i64>,
+    /// `taskPushNotificationConfig` (0.3: `pushNotificationConfig`), read by `push::config`.
+    pub push: Option<Map<String, Value>>,
+}
+
+/// Checks `params.configuration` of `SendMessage`: `returnImmediately`, the history length, and
+/// the push-notification config as an object (its fields are checked where it is stored).
+/// Accepted output modes that exclude text are refused.
+pub(crate) fn send_configuration(params: &Map<String, Value>) -> Result<SendConfiguration, RpcError> {
     let config = match params.get("configuration") {
-        None | Some(Value::Null) => return Ok((false, None)),
+        None | Some(Value::Null) => return Ok(SendConfiguration::default()),
         Some(Value::Object(c)) => c,
         Some(_) => return Err(RpcError::invalid_params("'configuration' must be an object")),
     };
@@ -374,13 +385,13 @@ pub(crate) fn send_configuration(params: &Map<String, Value>) -> Result<(bool, O
             "pushNotificationConfig",
         ],
     )?;
-    if config
-        .get("taskPushNotificationConfig")
-        .or_else(|| config.get("pushNotificationConfig"))
-        .is_some_and(|c| !c.is_null())
-    {
-        return Err(RpcError::new(PUSH_NOT_SUPPORTED, "push notifications are not supported by this agent"));
-    }
+    let push = match config.get("taskPushNotificationConfig").or_else(|| config.get("pushNotificationConfig")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => Some(p.clone()),
+        Some(_) => {
+            return Err(RpcError::invalid_params("'configuration.taskPushNotificationConfig' must be an object"));
+        }
+    };
     if let Some(modes) = config.get("acceptedOutputModes") {
         let Some(modes) = modes.as_array().filter(|m| m.len() <= 32) else {
             return Err(RpcError::invalid_params(
@@ -403,8 +414,8 @@ pub(crate) fn send_configuration(params: &Map<String, Value>) -> Result<(bool, O
     };
     // 0.3's `blocking: false` is 1.0's `returnImmediately: true`.
     let immediately = immediately || config.get("blocking") == Some(&Value::Bool(false));
-    let history = int_param(config, "historyLength", i64::try_from(MAX_HISTORY).unwrap_or(i64::MAX))?;
-    Ok((immediately, history))
+    let history_length = int_param(config, "historyLength", i64::try_from(MAX_HISTORY).unwrap_or(i64::MAX))?;
+    Ok(SendConfiguration { immediately, history_length, push })
 }
 
 /// A message of the history: the client's own parts, or the agent's text.
@@ -529,13 +540,17 @@ mod tests {
     }
 
     #[test]
-    fn configuration_refuses_push_and_non_text_outputs() {
+    fn configuration_carries_push_and_refuses_non_text_outputs() {
         let push = json!({"configuration": {"taskPushNotificationConfig": {"url": "https://x"}}});
-        assert_eq!(send_configuration(push.as_object().unwrap()).unwrap_err().code, PUSH_NOT_SUPPORTED);
+        let config = send_configuration(push.as_object().unwrap()).unwrap();
+        assert_eq!(config.push.unwrap()["url"], "https://x");
+        let bad = json!({"configuration": {"taskPushNotificationConfig": "https://x"}});
+        assert_eq!(send_configuration(bad.as_object().unwrap()).unwrap_err().code, INVALID_PARAMS);
         let png = json!({"configuration": {"acceptedOutputModes": ["image/png"]}});
         assert_eq!(send_configuration(png.as_object().unwrap()).unwrap_err().code, CONTENT_TYPE_NOT_SUPPORTED);
         let ok = json!({"configuration": {"acceptedOutputModes": ["text/plain"], "returnImmediately": true, "historyLength": 2}});
-        assert_eq!(send_configuration(ok.as_object().unwrap()).unwrap(), (true, Some(2)));
+        let config = send_configuration(ok.as_object().unwrap()).unwrap();
+        assert_eq!((config.immediately, config.history_length, config.push), (true, Some(2), None));
     }
 
     #[test]

@@ -1,7 +1,14 @@
-//! The A2A tasks in the gateway's own Postgres schema (`migrations/0001_a2a_tasks.sql`). Every
-//! query is scoped by tenant, user and agent: a task of anyone else is simply not there.
-//! State changes are conditional on the task not being terminal, so a cancel and the end of a
-//! turn racing on two replicas leave exactly one outcome.
+//! The A2A tasks and their push-notification configs in the gateway's own Postgres schema
+//! (`migrations/0001_a2a_tasks.sql`, `0004_a2a_push_configs_and_leases.sql`). Every query a
+//! client's request makes is scoped by tenant, user and agent: a task of anyone else, and its
+//! configs, are simply not there. State changes are conditional on the task not being terminal,
+//! so a cancel and the end of a turn racing on two replicas leave exactly one outcome.
+//!
+//! A running task carries a lease (`lease_until`, in the database's clock) that the replica
+//! running its turn renews; a task whose lease expired lost its replica and is failed by
+//! whichever replica sees it first ([`Store::fail_orphans`]).
+
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
@@ -63,10 +70,52 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
 const COLUMNS: &str =
     "id, context_id, conversation_id, turn_id, state, status_message, history, artifacts, metadata, updated_at";
 
+/// A2A states in which a task's turn is running (and its lease held), as SQL.
+const RUNNING_SQL: &str = "('TASK_STATE_SUBMITTED', 'TASK_STATE_WORKING')";
+
 /// The task store.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     pool: PgPool,
+    /// How long a running task's lease lasts from its last renewal, in milliseconds.
+    lease_ms: i64,
+}
+
+/// A task with the scope it belongs to, as the sweeper finds it across tenants.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ScopedRow {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub agent_name: String,
+    #[sqlx(flatten)]
+    pub row: TaskRow,
+}
+
+impl ScopedRow {
+    pub(crate) fn scope(&self) -> Scope {
+        Scope { tenant: self.tenant_id.clone(), user: self.user_id.clone(), agent: self.agent_name.clone() }
+    }
+}
+
+/// One stored push-notification config of a task.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct PushConfigRow {
+    pub id: String,
+    pub url: String,
+    pub token: String,
+    pub auth_scheme: String,
+    pub auth_credentials: String,
+}
+
+/// What storing a push-notification config did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PutConfig {
+    /// Stored (created, or replaced the config with the same id).
+    Stored,
+    /// The task is not the caller's (or does not exist).
+    NoTask,
+    /// The task holds as many configs as it may.
+    Full,
 }
 
 /// What a list asks for.
@@ -81,33 +130,51 @@ pub(crate) struct ListFilter {
 }
 
 impl Store {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// The store on `pool`; running tasks are leased for `lease` at a time.
+    pub(crate) fn new(pool: PgPool, lease: Duration) -> Self {
+        Self { pool, lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX) }
     }
 
-    /// Stores a new task.
+    /// Stores a new task (leased when it is running).
     pub(crate) async fn insert(&self, scope: &Scope, row: &TaskRow) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        let sql = format!(
             "INSERT INTO a2a_tasks (tenant_id, id, user_id, agent_name, context_id, conversation_id, turn_id, state, \
-             status_message, history, artifacts, metadata, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             status_message, history, artifacts, metadata, created_at, updated_at, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, \
+             CASE WHEN $8 IN {RUNNING_SQL} THEN now() + $14::bigint * interval '1 millisecond' END)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&scope.tenant)
+            .bind(row.id)
+            .bind(&scope.user)
+            .bind(&scope.agent)
+            .bind(&row.context_id)
+            .bind(&row.conversation_id)
+            .bind(&row.turn_id)
+            .bind(&row.state)
+            .bind(&row.status_message)
+            .bind(&row.history)
+            .bind(&row.artifacts)
+            .bind(&row.metadata)
+            .bind(row.updated_at)
+            .bind(self.lease_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the caller has the task `id` of the scope's agent.
+    pub(crate) async fn exists(&self, scope: &Scope, id: Uuid) -> Result<bool, sqlx::Error> {
+        let found: Option<(i32,)> = sqlx::query_as(
+            "SELECT 1 FROM a2a_tasks WHERE tenant_id = $1 AND user_id = $2 AND agent_name = $3 AND id = $4",
         )
         .bind(&scope.tenant)
-        .bind(row.id)
         .bind(&scope.user)
         .bind(&scope.agent)
-        .bind(&row.context_id)
-        .bind(&row.conversation_id)
-        .bind(&row.turn_id)
-        .bind(&row.state)
-        .bind(&row.status_message)
-        .bind(&row.history)
-        .bind(&row.artifacts)
-        .bind(&row.metadata)
-        .bind(row.updated_at)
-        .execute(&self.pool)
+        .bind(id)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(())
+        Ok(found.is_some())
     }
 
     /// The caller's task `id` of the scope's agent.
@@ -188,22 +255,26 @@ impl Store {
         message: Option<&Value>,
         history: Option<&Value>,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE a2a_tasks SET state = $5, status_message = $6, history = COALESCE($7, history), updated_at = now() \
+        // A task moving to a running state is leased anew; one that stops running drops it.
+        let sql = format!(
+            "UPDATE a2a_tasks SET state = $5, status_message = $6, history = COALESCE($7, history), updated_at = now(), \
+             lease_until = CASE WHEN $5 IN {RUNNING_SQL} THEN now() + $9::bigint * interval '1 millisecond' END \
              WHERE tenant_id = $1 AND user_id = $2 AND agent_name = $3 AND id = $4 \
              AND state NOT IN ('TASK_STATE_COMPLETED', 'TASK_STATE_FAILED', 'TASK_STATE_CANCELED', 'TASK_STATE_REJECTED') \
-             AND ($8::text IS NULL OR state = $8)",
-        )
-        .bind(&scope.tenant)
-        .bind(&scope.user)
-        .bind(&scope.agent)
-        .bind(id)
-        .bind(to)
-        .bind(message)
-        .bind(history)
-        .bind(only_from)
-        .execute(&self.pool)
-        .await?;
+             AND ($8::text IS NULL OR state = $8)"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&scope.tenant)
+            .bind(&scope.user)
+            .bind(&scope.agent)
+            .bind(id)
+            .bind(to)
+            .bind(message)
+            .bind(history)
+            .bind(only_from)
+            .bind(self.lease_ms)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -224,7 +295,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE a2a_tasks SET state = $5, status_message = $6, history = $7, artifacts = $8, \
              conversation_id = CASE WHEN $9 = '' THEN conversation_id ELSE $9 END, \
-             turn_id = CASE WHEN $10 = '' THEN turn_id ELSE $10 END, updated_at = now() \
+             turn_id = CASE WHEN $10 = '' THEN turn_id ELSE $10 END, updated_at = now(), lease_until = NULL \
              WHERE tenant_id = $1 AND user_id = $2 AND agent_name = $3 AND id = $4 \
              AND state IN ('TASK_STATE_SUBMITTED', 'TASK_STATE_WORKING')",
         )
@@ -243,27 +314,144 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Fails the caller's running tasks of the agent that were last updated before `before`:
-    /// no turn lasts that long, so the replica that ran them stopped. Returns how many.
+    /// Extends the lease of the running task `id` (its turn is still running here); false when
+    /// the task no longer runs (canceled, or failed by another replica that saw the lease
+    /// expire).
+    pub(crate) async fn renew(&self, scope: &Scope, id: Uuid) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "UPDATE a2a_tasks SET lease_until = now() + $5::bigint * interval '1 millisecond' \
+             WHERE tenant_id = $1 AND user_id = $2 AND agent_name = $3 AND id = $4 AND state IN {RUNNING_SQL}"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&scope.tenant)
+            .bind(&scope.user)
+            .bind(&scope.agent)
+            .bind(id)
+            .bind(self.lease_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Fails running tasks whose replica stopped, at most `limit` of them: their lease expired,
+    /// or (rows of gateways older than leases) they were last updated before `before`, longer
+    /// ago than any turn lasts. `scope` limits them to one caller's tasks of one agent (a read
+    /// of that caller); `None` takes any tenant's (the sweeper). Rows another replica is failing
+    /// at the same moment are skipped, so each orphan is failed, and announced, once. Returns
+    /// the failed tasks.
     pub(crate) async fn fail_orphans(
         &self,
-        scope: &Scope,
+        scope: Option<&Scope>,
         before: DateTime<Utc>,
         message: &Value,
-    ) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE a2a_tasks SET state = $4, status_message = $5, updated_at = now() \
-             WHERE tenant_id = $1 AND user_id = $2 AND agent_name = $3 \
-             AND state IN ('TASK_STATE_SUBMITTED', 'TASK_STATE_WORKING') AND updated_at < $6",
+        limit: i64,
+    ) -> Result<Vec<ScopedRow>, sqlx::Error> {
+        let sql = format!(
+            "UPDATE a2a_tasks t SET state = $1, status_message = $2, updated_at = now(), lease_until = NULL \
+             FROM (SELECT tenant_id, id FROM a2a_tasks WHERE state IN {RUNNING_SQL} \
+                   AND (lease_until < now() OR (lease_until IS NULL AND updated_at < $3)) \
+                   AND ($4::text IS NULL OR tenant_id = $4) AND ($5::text IS NULL OR user_id = $5) \
+                   AND ($6::text IS NULL OR agent_name = $6) \
+                   LIMIT $7 FOR UPDATE SKIP LOCKED) o \
+             WHERE t.tenant_id = o.tenant_id AND t.id = o.id \
+             RETURNING t.tenant_id, t.user_id, t.agent_name, t.id, t.context_id, t.conversation_id, t.turn_id, \
+             t.state, t.status_message, t.history, t.artifacts, t.metadata, t.updated_at"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(state::FAILED)
+            .bind(message)
+            .bind(before)
+            .bind(scope.map(|s| s.tenant.as_str()))
+            .bind(scope.map(|s| s.user.as_str()))
+            .bind(scope.map(|s| s.agent.as_str()))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Stores `config` for the caller's task `task` (replacing the task's config with the same
+    /// id), unless the task already holds `max` other configs. The task's row is locked while
+    /// the configs are counted, so two concurrent creates cannot both pass the bound.
+    pub(crate) async fn put_push_config(
+        &self,
+        scope: &Scope,
+        task: Uuid,
+        config: &PushConfigRow,
+        max: i64,
+    ) -> Result<PutConfig, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(i32,)> = sqlx::query_as(
+            "SELECT 1 FROM a2a_tasks WHERE tenant_id = $1 AND user_id = $2 AND agent_name = $3 AND id = $4 FOR UPDATE",
         )
         .bind(&scope.tenant)
         .bind(&scope.user)
         .bind(&scope.agent)
-        .bind(state::FAILED)
-        .bind(message)
-        .bind(before)
+        .bind(task)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            return Ok(PutConfig::NoTask);
+        }
+        let (others,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM a2a_push_configs WHERE tenant_id = $1 AND task_id = $2 AND id <> $3")
+                .bind(&scope.tenant)
+                .bind(task)
+                .bind(&config.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if others >= max {
+            return Ok(PutConfig::Full);
+        }
+        sqlx::query(
+            "INSERT INTO a2a_push_configs (tenant_id, task_id, id, url, token, auth_scheme, auth_credentials) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, task_id, id) DO UPDATE SET url = EXCLUDED.url, token = EXCLUDED.token, \
+             auth_scheme = EXCLUDED.auth_scheme, auth_credentials = EXCLUDED.auth_credentials",
+        )
+        .bind(&scope.tenant)
+        .bind(task)
+        .bind(&config.id)
+        .bind(&config.url)
+        .bind(&config.token)
+        .bind(&config.auth_scheme)
+        .bind(&config.auth_credentials)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(PutConfig::Stored)
+    }
+
+    /// The push-notification configs of the caller's task `task`, oldest first (none when the
+    /// task is not the caller's).
+    pub(crate) async fn push_configs(&self, scope: &Scope, task: Uuid) -> Result<Vec<PushConfigRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT c.id, c.url, c.token, c.auth_scheme, c.auth_credentials FROM a2a_push_configs c \
+             JOIN a2a_tasks t ON t.tenant_id = c.tenant_id AND t.id = c.task_id \
+             WHERE t.tenant_id = $1 AND t.user_id = $2 AND t.agent_name = $3 AND t.id = $4 \
+             ORDER BY c.created_at, c.id",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.user)
+        .bind(&scope.agent)
+        .bind(task)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Deletes the config `id` of the caller's task `task`; whether one was deleted.
+    pub(crate) async fn delete_push_config(&self, scope: &Scope, task: Uuid, id: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "DELETE FROM a2a_push_configs c USING a2a_tasks t \
+             WHERE t.tenant_id = c.tenant_id AND t.id = c.task_id \
+             AND t.tenant_id = $1 AND t.user_id = $2 AND t.agent_name = $3 AND t.id = $4 AND c.id = $5",
+        )
+        .bind(&scope.tenant)
+        .bind(&scope.user)
+        .bind(&scope.agent)
+        .bind(task)
+        .bind(id)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() > 0)
     }
 }

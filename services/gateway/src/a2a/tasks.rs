@@ -1,15 +1,22 @@
 //! Running tasks: each turn runs in its own tokio task (so a client that drops its stream can
 //! resubscribe, and a blocking `SendMessage` that times out leaves the task running), writes
 //! its state changes to the store, publishes each as a GETLOOD event
-//! (`a2a_task.status_changed`), and fans its stream events out to this replica's subscribers.
-//! A subscriber on another replica, or after this one restarted, follows the store instead.
+//! (`a2a_task.status_changed`) and as the task's push notifications, and fans its stream events
+//! out to this replica's subscribers. A subscriber on another replica, or after this one
+//! restarted, follows the store instead.
+//!
+//! While its turn runs the task's lease is renewed here; a replica that stops gracefully fails
+//! its running tasks at once, and the tasks of one that died are failed by any replica's
+//! sweeper when their lease expires ([`Tasks::reap`]): no task stays "working" forever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt as _;
 use getlood_auth::Principal;
+use getlood_common::egress::EgressPolicy;
 use getlood_events::EventBus;
 use getlood_proto::common::v1::{ChatMessage, Role};
 use getlood_proto::events::v1::A2aTaskStatusChanged;
@@ -20,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::protocol::{self, state};
+use super::push::Pusher;
 use super::store::{Scope, Store, TaskRow, timestamp};
 use crate::AppState;
 use crate::chat::{self, ChatEvent};
@@ -28,6 +36,21 @@ use crate::rate_limit::ChatPermit;
 
 /// Stream events a slow local subscriber may fall behind by before it is sent a fresh snapshot.
 const FANOUT_BUFFER: usize = 256;
+/// Orphaned tasks failed by one sweep query (the sweep repeats while it finds that many).
+const REAP_BATCH: i64 = 100;
+/// What a task whose replica stopped says: its turn cannot finish.
+pub(crate) const STOPPED_TEXT: &str =
+    "unavailable: the server answering this task stopped before the answer was complete; send the message again";
+
+/// The lease and orphan settings of the tasks (`app.a2a_task_lease`, `app.chat_total_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Leases {
+    /// How long a running task's lease lasts from its last renewal.
+    pub lease: Duration,
+    /// Age past which a running task without a lease (a row of an older gateway) is orphaned:
+    /// longer than any turn lasts.
+    pub orphan_age: Duration,
+}
 
 /// The A2A tasks of this replica: the store, the turns running here, the event bus.
 #[derive(Clone)]
@@ -36,6 +59,10 @@ pub(crate) struct Tasks(Arc<Inner>);
 struct Inner {
     store: Option<Store>,
     bus: Option<EventBus>,
+    pusher: Option<Pusher>,
+    /// The policy every push-notification URL passes (`app.egress`).
+    egress: EgressPolicy,
+    leases: Leases,
     /// The runtime's tracker: shutdown waits for the turns running here to end (their own
     /// deadlines and the shutdown token bound them).
     tracker: tokio_util::task::TaskTracker,
@@ -72,8 +99,20 @@ pub(crate) struct Turn {
 }
 
 impl Tasks {
-    pub(crate) fn new(store: Option<Store>, bus: Option<EventBus>, tracker: tokio_util::task::TaskTracker) -> Self {
-        Self(Arc::new(Inner { store, bus, tracker, running: Mutex::new(HashMap::new()) }))
+    pub(crate) fn new(
+        store: Option<Store>,
+        bus: Option<EventBus>,
+        pusher: Option<Pusher>,
+        egress: EgressPolicy,
+        leases: Leases,
+        tracker: tokio_util::task::TaskTracker,
+    ) -> Self {
+        Self(Arc::new(Inner { store, bus, pusher, egress, leases, tracker, running: Mutex::new(HashMap::new()) }))
+    }
+
+    /// The egress policy push-notification URLs pass.
+    pub(crate) fn egress(&self) -> &EgressPolicy {
+        &self.0.egress
     }
 
     /// The store, or the refusal of a gateway started without Postgres.
@@ -108,9 +147,13 @@ impl Tasks {
         }
     }
 
-    /// Publishes the task's status change as a GETLOOD event; a failure is logged, never the
-    /// task's (the store holds the truth).
+    /// Announces the task's status change, `row` as it is now: a GETLOOD event, and the task's
+    /// push notifications (queued, never awaited). A failure is logged, never the task's (the
+    /// store holds the truth).
     pub(crate) async fn publish(&self, scope: &Scope, row: &TaskRow, reason: &str) {
+        if let Some(pusher) = &self.0.pusher {
+            pusher.notify(scope, row);
+        }
         let Some(bus) = &self.0.bus else { return };
         let Ok(tenant) = getlood_auth::TenantId::parse(&scope.tenant) else { return };
         let payload = Payload::A2aTaskStatusChanged(A2aTaskStatusChanged {
@@ -173,6 +216,7 @@ impl Tasks {
             }
         }
         row.state = state::WORKING.to_owned();
+        row.updated_at = Utc::now();
         self.publish(&scope, &row, "").await;
         let working = protocol::status_json(state::WORKING, None, &timestamp(Utc::now()));
         emit(protocol::status_update(&task_id, &context_id, working.clone()), &|live| {
@@ -191,7 +235,7 @@ impl Tasks {
             desktop_id: String::new(),
             client_request_id: String::new(),
         };
-        let outcome = async {
+        let turn = async {
             let mut events = chat::start(state, &principal, request_id.as_deref(), &input).await?;
             let mut answer = String::new();
             loop {
@@ -218,8 +262,12 @@ impl Tasks {
                     }
                 }
             }
-        }
-        .await;
+        };
+        let outcome = tokio::select! {
+            outcome = turn => outcome,
+            // The task stopped running elsewhere (canceled on another replica): the turn ends.
+            () = self.hold_lease(&scope, row.id) => Ok(None),
+        };
 
         let mut history: Vec<Value> = row.history.as_array().cloned().unwrap_or_default();
         let (to, message, artifacts, conversation, turn_id, reason) = match outcome {
@@ -246,6 +294,16 @@ impl Tasks {
                     String::new(),
                 )
             }
+            // This replica is stopping: the turn cannot finish here, and the task must not wait
+            // for its lease to expire to say so.
+            Ok(None) if state.realtime.shutdown.is_cancelled() => (
+                state::FAILED,
+                Some(protocol::agent_message(&context_id, &task_id, STOPPED_TEXT)),
+                json!([]),
+                String::new(),
+                String::new(),
+                "the gateway replica running the turn stopped".to_owned(),
+            ),
             Ok(None) => {
                 // Canceled: the canceller stored the state; tell the local subscribers.
                 self.announce_stored(&scope, row.id, running).await;
@@ -268,7 +326,16 @@ impl Tasks {
         match store.finish(&scope, row.id, to, message.as_ref(), &history, &artifacts, &conversation, &turn_id).await {
             Ok(true) => {
                 row.state = to.to_owned();
-                row.turn_id = turn_id;
+                row.status_message = message.clone();
+                row.history = history;
+                row.artifacts = artifacts;
+                if !conversation.is_empty() {
+                    row.conversation_id = conversation;
+                }
+                if !turn_id.is_empty() {
+                    row.turn_id = turn_id;
+                }
+                row.updated_at = Utc::now();
                 self.publish(&scope, &row, &reason).await;
                 if to != state::FAILED {
                     emit(protocol::artifact_update(&task_id, &context_id, "", true, true), &|_| {});
@@ -284,6 +351,71 @@ impl Tasks {
                 emit(protocol::status_update(&task_id, &context_id, status), &|_| {});
             }
         }
+    }
+
+    /// Renews the task's lease while its turn runs here; returns when the task no longer runs
+    /// (canceled or failed elsewhere). A renewal the store refuses is retried: the lease lasts
+    /// three renewal intervals.
+    async fn hold_lease(&self, scope: &Scope, id: Uuid) {
+        let Ok(store) = self.store() else { return std::future::pending().await };
+        let every = (self.0.leases.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match store.renew(scope, id).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(err) => tracing::warn!(error = %err, task = %id, "a2a task lease not renewed"),
+            }
+        }
+    }
+
+    /// Fails the running tasks whose replica stopped (their lease expired; see
+    /// [`Store::fail_orphans`]) and announces each: `scope`'s tasks only (before a read of
+    /// that caller answers), or every tenant's (the sweeper). Returns how many.
+    pub(crate) async fn reap(&self, scope: Option<&Scope>) -> Result<usize, sqlx::Error> {
+        let Ok(store) = self.store() else { return Ok(0) };
+        let age = chrono::Duration::from_std(self.0.leases.orphan_age).unwrap_or(chrono::Duration::MAX);
+        let before = Utc::now().checked_sub_signed(age).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        let message = json!({
+            "messageId": Uuid::new_v4().to_string(),
+            "role": "ROLE_AGENT",
+            "parts": [{"text": STOPPED_TEXT}],
+        });
+        let mut failed = 0;
+        loop {
+            let rows = store.fail_orphans(scope, before, &message, REAP_BATCH).await?;
+            let n = rows.len();
+            for orphan in rows {
+                let scope = orphan.scope();
+                tracing::warn!(tenant = %scope.tenant, agent = %scope.agent, task = %orphan.row.id, "a2a task of a stopped replica failed");
+                self.publish(&scope, &orphan.row, "the gateway replica running the turn stopped").await;
+            }
+            failed += n;
+            if i64::try_from(n).unwrap_or(i64::MAX) < REAP_BATCH {
+                return Ok(failed);
+            }
+        }
+    }
+
+    /// Runs the sweeper on this replica until `shutdown`: every half lease it fails the tasks
+    /// of replicas that died. Every replica sweeps; each orphan is failed by exactly one.
+    pub(crate) fn spawn_sweeper(&self, shutdown: tokio_util::sync::CancellationToken) {
+        if self.0.store.is_none() {
+            return;
+        }
+        let tasks = self.clone();
+        let every = (self.0.leases.lease / 2).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        self.0.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if let Err(err) = tasks.reap(None).await {
+                    tracing::warn!(error = %err, "a2a orphan sweep failed");
+                }
+            }
+        });
     }
 
     /// Sends the local subscribers the task's stored (terminal) status.

@@ -1,8 +1,8 @@
 //! What the MCP server offers a tenant: one `ask_<agent>` tool per agent of the tenant,
-//! `start_workflow` and `read_run` (and `search_knowledge_base` when the gateway has knowledge
-//! bases), and its workflows as resources. Every tool and resource goes through the code path
-//! of its REST route (the chat pipeline's `chat::start`, `workflow_api::execute`, ...), with
-//! the caller's own token, that route's permission and its rate-limit class.
+//! `start_workflow`, `read_run` and `search_knowledge_base`, and its workflows and knowledge
+//! bases as resources. Every tool and resource goes through the code path of its REST route
+//! (the chat pipeline's `chat::start`, `workflow_api::execute`, `kb_api::search_knowledge_base`,
+//! ...), with the caller's own token, that route's permission and its rate-limit class.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::caller::{Caller, unary};
 use crate::chat::{self, ChatEvent};
+use crate::kb_api;
 use crate::openai::{ChatInput, ModelChoice};
 use crate::rate_limit::{RouteClass, Verdict, class_verdict};
 use crate::workflow_api::{self, ExecuteBody};
@@ -36,8 +37,17 @@ pub(crate) const ASK_PREFIX: &str = "ask_";
 pub(crate) const START_WORKFLOW: &str = "start_workflow";
 /// The tool that reads a run with its node timeline.
 pub(crate) const READ_RUN: &str = "read_run";
+/// The tool that searches one of the tenant's knowledge bases.
+pub(crate) const SEARCH_KNOWLEDGE_BASE: &str = "search_knowledge_base";
 /// URI prefix of a workflow resource: `getlood://workflows/<id>`.
 const WORKFLOW_URI: &str = "getlood://workflows/";
+/// URI prefix of a knowledge-base resource: `getlood://knowledge-bases/<name>`.
+const KNOWLEDGE_BASE_URI: &str = "getlood://knowledge-bases/";
+/// Longest search query, in bytes (the knowledge-base service refuses more than 4000
+/// characters; this bounds the argument before it is sent).
+const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// Most hits a search may ask for (REST's `top_k` bound).
+const MAX_TOP_K: u64 = 50;
 /// Longest question to an agent, in bytes (a chat message of the REST route is bounded by the
 /// body limit; a tool argument gets its own, smaller bound).
 const MAX_QUESTION_BYTES: usize = 32 * 1024;
@@ -59,6 +69,8 @@ pub(crate) enum ToolKind {
     StartWorkflow,
     /// `read_run`.
     ReadRun,
+    /// `search_knowledge_base`.
+    SearchKnowledgeBase,
 }
 
 impl ToolKind {
@@ -68,6 +80,7 @@ impl ToolKind {
         match name {
             START_WORKFLOW => Some(Self::StartWorkflow),
             READ_RUN => Some(Self::ReadRun),
+            SEARCH_KNOWLEDGE_BASE => Some(Self::SearchKnowledgeBase),
             _ => name.strip_prefix(ASK_PREFIX).filter(|agent| agent_name_ok(agent)).map(|a| Self::Ask(a.to_owned())),
         }
     }
@@ -78,6 +91,7 @@ impl ToolKind {
             Self::Ask(_) => Permission::Chat,
             Self::StartWorkflow => Permission::RunsExecute,
             Self::ReadRun => Permission::RunsRead,
+            Self::SearchKnowledgeBase => Permission::KnowledgeBasesRead,
         }
     }
 
@@ -86,12 +100,14 @@ impl ToolKind {
         matches!(self, Self::Ask(_) | Self::StartWorkflow)
     }
 
-    /// The audit log's action of a call: `mcp.ask_agent`, `mcp.start_workflow`, `mcp.read_run`.
+    /// The audit log's action of a call: `mcp.ask_agent`, `mcp.start_workflow`, `mcp.read_run`,
+    /// `mcp.search_knowledge_base`.
     pub(crate) fn action(&self) -> &'static str {
         match self {
             Self::Ask(_) => "mcp.ask_agent",
             Self::StartWorkflow => "mcp.start_workflow",
             Self::ReadRun => "mcp.read_run",
+            Self::SearchKnowledgeBase => "mcp.search_knowledge_base",
         }
     }
 }
@@ -252,6 +268,21 @@ fn fixed_tools() -> Vec<Tool> {
             })),
         )
         .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
+        Tool::new(
+            SEARCH_KNOWLEDGE_BASE,
+            "Semantic search in one of the tenant's knowledge bases (see the getlood://knowledge-bases/ resources): the most relevant chunks, best first, with their document id, metadata and relevance.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "knowledge_base": {"type": "string", "minLength": 1, "maxLength": MAX_ID_BYTES, "description": "The knowledge base's name"},
+                    "query": {"type": "string", "minLength": 1, "maxLength": 4000, "description": "What to look for"},
+                    "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": 5, "description": "Hits wanted"}
+                },
+                "required": ["knowledge_base", "query"],
+                "additionalProperties": false
+            })),
+        )
+        .with_annotations(ToolAnnotations::new().read_only(true).open_world(false)),
     ]
 }
 
@@ -298,6 +329,7 @@ impl Tools {
                 ToolKind::Ask(agent) => self.ask(caller, agent, &args, ctx).await,
                 ToolKind::StartWorkflow => self.start_workflow(caller, &args).await,
                 ToolKind::ReadRun => self.read_run(caller, &args).await,
+                ToolKind::SearchKnowledgeBase => self.search_knowledge_base(caller, &args).await,
             }
         }
         .await;
@@ -428,6 +460,29 @@ impl Tools {
         Ok(tool_ok(crate::proto_json::to_json(&workflow_api::typed_run(&run, logs))))
     }
 
+    /// `search_knowledge_base`: `kb_api::search_knowledge_base`, as
+    /// `GET /api/v1/knowledge-bases/{name}/search` (its `search` rate-limit class).
+    async fn search_knowledge_base(&self, caller: &Caller, args: &JsonObject) -> Result<CallToolResult, ApiError> {
+        only_args(args, &["knowledge_base", "query", "top_k"])?;
+        let name = required_arg(args, "knowledge_base", MAX_ID_BYTES)?;
+        let query = required_arg(args, "query", MAX_QUERY_BYTES)?;
+        let top_k = match args.get("top_k") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64().filter(|k| (1..=MAX_TOP_K).contains(k)).and_then(|k| u32::try_from(k).ok()).ok_or_else(
+                    || ApiError::invalid_argument(format!("'top_k' must be an integer from 1 to {MAX_TOP_K}")),
+                )?,
+            ),
+        };
+        spend(&self.state, caller, RouteClass::Search).await?;
+        let hits = kb_api::search_knowledge_base(&self.state, caller, name.clone(), query, top_k).await?;
+        let mut found = serde_json::to_value(kb_api::hits_json(hits)).map_err(|e| ApiError::internal(&e))?;
+        if let Some(obj) = found.as_object_mut() {
+            obj.insert("knowledge_base".to_owned(), Value::String(name));
+        }
+        Ok(tool_ok(found))
+    }
+
     async fn list_resources_for(
         &self,
         caller: &Caller,
@@ -435,6 +490,24 @@ impl Tools {
     ) -> Result<ListResourcesResult, ApiError> {
         let mut resources = Vec::new();
         let mut next = None;
+        // The knowledge bases (a tenant has few, unpaged) come with the first page.
+        if cursor.is_none() && require(caller, Permission::KnowledgeBasesRead).is_ok() {
+            let kbs = kb_api::list_knowledge_bases(&self.state, caller).await?;
+            resources.extend(kbs.into_iter().map(|kb| {
+                let columns = if kb.metadata_columns.is_empty() {
+                    "no metadata columns".to_owned()
+                } else {
+                    format!("metadata columns {}", kb.metadata_columns.join(", "))
+                };
+                Resource::new(format!("{KNOWLEDGE_BASE_URI}{}", kb.name), kb.name.clone())
+                    .with_title(format!("Knowledge base {}", kb.name))
+                    .with_description(format!(
+                        "Embedded with {}, {columns}; search it with {SEARCH_KNOWLEDGE_BASE}",
+                        kb.embedding_model
+                    ))
+                    .with_mime_type("application/json")
+            }));
+        }
         if require(caller, Permission::WorkflowsRead).is_ok() {
             let req = ListWorkflowsRequest { page: page(cursor.as_deref(), WORKFLOWS_PER_PAGE), omit_graph: true };
             let resp = unary("workflow", self.state.upstreams.workflow().list_workflows(caller.request(req))).await?;
@@ -455,9 +528,14 @@ impl Tools {
     }
 
     async fn read(&self, caller: &Caller, uri: &str) -> Result<ReadResourceResult, ApiError> {
+        if let Some(name) = uri.strip_prefix(KNOWLEDGE_BASE_URI) {
+            return self.read_knowledge_base(caller, uri, name).await;
+        }
         let Some(id) = uri.strip_prefix(WORKFLOW_URI) else {
             let shown: String = uri.chars().take(128).collect();
-            return Err(ApiError::not_found(format!("no resource '{shown}': resources are {WORKFLOW_URI}<id>")));
+            return Err(ApiError::not_found(format!(
+                "no resource '{shown}': resources are {WORKFLOW_URI}<id> and {KNOWLEDGE_BASE_URI}<name>"
+            )));
         };
         if id.is_empty() || id.len() > MAX_ID_BYTES || id.contains('/') {
             return Err(ApiError::not_found("no such workflow"));
@@ -472,17 +550,37 @@ impl Tools {
     }
 }
 
+impl Tools {
+    /// A knowledge base's metadata (REST's `GET /api/v1/knowledge-bases/{name}`), as JSON.
+    async fn read_knowledge_base(
+        &self,
+        caller: &Caller,
+        uri: &str,
+        name: &str,
+    ) -> Result<ReadResourceResult, ApiError> {
+        if name.is_empty() || name.len() > MAX_ID_BYTES || name.contains('/') {
+            return Err(ApiError::not_found("no such knowledge base"));
+        }
+        require(caller, Permission::KnowledgeBasesRead)?;
+        let kb = kb_api::get_knowledge_base(&self.state, caller, name.to_owned()).await?;
+        let text = serde_json::to_string(&kb_api::kb_json(kb)).map_err(|e| ApiError::internal(&e))?;
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")])
+            .with_cache_scope(CacheScope::Private))
+    }
+}
+
 impl ServerHandler for Tools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
             .with_server_info(
                 Implementation::new("getlood-gateway", env!("CARGO_PKG_VERSION"))
                     .with_title("GETLOOD")
-                    .with_description("The GETLOOD platform's agents and workflows, for one tenant"),
+                    .with_description("The GETLOOD platform's agents, workflows and knowledge bases, for one tenant"),
             )
             .with_instructions(
                 "Tools: ask_<agent> asks one of your tenant's agents (progress notifications carry the answer as it \
-                 is written), start_workflow starts a run, read_run reads it. Resources: your workflows, as JSON.",
+                 is written), start_workflow starts a run, read_run reads it, search_knowledge_base searches a \
+                 knowledge base. Resources: your workflows and knowledge bases, as JSON.",
             )
     }
 
@@ -520,10 +618,13 @@ impl ServerHandler for Tools {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let template = ResourceTemplate::new(format!("{WORKFLOW_URI}{{id}}"), "workflow")
+        let workflow = ResourceTemplate::new(format!("{WORKFLOW_URI}{{id}}"), "workflow")
             .with_description("One of your workflows (its latest version), as JSON")
             .with_mime_type("application/json");
-        Ok(ListResourceTemplatesResult::with_all_items(vec![template]))
+        let knowledge_base = ResourceTemplate::new(format!("{KNOWLEDGE_BASE_URI}{{name}}"), "knowledge_base")
+            .with_description("One of your knowledge bases: its name, embedding model and metadata columns, as JSON")
+            .with_mime_type("application/json");
+        Ok(ListResourceTemplatesResult::with_all_items(vec![workflow, knowledge_base]))
     }
 
     async fn read_resource(
@@ -550,6 +651,9 @@ mod tests {
         assert_eq!(ToolKind::parse("rm_rf"), None);
         assert_eq!(ToolKind::Ask("a".into()).permission(), Permission::Chat);
         assert!(ToolKind::StartWorkflow.writes() && !ToolKind::ReadRun.writes());
+        let search = ToolKind::parse("search_knowledge_base").unwrap();
+        assert_eq!((search.permission(), search.writes()), (Permission::KnowledgeBasesRead, false));
+        assert_eq!(search.action(), "mcp.search_knowledge_base");
     }
 
     #[test]
