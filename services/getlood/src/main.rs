@@ -192,6 +192,14 @@ async fn dev(config_file: Option<PathBuf>, tenant: &str) -> anyhow::Result<()> {
             obj.insert("web_dir".to_owned(), serde_json::json!(getlood::DEV_WEB_DIR));
         }
     }
+    // A2A push-notification webhooks on the developer's machine (a local receiver); an
+    // allow-list given in the environment wins.
+    if std::env::var_os("GETLOOD_GATEWAY_APP__EGRESS__ALLOW").is_none() {
+        let gateway = overrides.app_settings.entry(Service::Gateway).or_insert_with(|| serde_json::json!({}));
+        if let Some(obj) = gateway.as_object_mut() {
+            obj.insert("egress".to_owned(), serde_json::json!({"allow": getlood::DEV_EGRESS_ALLOW}));
+        }
+    }
     let mut started = Vec::new();
     for service in Service::ALL {
         match getlood::start(service, &overrides, None, shutdown.clone()).await {
