@@ -95,6 +95,10 @@ api-check: tools ## The checked-in OpenAPI document is the gateway's, valid, and
 .PHONY: deny
 deny: ## Dependency policy (deny.toml): licences, banned crates (OpenSSL, a second TLS provider), sources
 	command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny --version 0.20.2
+	# --offline reads `cargo metadata`, which needs every crate of the lockfile on disk, those of
+	# other platforms too (wasm-bindgen, android_system_properties...); a build fetches only the
+	# host's. cargo fetch gets the rest from crates.io (a no-op once they are cached).
+	$(CARGO) fetch --locked
 	$(CARGO) deny --offline check licenses bans sources
 
 .PHONY: test
