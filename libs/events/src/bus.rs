@@ -79,6 +79,7 @@ impl Domain {
 pub struct EventBus {
     pub(crate) js: jetstream::Context,
     pub(crate) prefix: String,
+    replicas: usize,
 }
 
 /// An event read from a stream, with what a consumer needs to resume and to continue the trace.
@@ -97,7 +98,16 @@ pub struct ReceivedEvent {
 impl EventBus {
     /// A bus over `client`, with subjects and stream names under `prefix` (normally `getlood`).
     pub fn new(client: async_nats::Client, prefix: &str) -> Self {
-        Self { js: jetstream::new(client), prefix: prefix.to_owned() }
+        Self { js: jetstream::new(client), prefix: prefix.to_owned(), replicas: 1 }
+    }
+
+    /// The same bus creating its streams with `replicas` copies (3 on a NATS cluster, so a
+    /// stopped node loses no acknowledged event); 1, the default, suits a single server.
+    /// [`EventBus::ensure_streams`] applies it to the streams it creates, not to existing ones.
+    #[must_use]
+    pub fn with_stream_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// The stream name of `domain`: `GETLOOD_WORKFLOW`.
@@ -123,6 +133,7 @@ impl EventBus {
                 max_age: Duration::from_secs(7 * 24 * 3600),
                 // Window for Nats-Msg-Id de-duplication of retried publishes.
                 duplicate_window: Duration::from_secs(120),
+                num_replicas: self.replicas,
                 ..Default::default()
             };
             self.js.get_or_create_stream(config).await.map_err(js_err)?;

@@ -112,7 +112,14 @@ pub struct NatsConfig {
     /// PEM bundle of the CAs that sign the NATS servers' certificates; needs TLS to be
     /// required (`tls://` URLs or `require_tls`). Unset: the system roots. Set: only these CAs.
     pub ca_file: Option<PathBuf>,
+    /// Replicas of the JetStream streams this service creates (the event streams, the workflow
+    /// work queue): 1 for a single server, 3 on a NATS cluster so a stopped node loses no
+    /// acknowledged event. Applies when a stream is created; an existing stream keeps its own.
+    pub stream_replicas: usize,
 }
+
+/// Most replicas a JetStream stream may have (the server's own limit).
+pub const MAX_STREAM_REPLICAS: usize = 5;
 
 impl Default for NatsConfig {
     fn default() -> Self {
@@ -121,6 +128,7 @@ impl Default for NatsConfig {
             subject_prefix: "getlood".to_owned(),
             require_tls: false,
             ca_file: None,
+            stream_replicas: 1,
         }
     }
 }
@@ -231,6 +239,12 @@ impl<A: Validate, M: Validate> Validate for ServiceConfig<A, M> {
         }
         if !is_subject_token(&self.nats.subject_prefix) {
             return Err(ConfigError::invalid("nats.subject_prefix", "must match [a-zA-Z0-9_-]+"));
+        }
+        if !(1..=MAX_STREAM_REPLICAS).contains(&self.nats.stream_replicas) {
+            return Err(ConfigError::invalid(
+                "nats.stream_replicas",
+                format!("must be from 1 to {MAX_STREAM_REPLICAS} (JetStream's limit)"),
+            ));
         }
         check_distinct_ports(self.http_addr, self.grpc_addr, self.admin_addr)?;
         getlood_config::require_positive([
@@ -381,6 +395,20 @@ mod tests {
         assert!(e.contains("services.agent_registry") && e.contains("refresh 'forever'"), "{e}");
         c.services.agent_registry = "grpc://agent-registry:9094".into();
         assert!(c.validate().unwrap_err().to_string().contains("scheme 'grpc'"));
+    }
+
+    #[test]
+    fn stream_replicas_are_within_jetstream_limits() {
+        let mut c = ServiceConfig::<App>::with_ports(8080, 9090, "gateway");
+        c.auth.jwks_url = Some("https://idp.example/jwks.json".to_owned());
+        assert_eq!(c.nats.stream_replicas, 1);
+        c.nats.stream_replicas = 3;
+        c.validate().unwrap();
+        for bad in [0, 6] {
+            c.nats.stream_replicas = bad;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("nats.stream_replicas") && e.contains("from 1 to 5"), "{e}");
+        }
     }
 
     #[test]

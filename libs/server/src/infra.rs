@@ -64,7 +64,10 @@ impl Infra {
             let client = nats_options(&config.nats, name)?
                 // Start even when NATS is down; the client keeps trying and readiness says so.
                 .retry_on_initial_connect()
-                .connect(config.nats.url.as_str())
+                // A cluster's servers, comma-separated: the client takes them in turn (and
+                // learns the others from the servers it reaches). Given as one string, async-nats
+                // would parse the whole list as one URL and refuse it.
+                .connect(nats_servers(&config.nats.url))
                 .await
                 .map_err(|e| Error::Url { what: "nats", message: e.to_string() })?;
             Some(client)
@@ -112,6 +115,11 @@ impl Infra {
         }
         Ok(())
     }
+}
+
+/// The servers of a `nats.url`: one URL, or a cluster's URLs comma-separated.
+pub fn nats_servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 /// The NATS connection options of a service named `name`, TLS included: `tls://` URLs or

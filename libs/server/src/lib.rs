@@ -33,7 +33,7 @@ pub use balance::UpstreamChannel;
 pub use config::{NatsConfig, NoMindsdb, NoSettings, PostgresConfig, RedisConfig, ServiceConfig, ServiceUrls};
 pub use error::{Error, Result, database_code, database_message};
 pub use grpc_auth::{Authorized, MethodPermissions, authenticate, authorize, caller, principal};
-pub use infra::{Infra, Needs, RedisHandle, nats_options};
+pub use infra::{Infra, Needs, RedisHandle, nats_options, nats_servers};
 pub use metrics_layer::{GrpcMetricsLayer, http_metrics};
 pub use readiness::{Readiness, ReadinessReport};
 pub use runtime::{Runtime, run_service};

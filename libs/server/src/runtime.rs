@@ -68,7 +68,9 @@ impl Runtime {
             );
         }
         let infra = Infra::start(spec, config, migrator).await?;
-        let bus = infra.nats.clone().map(|nats| EventBus::new(nats, &config.nats.subject_prefix));
+        let bus = infra.nats.clone().map(|nats| {
+            EventBus::new(nats, &config.nats.subject_prefix).with_stream_replicas(config.nats.stream_replicas)
+        });
         if let Some(bus) = &bus {
             // Every service ensures the streams; the first to reach JetStream creates them. A
             // NATS outage at start only delays the relays and consumers, which retry.

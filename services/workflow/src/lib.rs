@@ -205,6 +205,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         &config.nats.subject_prefix,
         &config.postgres.schema,
         config.app.node_lease,
+        config.nats.stream_replicas,
     );
     queue.spawn_lag_reporter(tracker, shutdown.clone());
     let engine = Arc::new(engine::Engine::new(

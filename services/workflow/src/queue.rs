@@ -42,11 +42,19 @@ pub(crate) struct WorkQueue {
     subject: String,
     durable: String,
     ack_wait: Duration,
+    replicas: usize,
 }
 
 impl WorkQueue {
-    /// The queue of deployment `schema` under `prefix`; `ack_wait` is the node lease.
-    pub(crate) fn new(client: async_nats::Client, prefix: &str, schema: &str, ack_wait: Duration) -> Self {
+    /// The queue of deployment `schema` under `prefix`; `ack_wait` is the node lease, `replicas`
+    /// the stream's copies when this creates it (`nats.stream_replicas`).
+    pub(crate) fn new(
+        client: async_nats::Client,
+        prefix: &str,
+        schema: &str,
+        ack_wait: Duration,
+        replicas: usize,
+    ) -> Self {
         Self {
             js: jetstream::new(client),
             stream: format!("{}_WORKFLOW_WORK", prefix.to_ascii_uppercase().replace('-', "_")),
@@ -56,6 +64,7 @@ impl WorkQueue {
             subject: format!("{prefix}_work.workflow.{schema}"),
             durable: format!("wf_{schema}"),
             ack_wait,
+            replicas: replicas.max(1),
         }
     }
 
@@ -85,6 +94,7 @@ impl WorkQueue {
             storage: stream::StorageType::File,
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
+            num_replicas: self.replicas,
             ..Default::default()
         };
         let stream = self.js.get_or_create_stream(config).await.map_err(q)?;
