@@ -54,6 +54,7 @@ mod rate_limit;
 mod tls;
 mod trace;
 mod workflow;
+mod workflow_agents;
 mod workflow_remote;
 
 /// `(status, body)` of a JSON request to `url` with `token` (a body that is not JSON comes back

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use getlood_auth::TenantId;
 use getlood_events::{Domain, EventBus, Payload};
-use getlood_mindsdb::{
-    AgentAdapter, AgentMode, AgentSpec, DatabaseAdapter, Ident, LlmSettings, MindsdbClient, MindsdbConfig,
-    PostgresSpec, ProjectAdapter, TenantContext,
-};
+use getlood_mindsdb::{DatabaseAdapter, Ident, MindsdbClient, MindsdbConfig, PostgresSpec, TenantContext};
+use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
+use getlood_proto::agent_registry::v1::{Agent, CreateAgentRequest, ModelConfig};
 use getlood_proto::common::v1::ErrorDetail;
 use getlood_proto::workflow::v1::workflow_service_client::WorkflowServiceClient;
 use getlood_proto::workflow::v1::*;
@@ -194,12 +193,15 @@ fn mindsdb() -> MindsdbClient {
     MindsdbClient::new(&MindsdbConfig { url: getlood_testkit::mindsdb_url(), ..MindsdbConfig::default() }).unwrap()
 }
 
-/// A tenant whose MindsDB project holds the seed's two agents (on the test double) and an
+/// A tenant whose registry holds the seed's two agents (on the test double) and an
 /// `email_integration` database whose `send` table is a real Postgres table we read back.
 struct MindsdbWorld {
     tenant: String,
     mail_schema: String,
     pg: sqlx::PgPool,
+    /// The agent-registry the agents were made in; workflow services ask it with their
+    /// callers' tokens ([`MindsdbWorld::registry_url`]).
+    registry: Platform,
 }
 
 impl MindsdbWorld {
@@ -207,29 +209,29 @@ impl MindsdbWorld {
         let tenant = format!("wf_{}", unique());
         let ctx = TenantContext::new(TenantId::parse(&tenant).unwrap(), "test");
         let client = mindsdb();
-        ProjectAdapter::new(client.clone()).ensure(&ctx).await?;
-        let agents = AgentAdapter::new(client.clone());
+        // The agents are the registry's, as users make them: nodes name them by their registry
+        // names, and the registry keeps them in MindsDB as `agent_<id>`.
+        let registry = Platform::builder().service(Service::AgentRegistry).start().await?;
+        registry.wait_ready(Duration::from_secs(20)).await?;
+        let token = registry.token(&tenant, "builder", &["builder"]);
+        let mut agents = AgentRegistryServiceClient::new(registry.grpc_channel(Service::AgentRegistry));
         for (name, prompt) in
             [("data_analyzer", "You analyze sales data."), ("report_generator", "You write executive summaries.")]
         {
+            let agent = Agent {
+                name: name.to_owned(),
+                model: Some(ModelConfig {
+                    provider: "openai".into(),
+                    model_name: "gpt-4o".into(),
+                    base_url: Some(llm.base_url()),
+                    api_key: "sk-test".into(),
+                    has_api_key: false,
+                }),
+                prompt_template: prompt.to_owned(),
+                ..Default::default()
+            };
             agents
-                .create(
-                    &ctx,
-                    &AgentSpec {
-                        name: Ident::new(name)?,
-                        model: LlmSettings {
-                            provider: "openai".into(),
-                            model_name: "gpt-4o".into(),
-                            api_key: Some("sk-test".to_owned().into()),
-                            base_url: Some(llm.base_url()),
-                        },
-                        tables: vec![],
-                        knowledge_bases: vec![],
-                        prompt_template: Some(prompt.into()),
-                        mode: AgentMode::Text,
-                        timeout_secs: None,
-                    },
-                )
+                .create_agent(authed(&token, CreateAgentRequest { agent: Some(agent), ..Default::default() }))
                 .await?;
         }
         let pg = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
@@ -256,7 +258,7 @@ impl MindsdbWorld {
                 },
             )
             .await?;
-        Ok(Self { tenant, mail_schema, pg })
+        Ok(Self { tenant, mail_schema, pg, registry })
     }
 
     async fn sent(&self) -> anyhow::Result<Vec<(String, String, String)>> {
@@ -268,13 +270,23 @@ impl MindsdbWorld {
         .await?)
     }
 
+    /// The gRPC URL of the world's agent-registry.
+    fn registry_url(&self) -> String {
+        format!("http://{}", self.registry.get(Service::AgentRegistry).grpc_addr)
+    }
+
+    /// A workflow service (as [`platform`]) whose agent-registry is the world's.
+    async fn platform(&self) -> anyhow::Result<Platform> {
+        platform_with(Some(self.registry_url())).await
+    }
+
     async fn stop(self) -> anyhow::Result<()> {
         let ctx = TenantContext::new(TenantId::parse(&self.tenant).unwrap(), "test");
         let _ = DatabaseAdapter::new(mindsdb()).detach(&ctx, &Ident::new("email_integration")?).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.mail_schema)))
             .execute(&self.pg)
             .await?;
-        Ok(())
+        self.registry.stop().await
     }
 }
 
@@ -348,7 +360,16 @@ fn agent_answers_with(llm: &OpenAiDouble, needle: &str) -> usize {
 }
 
 async fn platform() -> anyhow::Result<Platform> {
-    let platform = Platform::builder()
+    platform_with(None).await
+}
+
+/// The workflow service alone, asking the agent-registry at `registry` when given.
+async fn platform_with(registry: Option<String>) -> anyhow::Result<Platform> {
+    let mut builder = Platform::builder();
+    if let Some(url) = registry {
+        builder = builder.service_url(Service::AgentRegistry, url);
+    }
+    let platform = builder
         .service(Service::Workflow)
         // The runs' starter approves them here; the default refusal is tests/permissions.rs'.
         .app_settings(
@@ -366,7 +387,7 @@ async fn workflow_seed_example2_end_to_end() -> anyhow::Result<()> {
     let llm = OpenAiDouble::start().await?;
     script_llm(&llm);
     let world = MindsdbWorld::start(&llm).await?;
-    let platform = platform().await?;
+    let platform = world.platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
     let token = platform.token(&world.tenant, "alice", &["builder", "operator"]);
 
@@ -536,7 +557,7 @@ async fn workflow_invalid_graphs_versions_and_deletion() -> anyhow::Result<()> {
     };
     has("s2", "second start");
     has("ask", "prompt_template");
-    has("ask", "lower-case name");
+    has("ask", "must name one of the tenant's agents");
     has("q", "one statement");
     has("x", "unknown node type");
     has("loop_a", "cycle");
@@ -898,7 +919,7 @@ async fn workflow_retries_transient_failures_with_backoff() -> anyhow::Result<()
     let llm = OpenAiDouble::start().await?;
     script_llm(&llm);
     let world = MindsdbWorld::start(&llm).await?;
-    let platform = platform().await?;
+    let platform = world.platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
     let token = platform.token(&world.tenant, "alice", &["builder", "operator"]);
     let g = graph(
@@ -969,7 +990,7 @@ fn free_port() -> u16 {
 }
 
 impl Binary {
-    fn start(schema: &str) -> anyhow::Result<Self> {
+    fn start(schema: &str, registry_url: &str) -> anyhow::Result<Self> {
         let (http, grpc) = (free_port(), free_port());
         let child = tokio::process::Command::from(getlood_testkit::service_command("workflow")?)
             .env("GETLOOD_WORKFLOW_HTTP_ADDR", format!("127.0.0.1:{http}"))
@@ -980,6 +1001,7 @@ impl Binary {
             .env("GETLOOD_WORKFLOW_POSTGRES__MAX_CONNECTIONS", "4")
             .env("GETLOOD_WORKFLOW_NATS__URL", getlood_testkit::nats_url())
             .env("GETLOOD_WORKFLOW_MINDSDB__URL", getlood_testkit::mindsdb_url())
+            .env("GETLOOD_WORKFLOW_SERVICES__AGENT_REGISTRY", registry_url)
             .env("GETLOOD_WORKFLOW_AUTH__HS256_SECRET", getlood_testkit::TEST_SECRET)
             .env("GETLOOD_WORKFLOW_APP__NODE_LEASE", "2s")
             .env("GETLOOD_WORKFLOW_APP__SWEEP_INTERVAL", "300ms")
@@ -1037,7 +1059,7 @@ async fn workflow_sigkill_mid_run_resumes_without_repeating_nodes() -> anyhow::R
         3600,
     )?;
 
-    let mut first = Binary::start(&schema)?;
+    let mut first = Binary::start(&schema, &world.registry_url())?;
     let mut client = first.client().await?;
     let wf = create(&mut client, &token, "crash me", example2(Some(4.0))).await?;
     let run = execute(&mut client, &token, &wf.id, json!({"month": "May", "recipient": "ceo@company.com"})).await?;
@@ -1054,7 +1076,7 @@ async fn workflow_sigkill_mid_run_resumes_without_repeating_nodes() -> anyhow::R
     assert_eq!(llm_calls_with(&llm, "Create an executive summary of"), 0);
 
     // Restart on the same schema: the run finishes, nothing completed runs again.
-    let second = Binary::start(&schema)?;
+    let second = Binary::start(&schema, &world.registry_url())?;
     let mut client = second.client().await?;
     let done = wait_run(&mut client, &token, &run.id, Duration::from_secs(90), is_final).await?;
     assert_eq!(done.status(), RunStatus::Succeeded, "{done:#?}");
@@ -1090,7 +1112,7 @@ async fn workflow_sigkill_mid_run_resumes_without_repeating_nodes() -> anyhow::R
 async fn workflow_mindsdb_job_mode_runs_in_mindsdb() -> anyhow::Result<()> {
     let llm = OpenAiDouble::start().await?;
     let world = MindsdbWorld::start(&llm).await?;
-    let platform = platform().await?;
+    let platform = world.platform().await?;
     let mut client = Client::new(platform.grpc_channel(Service::Workflow));
     let token = platform.token(&world.tenant, "alice", &["builder", "operator"]);
     let g = graph(

@@ -135,18 +135,6 @@ export async function ensureAgent(appUrl, token) {
   return 'dashboard_builder';
 }
 
-/**
- * The name a workflow `agent` node must give today: the agent's MindsDB name (`agent_<id>`),
- * because the workflow engine asks MindsDB by the literal name instead of resolving the
- * registry's name (reported to the backend; the chat resolves it).
- */
-export async function workflowAgentName(appUrl, token, name) {
-  const agents = await call(appUrl, token, 'GET', '/api/v1/agents');
-  const a = agents.agents.find((x) => x.name === name);
-  if (!a) throw new Error(`no agent ${name}`);
-  return `agent_${a.id.replace(/-/g, '')}`;
-}
-
 /** axe-core on the page as it is: serious or critical violations fail. */
 export async function axe(page, name) {
   // Evaluated through the DevTools protocol, which the page's CSP does not govern.

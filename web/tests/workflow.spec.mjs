@@ -1,6 +1,6 @@
 // The workflow flow: build start -> agent -> sql -> human approval -> end in the editor, run it,
 // each node turns green with its duration, another user approves the approval node, the run ends.
-import { axe, checkPage, desktopAs, expect, secondUser, shot, workflowAgentName } from './helpers.mjs';
+import { axe, checkPage, desktopAs, expect, secondUser, shot } from './helpers.mjs';
 
 export const name = 'workflow';
 
@@ -30,7 +30,8 @@ export async function run({ browser, appUrl, shared, log }) {
 
   for (const t of ['start', 'agent', 'sql', 'human_approval', 'end']) await page.getByTestId(`palette-${t}`).click();
   await select(page, 'agent_1');
-  await page.getByTestId('field-agent').fill(await workflowAgentName(appUrl, shared.token, shared.agent));
+  // The agent as users know it: its registry name (the engine resolves it to MindsDB's agent).
+  await page.getByTestId('field-agent').fill(shared.agent);
   await page.getByTestId('field-prompt_template').fill('Résume les ventes du mois en une phrase.');
   await page.locator('.react-flow__controls-fitview').click();
 

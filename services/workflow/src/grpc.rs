@@ -17,6 +17,7 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::agents::AgentDirectory;
 use crate::convert::{from_ts, opt_struct_to_json};
 use crate::engine::{Engine, NewRun, RunTxView};
 use crate::error::Error;
@@ -30,6 +31,9 @@ pub(crate) struct Service {
     pub store: Store,
     pub engine: Arc<Engine>,
     pub projects: ProjectAdapter,
+    /// What agent nodes' names stand for: checked when a graph is validated or saved, pinned
+    /// for MindsDB jobs, recorded for runs when they are started.
+    pub agents: AgentDirectory,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRunResponse, Status>> + Send>>;
@@ -63,6 +67,32 @@ fn check_name(name: &str) -> Result<(), Error> {
 fn graph_of(graph: Option<&pb::Graph>, limits: &Limits) -> Result<Graph, Error> {
     let graph = graph.ok_or_else(|| Error::invalid("graph", "is required"))?;
     Graph::build(GraphDoc::from_proto(graph), limits).map_err(|v| Error::violations("invalid workflow graph", v))
+}
+
+/// Every problem of `graph` as [`graph_of`] finds them, with the tenant's agents checked too
+/// (`p`'s token asks the registry for what this service has not heard of).
+async fn checked_graph(
+    graph: Option<&pb::Graph>,
+    limits: &Limits,
+    agents: &AgentDirectory,
+    p: &Principal,
+) -> Result<Graph, Error> {
+    let built = graph_of(graph, limits);
+    let doc = match &built {
+        Ok(g) => g.doc.clone(),
+        Err(Error::InvalidArgument { .. }) => graph.map(GraphDoc::from_proto).unwrap_or_default(),
+        Err(_) => return built,
+    };
+    let unknown = agents.problems(p, &doc).await?;
+    match built {
+        Ok(g) if unknown.is_empty() => Ok(g),
+        Ok(_) => Err(Error::violations("invalid workflow graph", unknown)),
+        Err(Error::InvalidArgument { mut violations, .. }) => {
+            violations.extend(unknown);
+            Err(Error::violations("invalid workflow graph", violations))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn ctx(tenant: &TenantId, user: &str) -> TenantContext {
@@ -179,10 +209,19 @@ impl Service {
             None => self.engine.settings.run_timeout,
         };
         let mode = pb::ExecutionMode::try_from(req.mode).unwrap_or_default();
+        // With the caller's token at hand, the agents the run will ask are looked up now, so
+        // its nodes find them in the directory when they run (which they do without a token).
+        let agents = self.agents.pin(p, &graph.nodes).await;
+        if let Err(e) = &agents
+            && mode != pb::ExecutionMode::MindsdbJob
+        {
+            // The run starts anyway: its agent node fails with the directory's answer.
+            tracing::info!(error = %e, "agents of the run not looked up");
+        }
         let job_name = if mode == pb::ExecutionMode::MindsdbJob {
             let c = ctx(&p.tenant, &p.user);
-            let body =
-                compile(&graph, &c.project(), &input, &self.engine.sql_policy).map_err(Error::FailedPrecondition)?;
+            let body = compile(&graph, &c.project(), &input, &self.engine.sql_policy, &agents?)
+                .map_err(Error::FailedPrecondition)?;
             self.projects.ensure(&c).await?;
             let prefix = Ident::new(&job_prefix(&wf.id)).map_err(Error::Mindsdb)?;
             self.engine.jobs.run_once(&c, &prefix, body).await?.as_str().to_owned()
@@ -279,9 +318,12 @@ impl Service {
             job_name: String::new(),
             next_run_at: None,
         };
+        // Engine-mode schedules run without a token: the agents are looked up now (as at
+        // execute), and a job's SQL must name their MindsDB agents.
+        let agents = self.agents.pin(p, &graph.nodes).await;
         if mode == pb::ExecutionMode::MindsdbJob {
-            let body =
-                compile(&graph, &c.project(), &input, &self.engine.sql_policy).map_err(Error::FailedPrecondition)?;
+            let body = compile(&graph, &c.project(), &input, &self.engine.sql_policy, &agents?)
+                .map_err(Error::FailedPrecondition)?;
             self.projects.ensure(&c).await?;
             let name = Ident::new(&job_prefix(&wf.id)).map_err(Error::Mindsdb)?;
             let unit = match unit {
@@ -395,9 +437,11 @@ impl WorkflowService for Service {
         &self,
         req: Request<pb::ValidateWorkflowRequest>,
     ) -> Result<Response<pb::ValidateWorkflowResponse>, Status> {
-        principal(&req)?;
+        let p = principal(&req)?;
         let graph = req.into_inner().graph.unwrap_or_default();
-        let problems = validate(&GraphDoc::from_proto(&graph), &self.engine.limits);
+        let doc = GraphDoc::from_proto(&graph);
+        let mut problems = validate(&doc, &self.engine.limits);
+        problems.extend(self.agents.problems(&p, &doc).await?);
         Ok(Response::new(pb::ValidateWorkflowResponse { valid: problems.is_empty(), problems }))
     }
 
@@ -408,7 +452,7 @@ impl WorkflowService for Service {
         let p = principal(&req)?;
         let req = req.into_inner();
         check_name(&req.name)?;
-        let graph = graph_of(req.graph.as_ref(), &self.engine.limits)?;
+        let graph = checked_graph(req.graph.as_ref(), &self.engine.limits, &self.agents, &p).await?;
         // A new workflow has no stored credentials a "[redacted]" could stand for.
         let mut doc = graph.doc;
         let problems = doc.restore_credentials(None);
@@ -431,7 +475,7 @@ impl WorkflowService for Service {
             check_name(name)?;
         }
         let id = parse_id("workflow", &req.workflow_id)?;
-        let graph = graph_of(req.graph.as_ref(), &self.engine.limits)?;
+        let graph = checked_graph(req.graph.as_ref(), &self.engine.limits, &self.agents, &p).await?;
         let row = self
             .store
             .update(

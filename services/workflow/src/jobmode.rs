@@ -7,16 +7,26 @@
 //! statements of a job, so templates may only use the run input (`{{input.*}}`); a graph that
 //! passes node outputs along needs engine mode.
 
+use std::collections::HashMap;
+
 use getlood_mindsdb::{Ident, Sql, SqlBuilder};
 use serde_json::{Map, Value};
 
+use crate::agents::AgentRef;
 use crate::model::{Graph, JOB_NODE_TYPES, NodeKind, Scope, references, render_text, render_value};
 use crate::sqlnode::SqlPolicy;
 
 /// Compiles `graph` with `input`; the error says why the graph cannot run as a job.
 /// `sql` is what the graph's `sql` nodes may read (a stored graph was saved under the policy of
-/// its day).
-pub(crate) fn compile(graph: &Graph, project: &Ident, input: &Value, sql: &SqlPolicy) -> Result<Vec<Sql>, String> {
+/// its day); `agents` the MindsDB agent of each agent node's reference, pinned by the caller
+/// ([`crate::agents::AgentDirectory::pin`]): the job's SQL names MindsDB's agent.
+pub(crate) fn compile(
+    graph: &Graph,
+    project: &Ident,
+    input: &Value,
+    sql: &SqlPolicy,
+    agents: &HashMap<AgentRef, Ident>,
+) -> Result<Vec<Sql>, String> {
     let mut scope = Scope::new();
     scope.insert("input".to_owned(), input.clone());
     let mut body = Vec::new();
@@ -54,6 +64,9 @@ pub(crate) fn compile(graph: &Graph, project: &Ident, input: &Value, sql: &SqlPo
             }
             NodeKind::Agent { agent, prompt } => {
                 check(vec![prompt.as_str()])?;
+                let agent = agents
+                    .get(agent)
+                    .ok_or_else(|| format!("node '{}': the tenant has no agent '{agent}'", node.id))?;
                 let question = render_text(prompt, &scope)?;
                 body.push(
                     SqlBuilder::new()

@@ -6,6 +6,7 @@
 //! publishing `run.*` and `node.*` events through the transactional outbox; or, on request and
 //! for scheduled jobs, compile to a MindsDB JOB whose progress comes from `log.jobs_history`.
 
+mod agents;
 mod backlog;
 mod convert;
 mod engine;
@@ -208,11 +209,13 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         config.nats.stream_replicas,
     );
     queue.spawn_lag_reporter(tracker, shutdown.clone());
+    let directory = agents::AgentDirectory::new(pool.clone(), Some(runtime.upstream("agent-registry")?));
+    directory.spawn_feed(runtime.bus()?, tracker, shutdown.clone());
     let engine = Arc::new(engine::Engine::new(
         pool.clone(),
         queue,
         backlog,
-        nodes::NodeRunner::new(mindsdb.clone(), sql_policy, remote),
+        nodes::NodeRunner::new(mindsdb.clone(), directory.clone(), sql_policy, remote),
         JobAdapter::new(mindsdb.clone()),
         config.app.clone(),
         &config.postgres.schema,
@@ -222,7 +225,12 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     engine.spawn_sweeper(tracker, shutdown.clone());
     scheduler::spawn(engine.clone(), tracker, shutdown);
 
-    let service = grpc::Service { store: store::Store { pool }, engine, projects: ProjectAdapter::new(mindsdb) };
+    let service = grpc::Service {
+        store: store::Store { pool },
+        engine,
+        projects: ProjectAdapter::new(mindsdb),
+        agents: directory,
+    };
     let grpc = tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, WorkflowServiceServer::new(service)));
     runtime.serve(listeners, grpc, axum::Router::new()).await
 }

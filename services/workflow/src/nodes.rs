@@ -5,12 +5,15 @@
 //! Agent nodes ask the tenant's MindsDB agent directly through the `AgentAdapter` rather than
 //! the agent-registry's QueryAgent: a run outlives the request that started it (it resumes
 //! after a crash, waits for approvals, fires from schedules) and so has no caller token to
-//! forward, and MindsDB-job mode must name the same MindsDB agent in SQL anyway. The tenant
-//! still comes only from the run row, which was written from the verified token.
+//! forward, and MindsDB-job mode must name the same MindsDB agent in SQL anyway. The node names
+//! the agent as users know it; [`AgentDirectory`], this service's read model of the registry's
+//! agents, says which MindsDB agent that is. The tenant still comes only from the run row,
+//! which was written from the verified token.
 
 use getlood_mindsdb::{AgentAdapter, KnowledgeBaseAdapter, MindsdbClient, MindsdbError, SqlBuilder, TenantContext};
 use serde_json::{Map, Value, json};
 
+use crate::agents::AgentDirectory;
 use crate::model::{NodeKind, NodeSpec, Scope, render_text, render_value};
 use crate::remote::{Progress, Remote};
 use crate::sqlnode::SqlPolicy;
@@ -50,6 +53,8 @@ impl From<MindsdbError> for NodeError {
 pub(crate) struct NodeRunner {
     client: MindsdbClient,
     agents: AgentAdapter,
+    /// What an agent node's name or id stands for.
+    directory: AgentDirectory,
     kbs: KnowledgeBaseAdapter,
     /// What `sql` nodes may read: a graph saved before the policy changed is held to it here.
     sql: SqlPolicy,
@@ -58,9 +63,10 @@ pub(crate) struct NodeRunner {
 }
 
 impl NodeRunner {
-    pub(crate) fn new(client: MindsdbClient, sql: SqlPolicy, remote: Remote) -> Self {
+    pub(crate) fn new(client: MindsdbClient, directory: AgentDirectory, sql: SqlPolicy, remote: Remote) -> Self {
         Self {
             agents: AgentAdapter::new(client.clone()),
+            directory,
             kbs: KnowledgeBaseAdapter::new(client.clone()),
             client,
             sql,
@@ -91,7 +97,16 @@ impl NodeRunner {
         match &spec.kind {
             NodeKind::Agent { agent, prompt } => {
                 let question = render_text(prompt, scope).map_err(permanent)?;
-                let answer = self.agents.ask(ctx, agent, &question).await?;
+                let mindsdb = self.directory.for_run(&ctx.tenant, agent).await.map_err(permanent)?;
+                let answer = match self.agents.ask(ctx, &mindsdb, &question).await {
+                    Ok(a) => a,
+                    // The directory has not heard of the deletion yet (or never heard of the
+                    // id): say so in the tenant's words, not MindsDB's.
+                    Err(e) if e.code() == getlood_common::ErrorCode::NotFound && missing_agent(&e, &mindsdb) => {
+                        return Err(permanent(format!("agent '{agent}' does not exist any more (deleted)")));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(json!({"answer": answer, "question": question}))
             }
             NodeKind::Sql { query, params } => {
@@ -158,6 +173,13 @@ impl NodeRunner {
             }
         }
     }
+}
+
+/// Whether MindsDB's `e` says that its agent `mindsdb` does not exist (rather than a table or
+/// knowledge base the agent reads).
+fn missing_agent(e: &MindsdbError, mindsdb: &getlood_mindsdb::Ident) -> bool {
+    let text = e.to_string();
+    text.contains(mindsdb.as_str()) && text.to_ascii_lowercase().contains("agent")
 }
 
 /// `INSERT INTO <db>.<table> (<columns>) VALUES (`, with the column names unquoted.

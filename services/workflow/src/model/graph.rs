@@ -439,7 +439,7 @@ mod tests {
         };
         has("s2", "second start");
         has("a", "prompt_template");
-        has("a", "lower-case name");
+        has("a", "must name one of the tenant's agents");
         has("x", "unknown node type");
         has("orphan", "seconds");
         has("4", "unknown target");

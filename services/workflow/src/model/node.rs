@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::expr::Expr;
 use super::remote::{A2aNode, McpNode};
+use crate::agents::AgentRef;
 use crate::sqlnode::SqlTemplate;
 
 /// The node types the engine knows.
@@ -48,12 +49,13 @@ impl RetryPolicy {
     }
 }
 
-/// A node's typed configuration.
+/// A node's typed configuration. An agent node's `agent` is as saved, a registry name or id,
+/// resolved when the node runs ([`crate::agents`]).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NodeKind {
     Start,
     End { output: Option<Value> },
-    Agent { agent: Ident, prompt: String },
+    Agent { agent: AgentRef, prompt: String },
     Sql { query: SqlTemplate, params: Map<String, Value> },
     KbSearch { kb: Ident, query: String, top_k: u32 },
     Condition { expr: Expr },

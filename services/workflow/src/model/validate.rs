@@ -12,6 +12,7 @@ use super::graph::Limits;
 use super::node::{NODE_TYPES, NodeKind, NodeSpec, RetryPolicy};
 use super::remote::{parse_a2a, parse_mcp};
 use super::template::{parse_template, short};
+use crate::agents::AgentRef;
 use crate::sqlnode::{SqlPolicy, SqlTemplate};
 
 /// The problems found so far, in the order found.
@@ -86,7 +87,13 @@ pub(super) fn parse_node(n: &NodeDoc, field: &str, limits: &Limits, p: &mut Prob
         "start" => Some(NodeKind::Start),
         "end" => Some(NodeKind::End { output: data.get("output").cloned() }),
         "agent" => {
-            let agent = name("agent", p);
+            let agent = text("agent", p).and_then(|a| match AgentRef::parse(&a) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    p.add(&f("agent"), id, &e);
+                    None
+                }
+            });
             let prompt = text("prompt_template", p);
             check_templates(prompt.as_deref(), &f("prompt_template"), id, p);
             Some(NodeKind::Agent { agent: agent?, prompt: prompt? })
