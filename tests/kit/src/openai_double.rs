@@ -109,13 +109,15 @@ impl OpenAiDouble {
     }
 
     /// Answers `reply` to every chat whose messages contain `pattern` (first match wins, in
-    /// the order added).
+    /// the order added; a pattern in the chat's current question wins over one only in its
+    /// history, system prompt or recalled earlier turns).
     pub fn reply_when(&self, pattern: impl Into<String>, reply: impl Into<String>) {
         self.lock().scripts.push((pattern.into(), reply.into()));
     }
 
-    /// Holds every chat whose messages contain `pattern` for `delay` before answering, so a
-    /// test can act while a turn is still running (cancel it, drop and resume its stream).
+    /// Holds every chat whose messages contain `pattern` (matched as [`Self::reply_when`]) for
+    /// `delay` before answering, so a test can act while a turn is still running (cancel it,
+    /// drop and resume its stream).
     pub fn delay_when(&self, pattern: impl Into<String>, delay: std::time::Duration) {
         self.lock().delays.push((pattern.into(), delay));
     }
@@ -206,14 +208,34 @@ fn question_of(body: &Value) -> String {
     last.trim().to_owned()
 }
 
-/// The delay of the first `delay_when` pattern the chat's messages contain.
-fn scripted_delay(state: &Shared, body: &Value) -> Option<std::time::Duration> {
-    let all = body.get("messages").map(Value::to_string).unwrap_or_default();
-    let g = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    g.delays.iter().find(|(p, _)| all.contains(p.as_str())).map(|(_, d)| *d)
+/// What the pipeline's memory recall puts before the question in the last user message
+/// (services/pipeline/src/memory.rs, `with_recall`): earlier turns of the same user, then
+/// `\n\nQuestion: <the question>`.
+const RECALL_HEADER: &str = "From this user's earlier conversations";
+const RECALL_QUESTION: &str = "\n\nQuestion: ";
+
+/// The question the chat asks now: [`question_of`] without the earlier turns a memory recall
+/// put before it.
+fn current_question(body: &Value) -> String {
+    let q = question_of(body);
+    match (q.contains(RECALL_HEADER), q.rfind(RECALL_QUESTION)) {
+        (true, Some(i)) => q[i + RECALL_QUESTION.len()..].trim().to_owned(),
+        _ => q,
+    }
 }
 
-fn scripted_reply(state: &Shared, body: &Value) -> String {
+/// The first pattern of `patterns` the chat's current question contains, else the first its
+/// messages contain anywhere (a system prompt, a skill's fragment). The question goes first:
+/// a conversation's history or the user's recalled earlier turns may hold another scripted
+/// question, whose reply would otherwise answer this one (issue 15's A2A flake: a recalled
+/// "What does the agent to agent protocol do?" turn made the double answer a SLOW-QUESTION with
+/// the other question's answer, whenever a memory-ingesting event-dispatcher ran on the NATS
+/// server the tests share).
+fn first_match<'a, T>(patterns: &'a [(String, T)], body: &Value) -> Option<&'a T> {
+    let question = current_question(body);
+    if let Some((_, v)) = patterns.iter().find(|(p, _)| question.contains(p.as_str())) {
+        return Some(v);
+    }
     let all = body
         .get("messages")
         .and_then(Value::as_array)
@@ -221,12 +243,18 @@ fn scripted_reply(state: &Shared, body: &Value) -> String {
             ms.iter().map(|m| content_text(m.get("content").unwrap_or(&Value::Null))).collect::<Vec<_>>().join("\n")
         })
         .unwrap_or_default();
+    patterns.iter().find(|(p, _)| all.contains(p.as_str())).map(|(_, v)| v)
+}
+
+/// The delay of the `delay_when` pattern the chat matches ([`first_match`]).
+fn scripted_delay(state: &Shared, body: &Value) -> Option<std::time::Duration> {
     let g = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    g.scripts
-        .iter()
-        .find(|(p, _)| all.contains(p.as_str()))
-        .map(|(_, r)| r.clone())
-        .unwrap_or_else(|| format!("DOUBLE-ANSWER: {}", question_of(body)))
+    first_match(&g.delays, body).copied()
+}
+
+fn scripted_reply(state: &Shared, body: &Value) -> String {
+    let g = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    first_match(&g.scripts, body).cloned().unwrap_or_else(|| format!("DOUBLE-ANSWER: {}", question_of(body)))
 }
 
 /// Arguments for `tool` built from its JSON schema.
@@ -421,6 +449,42 @@ mod tests {
         let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
         assert!(dot(&a, &double_embedding("a cat")) > dot(&a, &double_embedding("stock market")));
         assert_eq!(b64(b"hi"), "aGk=");
+    }
+
+    /// A chat as MindsDB's agent sends it: the answering prompt ends with the question, which
+    /// the pipeline prefixed with the user's recalled earlier turns.
+    fn agent_chat(question: &str) -> Value {
+        json!({"messages": [
+            {"role": "system", "content": "You are a helpful agent."},
+            {"role": "user", "content": format!("Use the plan to answer the question:\n{question}")},
+        ]})
+    }
+
+    #[test]
+    fn the_current_question_wins_over_recalled_turns_and_history() {
+        let state: Shared = Arc::new(Mutex::new(Inner::default()));
+        {
+            let mut g = state.lock().unwrap();
+            g.scripts.push(("What does A2A do?".into(), "It links agents.".into()));
+            g.scripts.push(("SLOW-QUESTION".into(), "That took a while.".into()));
+            g.scripts.push(("helpful agent".into(), "from the system prompt".into()));
+            g.delays.push(("What does A2A do?".into(), std::time::Duration::from_secs(1)));
+            g.delays.push(("SLOW-QUESTION".into(), std::time::Duration::from_secs(4)));
+        }
+        let recalled = agent_chat(
+            "From this user's earlier conversations (use them if they help):\n\
+             - User: What does A2A do? / Assistant: It links agents.\n\nQuestion: SLOW-QUESTION",
+        );
+        assert_eq!(current_question(&recalled), "SLOW-QUESTION");
+        assert_eq!(scripted_reply(&state, &recalled), "That took a while.");
+        assert_eq!(scripted_delay(&state, &recalled), Some(std::time::Duration::from_secs(4)));
+        // An earlier turn of the same conversation: the current question decides too.
+        let mut history = agent_chat("SLOW-QUESTION");
+        history["messages"].as_array_mut().unwrap().insert(1, json!({"role": "user", "content": "What does A2A do?"}));
+        assert_eq!(scripted_reply(&state, &history), "That took a while.");
+        // No pattern in the question: anywhere in the messages, as before.
+        assert_eq!(scripted_reply(&state, &agent_chat("Anything else?")), "from the system prompt");
+        assert_eq!(scripted_reply(&state, &agent_chat("What does A2A do?")), "It links agents.");
     }
 
     #[test]
