@@ -110,6 +110,16 @@ test: infra mindsdb-up llm-up proto-lint deploy-check api-check deny mindsdb-sha
 	# The web desktop in Chromium against `getlood dev` (the binary just built).
 	$(MAKE) web-e2e
 
+.PHONY: drills
+drills: release ## Failure drills on the release binary (~4 min after the build): replicas and dependencies killed under load, invariants checked
+	# Its own Postgres, Redis, three-node NATS cluster and MindsDB (the venv of mindsdb.sh) on
+	# free ports: the machine's shared servers are never touched. Needs root (postgres runs as
+	# its own user; each replica gets a private /etc/hosts through unshare). DRILLS=sigkill,nats
+	# runs a subset (keys: sigkill-<service>, nats-node, nats-cluster, postgres, mindsdb, redis);
+	# DRILLS_KEEP=1 keeps the logs. docs/operations.md, "Failure drills".
+	scripts/mindsdb.sh install
+	$(CARGO) run -q -p getlood-drills
+
 .PHONY: bench
 bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	# wrk (Debian) loads the gateway from its own process in the chat bench; without it the bench
