@@ -67,18 +67,53 @@ pub struct Claims {
     /// The tenant id; optional here so its absence gets its own error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// Granted roles.
-    #[serde(default)]
+    /// Granted roles: a JSON array, or one string of names separated by spaces or commas (as
+    /// some identity providers write them).
+    #[serde(default, deserialize_with = "names")]
     pub roles: Vec<String>,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
     /// Issued at, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
-    /// Audience.
-    pub aud: String,
+    /// Audience: one string, or an array when the identity provider names several (Auth0 and
+    /// Keycloak do for access tokens also good at their own userinfo endpoint); the token is
+    /// accepted when one of them is `auth.audience`. Written back as a string when single.
+    #[serde(deserialize_with = "one_or_many", serialize_with = "string_when_single")]
+    pub aud: Vec<String>,
     /// Issuer.
     pub iss: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    Ok(match OneOrMany::deserialize(de)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+fn names<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Option::<OneOrMany>::deserialize(de)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(joined)) => {
+            joined.split([' ', ',']).filter(|name| !name.is_empty()).map(str::to_owned).collect()
+        }
+        Some(OneOrMany::Many(many)) => many,
+    })
+}
+
+fn string_when_single<S: serde::Serializer>(aud: &[String], ser: S) -> Result<S::Ok, S::Error> {
+    match aud {
+        [one] => ser.serialize_str(one),
+        many => many.serialize(ser),
+    }
 }
 
 /// Verifies bearer tokens against the configured keys. Cheap to clone behind an `Arc`.
@@ -330,7 +365,7 @@ pub fn dev_token(
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         exp: now + ttl_secs,
         iat: Some(now),
-        aud: audience.to_owned(),
+        aud: vec![audience.to_owned()],
         iss: issuer.to_owned(),
     };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
@@ -369,6 +404,28 @@ mod tests {
         assert_eq!(p.tenant.as_str(), "acme");
         assert_eq!(p.user, "alice");
         assert!(p.has_role("admin"));
+    }
+
+    #[test]
+    fn audience_arrays_and_role_strings_of_identity_providers() {
+        let v = Verifier::new(&config()).unwrap();
+        let mut several = claims();
+        several["aud"] = serde_json::json!(["https://idp.example.com/userinfo", "getlood"]);
+        several["roles"] = serde_json::json!("builder operator,viewer");
+        let p = v.verify(&sign(several, SECRET)).unwrap();
+        assert_eq!(p.roles, ["builder", "operator", "viewer"]);
+        let mut none_ours = claims();
+        none_ours["aud"] = serde_json::json!(["https://idp.example.com/userinfo", "other"]);
+        assert_eq!(v.verify(&sign(none_ours, SECRET)), Err(AuthError::InvalidAudience("getlood".into())));
+        let mut null_roles = claims();
+        null_roles["roles"] = serde_json::Value::Null;
+        assert!(v.verify(&sign(null_roles, SECRET)).unwrap().roles.is_empty());
+        // A development token still carries its audience as a plain string.
+        let dev = dev_token(SECRET, "getlood", "getlood", "acme", "alice", &["admin"], 60).unwrap();
+        let payload = dev.split('.').nth(1).unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(payload["aud"], "getlood");
     }
 
     #[test]
