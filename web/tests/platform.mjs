@@ -74,9 +74,8 @@ const SERVICES_WITH_POSTGRES = ['GATEWAY', 'PIPELINE', 'DESKTOP_STATE', 'WORKFLO
  * schemas its migrations expect never meet another build's (the shared `test` database holds
  * whatever the last binary run against it migrated). E2E_DATABASE names it.
  */
-function freshDatabase() {
+function freshDatabase(db = process.env.E2E_DATABASE ?? 'getlood_web_e2e') {
   const base = process.env.E2E_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432';
-  const db = process.env.E2E_DATABASE ?? 'getlood_web_e2e';
   if (!/^[a-z_][a-z0-9_]*$/.test(db)) throw new Error(`E2E_DATABASE must be a plain name, not ${db}`);
   const psql = (sql) => execFileSync('psql', [`${base}/postgres`, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } });
   psql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
@@ -108,4 +107,47 @@ export async function app(gatewayUrl) {
     await waitFor('vite preview', async () => (await answers(url))?.ok, 30_000);
   }
   return { url, servedBy: 'vite preview' };
+}
+
+const SERVICES = ['GATEWAY', 'PIPELINE', 'DESKTOP_STATE', 'WORKFLOW', 'AGENT_REGISTRY', 'EVENT_DISPATCHER'];
+
+/**
+ * A second `getlood dev` whose six services verify tokens of the OpenID Connect provider `idp`
+ * only (auth.jwks_url / issuer / audience), its gateway in `oidc` mode (app.oidc.*) on
+ * `gatewayPort`: on ports of its own, with its own database, Redis key prefix and NATS subject
+ * prefix, so it shares nothing with the platform the other specs use but MindsDB. Returns
+ * { url, stop() }.
+ */
+export async function oidcPlatform(idp, { gatewayPort, clientId, audience, ports }) {
+  const env = { ...process.env, ...freshDatabase(`${process.env.E2E_DATABASE ?? 'getlood_web_e2e'}_oidc`) };
+  const grpc = Object.fromEntries(SERVICES.map((s, i) => [s, ports[i]]));
+  SERVICES.forEach((svc, i) => {
+    const p = `GETLOOD_${svc}_`;
+    env[`${p}HTTP_ADDR`] = `127.0.0.1:${svc === 'GATEWAY' ? gatewayPort : ports[6 + i]}`;
+    env[`${p}GRPC_ADDR`] = `127.0.0.1:${grpc[svc]}`;
+    env[`${p}ADMIN_ADDR`] = `127.0.0.1:${ports[12 + i]}`;
+    for (const other of SERVICES) env[`${p}SERVICES__${other}`] = `http://127.0.0.1:${grpc[other]}`;
+    env[`${p}AUTH__JWKS_URL`] = idp.jwksUrl;
+    env[`${p}AUTH__ISSUER`] = idp.issuer;
+    env[`${p}AUTH__AUDIENCE`] = audience;
+    env[`${p}NATS__SUBJECT_PREFIX`] = 'getlood_e2e_oidc';
+    env[`${p}REDIS__KEY_PREFIX`] = 'getlood-e2e-oidc';
+  });
+  env.GETLOOD_GATEWAY_APP__OIDC__CLIENT_ID = clientId;
+  env.GETLOOD_GATEWAY_APP__OIDC__AUTHORIZATION_ENDPOINT = idp.authorizationEndpoint;
+  env.GETLOOD_GATEWAY_APP__OIDC__TOKEN_ENDPOINT = idp.tokenEndpoint;
+  const child = start('getlood dev (oidc)', getloodBin(), ['dev'], { cwd: REPO, env });
+  const url = `http://127.0.0.1:${gatewayPort}`;
+  const desktopState = `http://127.0.0.1:${ports[12 + SERVICES.indexOf('DESKTOP_STATE')]}/readyz`;
+  await waitFor('getlood dev (oidc)', async () => (await answers(`${url}/readyz`))?.ok && (await answers(desktopState))?.ok, 240_000);
+  return {
+    url,
+    stop() {
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    },
+  };
 }

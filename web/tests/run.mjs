@@ -12,8 +12,9 @@ import * as chat from './chat-to-dashboard.spec.mjs';
 import * as workflow from './workflow.spec.mjs';
 import * as consoleSpec from './console.spec.mjs';
 import * as desktop from './desktop.spec.mjs';
+import * as oidc from './oidc.spec.mjs';
 
-const SPECS = [chat, desktop, workflow, consoleSpec];
+const SPECS = [chat, desktop, workflow, consoleSpec, oidc];
 const wanted = process.argv.slice(2);
 const specs = wanted.length ? SPECS.filter((s) => wanted.includes(s.name) || s === chat) : SPECS;
 
