@@ -52,6 +52,10 @@ pub struct Received {
     pub gateway: AtomicUsize,
     /// Whether a stream is open now.
     pub connected: std::sync::atomic::AtomicBool,
+    /// Every event received again or out of order, as it arrived: the domain and sequence, the
+    /// highest sequence of that domain received before, and the stream it came on (its number
+    /// and the cursor it resumed from), so a failure can be traced in the replicas' logs.
+    pub repeats: Mutex<Vec<String>>,
 }
 
 /// Follows the events until `stop`.
@@ -64,6 +68,7 @@ pub async fn follow(
 ) {
     let mut cursor: Option<String> = None;
     let mut attempt = 0usize;
+    let mut opened = 0u64;
     while !stop.is_cancelled() {
         let g = attempt % gateways.len();
         attempt += 1;
@@ -80,6 +85,8 @@ pub async fn follow(
             Ok(r) if r.status().is_success() => {
                 received.gateway.store(g, Ordering::Relaxed);
                 received.connected.store(true, Ordering::Relaxed);
+                opened += 1;
+                let resumed_from = cursor.clone().unwrap_or_else(|| "-".to_owned());
                 if attempt > 1 {
                     received.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -108,7 +115,15 @@ pub async fn follow(
                                     if let (Some(domain), Some(id)) = (domain_of(kind), done.id.as_deref())
                                         && let Some(seq) = position(id, domain)
                                     {
-                                        lock(&received.seqs).entry(domain.token()).or_default().push(seq);
+                                        let mut seqs = lock(&received.seqs);
+                                        let got = seqs.entry(domain.token()).or_default();
+                                        if let Some(max) = got.iter().max().copied().filter(|max| seq <= *max) {
+                                            lock(&received.repeats).push(format!(
+                                                "{}:{seq} after {max} on stream {opened} (gateway {g}, resumed from {resumed_from})",
+                                                domain.token()
+                                            ));
+                                        }
+                                        got.push(seq);
                                     }
                                     if done.id.is_some() {
                                         cursor = done.id;

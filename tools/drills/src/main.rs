@@ -131,6 +131,8 @@ struct Row {
     stuck: Vec<String>,
     runs_failed: BTreeMap<String, u64>,
     continuity: Continuity,
+    /// The events received again or out of order during this drill, as [`Received::repeats`].
+    repeats: Vec<String>,
     not_ready: Vec<String>,
     crashed: Vec<String>,
     target: String,
@@ -150,8 +152,10 @@ impl Row {
         }
         if self.continuity.gaps > 0 || self.continuity.duplicates > 0 {
             out.push(format!(
-                "event stream: {} missing, {} duplicated after resume",
-                self.continuity.gaps, self.continuity.duplicates
+                "event stream: {} missing, {} duplicated after resume{}",
+                self.continuity.gaps,
+                self.continuity.duplicates,
+                if self.repeats.is_empty() { String::new() } else { format!(" ({})", self.repeats.join("; ")) }
             ));
         }
         if !self.not_ready.is_empty() {
@@ -182,6 +186,8 @@ struct Harness {
     truth: Truth,
     settled: HashSet<String>,
     continuity: Continuity,
+    /// How many of [`Received::repeats`] earlier drills reported.
+    repeats_before: usize,
     lost_before: checks::Lost,
     /// `[from, to)` of each drill, to report what failed outside them.
     windows: Vec<(Duration, Duration)>,
@@ -341,6 +347,7 @@ impl Harness {
             truth,
             settled: HashSet::new(),
             continuity: Continuity::default(),
+            repeats_before: 0,
             lost_before: checks::Lost::default(),
             windows: Vec::new(),
         })
@@ -764,6 +771,9 @@ impl Harness {
             duplicates: c.duplicates.saturating_sub(self.continuity.duplicates),
         };
         self.continuity = c;
+        let repeats = lock(&self.received.repeats).clone();
+        row.repeats = repeats.get(self.repeats_before..).unwrap_or_default().to_vec();
+        self.repeats_before = repeats.len();
         for (name, status) in self.platform.exited() {
             row.crashed.push(format!("{name} ({status})"));
         }
