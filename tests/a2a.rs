@@ -26,10 +26,14 @@ const STOPPED: &str = "the server answering this task stopped before the answer 
 /// half of it more.
 const LEASE: Duration = Duration::from_secs(3);
 
+/// The gateway's key-encryption key in these tests: push configs' secrets are sealed with it.
+const KEK: &str = "a2a-test-key-encryption-key-0123456789abcdef";
+
 /// The gateway settings of these tests: webhooks on loopback (the test's receiver), quick
-/// push retries and a short task lease.
+/// push retries, a short task lease, and push credentials sealed at rest.
 fn gateway_settings() -> Value {
     json!({
+        "accounts": {"key_encryption_key": KEK},
         "egress": {"allow": ["127.0.0.0/8"]},
         "a2a_task_lease": "3s",
         "a2a_push_timeout": "2s",
@@ -588,6 +592,16 @@ async fn a2a_push_notifications_reach_the_webhook() -> anyhow::Result<()> {
         created,
         json!({"id": "hook-1", "taskId": task, "url": hook.url("/ok"), "token": "tok-1", "authentication": {"scheme": "Bearer"}})
     );
+    // Sealed at rest: the stored row holds neither the token nor the credentials.
+    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
+    let schema = w.platform.schema("gateway");
+    let (raw, sealed): (String, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT c::text, c.sealed FROM \"{schema}\".a2a_push_configs c WHERE c.task_id = $1::uuid AND c.id = 'hook-1'"
+    )))
+    .bind(&task)
+    .fetch_one(&pool)
+    .await?;
+    assert!(sealed && !raw.contains("tok-1") && !raw.contains("cred-1") && raw.contains("Bearer"), "{raw}");
     let failing = json!({"taskId": task, "id": "broken", "url": hook.url("/fail/first")});
     w.result(&w.alice, "CreateTaskPushNotificationConfig", failing).await?;
     // The same id replaces its config.
@@ -756,6 +770,7 @@ impl GatewayProcess {
             .env("GETLOOD_GATEWAY_SERVICES__PIPELINE", upstream(Service::Pipeline))
             .env("GETLOOD_GATEWAY_SERVICES__EVENT_DISPATCHER", upstream(Service::EventDispatcher))
             .env("GETLOOD_GATEWAY_APP__A2A_TASK_LEASE", "3s")
+            .env("GETLOOD_GATEWAY_APP__ACCOUNTS__KEY_ENCRYPTION_KEY", KEK)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

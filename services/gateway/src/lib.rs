@@ -393,7 +393,13 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     );
     let egress = EgressPolicy::new(&settings.egress)
         .map_err(|e| getlood_server::Error::Serve(format!("app.egress.allow: {e}")))?;
-    let store = runtime.postgres().ok().map(|pool| a2a::Store::new(pool, settings.a2a_task_lease));
+    let push_key = settings.accounts.key_encryption_key.as_ref().map(getlood_common::sealing::SealingKey::new);
+    if push_key.is_none() {
+        tracing::warn!(
+            "app.accounts.key_encryption_key is not set: a2a push-notification credentials are stored unencrypted in postgres"
+        );
+    }
+    let store = runtime.postgres().ok().map(|pool| a2a::Store::new(pool, settings.a2a_task_lease, push_key));
     let pusher = match &store {
         Some(store) => Some(
             a2a::Pusher::new(

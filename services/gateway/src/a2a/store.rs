@@ -4,6 +4,10 @@
 //! configs, are simply not there. State changes are conditional on the task not being terminal,
 //! so a cancel and the end of a turn racing on two replicas leave exactly one outcome.
 //!
+//! A push config's token and credentials are sealed at rest when the gateway has a
+//! key-encryption key ([`getlood_common::sealing`], `app.accounts.key_encryption_key`, as the
+//! signing keys): a row read from Postgres holds no secret, and only this store opens them.
+//!
 //! A running task carries a lease (`lease_until`, in the database's clock) that the replica
 //! running its turn renews; a task whose lease expired lost its replica and is failed by
 //! whichever replica sees it first ([`Store::fail_orphans`]).
@@ -11,6 +15,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use getlood_common::sealing::SealingKey;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -79,6 +84,8 @@ pub(crate) struct Store {
     pool: PgPool,
     /// How long a running task's lease lasts from its last renewal, in milliseconds.
     lease_ms: i64,
+    /// Seals push configs' secrets; none: they are stored plain (the start warns).
+    key: Option<SealingKey>,
 }
 
 /// A task with the scope it belongs to, as the sweeper finds it across tenants.
@@ -130,9 +137,10 @@ pub(crate) struct ListFilter {
 }
 
 impl Store {
-    /// The store on `pool`; running tasks are leased for `lease` at a time.
-    pub(crate) fn new(pool: PgPool, lease: Duration) -> Self {
-        Self { pool, lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX) }
+    /// The store on `pool`; running tasks are leased for `lease` at a time; push configs'
+    /// secrets are sealed with `key` when there is one.
+    pub(crate) fn new(pool: PgPool, lease: Duration, key: Option<SealingKey>) -> Self {
+        Self { pool, lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX), key }
     }
 
     /// Stores a new task (leased when it is running).
@@ -402,19 +410,28 @@ impl Store {
         if others >= max {
             return Ok(PutConfig::Full);
         }
+        let seal = |field: &str, value: &str| -> Result<String, sqlx::Error> {
+            match &self.key {
+                Some(key) if !value.is_empty() => key
+                    .seal_text(value, push_aad(&scope.tenant, task, &config.id, field).as_bytes())
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e))),
+                _ => Ok(value.to_owned()),
+            }
+        };
         sqlx::query(
-            "INSERT INTO a2a_push_configs (tenant_id, task_id, id, url, token, auth_scheme, auth_credentials) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO a2a_push_configs (tenant_id, task_id, id, url, token, auth_scheme, auth_credentials, sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (tenant_id, task_id, id) DO UPDATE SET url = EXCLUDED.url, token = EXCLUDED.token, \
-             auth_scheme = EXCLUDED.auth_scheme, auth_credentials = EXCLUDED.auth_credentials",
+             auth_scheme = EXCLUDED.auth_scheme, auth_credentials = EXCLUDED.auth_credentials, sealed = EXCLUDED.sealed",
         )
         .bind(&scope.tenant)
         .bind(task)
         .bind(&config.id)
         .bind(&config.url)
-        .bind(&config.token)
+        .bind(seal("token", &config.token)?)
         .bind(&config.auth_scheme)
-        .bind(&config.auth_credentials)
+        .bind(seal("auth_credentials", &config.auth_credentials)?)
+        .bind(self.key.is_some())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -423,9 +440,11 @@ impl Store {
 
     /// The push-notification configs of the caller's task `task`, oldest first (none when the
     /// task is not the caller's).
+    /// A sealed config that does not open (no key, or another key) is an error: its webhook
+    /// would otherwise get a wrong credential.
     pub(crate) async fn push_configs(&self, scope: &Scope, task: Uuid) -> Result<Vec<PushConfigRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT c.id, c.url, c.token, c.auth_scheme, c.auth_credentials FROM a2a_push_configs c \
+        let rows: Vec<(String, String, String, String, String, bool)> = sqlx::query_as(
+            "SELECT c.id, c.url, c.token, c.auth_scheme, c.auth_credentials, c.sealed FROM a2a_push_configs c \
              JOIN a2a_tasks t ON t.tenant_id = c.tenant_id AND t.id = c.task_id \
              WHERE t.tenant_id = $1 AND t.user_id = $2 AND t.agent_name = $3 AND t.id = $4 \
              ORDER BY c.created_at, c.id",
@@ -435,7 +454,26 @@ impl Store {
         .bind(&scope.agent)
         .bind(task)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        rows.into_iter()
+            .map(|(id, url, token, auth_scheme, auth_credentials, sealed)| {
+                let open = |field: &str, value: String| -> Result<String, sqlx::Error> {
+                    if !sealed || value.is_empty() {
+                        return Ok(value);
+                    }
+                    let key = self.key.as_ref().ok_or_else(|| {
+                        sqlx::Error::Decode(
+                            "a push config is sealed but app.accounts.key_encryption_key is not set".into(),
+                        )
+                    })?;
+                    key.open_text(&value, push_aad(&scope.tenant, task, &id, field).as_bytes())
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+                };
+                let token = open("token", token)?;
+                let auth_credentials = open("auth_credentials", auth_credentials)?;
+                Ok(PushConfigRow { id, url, token, auth_scheme, auth_credentials })
+            })
+            .collect()
     }
 
     /// Deletes the config `id` of the caller's task `task`; whether one was deleted.
@@ -454,4 +492,11 @@ impl Store {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// What a sealed secret of a push config is bound to: its tenant, task, config and field, so it
+/// opens nowhere else.
+fn push_aad(tenant: &str, task: Uuid, id: &str, field: &str) -> String {
+    // A JSON array: no id (the client's, any text) can make two configs' bindings equal.
+    serde_json::json!(["a2a-push", tenant, task.to_string(), id, field]).to_string()
 }

@@ -9,24 +9,21 @@
 //! ([`super::MAX_TOKEN_LIFETIME`]). Key changes run under a Postgres advisory lock, so replicas
 //! starting together create one key, not one each.
 //!
-//! Private keys are encrypted at rest with ChaCha20-Poly1305 under a key derived (SHA-256) from
-//! `accounts.key_encryption_key`, the key id as associated data; without that setting they are
-//! stored as plain PKCS#8 and the start logs a warning. A private key is never logged, returned
+//! Private keys are sealed at rest ([`getlood_common::sealing`]: ChaCha20-Poly1305 under a key
+//! derived (SHA-256) from `accounts.key_encryption_key`), the key id as associated data; without
+//! that setting they are stored as plain PKCS#8 and the start logs a warning. A private key is never logged, returned
 //! or printed.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use chrono::{DateTime, Utc};
+use getlood_common::sealing::SealingKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey as _;
-use rand::RngCore as _;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,7 +52,7 @@ struct KeySet {
 /// The signing keys of this replica, reloaded from Postgres every `key_refresh_interval`.
 pub(crate) struct SigningKeys {
     pool: PgPool,
-    kek: Option<[u8; 32]>,
+    kek: Option<SealingKey>,
     rotation: Duration,
     set: RwLock<Arc<KeySet>>,
     verifier: Arc<getlood_auth::Verifier>,
@@ -89,7 +86,7 @@ impl SigningKeys {
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, Error> {
-        let kek = settings.key_encryption_key.as_ref().map(derive_kek);
+        let kek = settings.key_encryption_key.as_ref().map(SealingKey::new);
         if kek.is_none() {
             tracing::warn!(
                 "app.accounts.key_encryption_key is not set: the token signing keys are stored unencrypted in postgres"
@@ -221,16 +218,13 @@ impl SigningKeys {
                 row.kid
             )));
         };
-        let nonce: [u8; 12] =
-            nonce.try_into().map_err(|_| Error::Key(format!("signing key {} has a malformed nonce", row.kid)))?;
-        ChaCha20Poly1305::new(&Key::from(*kek))
-            .decrypt(&Nonce::from(nonce), Payload { msg: &row.private_key, aad: row.kid.as_bytes() })
-            .map_err(|_| {
-                Error::Key(format!(
-                    "signing key {} does not decrypt: app.accounts.key_encryption_key is not the key it was stored with",
-                    row.kid
-                ))
-            })
+        kek.open(nonce, &row.private_key, row.kid.as_bytes()).map_err(|e| match e {
+            getlood_common::sealing::SealError::Open => Error::Key(format!(
+                "signing key {} does not decrypt: app.accounts.key_encryption_key is not the key it was stored with",
+                row.kid
+            )),
+            _ => Error::Key(format!("signing key {} has a malformed nonce", row.kid)),
+        })
     }
 
     /// Signs `claims` with the current key.
@@ -258,7 +252,7 @@ pub async fn rotate_signing_key(
     key_encryption_key: Option<&SecretString>,
     activate_in: Duration,
 ) -> Result<String, Error> {
-    let kek = key_encryption_key.map(derive_kek);
+    let kek = key_encryption_key.map(SealingKey::new);
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK_ID).execute(&mut *tx).await?;
     let kid = insert_key(&mut tx, kek.as_ref(), activate_in).await?;
@@ -270,7 +264,7 @@ pub async fn rotate_signing_key(
 /// Generates a P-256 key and stores it, activating after `activate_in`.
 async fn insert_key(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    kek: Option<&[u8; 32]>,
+    kek: Option<&SealingKey>,
     activate_in: Duration,
 ) -> Result<String, Error> {
     let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
@@ -280,11 +274,8 @@ async fn insert_key(
     let kid = format!("getlood-{}", uuid::Uuid::now_v7().simple());
     let (private_key, nonce) = match kek {
         Some(kek) => {
-            let mut nonce = [0u8; 12];
-            rand::rngs::OsRng.fill_bytes(&mut nonce);
-            let sealed = ChaCha20Poly1305::new(&Key::from(*kek))
-                .encrypt(&Nonce::from(nonce), Payload { msg: der.as_bytes(), aad: kid.as_bytes() })
-                .map_err(|_| Error::Key("encrypting a new key".to_owned()))?;
+            let (nonce, sealed) =
+                kek.seal(der.as_bytes(), kid.as_bytes()).map_err(|_| Error::Key("encrypting a new key".to_owned()))?;
             (sealed, Some(nonce.to_vec()))
         }
         None => (der.as_bytes().to_vec(), None),
@@ -306,32 +297,6 @@ async fn insert_key(
     Ok(kid)
 }
 
-/// The AEAD key of a configured key-encryption secret.
-fn derive_kek(secret: &SecretString) -> [u8; 32] {
-    sha2::Sha256::digest(secret.expose_secret().as_bytes()).into()
-}
-
 fn chrono_duration(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sealed_key_opens_only_with_its_kek_and_kid() {
-        let kek = derive_kek(&SecretString::from("a-key-encryption-secret-of-32-bytes-or-more"));
-        let nonce = [7u8; 12];
-        let cipher = ChaCha20Poly1305::new(&Key::from(kek));
-        let sealed = cipher.encrypt(&Nonce::from(nonce), Payload { msg: b"private".as_slice(), aad: b"k1" }).unwrap();
-        assert_ne!(sealed.as_slice(), b"private".as_slice());
-        let opened = cipher.decrypt(&Nonce::from(nonce), Payload { msg: &sealed, aad: b"k1" }).unwrap();
-        assert_eq!(opened, b"private");
-        // Another row's id, or another secret: refused.
-        assert!(cipher.decrypt(&Nonce::from(nonce), Payload { msg: &sealed, aad: b"k2" }).is_err());
-        let other = derive_kek(&SecretString::from("another-key-encryption-secret-of-32-bytes"));
-        let other = ChaCha20Poly1305::new(&Key::from(other));
-        assert!(other.decrypt(&Nonce::from(nonce), Payload { msg: &sealed, aad: b"k1" }).is_err());
-    }
 }

@@ -94,8 +94,9 @@ pub struct AccountsSettings {
     pub rate_limit_per_ip_per_minute: u32,
     /// Sign-up and sign-in attempts a minute naming one email, across replicas.
     pub rate_limit_per_email_per_minute: u32,
-    /// Secret the signing keys' private halves are encrypted with in Postgres (32 bytes at
-    /// least; the chart generates one). Unset: stored unencrypted, with a warning at start.
+    /// Secret the signing keys' private halves, and A2A push-notification tokens and
+    /// credentials, are encrypted with in Postgres (32 bytes at least; the chart generates one for
+    /// built-in accounts; set it with an OIDC provider too, for the push credentials). Unset: stored unencrypted, with a warning at start.
     #[serde(serialize_with = "serialize_secret_opt")]
     pub key_encryption_key: Option<SecretString>,
     /// Age at which the signing key gets a successor (published at once, signing 10 min later;
