@@ -29,6 +29,28 @@ const ANSWER: &str = "The agent to agent protocol, A2A.";
 const SLOW: &str = "SLOW-REMOTE-QUESTION";
 /// The MCP server's bearer token; its `whoami` tool echoes it back.
 const MCP_TOKEN: &str = "mcp-secret-token-42";
+/// The workflow service's key-encryption key: nodes' credentials are sealed at rest with it.
+const KEK: &str = "workflow-test-key-encryption-key-0123456789";
+
+/// The workflow settings of these tests: remote nodes may call loopback (the gateway, the MCP
+/// server here), and their credentials are sealed at rest.
+fn workflow_settings() -> Value {
+    json!({"egress": {"allow": ["127.0.0.0/8", "::1", "localhost"]}, "key_encryption_key": KEK})
+}
+
+/// Every stored version of `workflow`'s graph, as the text Postgres holds.
+async fn stored_graphs(platform: &Platform, workflow: &str) -> anyhow::Result<Vec<String>> {
+    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
+    let schema = platform.schema("workflow");
+    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT graph::text FROM \"{schema}\".workflow_versions WHERE workflow_id = $1::uuid ORDER BY version"
+    )))
+    .bind(workflow)
+    .fetch_all(&pool)
+    .await?;
+    pool.close().await;
+    Ok(rows.into_iter().map(|(g,)| g).collect())
+}
 
 struct World {
     platform: Platform,
@@ -59,6 +81,7 @@ impl World {
                 Service::Pipeline,
                 json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-test-intent"}}),
             )
+            .app_settings(Service::Workflow, workflow_settings())
             .start()
             .await?;
         platform.wait_ready(Duration::from_secs(30)).await?;
@@ -162,6 +185,9 @@ async fn workflow_a2a_agent_node_calls_a_getlood_agent_over_a2a() -> anyhow::Res
     assert_eq!(wf["graph"]["nodes"][1]["data"]["auth"]["bearer"], "[redacted]", "{wf}");
     let (_, read) = w.call("GET", &format!("/{wf_id}"), &w.builder, None).await?;
     assert!(!read.to_string().contains(&w.alice), "the token was read back: {read}");
+    // Nor does Postgres hold it: sealed at rest, opened only to run the node.
+    let stored = stored_graphs(&w.platform, &wf_id).await?;
+    assert!(stored.len() == 1 && stored[0].contains("\"sealed\"") && !stored[0].contains(&w.alice), "{stored:?}");
 
     let run_id = w.execute(&wf_id, json!({"question": QUESTION})).await?;
     let run = w.finished(&run_id).await?;
@@ -205,6 +231,8 @@ async fn workflow_a2a_agent_node_calls_a_getlood_agent_over_a2a() -> anyhow::Res
     as_read["nodes"][1]["data"]["message"] = json!("Once more: {{input.question}}");
     let (status, v2) = w.call("PUT", &format!("/{wf_id}"), &w.builder, Some(json!({"graph": as_read.clone()}))).await?;
     assert_eq!(status, 200, "{v2}");
+    let stored = stored_graphs(&w.platform, &wf_id).await?;
+    assert!(stored.len() == 2 && stored.iter().all(|g| !g.contains(&w.alice)), "{stored:?}");
     let run2 = w.finished(&w.execute(&wf_id, json!({"question": QUESTION})).await?).await?;
     assert_eq!(node(&run2, "call")["output"]["answer"], ANSWER, "{run2}");
     as_read["nodes"][1]["data"]["card_url"] = json!("https://agents.example.com/a2a/helper");
@@ -355,6 +383,7 @@ async fn workflow_mcp_tool_node_calls_a_remote_tool() -> anyhow::Result<()> {
         .service(Service::Workflow)
         .service(Service::EventDispatcher)
         .service(Service::Gateway)
+        .app_settings(Service::Workflow, workflow_settings())
         .start()
         .await?;
     platform.wait_ready(Duration::from_secs(30)).await?;
@@ -388,6 +417,9 @@ async fn workflow_mcp_tool_node_calls_a_remote_tool() -> anyhow::Result<()> {
     let wf = w.create("tools", graph).await?;
     let wf_id = wf["id"].as_str().unwrap().to_owned();
     assert!(!wf.to_string().contains(MCP_TOKEN), "{wf}");
+    // Postgres holds the token sealed; the server still gets it (it refuses any other).
+    let stored = stored_graphs(&w.platform, &wf_id).await?;
+    assert!(stored.len() == 1 && stored[0].contains("\"sealed\"") && !stored[0].contains(MCP_TOKEN), "{stored:?}");
     let run = w.finished(&w.execute(&wf_id, json!({"a": 40})).await?).await?;
     assert_eq!(run["status"], "succeeded", "{run}");
     let add = node(&run, "add");

@@ -60,6 +60,20 @@ pub fn require_positive<'a>(
     }
 }
 
+/// Serializes an optional secret setting as its value: settings are serialized only as
+/// figment's defaults layer, and the value must survive that round trip
+/// (`#[serde(serialize_with = "getlood_config::serialize_secret_opt")]`).
+pub fn serialize_secret_opt<S: serde::Serializer>(
+    secret: &Option<secrecy::SecretString>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret as _;
+    match secret {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}
+
 /// The env prefix of a service: `gateway` -> `GETLOOD_GATEWAY_`, `desktop-state` ->
 /// `GETLOOD_DESKTOP_STATE_`.
 pub fn env_prefix(service: &str) -> String {

@@ -21,6 +21,7 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
 use futures::StreamExt as _;
 use getlood_auth::TenantId;
+use getlood_common::sealing::SealingKey;
 use getlood_mindsdb::{Ident, JobAdapter, TenantContext};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -83,6 +84,8 @@ pub(crate) struct Engine {
     /// Committed run changes, for WatchRun streams of this replica.
     pub changes: broadcast::Sender<Uuid>,
     graphs: Mutex<HashMap<(Uuid, i64), Arc<Graph>>>,
+    /// Opens remote nodes' credentials sealed in stored graphs (`app.key_encryption_key`).
+    key: Option<SealingKey>,
     running: Mutex<HashMap<Uuid, Vec<(u64, CancellationToken)>>>,
     next_token: std::sync::atomic::AtomicU64,
 }
@@ -108,6 +111,7 @@ impl Engine {
         schema: &str,
     ) -> Self {
         let sql_policy = runner.sql_policy().clone();
+        let key = settings.key_encryption_key.as_ref().map(SealingKey::new);
         let limits = Limits {
             max_nodes: Some(settings.max_graph_nodes),
             max_edges: Some(settings.max_graph_edges),
@@ -126,6 +130,7 @@ impl Engine {
             channel: format!("wf_{schema}"),
             changes: broadcast::channel(4096).0,
             graphs: Mutex::new(HashMap::new()),
+            key,
             running: Mutex::new(HashMap::new()),
             next_token: std::sync::atomic::AtomicU64::new(0),
         }
@@ -152,7 +157,9 @@ impl Engine {
         .fetch_optional(&self.pool)
         .await?;
         let (graph,) = row.ok_or_else(|| Error::not_found("workflow version", &format!("{workflow_id}@{version}")))?;
-        let doc: GraphDoc = serde_json::from_value(graph).map_err(|e| Error::Internal(format!("stored graph: {e}")))?;
+        let mut doc: GraphDoc =
+            serde_json::from_value(graph).map_err(|e| Error::Internal(format!("stored graph: {e}")))?;
+        doc.open_credentials(self.key.as_ref(), tenant, &workflow_id.to_string()).map_err(Error::Internal)?;
         // Stored graphs were checked when saved: no size limit or SQL policy that changed since
         // may stop their runs from loading (the node runner applies the SQL policy instead).
         let graph = Arc::new(

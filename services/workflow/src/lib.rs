@@ -97,6 +97,12 @@ pub struct WorkflowSettings {
     /// default. Checked when a graph is saved, and when the node runs with the addresses the
     /// names resolve to. `getlood dev` and the test kit allow loopback.
     pub egress: EgressConfig,
+    /// Secret the credentials of `a2a_agent` and `mcp_tool` nodes (`auth.bearer`, header
+    /// values) are encrypted with in the saved graphs (32 bytes at least; the chart passes the
+    /// gateway's `accounts-key-encryption-key`). Unset: stored unencrypted, with a warning at
+    /// start; a graph saved encrypted then fails to load until it is set again.
+    #[serde(serialize_with = "getlood_config::serialize_secret_opt")]
+    pub key_encryption_key: Option<secrecy::SecretString>,
 }
 
 /// `app.sql`: what workflow `sql` nodes may read.
@@ -134,6 +140,7 @@ impl Default for WorkflowSettings {
             sql: SqlSettings::default(),
             delay_park_after: Duration::from_secs(60),
             egress: EgressConfig::default(),
+            key_encryption_key: None,
         }
     }
 }
@@ -162,6 +169,9 @@ impl Validate for WorkflowSettings {
         EgressPolicy::new(&self.egress).map_err(|e| ConfigError::invalid("app.egress.allow", e.to_string()))?;
         if self.worker_concurrency == 0 {
             return Err(ConfigError::invalid("app.worker_concurrency", "must be at least 1"));
+        }
+        if self.key_encryption_key.as_ref().is_some_and(|k| secrecy::ExposeSecret::expose_secret(k).len() < 32) {
+            return Err(ConfigError::invalid("app.key_encryption_key", "must be at least 32 bytes"));
         }
         Ok(())
     }
@@ -225,8 +235,14 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
     engine.spawn_sweeper(tracker, shutdown.clone());
     scheduler::spawn(engine.clone(), tracker, shutdown);
 
+    let key = config.app.key_encryption_key.as_ref().map(getlood_common::sealing::SealingKey::new);
+    if key.is_none() {
+        tracing::warn!(
+            "app.key_encryption_key is not set: the credentials of a2a_agent and mcp_tool nodes are stored unencrypted in postgres"
+        );
+    }
     let service = grpc::Service {
-        store: store::Store { pool },
+        store: store::Store { pool, key },
         engine,
         projects: ProjectAdapter::new(mindsdb),
         agents: directory,

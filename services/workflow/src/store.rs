@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use getlood_auth::TenantId;
+use getlood_common::sealing::SealingKey;
 use getlood_proto::workflow::v1 as pb;
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -148,9 +149,22 @@ impl ScheduleRow {
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
     pub pool: PgPool,
+    /// Seals remote nodes' credentials in stored graphs (`app.key_encryption_key`).
+    pub key: Option<SealingKey>,
 }
 
 impl Store {
+    /// `graph` as stored: its remote nodes' credentials sealed when the service has a key.
+    fn sealed(&self, tenant: &TenantId, id: Uuid, graph: &GraphDoc) -> Result<GraphDoc> {
+        let mut graph = graph.clone();
+        if let Some(key) = &self.key {
+            graph
+                .seal_credentials(key, tenant.as_str(), &id.to_string())
+                .map_err(|e| Error::Internal(format!("sealing credentials: {e}")))?;
+        }
+        Ok(graph)
+    }
+
     pub(crate) async fn create(
         &self,
         tenant: &TenantId,
@@ -170,7 +184,8 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(name_taken(name))?;
-        insert_version(&mut tx, tenant, id, 1, name, description, graph, owner, comment).await?;
+        let graph = self.sealed(tenant, id, graph)?;
+        insert_version(&mut tx, tenant, id, 1, name, description, &graph, owner, comment).await?;
         tx.commit().await?;
         self.get(tenant, id, 0).await?.ok_or_else(|| Error::Internal("created workflow vanished".to_owned()))
     }
@@ -201,11 +216,13 @@ impl Store {
             });
         }
         let mut graph = graph.clone();
-        let problems = graph.restore_credentials(Some(&current.graph_doc()?));
+        let mut previous = current.graph_doc()?;
+        previous.open_credentials(self.key.as_ref(), tenant.as_str(), &id.to_string()).map_err(Error::Internal)?;
+        let problems = graph.restore_credentials(Some(&previous));
         if !problems.is_empty() {
             return Err(Error::violations("invalid workflow graph", problems));
         }
-        let graph = &graph;
+        let graph = &self.sealed(tenant, id, &graph)?;
         let name = name.unwrap_or(&current.name);
         let description = description.unwrap_or(&current.description);
         let version = current.version + 1;

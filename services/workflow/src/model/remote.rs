@@ -7,8 +7,14 @@
 //! to, when it runs. Credentials (`auth.bearer`, header values) read back as [`REDACTED`]; a
 //! save that keeps [`REDACTED`] keeps the stored value of the same node, but only while its URL
 //! is unchanged, so whoever may edit a workflow cannot send its token to a host of their own.
+//!
+//! At rest the credentials are sealed ([`getlood_common::sealing`], `app.key_encryption_key`):
+//! each slot's string becomes `{"sealed": "<base64>"}`, bound to its tenant, workflow, node and
+//! slot. A save cannot write that shape itself (a credential must be a string), so every sealed
+//! value was sealed by this service.
 
 use getlood_common::egress::EgressPolicy;
+use getlood_common::sealing::{SealError, SealingKey};
 use getlood_proto::common::v1::FieldViolation;
 use serde_json::{Map, Value};
 
@@ -18,6 +24,8 @@ use super::validate::Problems;
 
 /// What a credential reads back as.
 pub(crate) const REDACTED: &str = "[redacted]";
+/// The member of a sealed credential's object.
+const SEALED: &str = "sealed";
 /// Longest URL of a remote node, in bytes.
 const MAX_URL_BYTES: usize = 2048;
 /// Longest `message` template of an a2a_agent node, in bytes (the rendered message has its own
@@ -315,19 +323,65 @@ fn slots(data: &mut Map<String, Value>) -> Vec<(String, &mut Value)> {
 impl GraphDoc {
     /// The graph as reads show it: every remote node's credentials replaced by [`REDACTED`].
     pub(crate) fn redacted(mut self) -> Self {
+        let Ok(()) = self.each_credential(|_, _, v| {
+            // A string, or a sealed one as stored.
+            if v.is_string() || v.is_object() {
+                *v = Value::String(REDACTED.to_owned());
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        self
+    }
+
+    /// Calls `f` with (node id, slot, value) for every credential slot of the remote nodes,
+    /// stopping at its first error.
+    fn each_credential<E>(&mut self, mut f: impl FnMut(&str, &str, &mut Value) -> Result<(), E>) -> Result<(), E> {
         for node in &mut self.nodes {
             if url_key(&node.kind).is_none() {
                 continue;
             }
             if let Value::Object(data) = &mut node.data {
-                for (_, v) in slots(data) {
-                    if v.is_string() {
-                        *v = Value::String(REDACTED.to_owned());
-                    }
+                for (slot, v) in slots(data) {
+                    f(&node.id, &slot, v)?;
                 }
             }
         }
-        self
+        Ok(())
+    }
+
+    /// The graph as stored: every remote node's credential sealed with `key`, bound to the
+    /// tenant, the workflow, its node and its slot.
+    pub(crate) fn seal_credentials(&mut self, key: &SealingKey, tenant: &str, workflow: &str) -> Result<(), SealError> {
+        self.each_credential(|id, slot, v| {
+            if let Value::String(plain) = v {
+                let sealed = key.seal_text(plain, credential_aad(tenant, workflow, id, slot).as_bytes())?;
+                *v = serde_json::json!({ SEALED: sealed });
+            }
+            Ok(())
+        })
+    }
+
+    /// The graph with its sealed credentials opened (plain ones, stored without a key, stay as
+    /// they are). A sealed credential without `key`, or that does not open with it, is an
+    /// error naming its node and slot, never its value.
+    pub(crate) fn open_credentials(
+        &mut self,
+        key: Option<&SealingKey>,
+        tenant: &str,
+        workflow: &str,
+    ) -> Result<(), String> {
+        self.each_credential(|id, slot, v| {
+            let Some(sealed) = v.as_object().and_then(|o| o.get(SEALED)).and_then(Value::as_str) else {
+                return Ok(());
+            };
+            let key =
+                key.ok_or_else(|| format!("node {id}: its {slot} is encrypted but app.key_encryption_key is not set"))?;
+            let plain = key
+                .open_text(sealed, credential_aad(tenant, workflow, id, slot).as_bytes())
+                .map_err(|e| format!("node {id}: its {slot}: {e}"))?;
+            *v = Value::String(plain);
+            Ok(())
+        })
     }
 
     /// Puts back the stored credentials a save left as [`REDACTED`]: from the node of the same
@@ -369,6 +423,12 @@ impl GraphDoc {
         }
         problems.0
     }
+}
+
+/// What a sealed credential is bound to. A JSON array: no node id or header name can make two
+/// slots' bindings equal.
+fn credential_aad(tenant: &str, workflow: &str, node: &str, slot: &str) -> String {
+    serde_json::json!(["workflow-credential", tenant, workflow, node, slot]).to_string()
 }
 
 #[cfg(test)]
@@ -524,5 +584,35 @@ mod tests {
         let mut new_token = doc("https://a.example/card", "other");
         assert!(new_token.restore_credentials(Some(&stored)).is_empty());
         assert_eq!(new_token.nodes[0].data["auth"]["bearer"], "other");
+    }
+
+    #[test]
+    fn stored_credentials_are_sealed_to_their_workflow_and_open_back() {
+        let key = SealingKey::new(&secrecy::SecretString::from("a-key-encryption-secret-of-32-bytes-or-more"));
+        let plain = doc("https://a.example/card", "secret-token");
+        let mut stored = plain.clone();
+        stored.seal_credentials(&key, "acme", "wf-1").unwrap();
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(!text.contains("secret-token") && !text.contains("\"k1\""), "{text}");
+        assert!(stored.nodes[0].data["auth"]["bearer"]["sealed"].is_string(), "{text}");
+        assert_eq!(stored.nodes[0].data["card_url"], "https://a.example/card");
+        // Reads redact the sealed form too.
+        let shown = serde_json::to_string(&stored.clone().redacted()).unwrap();
+        assert!(!shown.contains("sealed") && shown.contains(REDACTED), "{shown}");
+
+        let mut opened = stored.clone();
+        opened.open_credentials(Some(&key), "acme", "wf-1").unwrap();
+        assert_eq!(opened, plain);
+        // Plain graphs (stored without a key) load as they are.
+        let mut legacy = plain.clone();
+        legacy.open_credentials(Some(&key), "acme", "wf-1").unwrap();
+        assert_eq!(legacy, plain);
+        // Another tenant's or workflow's binding, no key, another key: refused, value unnamed.
+        for (key, tenant, wf) in [(Some(&key), "other", "wf-1"), (Some(&key), "acme", "wf-2"), (None, "acme", "wf-1")] {
+            let err = stored.clone().open_credentials(key, tenant, wf).unwrap_err();
+            assert!(err.starts_with("node call: its auth.bearer") && !err.contains("secret"), "{err}");
+        }
+        let other = SealingKey::new(&secrecy::SecretString::from("another-key-encryption-secret-of-32-bytes"));
+        assert!(stored.clone().open_credentials(Some(&other), "acme", "wf-1").is_err());
     }
 }
