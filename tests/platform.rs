@@ -66,11 +66,61 @@ async fn readiness_turns_false_when_nats_is_unreachable_and_recovers() -> anyhow
     assert_eq!(body, serde_json::json!({"status": "not_ready"}));
     // gRPC health agrees with /readyz.
     assert_eq!(platform.health(Service::EventDispatcher).await?, ServingStatus::NotServing);
-    assert_eq!(platform.health(Service::Gateway).await?, ServingStatus::NotServing);
+    // The gateway serves without NATS (degraded: no live feeds): it reports the failed check
+    // on its admin port but stays ready, so a NATS outage does not take the edge down.
+    let gateway = http.get(format!("{}/readyz", platform.admin_url(Service::Gateway))).send().await?;
+    assert_eq!(gateway.status(), 200);
+    let gateway: serde_json::Value = gateway.json().await?;
+    assert_eq!(gateway["ready"], true);
+    assert_ne!(gateway["checks"]["nats"], "ok", "{gateway}");
+    assert_eq!(platform.health(Service::Gateway).await?, ServingStatus::Serving);
 
     proxy.restore();
     let body = poll_until(&http, &readyz, 200, Duration::from_secs(20)).await?;
     assert_eq!(body["checks"]["nats"], "ok");
+    platform.stop().await
+}
+
+/// The agent-registry serves without Redis (its shared cache: an error is a miss read from
+/// Postgres) and the gateway too (each route's limit fails open or closed by its policy), so a
+/// Redis outage leaves both ready and agent reads answered; before, both went NOT_SERVING and
+/// every call through the balanced upstream failed with "no endpoint is serving".
+#[tokio::test]
+async fn a_redis_outage_leaves_the_registry_and_gateway_serving_agent_reads() -> anyhow::Result<()> {
+    let redis: std::net::SocketAddr =
+        getlood_testkit::redis_url().trim_start_matches("redis://").trim_end_matches('/').parse()?;
+    let proxy = TcpProxy::start(redis).await?;
+    let platform = Platform::builder()
+        .service(Service::AgentRegistry)
+        .service(Service::Gateway)
+        .redis_url(format!("redis://{}", proxy.addr()))
+        .readiness_interval(Duration::from_millis(200))
+        .start()
+        .await?;
+    platform.wait_ready(Duration::from_secs(20)).await?;
+    let http = reqwest::Client::new();
+    let token = platform.token(&format!("redis_out_{}", std::process::id()), "alice", &["admin"]);
+    let agents = format!("{}/api/v1/agents", platform.http_url(Service::Gateway));
+    assert_eq!(http.get(&agents).bearer_auth(&token).send().await?.status(), 200);
+
+    proxy.cut();
+    let readyz = format!("{}/readyz", platform.admin_url(Service::AgentRegistry));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let body: serde_json::Value = http.get(&readyz).send().await?.json().await?;
+        if body["checks"]["redis"] != "ok" {
+            break body;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the registry never saw redis fail: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["ready"], true, "{body}");
+    assert_eq!(platform.health(Service::AgentRegistry).await?, ServingStatus::Serving);
+    assert_eq!(platform.health(Service::Gateway).await?, ServingStatus::Serving);
+    let listed = http.get(&agents).bearer_auth(&token).send().await?;
+    assert_eq!(listed.status(), 200, "{}", listed.text().await?);
+
+    proxy.restore();
     platform.stop().await
 }
 

@@ -28,12 +28,12 @@ pub mod sql;
 pub use agent::{AgentAdapter, AgentEvent, AgentInfo, AgentMessage, AgentMode, AgentSpec, AgentStream, LlmSettings};
 pub use client::{METRIC_DURATION, METRIC_ERRORS, MindsdbClient, QueryOutput, TENANT_USER_ID, Table, TenantContext};
 pub use config::MindsdbConfig;
-pub use fair::{METRIC_LIMIT, METRIC_PROBE, METRIC_WAITING};
 pub use database::{
     ColumnInfo, ConnectionCheck, DatabaseAdapter, DatabaseEngine, DatabaseInfo, DatabaseSpec, PostgresSpec, TableInfo,
     connection_reason,
 };
 pub use error::{MindsdbError, Result};
+pub use fair::{METRIC_LIMIT, METRIC_PROBE, METRIC_WAITING};
 pub use job::{JobAdapter, JobInfo, JobRun, JobSpec, Schedule, ScheduleUnit};
 pub use knowledge_base::{
     DOC_ID_PATTERN, Document, EmbeddingSettings, KbHit, KnowledgeBaseAdapter, KnowledgeBaseInfo, KnowledgeBaseSpec,

@@ -5,12 +5,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::Infra;
+use crate::{Infra, Needs};
 
 /// The latest readiness verdict, per dependency.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ReadinessReport {
-    /// True when every dependency answered the last probe.
+    /// True when every dependency the service cannot serve without answered the last probe.
     pub ready: bool,
     /// `ok` or the reason each dependency failed.
     pub checks: BTreeMap<&'static str, String>,
@@ -35,10 +35,12 @@ impl Readiness {
     }
 
     /// Probes `infra` every `interval` until `shutdown`. The first probe runs at once so a
-    /// healthy service is ready within milliseconds.
+    /// healthy service is ready within milliseconds. A failed check of a dependency in
+    /// `ready_without` is reported but leaves the service ready.
     pub(crate) fn spawn(
         service: &'static str,
         infra: Infra,
+        ready_without: Needs,
         interval: Duration,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
@@ -52,7 +54,7 @@ impl Readiness {
                     () = shutdown.cancelled() => break,
                     _ = ticker.tick() => {}
                 }
-                let report = probe(&infra, interval.min(Duration::from_secs(2))).await;
+                let report = probe(&infra, ready_without, interval.min(Duration::from_secs(2))).await;
                 let flipped = tx.borrow().ready != report.ready || tx.borrow().checks.is_empty();
                 if flipped {
                     if report.ready {
@@ -74,7 +76,7 @@ impl Readiness {
     }
 }
 
-async fn probe(infra: &Infra, timeout: Duration) -> ReadinessReport {
+async fn probe(infra: &Infra, ready_without: Needs, timeout: Duration) -> ReadinessReport {
     let mut checks = BTreeMap::new();
     if let Some(pool) = &infra.postgres {
         let check = tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await;
@@ -99,8 +101,21 @@ async fn probe(infra: &Infra, timeout: Duration) -> ReadinessReport {
         };
         checks.insert("nats", verdict(check));
     }
-    let ready = checks.values().all(|v| v == "ok");
-    ReadinessReport { ready, checks }
+    ReadinessReport { ready: verdict_of(&checks, ready_without), checks }
+}
+
+/// Ready when every check passed except, possibly, those of the dependencies the service
+/// serves without.
+fn verdict_of(checks: &BTreeMap<&'static str, String>, ready_without: Needs) -> bool {
+    checks.iter().all(|(dependency, result)| {
+        let optional = match *dependency {
+            "postgres" => ready_without.postgres,
+            "redis" => ready_without.redis,
+            "nats" => ready_without.nats,
+            _ => false,
+        };
+        optional || result == "ok"
+    })
 }
 
 fn verdict<E>(check: Result<Result<(), String>, E>) -> String {
@@ -108,5 +123,25 @@ fn verdict<E>(check: Result<Result<(), String>, E>) -> String {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(reason)) => reason,
         Err(_) => "timed out".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checks(redis: &str, nats: &str) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([("postgres", "ok".to_owned()), ("redis", redis.to_owned()), ("nats", nats.to_owned())])
+    }
+
+    #[test]
+    fn a_failed_dependency_makes_the_service_unready_unless_it_serves_without_it() {
+        let all_needed = Needs::default();
+        assert!(verdict_of(&checks("ok", "ok"), all_needed));
+        assert!(!verdict_of(&checks("connection refused", "ok"), all_needed));
+        let without_redis = Needs { redis: true, ..Needs::default() };
+        assert!(verdict_of(&checks("connection refused", "ok"), without_redis));
+        // Only the named dependency is optional.
+        assert!(!verdict_of(&checks("connection refused", "timed out"), without_redis));
     }
 }

@@ -28,7 +28,7 @@ pub(crate) struct ServeSettings {
 /// shutdown token.
 #[derive(Clone)]
 pub struct Runtime {
-    spec: ServiceSpec,
+    pub(crate) spec: ServiceSpec,
     verifier: Arc<Verifier>,
     infra: Infra,
     bus: Option<EventBus>,

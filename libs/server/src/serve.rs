@@ -24,6 +24,12 @@ pub struct ServiceSpec {
     pub name: &'static str,
     /// The dependencies it uses.
     pub needs: Needs,
+    /// The dependencies it keeps serving without (degraded): their check still shows on the
+    /// admin `/readyz`, but their outage does not take the service out of its load balancers.
+    /// A dependency belongs here when every call path treats its failure as a policy (a cache
+    /// miss, a fail-open limit, events left in the outbox), so that an unready service would
+    /// turn a partial outage of one dependency into a full outage of every caller.
+    pub ready_without: Needs,
 }
 
 /// The three listeners of a service, bound by the caller (port 0 in tests).
@@ -83,7 +89,14 @@ async fn serve(
     let infra = runtime.infra().clone();
     // Install the recorder before the first request so no early sample is lost.
     let _ = getlood_telemetry::prometheus_handle();
-    let readiness = Readiness::spawn(name, infra, settings.readiness_interval, shutdown.clone(), &tracker);
+    let readiness = Readiness::spawn(
+        name,
+        infra,
+        runtime.spec.ready_without,
+        settings.readiness_interval,
+        shutdown.clone(),
+        &tracker,
+    );
 
     // grpc.health.v1: "" is the whole server; the service name is its own entry, both follow
     // readiness so a Kubernetes gRPC probe and a client-side health check agree with /readyz.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_complete() {
-    let spec = ServiceSpec { name: "sigterm-test", needs: Needs::default() };
+    let spec = ServiceSpec { name: "sigterm-test", needs: Needs::default(), ready_without: Needs::default() };
     let config = ServiceConfig::<NoSettings>::with_ports(0, 0, "sigterm_test");
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let listeners = Listeners::bind(loopback, loopback, loopback).await.unwrap();

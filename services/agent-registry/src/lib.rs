@@ -24,8 +24,12 @@ use serde::{Deserialize, Serialize};
 pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::AGENT_REGISTRY;
 
 /// Name and dependencies of the service.
-pub const SPEC: ServiceSpec =
-    ServiceSpec { name: "agent-registry", needs: Needs { postgres: true, redis: true, nats: true } };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "agent-registry",
+    needs: Needs { postgres: true, redis: true, nats: true },
+    // Redis is the agents' shared cache: an error there is a miss, read from Postgres.
+    ready_without: Needs { postgres: false, redis: true, nats: false },
+};
 
 /// The service's Postgres migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

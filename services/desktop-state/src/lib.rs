@@ -34,8 +34,13 @@ pub use tables::AgentTablesSettings;
 pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::DESKTOP_STATE;
 
 /// Name and dependencies of the service.
-pub const SPEC: ServiceSpec =
-    ServiceSpec { name: "desktop-state", needs: Needs { postgres: true, redis: false, nats: true } };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "desktop-state",
+    needs: Needs { postgres: true, redis: false, nats: true },
+    // A window write commits its events to the outbox in the same transaction; the relay
+    // publishes them when NATS is back. Only Postgres is needed to serve.
+    ready_without: Needs { postgres: false, redis: false, nats: true },
+};
 
 /// The service's Postgres migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -35,8 +35,11 @@ pub use subscribe::{METRIC_ACTIVE, METRIC_DELIVERED, METRIC_RESYNC};
 pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::EVENT_DISPATCHER;
 
 /// Name and dependencies of the service.
-pub const SPEC: ServiceSpec =
-    ServiceSpec { name: "event-dispatcher", needs: Needs { postgres: false, redis: false, nats: true } };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "event-dispatcher",
+    needs: Needs { postgres: false, redis: false, nats: true },
+    ready_without: Needs { postgres: false, redis: false, nats: false },
+};
 
 /// The service's configuration.
 pub type Config = ServiceConfig<DispatcherSettings, MindsdbConfig>;

@@ -62,7 +62,15 @@ pub use ws::Realtime;
 /// Name and dependencies of the gateway: Redis for rate limits and caches, NATS for audit events,
 /// Postgres for the A2A server's tasks (its own schema: the gateway speaks A2A, so it owns the
 /// protocol's task state; the pipeline keeps the turns).
-pub const SPEC: ServiceSpec = ServiceSpec { name: "gateway", needs: Needs { postgres: true, redis: true, nats: true } };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "gateway",
+    needs: Needs { postgres: true, redis: true, nats: true },
+    // Redis holds the rate limits (each route class fails open or closed by its own policy) and
+    // caches; NATS feeds the WebSockets and the audit stream. Without either the REST API and
+    // chat still work, so a gateway stays in its Service rather than taking the whole edge down
+    // (the drills' Redis and NATS outages).
+    ready_without: Needs { postgres: false, redis: true, nats: true },
+};
 
 /// The gateway's schema migrations (`migrations/`): the A2A tasks (their leases and push
 /// configs), the built-in accounts and the keys their tokens are signed with.

@@ -57,8 +57,11 @@ pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = {
 };
 
 /// Name and dependencies of the service.
-pub const SPEC: ServiceSpec =
-    ServiceSpec { name: "pipeline", needs: Needs { postgres: true, redis: false, nats: true } };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "pipeline",
+    needs: Needs { postgres: true, redis: false, nats: true },
+    ready_without: Needs { postgres: false, redis: false, nats: false },
+};
 
 /// The service's Postgres migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

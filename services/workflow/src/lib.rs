@@ -41,8 +41,11 @@ pub use error::ERROR_DETAIL_KEY;
 pub const GRPC_PERMISSIONS: getlood_server::MethodPermissions = getlood_auth::methods::WORKFLOW;
 
 /// Name and dependencies of the service.
-pub const SPEC: ServiceSpec =
-    ServiceSpec { name: "workflow", needs: Needs { postgres: true, redis: false, nats: true } };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "workflow",
+    needs: Needs { postgres: true, redis: false, nats: true },
+    ready_without: Needs { postgres: false, redis: false, nats: false },
+};
 
 /// The service's Postgres migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

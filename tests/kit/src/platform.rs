@@ -112,6 +112,12 @@ impl PlatformBuilder {
         self
     }
 
+    /// Points the services at this Redis URL (a [`crate::TcpProxy`] in failure tests).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = url.into();
+        self
+    }
+
     /// Shares Redis keys with another platform (two replicas of one deployment).
     pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.redis_key_prefix = Some(prefix.into());
