@@ -31,6 +31,7 @@ SECRET_PLACEHOLDERS = [
     ("MINDSDB__PASSWORD", "mindsdb-password"),
     ("AUTH__HS256_SECRET", "a-placeholder-secret-that-is-long-enough-0123456789"),
     ("ACCOUNTS__KEY_ENCRYPTION_KEY", "a-placeholder-key-encryption-key-long-enough-0123456789"),
+    ("APP__KEY_ENCRYPTION_KEY", "a-placeholder-key-encryption-key-long-enough-0123456789"),
 ]
 
 

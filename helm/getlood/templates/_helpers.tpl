@@ -310,6 +310,14 @@ Call with (dict "root" $ "name" "pipeline" "svc" $svc "secretName" "...").
       key: accounts-key-encryption-key
       optional: true
 {{- end }}
+{{- if has "sealing" .svc.uses }}
+- name: {{ $p }}APP__KEY_ENCRYPTION_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: accounts-key-encryption-key
+      optional: true
+{{- end }}
 {{- end -}}
 
 {{/* Downward-API env plus OTel resource attributes (k8s.pod.name etc.). */}}
