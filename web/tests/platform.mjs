@@ -56,7 +56,10 @@ function start(name, cmd, args, opts = {}) {
 }
 
 export function getloodBin() {
-  const candidates = [process.env.GETLOOD_BIN, join(REPO, 'target/debug/getlood'), join(REPO, 'target/release/getlood')].filter(Boolean);
+  // `make web-e2e` builds into CARGO_TARGET_DIR when it is set (relative to the repository,
+  // where cargo runs), else into target/.
+  const target = process.env.CARGO_TARGET_DIR ? resolve(REPO, process.env.CARGO_TARGET_DIR) : join(REPO, 'target');
+  const candidates = [process.env.GETLOOD_BIN, join(target, 'debug/getlood'), join(target, 'release/getlood')].filter(Boolean);
   const bin = candidates.find((p) => existsSync(p));
   if (!bin) throw new Error(`no getlood binary (looked at ${candidates.join(', ')}): cargo build --bin getlood, or set GETLOOD_BIN`);
   return bin;
