@@ -91,6 +91,22 @@ impl EventBus {
     /// [`EventError::Expired`] when `start` names a position the stream's retention has
     /// already removed (events may have been lost; the caller must reload state).
     pub async fn follow(&self, tenant: &TenantId, domain: Domain, start: StartAt) -> Result<Follow, EventError> {
+        self.follow_subject(format!("{}.{tenant}.{}.>", self.prefix, domain.token()), domain, start).await
+    }
+
+    /// Follows the events of `domain` of every tenant from `start`, as [`EventBus::follow`]
+    /// does for one: for a service's own read model of another service's entities (the
+    /// workflow service's directory of agents).
+    pub async fn follow_all(&self, domain: Domain, start: StartAt) -> Result<Follow, EventError> {
+        self.follow_subject(format!("{}.*.{}.>", self.prefix, domain.token()), domain, start).await
+    }
+
+    async fn follow_subject(
+        &self,
+        filter_subject: String,
+        domain: Domain,
+        start: StartAt,
+    ) -> Result<Follow, EventError> {
         let stream = self.js.get_stream(self.stream_name(domain)).await.map_err(js_err)?;
         let state = &stream.cached_info().state;
         let stream_last = state.last_sequence;
@@ -109,7 +125,7 @@ impl EventBus {
         };
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: format!("{}.{tenant}.{}.>", self.prefix, domain.token()),
+                filter_subject,
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: start_after + 1 },
                 ..Default::default()
             })

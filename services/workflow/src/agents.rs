@@ -33,13 +33,12 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use getlood_auth::{Principal, TenantId};
-use getlood_events::{Domain, EventBus, EventEnvelope, Payload};
+use getlood_events::{Domain, EventBus, EventEnvelope, EventError, Payload, StartAt};
 use getlood_mindsdb::Ident;
 use getlood_proto::agent_registry::v1::agent_registry_service_client::AgentRegistryServiceClient;
 use getlood_proto::agent_registry::v1::{GetAgentRequest, get_agent_request};
 use getlood_proto::common::v1::FieldViolation;
 use getlood_server::Upstream;
-use prost::Message as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -355,34 +354,30 @@ impl AgentDirectory {
     }
 
     async fn follow(&self, bus: &EventBus) -> Result<(), String> {
-        use async_nats::jetstream::consumer;
         let applied: Option<i64> = sqlx::query_scalar("SELECT sequence FROM agent_directory_cursor WHERE id = 1")
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| e.to_string())?;
         let applied = applied.unwrap_or(0).max(0) as u64;
-        let stream = bus.jetstream().get_stream(bus.stream_name(Domain::Agent)).await.map_err(|e| e.to_string())?;
-        let first = stream.cached_info().state.first_sequence;
-        if applied + 1 < first {
-            // Events between were removed by the stream's retention: the agents they named
-            // are looked up in the registry when a caller's token next meets them.
-            tracing::info!(applied, first, "agent events before the stream's first sequence are gone");
-        }
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: format!("{}.*.{}.>", bus.prefix(), Domain::Agent.token()),
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: (applied + 1).max(first) },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        while let Some(msg) = messages.next().await {
-            let msg = msg.map_err(|e| e.to_string())?;
-            let sequence = msg.info().map_err(|e| e.to_string())?.stream_sequence;
-            match EventEnvelope::decode(msg.payload.clone()) {
-                Ok(envelope) => self.apply(&envelope, sequence).await.map_err(|e| e.to_string())?,
-                Err(e) => tracing::debug!(subject = %msg.subject, error = %e, "skipping undecodable agent event"),
+        let follow = match bus.follow_all(Domain::Agent, StartAt::After(applied)).await {
+            Err(EventError::Expired { requested, first_available }) => {
+                // Events between were removed by the stream's retention: the agents they named
+                // are looked up in the registry when a caller's token next meets them.
+                tracing::info!(
+                    applied = requested,
+                    first = first_available,
+                    "agent events before the stream's first sequence are gone"
+                );
+                bus.follow_all(Domain::Agent, StartAt::After(first_available - 1)).await
+            }
+            other => other,
+        };
+        let mut events = follow.map_err(|e| e.to_string())?.events;
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| e.to_string())?;
+            match event.decode() {
+                Ok(envelope) => self.apply(&envelope, event.sequence).await.map_err(|e| e.to_string())?,
+                Err(e) => tracing::debug!(subject = %event.subject, error = %e, "skipping undecodable agent event"),
             }
         }
         Ok(())
