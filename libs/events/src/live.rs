@@ -133,6 +133,13 @@ impl EventBus {
             .map_err(js_err)?;
         let pending = consumer.cached_info().num_pending;
         let messages = consumer.messages().await.map_err(js_err)?;
+        // async-nats' ordered consumer recreates itself (consumer lost, heartbeats missed: a
+        // NATS cluster restarting) from the last stream sequence it delivered, and from the
+        // stream's first event when it has delivered none yet, not from `start_after`: a follower
+        // resumed just before an outage would deliver every stored event again. Nothing at or
+        // before the last delivered position is passed on; the stream ends with an error instead,
+        // so the caller follows again from its own position (a subscription's client resumes
+        // from its cursor), rather than waiting here while the whole stream is read again.
         let events = messages
             .map_err(js_err)
             .and_then(|msg| async move {
@@ -147,6 +154,24 @@ impl EventBus {
                     pending,
                     payload: msg.payload.clone(),
                 })
+            })
+            .scan(Some(start_after), |last, item| {
+                let Some(after) = *last else { return futures::future::ready(None) };
+                let item = match item {
+                    Ok(event) if event.sequence <= after => {
+                        *last = None;
+                        Err(EventError::JetStream(format!(
+                            "the ordered consumer restarted at sequence {}, at or before {after} already delivered; follow again from {after}",
+                            event.sequence
+                        )))
+                    }
+                    Ok(event) => {
+                        *last = Some(event.sequence);
+                        Ok(event)
+                    }
+                    Err(err) => Err(err),
+                };
+                futures::future::ready(Some(item))
             })
             .boxed();
         Ok(Follow { start_after, pending, stream_last, events })

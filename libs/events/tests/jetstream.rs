@@ -115,3 +115,51 @@ async fn an_event_without_tenant_goes_to_the_reserved_subject_no_tenant_reads() 
         client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
     }
 }
+
+/// A follower whose consumer is lost before it delivered anything (a NATS cluster restarting
+/// under a freshly resumed subscription: the ephemeral consumer gone, heartbeats missed) never
+/// delivers an event at or before its start. async-nats' ordered consumer recreates itself from
+/// the last sequence it delivered, and from the stream's first event when it delivered none:
+/// before the fix this follower delivered sequence 1 (`left: (1, 3)`), and every stored event
+/// of the tenant came again. Now its stream ends with an error and following again from the
+/// same position delivers the next event.
+#[tokio::test]
+async fn follow_recreated_before_its_first_event_does_not_replay_the_stream() {
+    use futures::StreamExt as _;
+    use getlood_events::StartAt;
+
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let bus = EventBus::new(client.clone(), &prefix);
+    bus.ensure_streams().await.unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let payload = |name: &str| Payload::AgentCreated(AgentCreated { agent_id: name.to_owned(), ..Default::default() });
+    for name in ["a1", "a2", "a3"] {
+        bus.publish(Domain::Agent, &new_envelope(&acme, "a", name, "agent.created", payload(name))).await.unwrap();
+    }
+    let mut live = bus.follow(&acme, Domain::Agent, StartAt::New).await.unwrap();
+    let start = live.start_after;
+
+    // The server loses the follower's consumer before it delivered anything.
+    let js = client_js(&client);
+    let stream = js.get_stream(bus.stream_name(Domain::Agent)).await.unwrap();
+    let names: Vec<String> = stream.consumer_names().map(|n| n.unwrap()).collect().await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    stream.delete_consumer(&names[0]).await.unwrap();
+
+    let s4 = bus.publish(Domain::Agent, &new_envelope(&acme, "a", "a4", "agent.created", payload("a4"))).await.unwrap();
+    // The consumer recreates itself after two missed idle heartbeats (15 s each).
+    let next = tokio::time::timeout(Duration::from_secs(120), live.events.next()).await.unwrap().unwrap();
+    match next {
+        Ok(event) => assert_eq!((event.sequence, start), (s4, s4 - 1), "the first event after the start"),
+        Err(err) => assert!(err.to_string().contains("restarted at sequence 1,"), "{err}"),
+    }
+    assert!(live.events.next().await.is_none(), "the error ends the follower");
+    let mut again = bus.follow(&acme, Domain::Agent, StartAt::After(start)).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), again.events.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next.sequence, s4);
+
+    for domain in Domain::ALL {
+        js.delete_stream(bus.stream_name(domain)).await.unwrap();
+    }
+}
