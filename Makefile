@@ -120,6 +120,13 @@ drills: release ## Failure drills on the release binary (~4 min after the build)
 	scripts/mindsdb.sh install
 	$(CARGO) run -q -p getlood-drills
 
+.PHONY: drills-ci
+drills-ci: ## The failure drills on the debug binary `make test` builds (no release build; ~4 min)
+	# The same drills and invariants as `make drills`; DRILLS and DRILLS_KEEP work the same.
+	scripts/mindsdb.sh install
+	$(CARGO) build --bin getlood
+	DRILLS_PROFILE=debug $(CARGO) run -q -p getlood-drills
+
 .PHONY: bench
 bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	# wrk (Debian) loads the gateway from its own process in the chat bench; without it the bench

@@ -1,4 +1,4 @@
-//! `make drills`: failure drills on the release binary.
+//! `make drills`: failure drills on the release binary (`make drills-ci`: on the debug one).
 //!
 //! Starts a private Postgres, Redis, three-node NATS JetStream cluster and MindsDB (the OpenAI
 //! double as every model), then two or three replicas of each service as separate
@@ -17,7 +17,9 @@
 //! Environment: `DRILLS` (comma-separated drill keys or prefixes to run, default all:
 //! `sigkill-<service>`, `nats-node`, `nats-cluster`, `postgres`, `mindsdb`, `redis`),
 //! `DRILLS_KEEP=1` (keep the work directory), `DRILLS_RUST_LOG` (the services' `RUST_LOG`),
-//! `GETLOOD_DRILLS_BINARY` (default `$CARGO_TARGET_DIR/release/getlood`).
+//! `DRILLS_PROFILE` (`release`, the default, or `debug`: the binary `make test` builds, which
+//! `make drills-ci` uses), `GETLOOD_DRILLS_BINARY` (a binary path; wins over the profile;
+//! default `$CARGO_TARGET_DIR/<profile>/getlood`).
 
 // A command-line report: its table goes to stdout.
 #![allow(clippy::print_stdout)]
@@ -232,13 +234,20 @@ fn selected(fault: Fault) -> bool {
 async fn run() -> anyhow::Result<bool> {
     let epoch = Instant::now();
     let root = repo_root();
+    let profile = std::env::var("DRILLS_PROFILE").unwrap_or_default();
+    let (profile, build) = match profile.trim() {
+        "" | "release" => ("release", "make release"),
+        "debug" => ("debug", "cargo build --bin getlood"),
+        other => bail!("DRILLS_PROFILE={other}: release or debug"),
+    };
     let binary = match std::env::var_os("GETLOOD_DRILLS_BINARY") {
         Some(b) => PathBuf::from(b),
         None => std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| root.join("target"), PathBuf::from)
-            .join("release/getlood"),
+            .join(profile)
+            .join("getlood"),
     };
-    ensure!(binary.exists(), "{} is missing: run `make release` first", binary.display());
+    ensure!(binary.exists(), "{} is missing: run `{build}` first", binary.display());
     let dir = std::env::temp_dir().join(format!("getlood-drills-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // Postgres runs as its own user and must reach its directory.
