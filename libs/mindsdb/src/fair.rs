@@ -16,11 +16,12 @@
 //!   limit climbs back to `max_concurrency`; with a model that answers at once (the local model,
 //!   the test double) MindsDB is the bottleneck and the limit settles near its core count.
 //! - **Slots are shared out per active tenant.** Each tenant may hold `limit / active tenants`
-//!   slots (at least one, at most `max_concurrency_per_tenant`), and a freed slot goes to the next
-//!   tenant in round-robin order that is under its share, not to whoever asked first. A tenant
-//!   stays active for `tenant_linger` after its last request ends, so a user who sends the next
-//!   question a moment after the last answer finds its share still reserved instead of taken by
-//!   the busy tenant.
+//!   slots (at least one, at most `max_concurrency_per_tenant`), and a freed slot goes to the
+//!   waiting tenant under its share that has the fewest requests in flight and was served
+//!   longest ago, not to whoever asked first: a tenant that just had its turn waits behind the
+//!   others. A tenant stays active for `tenant_linger` after its last request ends, so a user
+//!   who sends the next question a moment after the last answer finds its share still reserved
+//!   instead of taken by the busy tenant.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -80,7 +81,7 @@ struct State {
     waiting: usize,
     /// Tenants in flight, waiting, or within their linger; the others leave the map.
     tenants: HashMap<TenantId, Tenant>,
-    /// Tenants with waiters, in the order their turn comes.
+    /// Tenants with waiters (the order breaks ties only: see `dispatch`).
     ring: VecDeque<TenantId>,
     next_id: u64,
 }
@@ -90,6 +91,8 @@ struct Tenant {
     in_flight: usize,
     waiters: VecDeque<(u64, oneshot::Sender<()>)>,
     last_release: Option<Instant>,
+    /// When this tenant was last given a slot: the tenant served longest ago goes first.
+    last_grant: Option<Instant>,
 }
 
 impl Tenant {
@@ -105,22 +108,28 @@ impl State {
         (self.limit / active).clamp(1, limits.per_tenant_max)
     }
 
-    /// Hands free slots to waiters, one tenant at a time in ring order, skipping tenants at
-    /// their share.
+    /// Hands free slots to waiters. Each slot goes to the waiting tenant under its share with
+    /// the fewest requests in flight, and among those to the one whose last slot was granted
+    /// longest ago: a tenant that just had its turn comes after every other tenant waiting, so
+    /// a light tenant's request takes the very next free slot instead of queueing behind a
+    /// busy tenant that is first in line (which, at a limit of one or two, doubled its wait).
     fn dispatch(&mut self, limits: &Limits, now: Instant) {
         let share = self.share(limits, now);
-        let mut skipped = 0;
-        while self.in_flight < self.limit && skipped < self.ring.len() {
-            let Some(id) = self.ring.pop_front() else { break };
+        let tenants = &self.tenants;
+        self.ring.retain(|id| tenants.get(id).is_some_and(|t| !t.waiters.is_empty()));
+        while self.in_flight < self.limit {
+            let next = self
+                .ring
+                .iter()
+                .enumerate()
+                .filter_map(|(pos, id)| {
+                    let t = self.tenants.get(id)?;
+                    (!t.waiters.is_empty() && t.in_flight < share).then_some((t.in_flight, t.last_grant, pos))
+                })
+                .min();
+            let Some((_, _, pos)) = next else { break };
+            let Some(id) = self.ring.remove(pos) else { break };
             let Some(tenant) = self.tenants.get_mut(&id) else { continue };
-            if tenant.waiters.is_empty() {
-                continue;
-            }
-            if tenant.in_flight >= share {
-                self.ring.push_back(id);
-                skipped += 1;
-                continue;
-            }
             let Some((_, tx)) = tenant.waiters.pop_front() else { continue };
             self.waiting -= 1;
             // The waiter's guard removes it under this lock before its receiver goes, so a
@@ -128,11 +137,11 @@ impl State {
             if tx.send(()).is_ok() {
                 self.in_flight += 1;
                 tenant.in_flight += 1;
+                tenant.last_grant = Some(now);
             }
             if !tenant.waiters.is_empty() {
                 self.ring.push_back(id);
             }
-            skipped = 0;
         }
         metrics::gauge!(METRIC_WAITING).set(self.waiting as f64);
     }
@@ -179,6 +188,7 @@ impl FairLimiter {
             state.next_id += 1;
             let entry = state.tenants.entry(tenant.clone()).or_default();
             if entry.waiters.is_empty() && entry.in_flight < share && under_limit {
+                entry.last_grant = Some(now);
                 entry.in_flight += 1;
                 state.in_flight += 1;
                 return Ok(Permit { limiter: Arc::clone(self), tenant: tenant.clone() });
@@ -329,6 +339,19 @@ mod tests {
         assert!(pending(&limiter, "initech").await, "more than the limit in flight");
     }
 
+    type Waiter = tokio::task::JoinHandle<Result<Permit>>;
+
+    /// Queues one request of acme, then one of globex, each in its own task.
+    async fn acme_then_globex_wait(limiter: &Arc<FairLimiter>) -> (Waiter, Waiter) {
+        let l = limiter.clone();
+        let acme = tokio::spawn(async move { l.acquire(&t("acme")).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let l = limiter.clone();
+        let globex = tokio::spawn(async move { l.acquire(&t("globex")).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        (acme, globex)
+    }
+
     #[tokio::test]
     async fn a_freed_slot_goes_to_the_tenant_under_its_share_not_the_first_in_line() {
         let limiter = FairLimiter::new(limits(2, 2));
@@ -336,17 +359,28 @@ mod tests {
         let _a2 = limiter.acquire(&t("acme")).await.unwrap();
         // acme queues first, then globex: the slot acme frees goes to globex, whose share
         // (2 / 2 active tenants = 1) is free, while acme is at its share.
-        let l = limiter.clone();
-        let acme_next = tokio::spawn(async move { l.acquire(&t("acme")).await.map(|_| ()) });
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let l = limiter.clone();
-        let globex = tokio::spawn(async move { l.acquire(&t("globex")).await });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (acme_next, globex) = acme_then_globex_wait(&limiter).await;
         drop(a1);
         let g = tokio::time::timeout(Duration::from_millis(200), globex).await;
         assert!(matches!(g, Ok(Ok(Ok(_)))), "globex did not get the freed slot");
         assert!(!acme_next.is_finished(), "acme went past its share");
         acme_next.abort();
+    }
+
+    #[tokio::test]
+    async fn at_a_limit_of_one_the_freed_slot_goes_to_the_tenant_served_longest_ago() {
+        let limiter = FairLimiter::new(limits(1, 1));
+        let a1 = limiter.acquire(&t("acme")).await.unwrap();
+        // acme queues first, then globex: when acme's request ends, globex (never served) goes
+        // before acme's next one, though acme has been waiting longer.
+        let (acme_next, globex) = acme_then_globex_wait(&limiter).await;
+        drop(a1);
+        let g = tokio::time::timeout(Duration::from_millis(200), globex).await;
+        let Ok(Ok(Ok(g))) = g else { panic!("globex did not get the freed slot") };
+        assert!(!acme_next.is_finished(), "acme was served twice in a row while globex waited");
+        drop(g);
+        let a = tokio::time::timeout(Duration::from_millis(200), acme_next).await;
+        assert!(matches!(a, Ok(Ok(Ok(_)))), "acme did not get the slot globex freed");
     }
 
     #[tokio::test]
