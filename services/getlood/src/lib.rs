@@ -138,6 +138,9 @@ pub struct Overrides {
     pub readiness_interval: Option<Duration>,
     /// Service-specific `app` settings (JSON, merged key by key over the service's defaults).
     pub app_settings: std::collections::BTreeMap<Service, serde_json::Value>,
+    /// Any of a service's settings (JSON merged at the root of its configuration, e.g.
+    /// `{"mindsdb": {"max_concurrency_per_tenant": 1}}`), applied before `app_settings`.
+    pub settings: std::collections::BTreeMap<Service, serde_json::Value>,
 }
 
 /// What `getlood dev` and the test kit let user-supplied URLs (an agent's model `base_url`)
@@ -258,13 +261,19 @@ where
             config.auth.jwks_refresh = refresh;
         }
     }
-    if let Some(app) = overrides.app_settings.get(&service) {
-        // Merged over the service's own `app` settings and checked by the same deserializer,
-        // so a test cannot set a key the service does not know.
-        config = figment::Figment::from(figment::providers::Serialized::defaults(&config))
-            .merge(figment::providers::Serialized::default("app", app))
-            .extract()
-            .map_err(getlood_config::ConfigError::from)?;
+    let root = overrides.settings.get(&service);
+    let app = overrides.app_settings.get(&service);
+    if root.is_some() || app.is_some() {
+        // Merged over the service's own settings and checked by the same deserializer, so a
+        // test cannot set a key the service does not know.
+        let mut figment = figment::Figment::from(figment::providers::Serialized::defaults(&config));
+        if let Some(root) = root {
+            figment = figment.merge(figment::providers::Serialized::defaults(root));
+        }
+        if let Some(app) = app {
+            figment = figment.merge(figment::providers::Serialized::default("app", app));
+        }
+        config = figment.extract().map_err(getlood_config::ConfigError::from)?;
     }
     config.validate()?;
     let listeners = match listeners {

@@ -27,6 +27,7 @@ pub struct PlatformBuilder {
     redis_key_prefix: Option<String>,
     replica_of: Option<String>,
     app_settings: std::collections::BTreeMap<Service, serde_json::Value>,
+    settings: std::collections::BTreeMap<Service, serde_json::Value>,
     shutdown_timeout: Duration,
     auth: Option<getlood_auth::AuthConfig>,
     service_urls: BTreeMap<Service, String>,
@@ -82,6 +83,7 @@ impl Default for PlatformBuilder {
                 // the tests' MCP servers.
                 (Service::Workflow, serde_json::json!({"egress": {"allow": getlood::DEV_EGRESS_ALLOW}})),
             ]),
+            settings: BTreeMap::new(),
             shutdown_timeout: Duration::from_secs(5),
             auth: None,
             service_urls: BTreeMap::new(),
@@ -135,6 +137,13 @@ impl PlatformBuilder {
     /// unknown keys refuse the start as they would in production.
     pub fn app_settings(mut self, service: Service, settings: serde_json::Value) -> Self {
         self.app_settings.insert(service, settings);
+        self
+    }
+
+    /// Sets any of `service`'s settings, merged at the root of its configuration, e.g.
+    /// `json!({"mindsdb": {"max_concurrency_per_tenant": 1}})`; unknown keys refuse the start.
+    pub fn settings(mut self, service: Service, settings: serde_json::Value) -> Self {
+        self.settings.insert(service, settings);
         self
     }
 
@@ -216,6 +225,7 @@ impl PlatformBuilder {
             readiness_interval: Some(self.readiness_interval),
             config_file: None,
             app_settings: self.app_settings.clone(),
+            settings: self.settings.clone(),
         };
         let mut services = BTreeMap::new();
         for (service, listeners) in bound {
