@@ -156,8 +156,8 @@ impl Drop for LiteLlm {
 /// waits until it answers a chat.
 async fn start_litellm(http: &reqwest::Client, upstream: &str) -> anyhow::Result<LiteLlm> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(std::path::Path::new("."));
-    let bin = std::env::var_os("BENCH_LITELLM")
-        .map_or_else(|| root.join(".tools/bin/litellm"), std::path::PathBuf::from);
+    let bin =
+        std::env::var_os("BENCH_LITELLM").map_or_else(|| root.join(".tools/bin/litellm"), std::path::PathBuf::from);
     anyhow::ensure!(bin.exists(), "not installed ({} missing): run scripts/install-litellm.sh .tools", bin.display());
     let dir = std::env::temp_dir().join(format!("getlood-bench-litellm-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -188,7 +188,8 @@ async fn start_litellm(http: &reqwest::Client, upstream: &str) -> anyhow::Result
     loop {
         if let Some(status) = proxy.child.try_wait()? {
             let log = std::fs::read_to_string(proxy.dir.join("litellm.log")).unwrap_or_default();
-            let tail: String = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String =
+                log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
             anyhow::bail!("litellm exited ({status}) before it was ready:\n{tail}");
         }
         let ready = http.get(format!("{}/health/liveliness", proxy.url)).send().await;
@@ -221,7 +222,12 @@ async fn openai_once(req: reqwest::RequestBuilder) -> anyhow::Result<()> {
 
 /// Requests per second of POSTs of `body` to `url` at saturation: wrk with
 /// `SATURATION_CONNECTIONS` connections when installed, else as many in-process clients.
-async fn saturation(http: &reqwest::Client, url: &str, bearer: Option<&str>, body: &Value) -> anyhow::Result<(f64, &'static str)> {
+async fn saturation(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<(f64, &'static str)> {
     let headers: Vec<(&str, &str)> = bearer.map(|b| ("Authorization", b)).into_iter().collect();
     if let Some(rps) = wrk_rps(url, &headers, Some(body), SATURATION_SECS, SATURATION_CONNECTIONS)? {
         return Ok((rps, "wrk"));
@@ -460,10 +466,13 @@ async fn run() -> anyhow::Result<()> {
     llm.clear_calls();
     let lines: [(&str, anyhow::Result<(f64, &str)>); 3] = [
         ("double (baseline)", saturation(&http, &double_url, None, &openai_chat(LITELLM_MODEL)).await),
-        ("LiteLLM -> double", match &litellm {
-            Ok(_) => saturation(&http, &litellm_url, None, &openai_chat(LITELLM_MODEL)).await,
-            Err(e) => Err(anyhow::anyhow!("not measured: {e}")),
-        }),
+        (
+            "LiteLLM -> double",
+            match &litellm {
+                Ok(_) => saturation(&http, &litellm_url, None, &openai_chat(LITELLM_MODEL)).await,
+                Err(e) => Err(anyhow::anyhow!("not measured: {e}")),
+            },
+        ),
         ("GETLOOD -> double", {
             llm.clear_calls();
             saturation(&http, &format!("{base}/v1/chat/completions"), Some(&bearer), &openai_chat("getlood")).await

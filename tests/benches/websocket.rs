@@ -447,8 +447,15 @@ async fn drive_scenario(
     // 10,000 sockets open the bench ran out of descriptors.
     let limit = Arc::new(tokio::sync::Semaphore::new(inflight * WINDOWS));
     for (k, window) in dragged.iter().enumerate() {
-        let (http, bases, token, window, sent, moves, errors) =
-            (http.clone(), bases.clone(), token.clone(), window.id.clone(), sent.clone(), moves.clone(), errors.clone());
+        let (http, bases, token, window, sent, moves, errors) = (
+            http.clone(),
+            bases.clone(),
+            token.clone(),
+            window.id.clone(),
+            sent.clone(),
+            moves.clone(),
+            errors.clone(),
+        );
         let (first_failure, limit) = (first_failure.clone(), limit.clone());
         drivers.push(tokio::spawn(async move {
             let period = Duration::from_nanos(1_000_000_000 * windows_total / rate.max(1));
