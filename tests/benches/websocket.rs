@@ -114,14 +114,19 @@ async fn start_gateway(platform: &Platform, sockets: usize) -> anyhow::Result<(G
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
+        let gateway = Gateway::Process(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], http));
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while client.get(format!("http://{addr}/livez")).send().await.is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "gateway binary did not start");
+            if Instant::now() >= deadline {
+                // Not left running after the bench gives up on it.
+                gateway.stop();
+                anyhow::bail!("gateway binary did not start");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        return Ok((Gateway::Process(child), addr));
+        return Ok((gateway, addr));
     }
     let mut config = getlood_gateway::default_config();
     config.redis.url = getlood_testkit::redis_url();
