@@ -16,11 +16,7 @@ fn nats_url() -> String {
 
 #[tokio::test]
 async fn publish_read_dedupe_and_tenant_filter() {
-    let client = async_nats::connect(nats_url()).await.unwrap();
-    // A private prefix per test run: its own streams, nothing shared with other runs.
-    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let bus = EventBus::new(client.clone(), &prefix);
-    bus.ensure_streams().await.unwrap();
+    let (client, bus, prefix) = private_bus().await.unwrap();
     bus.ensure_streams().await.unwrap(); // idempotent
 
     let acme = TenantId::parse("acme").unwrap();
@@ -46,13 +42,29 @@ async fn publish_read_dedupe_and_tenant_filter() {
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].sequence, seq2);
 
-    for domain in Domain::ALL {
-        client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
-    }
+    delete_streams(&client, &bus).await.unwrap();
 }
 
 fn client_js(client: &async_nats::Client) -> async_nats::jetstream::Context {
     async_nats::jetstream::new(client.clone())
+}
+
+/// A bus on the real NATS under a private prefix (its own streams, nothing shared with other
+/// runs), its streams created; with its client and prefix.
+async fn private_bus() -> Result<(async_nats::Client, EventBus, String), Box<dyn std::error::Error>> {
+    let client = async_nats::connect(nats_url()).await?;
+    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let bus = EventBus::new(client.clone(), &prefix);
+    bus.ensure_streams().await?;
+    Ok((client, bus, prefix))
+}
+
+/// Deletes the streams of a bus made by [`private_bus`].
+async fn delete_streams(client: &async_nats::Client, bus: &EventBus) -> Result<(), Box<dyn std::error::Error>> {
+    for domain in Domain::ALL {
+        client_js(client).delete_stream(bus.stream_name(domain)).await?;
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -60,10 +72,7 @@ async fn follow_catches_up_then_goes_live_for_one_tenant() {
     use futures::StreamExt as _;
     use getlood_events::StartAt;
 
-    let client = async_nats::connect(nats_url()).await.unwrap();
-    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let bus = EventBus::new(client.clone(), &prefix);
-    bus.ensure_streams().await.unwrap();
+    let (client, bus, _) = private_bus().await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     let globex = TenantId::parse("globex").unwrap();
     let payload = |name: &str| Payload::AgentCreated(AgentCreated { agent_id: name.to_owned(), ..Default::default() });
@@ -89,17 +98,12 @@ async fn follow_catches_up_then_goes_live_for_one_tenant() {
     let also = tokio::time::timeout(Duration::from_secs(5), all.events.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(also.sequence, s3, "a caught-up follower continues live");
 
-    for domain in Domain::ALL {
-        client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
-    }
+    delete_streams(&client, &bus).await.unwrap();
 }
 
 #[tokio::test]
 async fn an_event_without_tenant_goes_to_the_reserved_subject_no_tenant_reads() {
-    let client = async_nats::connect(nats_url()).await.unwrap();
-    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let bus = EventBus::new(client.clone(), &prefix);
-    bus.ensure_streams().await.unwrap();
+    let (client, bus, prefix) = private_bus().await.unwrap();
     assert!(TenantId::parse(getlood_events::UNAUTHENTICATED_TENANT).is_err(), "no tenant can take the token");
     let acme = TenantId::parse("acme").unwrap();
     let mut anonymous = new_envelope(&acme, "", "", "audit.recorded", Payload::Audit(Default::default()));
@@ -111,9 +115,7 @@ async fn an_event_without_tenant_goes_to_the_reserved_subject_no_tenant_reads() 
     let stored =
         stream.get_last_raw_message_by_subject(&format!("{prefix}._unauthenticated.audit.audit.recorded")).await;
     assert!(stored.is_ok(), "{stored:?}");
-    for domain in Domain::ALL {
-        client_js(&client).delete_stream(bus.stream_name(domain)).await.unwrap();
-    }
+    delete_streams(&client, &bus).await.unwrap();
 }
 
 /// A follower whose consumer is lost before it delivered anything (a NATS cluster restarting
@@ -128,10 +130,7 @@ async fn follow_recreated_before_its_first_event_does_not_replay_the_stream() {
     use futures::StreamExt as _;
     use getlood_events::StartAt;
 
-    let client = async_nats::connect(nats_url()).await.unwrap();
-    let prefix = format!("gltest{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let bus = EventBus::new(client.clone(), &prefix);
-    bus.ensure_streams().await.unwrap();
+    let (client, bus, _) = private_bus().await.unwrap();
     let acme = TenantId::parse("acme").unwrap();
     let payload = |name: &str| Payload::AgentCreated(AgentCreated { agent_id: name.to_owned(), ..Default::default() });
     for name in ["a1", "a2", "a3"] {
@@ -159,7 +158,5 @@ async fn follow_recreated_before_its_first_event_does_not_replay_the_stream() {
     let next = tokio::time::timeout(Duration::from_secs(5), again.events.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(next.sequence, s4);
 
-    for domain in Domain::ALL {
-        js.delete_stream(bus.stream_name(domain)).await.unwrap();
-    }
+    delete_streams(&client, &bus).await.unwrap();
 }
