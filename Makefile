@@ -127,6 +127,13 @@ drills-ci: ## The failure drills on the debug binary `make test` builds (no rele
 	$(CARGO) build --bin getlood
 	DRILLS_PROFILE=debug $(CARGO) run -q -p getlood-drills
 
+.PHONY: soak
+soak: release ## Soak on the release binary (~11 min after the build): the drills' platform under steady load, no fault, DRILLS_SOAK_SECONDS (600); RSS of every replica flat or not, CPU and throughput per core
+	# The drills' own dependencies and 14 replicas (needs root, as `make drills`); the load of
+	# the drills with no fault. docs/operations.md, "Soak".
+	scripts/mindsdb.sh install
+	$(CARGO) run -q -p getlood-drills -- soak
+
 .PHONY: bench
 bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	# wrk (Debian) loads the gateway from its own process in the chat bench; without it the bench
@@ -137,8 +144,11 @@ bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	scripts/install-litellm.sh .tools || echo "litellm not installed: the chat bench reports it"
 	$(CARGO) build --release --bin getlood
 	# --no-fail-fast: a failing bench binary must not hide the ones after it (cargo stops at the
-	# first otherwise); the run still fails if any did.
-	$(CARGO) bench --workspace --no-fail-fast
+	# first otherwise); the run still fails if any did. The soak (`make soak`, ~11 min) runs
+	# after the benches whether they passed or not, and the target fails if either did.
+	status=0; $(CARGO) bench --workspace --no-fail-fast || status=$$?; \
+	$(CARGO) run -q -p getlood-drills -- soak || status=1; \
+	exit $$status
 
 .PHONY: dev
 dev: infra mindsdb-up llm-up web-build ## Run all six services in one process with embedded defaults, the web app at the gateway's / (Ctrl-C stops)

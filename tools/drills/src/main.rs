@@ -20,6 +20,14 @@
 //! `DRILLS_PROFILE` (`release`, the default, or `debug`: the binary `make test` builds, which
 //! `make drills-ci` uses), `GETLOOD_DRILLS_BINARY` (a binary path; wins over the profile;
 //! default `$CARGO_TARGET_DIR/<profile>/getlood`).
+//!
+//! `getlood-drills soak` (`make soak`; `make bench` runs it after the benches): the same platform
+//! under the same load with no fault for `DRILLS_SOAK_SECONDS` (default 600), every replica's RSS
+//! and CPU time (and MindsDB's process group's) sampled every 10 s; it prints the requests and
+//! their latencies by kind, each replica's memory (after the first minute, the second and last
+//! minutes' means, the growth between them, the end, the max) and each service's CPU and
+//! throughput per core, runs the drills' checks once at the end, and exits 1 when a replica's
+//! memory grew (not "flat"), more than 1% of requests failed or a check failed. See `soak.rs`.
 
 // A command-line report: its table goes to stdout.
 #![allow(clippy::print_stdout)]
@@ -31,6 +39,7 @@ mod deps;
 mod events;
 mod load;
 mod platform;
+mod soak;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -254,8 +263,9 @@ async fn run() -> anyhow::Result<bool> {
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     println!("drills: binary {}, work directory {}", binary.display(), dir.display());
 
+    let soak = std::env::args().nth(1).as_deref() == Some("soak");
     let mut harness = Harness::start(epoch, &root, &binary, &dir).await?;
-    let result = harness.drills().await;
+    let result = if soak { soak::run(&mut harness).await } else { harness.drills().await };
     harness.stop_load();
     let keep = std::env::var_os("DRILLS_KEEP").is_some();
     let ok = match result {
@@ -273,7 +283,15 @@ async fn run() -> anyhow::Result<bool> {
     } else {
         println!("drills: logs kept in {}", dir.display());
     }
-    stamp(epoch, if ok { "every invariant held" } else { "an invariant failed" });
+    stamp(
+        epoch,
+        match (soak, ok) {
+            (false, true) => "every invariant held",
+            (false, false) => "an invariant failed",
+            (true, true) => "soak: flat, every check held",
+            (true, false) => "soak: failed",
+        },
+    );
     Ok(ok)
 }
 
