@@ -59,8 +59,10 @@ pub(crate) fn events_socket(
 fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
         .protocols([PROTOCOL])
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
+        // Small buffers, for the same reason as the desktop socket's (`super::configure`): the
+        // client sends only pings and a close.
+        .read_buffer_size(2 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_message_size(MAX_INBOUND_BYTES)
         .max_frame_size(MAX_INBOUND_BYTES)
 }

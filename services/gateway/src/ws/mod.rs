@@ -149,10 +149,13 @@ fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         // Only `getlood.v1` is ever selected: the `bearer.<jwt>` entry a browser offers next to
         // it carries the token and is never echoed back in the handshake response.
         .protocols([PROTOCOL])
-        // Small buffers: a thousand sockets of one desktop must fit in the gateway's memory
-        // budget, and commands are small.
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(16 * 1024)
+        // Small buffers: ten thousand sockets must fit in one gateway's memory budget (issue 17:
+        // 300 MB). The read buffer is allocated (and zero-filled) up front for every socket and
+        // commands are a few hundred bytes; a bigger one grows it for that read only. The write
+        // threshold bounds the buffer a burst of event frames leaves behind (its capacity is
+        // kept for the socket's life), at one write per 4 KiB of frames.
+        .read_buffer_size(2 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_message_size(MAX_COMMAND_BYTES)
         .max_frame_size(MAX_COMMAND_BYTES)
 }
@@ -176,19 +179,21 @@ impl Session {
         let (mut sink, mut stream) = socket.split();
         let mut events = Events {
             realtime: self.state.realtime.clone(),
-            principal: self.caller.principal().clone(),
+            principal: self.caller.principal(),
             desktop_id: self.desktop_id.clone(),
             position: after.unwrap_or(0),
             source: Source::Detached,
             feed: None,
         };
         // Attach (or start catching up) before reading the state, so no change falls between.
+        // The gRPC calls here, of commands and of a reattach are boxed: a socket's task keeps
+        // room for its largest await for its whole life, and those run rarely.
         let start = match after {
-            Some(_) => events.reattach().await,
-            None => events.attach_live().await,
+            Some(_) => Box::pin(events.reattach()).await,
+            None => Box::pin(events.attach_live()).await,
         };
         let initial = match start {
-            Ok(()) => desktop_api::get_desktop(&self.state, &self.caller, &self.desktop_id).await,
+            Ok(()) => Box::pin(desktop_api::get_desktop(&self.state, &self.caller, &self.desktop_id)).await,
             Err(err) => Err(err),
         };
         let desktop = match initial {
@@ -228,7 +233,7 @@ impl Session {
                     last_heard = Instant::now();
                     match msg {
                         Some(Ok(Message::Text(t))) => {
-                            let reply = self.command(t.as_str()).await;
+                            let reply = Box::pin(self.command(t.as_str())).await;
                             if !self.send(&mut sink, text(&reply)).await {
                                 break;
                             }
@@ -474,9 +479,10 @@ enum Source {
 
 /// The event side of one socket. Every method is cancel-safe (the session's select drops
 /// `next` whenever a command arrives): state changes only after the awaits they depend on.
-struct Events {
+/// It borrows the session's principal: one copy of the caller's identity (and token) per socket.
+struct Events<'a> {
     realtime: Realtime,
-    principal: Principal,
+    principal: &'a Principal,
     desktop_id: String,
     /// Every event up to here has been sent (or did not concern the desktop).
     position: u64,
@@ -485,9 +491,9 @@ struct Events {
     feed: Option<Arc<Feed>>,
 }
 
-impl Events {
+impl Events<'_> {
     async fn attach_live(&mut self) -> Result<(), ApiError> {
-        let feed = self.realtime.feed(&self.principal, &self.desktop_id).await?;
+        let feed = self.realtime.feed(self.principal, &self.desktop_id).await?;
         match feed.attach_live() {
             Some(a) => {
                 self.position = a.position;
@@ -500,7 +506,7 @@ impl Events {
 
     /// Continues from `position`: from the feed if it covers it, else catching up upstream.
     async fn reattach(&mut self) -> Result<(), ApiError> {
-        let feed = self.realtime.feed(&self.principal, &self.desktop_id).await?;
+        let feed = self.realtime.feed(self.principal, &self.desktop_id).await?;
         if let Some(a) = feed.attach_from(self.position) {
             self.position = a.position;
             self.source = Source::Live { replay: a.replay, rx: a.rx };
@@ -508,7 +514,7 @@ impl Events {
             return Ok(());
         }
         let (stream, _) =
-            feed::subscribe(&self.realtime.upstreams, &self.principal, &self.desktop_id, Some(self.position)).await?;
+            feed::subscribe(&self.realtime.upstreams, self.principal, &self.desktop_id, Some(self.position)).await?;
         self.source = Source::CatchUp(stream);
         self.feed = Some(feed);
         Ok(())
@@ -557,7 +563,7 @@ impl Events {
     async fn next(&mut self) -> Result<Next, ApiError> {
         loop {
             match &mut self.source {
-                Source::Detached => self.reattach().await?,
+                Source::Detached => Box::pin(self.reattach()).await?,
                 Source::Live { replay, rx } => {
                     let item = match replay.pop_front() {
                         Some(item) => item,
