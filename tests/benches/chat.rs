@@ -22,6 +22,9 @@
 // A bench's output is its figures.
 #![allow(clippy::print_stdout)]
 
+#[path = "support/breakdown.rs"]
+mod breakdown;
+
 use std::os::unix::process::CommandExt as _;
 use std::time::{Duration, Instant};
 
@@ -261,6 +264,8 @@ where
 fn main() -> anyhow::Result<()> {
     // reqwest panics on its first client unless a TLS provider is installed.
     getlood_tls::install_crypto_provider();
+    // TEST_LOG=1 (and TEST_LOG_SPANS=1 for span timings) shows the in-process services' logs.
+    getlood_testkit::init_test_logging();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run())
 }
@@ -402,6 +407,10 @@ async fn run() -> anyhow::Result<()> {
     gw_once().await?;
     let gw_double_calls = llm.calls_to("/v1/chat/completions").len();
     stages.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clear();
+    // Where the gateway's chats spend their time, from the services' own histograms (gRPC
+    // methods, MindsDB calls, HTTP routes): the other paths do not touch the platform.
+    let admin = platform.admin_url(Service::Gateway);
+    let before = breakdown::histograms(&http, &admin).await?;
     let (mut gw_chat, mut md_chat, mut double_chat, mut lite_chat) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..CHAT_SAMPLES {
         gw_chat.extend(latencies(1, gw_once).await?);
@@ -414,6 +423,7 @@ async fn run() -> anyhow::Result<()> {
             }
         }
     }
+    let after = breakdown::histograms(&http, &admin).await?;
     for v in [&mut gw_chat, &mut md_chat, &mut double_chat, &mut lite_chat] {
         v.sort_by(f64::total_cmp);
     }
@@ -429,14 +439,15 @@ async fn run() -> anyhow::Result<()> {
     println!("  MindsDB agent stream                     p50 {m50:>7.1} ms  p99 {m99:>7.1} ms");
     println!("  gateway overhead at p50: {:.1} ms (target <= 5 ms)", g50 - m50);
     let stages = stages.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let breakdown: Vec<String> = stages
+    let p50s: Vec<String> = stages
         .into_iter()
         .map(|(stage, mut v)| {
             v.sort_by(f64::total_cmp);
             format!("{stage} {:.0}", percentile(&v, 0.5))
         })
         .collect();
-    println!("  per-request p50s (ms): {}", breakdown.join(", "));
+    println!("  per-request p50s (ms): {}", p50s.join(", "));
+    breakdown::print_breakdown(&format!("{CHAT_SAMPLES} gateway chats"), &before, &after);
 
     // --- peers side by side ---
     println!(

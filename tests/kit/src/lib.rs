@@ -39,11 +39,19 @@ pub fn mindsdb_url() -> String {
     std::env::var("GETLOOD_TEST_MINDSDB_URL").unwrap_or_else(|_| "http://127.0.0.1:47334".to_owned())
 }
 
-/// Installs a test log subscriber once; `TEST_LOG=1` shows the services' logs.
+/// Installs a test log subscriber once; `TEST_LOG=1` shows the services' logs, and
+/// `TEST_LOG_SPANS=1` also a line with the busy and idle time of every span that closes (where
+/// a request's time went, for the benches' profiles).
 pub fn init_test_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
+        let spans = if std::env::var_os("TEST_LOG_SPANS").is_some() {
+            tracing_subscriber::fmt::format::FmtSpan::CLOSE
+        } else {
+            tracing_subscriber::fmt::format::FmtSpan::NONE
+        };
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .with_span_events(spans)
             .with_test_writer()
             .try_init();
     }
