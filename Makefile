@@ -138,7 +138,8 @@ soak: release ## Soak on the release binary (~11 min after the build): the drill
 bench: infra mindsdb-up llm-up ## Print the benchmark figures
 	# wrk (Debian) loads the gateway from its own process in the chat bench; without it the bench
 	# falls back to an in-process client and says so.
-	command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || echo "wrk not installed: in-process client"
+	# A fresh machine has no package lists yet: update them first.
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 || echo "wrk not installed: in-process client"
 	# LiteLLM's proxy (PyPI litellm[proxy], pinned) beside the gateway in the chat bench; when it
 	# cannot be installed the bench says so and prints the other figures.
 	scripts/install-litellm.sh .tools || echo "litellm not installed: the chat bench reports it"
