@@ -202,14 +202,20 @@ fn main() -> anyhow::Result<()> {
         ));
 
         let tenant = format!("bench_{suffix}");
-        let token = getlood_auth::dev_token(getlood_testkit::TEST_SECRET, "getlood", "getlood", &tenant, "bench", &["member"], 3600)?;
+        let token = getlood_auth::dev_token(getlood_testkit::TEST_SECRET, "getlood", "getlood", &tenant, "bench", &["builder", "operator"], 3600)?;
         let channel = Channel::from_shared(format!("http://{grpc}"))?.connect_lazy();
         let mut client = Client::new(channel);
+        // Retried only while the service is still starting; any other refusal ends the bench
+        // with its status (it once looped here forever on a permission_denied).
+        let ready_by = Instant::now() + Duration::from_secs(30);
         let wf = loop {
             let req = CreateWorkflowRequest { name: "bench".into(), graph: Some(five_nodes()), ..Default::default() };
             match client.create_workflow(authed(&token, req)).await {
                 Ok(r) => break r.into_inner().workflow.expect("workflow").id,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(status) if status.code() == tonic::Code::Unavailable && Instant::now() < ready_by => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(status) => anyhow::bail!("create_workflow: {status}"),
             }
         };
         let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
