@@ -495,7 +495,9 @@ impl Harness {
         }
     }
 
-    async fn drills(&mut self) -> anyhow::Result<bool> {
+    /// Starts the events client under the harness's stop token and waits until its stream is
+    /// open; the token and the client's task.
+    async fn follow_events(&self) -> anyhow::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
         let stop = STOP.get_or_init(CancellationToken::new).clone();
         let follower = tokio::spawn(events::follow(
             self.http.clone(),
@@ -509,6 +511,11 @@ impl Harness {
             ensure!(Instant::now() < deadline, "the events client could not open GET /api/v1/events");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok((stop, follower))
+    }
+
+    async fn drills(&mut self) -> anyhow::Result<bool> {
+        let (stop, follower) = self.follow_events().await?;
         let workers = self.load.spawn(&stop);
         let baseline_from = self.load.recorder.now();
         tokio::time::sleep(Duration::from_secs(15)).await;

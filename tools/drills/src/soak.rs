@@ -19,7 +19,6 @@
 //! drills' checks (run once at the end, with the load stopped) failed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -27,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::load::{Outcome, Stream, lock};
 use crate::platform::SERVICES;
-use crate::{Harness, Row, STOP, events, fmt_errors, stamp};
+use crate::{Harness, Row, fmt_errors, stamp};
 
 /// How often every process is sampled.
 const EVERY: Duration = Duration::from_secs(10);
@@ -301,19 +300,7 @@ pub async fn run(h: &mut Harness) -> anyhow::Result<bool> {
     let idle_to = sample_all(IDLE);
     stamp(h.epoch, "soak: idle CPU measured; starting the load");
 
-    let stop = STOP.get_or_init(CancellationToken::new).clone();
-    let follower = tokio::spawn(events::follow(
-        h.http.clone(),
-        h.platform.gateway_urls(),
-        h.load.api.token.clone(),
-        h.received.clone(),
-        stop.clone(),
-    ));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !h.received.connected.load(Ordering::Relaxed) {
-        ensure!(std::time::Instant::now() < deadline, "the events client could not open GET /api/v1/events");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (stop, follower) = h.follow_events().await?;
     // The load has a token of its own: it stops at the end while the events client keeps
     // following for the checks.
     let load_stop = CancellationToken::new();
