@@ -53,8 +53,9 @@ installed() {
 
 # MindsDB 26.1's job scheduler polls only the jobs of the default company, and GETLOOD puts every
 # tenant in its own company, so tenant jobs would never run; and its agents share one HTTP client
-# across the event loops of concurrent requests (a concurrent agent call fails or hangs).
-# deploy/mindsdb/patch_mindsdb.py fixes both (exact-text replacements on the pinned versions,
+# across the event loops of concurrent requests (a concurrent agent call fails or hangs); and
+# its full garbage collections walk every object it imported, stalling every answer for ~350 ms
+# under load. deploy/mindsdb/patch_mindsdb.py fixes the three (exact-text replacements on the pinned versions,
 # idempotent, a loud failure if a text is not found); the MindsDB image (deploy/mindsdb/Dockerfile) applies the same file.
 MINDSDB_PATCH=$ROOT/deploy/mindsdb/patch_mindsdb.py
 patch_mindsdb() {
