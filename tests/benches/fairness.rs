@@ -132,11 +132,31 @@ fn cpu_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-/// How tenant B sends its chats: `rate` a second on a fixed schedule (open loop, what a tenant's
-/// users do: their questions come when they come), or back to back when `rate` is 0 (closed
-/// loop: B then saturates too, see [`B_RATE`]).
-fn b_rate() -> f64 {
-    std::env::var("FAIRNESS_B_RATE").ok().and_then(|v| v.parse().ok()).filter(|r: &f64| *r >= 0.0).unwrap_or(B_RATE)
+/// How tenant B sends its chats, read once from the environment.
+#[derive(Clone, Copy)]
+struct BLoad {
+    /// Chats per phase (`FAIRNESS_SAMPLES`).
+    samples: usize,
+    /// Chats a second on a fixed schedule (open loop, what a tenant's users do: their questions
+    /// come when they come), or 0 for back to back (closed loop: B then saturates too, see
+    /// [`B_RATE`]); `FAIRNESS_B_RATE`.
+    rate: f64,
+    /// Print each phase's slowest chats with when they were due (`FAIRNESS_SLOWEST=1`).
+    slowest: bool,
+}
+
+impl BLoad {
+    fn from_env() -> Self {
+        Self {
+            samples: env_count("FAIRNESS_SAMPLES", SAMPLES).max(10),
+            rate: std::env::var("FAIRNESS_B_RATE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|r: &f64| *r >= 0.0)
+                .unwrap_or(B_RATE),
+            slowest: std::env::var("FAIRNESS_SLOWEST").is_ok_and(|v| v == "1"),
+        }
+    }
 }
 
 /// One chat of tenant B, which must bring the agent's answer.
@@ -146,33 +166,33 @@ async fn b_chat(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Resu
     Ok(())
 }
 
-/// p50 and p99 (ms) of `FAIRNESS_SAMPLES` chats of tenant B, its users taking turns (one user
-/// alone would meet its own per-user limit of 100 a minute), and how busy the machine's cores
-/// were meanwhile (percent of all of them).
-async fn measure(http: &reqwest::Client, base: &str, tokens: &[String]) -> anyhow::Result<(f64, f64, f64)> {
-    let samples = env_count("FAIRNESS_SAMPLES", SAMPLES).max(10);
-    let rate = b_rate();
-    let mut v = Vec::with_capacity(samples);
+/// p50 and p99 (ms) of `load.samples` chats of tenant B, its users taking turns (one user alone
+/// would meet its own per-user limit of 100 a minute), and how busy the machine's cores were
+/// meanwhile (percent of all of them).
+async fn measure(
+    http: &reqwest::Client,
+    base: &str,
+    tokens: &[String],
+    load: BLoad,
+) -> anyhow::Result<(f64, f64, f64)> {
     let cpu0 = cpu_jiffies();
-    if rate > 0.0 {
-        let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut v: Vec<f64> = if load.rate > 0.0 {
+        let interval = Duration::from_secs_f64(1.0 / load.rate);
         let start = tokio::time::Instant::now();
         let mut chats = tokio::task::JoinSet::new();
-        for i in 0..samples {
+        for i in 0..load.samples {
             let at = start + interval.mul_f64(i as f64);
             tokio::time::sleep_until(at).await;
             let (http, base, token) = (http.clone(), base.to_owned(), tokens[i % tokens.len()].clone());
             // Timed from when it was due, not when it was sent: a late send is the platform's
             // delay too (no coordinated omission).
-            chats.spawn(async move { b_chat(&http, &base, &token).await.map(|()| (at - start, at.elapsed())) });
+            chats.spawn(async move { b_chat(&http, &base, &token).await.map(|()| (at.elapsed(), at - start)) });
         }
-        let mut timed = Vec::with_capacity(samples);
+        let mut timed = Vec::with_capacity(load.samples);
         while let Some(done) = chats.join_next().await {
-            let (due, took) = done??;
-            v.push(took.as_secs_f64() * 1000.0);
-            timed.push((took, due));
+            timed.push(done??);
         }
-        if std::env::var("FAIRNESS_SLOWEST").is_ok_and(|v| v == "1") {
+        if load.slowest {
             timed.sort();
             let slowest: Vec<String> = timed
                 .iter()
@@ -182,13 +202,16 @@ async fn measure(http: &reqwest::Client, base: &str, tokens: &[String]) -> anyho
                 .collect();
             println!("  slowest: {}", slowest.join(" "));
         }
+        timed.iter().map(|(took, _)| took.as_secs_f64() * 1000.0).collect()
     } else {
-        for i in 0..samples {
+        let mut v = Vec::with_capacity(load.samples);
+        for i in 0..load.samples {
             let started = Instant::now();
             b_chat(http, base, &tokens[i % tokens.len()]).await?;
             v.push(started.elapsed().as_secs_f64() * 1000.0);
         }
-    }
+        v
+    };
     let cpu1 = cpu_jiffies();
     let busy = (cpu1.0 - cpu0.0) as f64 * 100.0 / (cpu1.1 - cpu0.1).max(1) as f64;
     v.sort_by(f64::total_cmp);
@@ -229,6 +252,7 @@ async fn run() -> anyhow::Result<()> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).timeout(Duration::from_secs(120)).build()?;
     let admin_a = platform.token(&a, "admin", &["admin"]);
     // Eight users, so that three phases of `SAMPLES` keep each under its own limit (100 a minute).
+    let b_load = BLoad::from_env();
     let users_b: Vec<String> = (0..8).map(|i| platform.token(&b, &format!("bob{i}"), &["member"])).collect();
     seed(&http, &base, &admin_a, &llm).await?;
     seed(&http, &base, &platform.token(&b, "admin", &["admin"]), &llm).await?;
@@ -254,7 +278,7 @@ async fn run() -> anyhow::Result<()> {
     }
     let admin = platform.admin_url(Service::Gateway);
     let snap0 = histograms(&http, &admin).await?;
-    let (b50, b99, bcpu) = measure(&http, &base, &users_b).await?;
+    let (b50, b99, bcpu) = measure(&http, &base, &users_b, b_load).await?;
     let snap1 = histograms(&http, &admin).await?;
 
     // Tenant A saturates chat and runs while B is measured again.
@@ -316,7 +340,7 @@ async fn run() -> anyhow::Result<()> {
     // chats and what the platform serves.
     let burst_started = Instant::now();
     let snap2 = histograms(&http, &admin).await?;
-    let (l50, l99, lcpu) = measure(&http, &base, &users_b).await?;
+    let (l50, l99, lcpu) = measure(&http, &base, &users_b, b_load).await?;
     let snap3 = histograms(&http, &admin).await?;
     let burst_secs = burst_started.elapsed().as_secs_f64();
     let burst_counts: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
@@ -331,7 +355,7 @@ async fn run() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before_steady: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let steady_started = Instant::now();
-    let (s50, s99, scpu) = measure(&http, &base, &users_b).await?;
+    let (s50, s99, scpu) = measure(&http, &base, &users_b, b_load).await?;
     let steady_secs = steady_started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for task in load {
@@ -344,12 +368,11 @@ async fn run() -> anyhow::Result<()> {
     } else {
         "waiting Retry-After on a 429"
     };
-    let samples = env_count("FAIRNESS_SAMPLES", SAMPLES).max(10);
-    let sent = match b_rate() {
+    let sent = match b_load.rate {
         r if r > 0.0 => format!("{r} a second"),
         _ => "back to back".to_owned(),
     };
-    println!("fair share: tenant B's chat, {samples} requests each, {sent} (OpenAI double behind MindsDB):");
+    println!("fair share: tenant B's chat, {} requests each, {sent} (OpenAI double behind MindsDB):", b_load.samples);
     println!(
         "  alone                                        p50 {b50:>7.1} ms  p99 {b99:>7.1} ms            cpu {bcpu:>3.0}%"
     );
