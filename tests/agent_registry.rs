@@ -56,6 +56,38 @@ async fn create_skill(client: &mut Client, token: &str, name: &str) {
         .unwrap();
 }
 
+/// Updates the `paths` of `patch` at `expected_version`; the updated agent.
+async fn update(
+    client: &mut Client,
+    token: &str,
+    patch: Agent,
+    paths: &[&str],
+    expected_version: i64,
+) -> anyhow::Result<Agent> {
+    let req = UpdateAgentRequest {
+        agent: Some(patch),
+        update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() }),
+        expected_version,
+    };
+    Ok(client.update_agent(authed(token, req)).await?.into_inner().agent.expect("updated agent"))
+}
+
+/// MindsDB's agents API with `tenant`'s context, to see and change what MindsDB holds around
+/// the registry.
+fn mindsdb_of(tenant: &str) -> anyhow::Result<(AgentAdapter, TenantContext)> {
+    let config = MindsdbConfig { url: getlood_testkit::mindsdb_url(), ..MindsdbConfig::default() };
+    Ok((AgentAdapter::new(MindsdbClient::new(&config)?), TenantContext::new(TenantId::parse(tenant).unwrap(), "test")))
+}
+
+/// Creates the `dashboard-builder` agent (with the `ui-generation` skill) on the double.
+async fn create_dashboard_builder(client: &mut Client, token: &str, llm: &OpenAiDouble) -> anyhow::Result<Agent> {
+    let req = CreateAgentRequest {
+        agent: Some(agent("dashboard-builder", &llm.base_url(), &["ui-generation"])),
+        ..Default::default()
+    };
+    Ok(client.create_agent(authed(token, req)).await?.into_inner().agent.expect("created agent"))
+}
+
 #[tokio::test]
 async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result<()> {
     let llm = OpenAiDouble::start().await?;
@@ -66,11 +98,7 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     let acme = platform.token(&acme_id, "alice", &["admin"]);
     let globex = platform.token(&format!("globex_{}", short_id()), "bob", &["admin"]);
     // What MindsDB itself holds for acme, read around the registry.
-    let mindsdb = AgentAdapter::new(MindsdbClient::new(&MindsdbConfig {
-        url: getlood_testkit::mindsdb_url(),
-        ..MindsdbConfig::default()
-    })?);
-    let acme_ctx = TenantContext::new(TenantId::parse(&acme_id).unwrap(), "test");
+    let (mindsdb, acme_ctx) = mindsdb_of(&acme_id)?;
     let mindsdb_agents = |ctx: TenantContext| {
         let mindsdb = mindsdb.clone();
         async move {
@@ -110,18 +138,7 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
     assert!(mindsdb_agents(acme_ctx.clone()).await.is_empty(), "no orphaned mindsdb agent");
 
     // Create: the key never comes back, skills are compiled in.
-    let created = client
-        .create_agent(authed(
-            &acme,
-            CreateAgentRequest {
-                agent: Some(agent("dashboard-builder", &llm.base_url(), &["ui-generation"])),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner()
-        .agent
-        .unwrap();
+    let created = create_dashboard_builder(&mut client, &acme, &llm).await?;
     assert_eq!(created.version, 1);
     let model = created.model.clone().unwrap();
     assert!(model.api_key.is_empty());
@@ -177,19 +194,7 @@ async fn agent_lifecycle_is_all_or_nothing_and_tenant_scoped() -> anyhow::Result
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted);
-    let updated = client
-        .update_agent(authed(
-            &acme,
-            UpdateAgentRequest {
-                agent: Some(patch),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["description".into(), "skills".into()] }),
-                expected_version: 1,
-            },
-        ))
-        .await?
-        .into_inner()
-        .agent
-        .unwrap();
+    let updated = update(&mut client, &acme, patch, &["description", "skills"], 1).await?;
     assert_eq!(updated.version, 2);
     assert_eq!(updated.description, "new description");
 
@@ -307,6 +312,100 @@ async fn replicas_drop_stale_cache_entries_on_agent_events() -> anyhow::Result<(
 }
 
 /// A gateway replica in this process, calling `platform`'s agent registry.
+/// Asks `name` one question; the completed answer, or the status the call or stream ended with.
+async fn ask(client: &mut Client, token: &str, name: &str) -> Result<QueryAgentCompleted, tonic::Status> {
+    let mut stream = client
+        .query_agent(authed(
+            token,
+            QueryAgentRequest {
+                agent: Some(query_agent_request::Agent::AgentName(name.into())),
+                messages: vec![ChatMessage { role: Role::User as i32, content: "hello".into(), name: String::new() }],
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    while let Some(item) = stream.next().await {
+        match item?.event {
+            Some(query_agent_response::Event::Completed(c)) => return Ok(c),
+            Some(query_agent_response::Event::Error(e)) => return Err(tonic::Status::unknown(e.message)),
+            _ => {}
+        }
+    }
+    Err(tonic::Status::unknown("stream ended without completion"))
+}
+
+#[tokio::test]
+async fn agents_mindsdb_lost_are_put_back_from_the_registry() -> anyhow::Result<()> {
+    // MindsDB's storage reset under a kept Postgres (a lost volume, a new MindsDB): the registry
+    // still lists the agent, MindsDB no longer has it, and every question to it failed with
+    // "Agent with name agent_... does not exist".
+    let llm = OpenAiDouble::start().await?;
+    let platform = Platform::builder()
+        .service(Service::AgentRegistry)
+        .app_settings(
+            Service::AgentRegistry,
+            serde_json::json!({"egress": {"allow": ["127.0.0.0/8"]}, "key_encryption_key": "k".repeat(32)}),
+        )
+        .start()
+        .await?;
+    platform.wait_ready(Duration::from_secs(20)).await?;
+    let mut client = Client::new(platform.grpc_channel(Service::AgentRegistry));
+    let tenant = format!("lost_{}", short_id());
+    let token = platform.token(&tenant, "alice", &["admin"]);
+    let other = platform.token(&format!("other_{}", short_id()), "bob", &["admin"]);
+    let (mindsdb, ctx) = mindsdb_of(&tenant)?;
+    create_skill(&mut client, &token, "ui-generation").await;
+    let created = create_dashboard_builder(&mut client, &token, &llm).await?;
+    let name = getlood_mindsdb::Ident::new(&format!("agent_{}", created.id.replace('-', "")))?;
+
+    // The registry keeps the key sealed: never in clear in its table.
+    let pool = sqlx::PgPool::connect(&getlood_testkit::postgres_url()).await?;
+    let table = format!("\"{}\".agents", platform.schema("agent_registry"));
+    let (kept, sealed): (Option<String>, bool) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT api_key, api_key_sealed FROM {table} WHERE id = $1::uuid")))
+            .bind(&created.id)
+            .fetch_one(&pool)
+            .await?;
+    assert!(sealed);
+    assert!(kept.is_some_and(|k| !k.contains("sk-test-secret-key")));
+
+    // MindsDB loses the agent: the next question puts it back, with its key, and is answered.
+    mindsdb.delete(&ctx, &name).await?;
+    let answer = ask(&mut client, &token, "dashboard-builder").await?;
+    assert!(!answer.answer.is_empty());
+    assert_eq!(answer.agent_id, created.id);
+    let restored = mindsdb.get(&ctx, &name).await?;
+    assert!(restored.has_api_key, "the restored agent has its key back: {restored:?}");
+    assert!(restored.prompt_template.unwrap_or_default().contains("[skill ui-generation]"));
+    // Another tenant asking for it still finds nothing.
+    assert_eq!(ask(&mut client, &other, "dashboard-builder").await.unwrap_err().code(), Code::NotFound);
+
+    // An agent whose key the registry did not keep (written before it kept keys): a precise
+    // refusal, nothing created, until an update gives the key again.
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET api_key = NULL WHERE id = $1::uuid")))
+        .bind(&created.id)
+        .execute(&pool)
+        .await?;
+    mindsdb.delete(&ctx, &name).await?;
+    let err = ask(&mut client, &token, "dashboard-builder").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "agent 'dashboard-builder' is missing from mindsdb (its storage was reset) and cannot be put back: the \
+         registry did not keep its api key; update the agent with its model.api_key to provision it again"
+    );
+    assert!(mindsdb.list(&ctx).await?.is_empty(), "no keyless agent was created");
+    let mut patch = created.clone();
+    patch.model = agent("dashboard-builder", &llm.base_url(), &[]).model;
+    let updated = update(&mut client, &token, patch, &["model"], 1).await?;
+    assert_eq!(updated.version, 2);
+    assert!(mindsdb.get(&ctx, &name).await?.has_api_key);
+    assert_eq!(ask(&mut client, &token, "dashboard-builder").await?.agent_version, 2);
+    pool.close().await;
+    platform.stop().await
+}
+
 async fn extra_gateway(platform: &Platform) -> anyhow::Result<(String, tokio_util::sync::CancellationToken)> {
     let mut config = getlood_gateway::default_config();
     config.redis.url = getlood_testkit::redis_url();

@@ -67,12 +67,23 @@ export async function run({ browser, appUrl, shared, log }) {
   expect(desk.focus_stack[0] === dash.id, 'the server focus stack does not start with the dashboard');
   log('focus saved (focus stack starts with the dashboard)');
 
-  // A conflict: another client changes the window while this tab's move waits for its debounce.
+  // A conflict: another client changes the window while this tab's move is unsaved. The tab's
+  // save is held until the other change has landed: with only the 300 ms debounce between
+  // them, a loaded CI machine sometimes let the tab save first, and then there is no conflict.
+  const windowUrl = `**/api/v1/windows/${moved.id}`;
+  let release;
+  const otherLanded = new Promise((resolve) => { release = resolve; });
+  await page.route(windowUrl, async (route) => {
+    if (route.request().method() === 'PATCH') await otherLanded;
+    await route.continue();
+  });
   await title.focus();
   await page.keyboard.press('ArrowDown');
   const mine = await geometry(page, 'window-console');
   await call(appUrl, shared.token, 'PATCH', `/api/v1/windows/${moved.id}`, { x: 300, y: 200, width: 500, height: 400 });
+  release();
   await page.getByTestId('conflict').waitFor({ timeout: 10_000 });
+  await page.unroute(windowUrl);
   log('conflict shown');
   await page.getByTestId('conflict-keep-mine').click();
   await page.getByTestId('conflict').waitFor({ state: 'hidden' });

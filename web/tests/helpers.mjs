@@ -125,6 +125,8 @@ export async function ensureAgent(appUrl, token) {
         await call(appUrl, token, 'POST', '/api/v1/agents', body);
         break;
       } catch (e) {
+        // A retry that finds the agent made by the attempt that timed out: that one landed.
+        if (attempt > 1 && /: 409 /.test(String(e))) break;
         if (attempt === 3 || !/: (500|503|504) /.test(String(e))) throw e;
         await new Promise((r) => setTimeout(r, 2000 * attempt));
         const again = await call(appUrl, token, 'GET', '/api/v1/agents');

@@ -108,6 +108,8 @@ impl MindsdbError {
             "unknown integration name",
             "there is no integration",
             "can't find",
+            // 26.1's answer to `PUT .../agents/{name}` for an agent it does not have (a 400).
+            "creation of an agent using the put method is not allowed",
         ]) {
             Self::NotFound(short)
         } else if has(&[
@@ -190,6 +192,7 @@ mod tests {
             ("Table 'nope' not found in database: proj_a", ErrorCode::NotFound),
             ("Database does not exists: nope", ErrorCode::NotFound),
             ("Job does not exist: j1", ErrorCode::NotFound),
+            ("Creation of an agent using the PUT method is not allowed.", ErrorCode::NotFound),
             ("Unknown integration name: mindsdb", ErrorCode::NotFound),
             ("There is no integration with name 'files': unknown", ErrorCode::NotFound),
             (

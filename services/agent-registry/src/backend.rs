@@ -132,6 +132,12 @@ impl Backend {
         Ok(())
     }
 
+    /// Forgets that the tenant's project exists, so the next creation checks again: MindsDB lost
+    /// one of its agents, and may have lost the project with it.
+    pub(crate) async fn forget_project(&self, tenant: &TenantId) {
+        self.ensured.lock().await.remove(tenant);
+    }
+
     /// Creates the caller's tenant project if absent (a new tenant's sign-up); returns its name.
     pub(crate) async fn provision(&self, p: &Principal) -> Result<String, ApiError> {
         self.ensure_project(p).await?;

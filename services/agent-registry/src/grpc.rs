@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::backend::{AgentSpec, Backend, QueryEvent};
 use crate::cache::{AgentCache, key_by_id, key_by_name};
+use crate::keys::KeyVault;
 use crate::model::{check_agent, check_model_change, check_name, check_skill, compile, redact};
 use crate::store::{Selector, Store, StoredAgent, mindsdb_name};
 
@@ -34,6 +35,8 @@ pub(crate) struct Registry {
     pub egress: getlood_common::egress::EgressPolicy,
     /// Agent writes run on it, detached from the request (see [`Registry::detached`]).
     pub tracker: TaskTracker,
+    /// Seals the API keys the registry keeps to put lost MindsDB agents back.
+    pub keys: KeyVault,
 }
 
 fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
@@ -131,6 +134,49 @@ impl Registry {
         })?
     }
 
+    /// The API key to give MindsDB when the registry puts `agent` back: none when it has none;
+    /// a precise `FAILED_PRECONDITION` when it has one the registry did not keep (an agent
+    /// written before keys were kept) or cannot open (another key-encryption key).
+    async fn kept_key(&self, tenant: &TenantId, agent: &Agent) -> Result<Option<String>, Status> {
+        if !agent.model.as_ref().is_some_and(|m| m.has_api_key) {
+            return Ok(None);
+        }
+        let id = parse_id(&agent.id)?;
+        let lost = |why: &str| {
+            Status::failed_precondition(format!(
+                "agent '{}' is missing from mindsdb (its storage was reset) and cannot be put back: {why}; \
+                 update the agent with its model.api_key to provision it again",
+                agent.name
+            ))
+        };
+        let stored =
+            self.store.api_key(tenant, id).await?.ok_or_else(|| lost("the registry did not keep its api key"))?;
+        self.keys.open(tenant.as_str(), &id, &stored).map(Some).map_err(|why| {
+            tracing::warn!(tenant = %tenant, agent_id = %id, error = %why, "kept api key does not open");
+            lost(&why)
+        })
+    }
+
+    /// Puts back the MindsDB agent of a registry agent MindsDB no longer has: its storage was
+    /// reset under a kept Postgres (a new volume, a new MindsDB), so every question to it would
+    /// fail. Rebuilt from the registry's row and skills under the row's lock, so it cannot race
+    /// an update or a delete; a concurrent restore that got there first counts as done.
+    async fn restore(&self, p: &Principal, id: Uuid) -> Result<(), Status> {
+        let mut tx = self.store.begin().await?;
+        let current = self.store.lock_agent(&mut tx, &p.tenant, id).await?.ok_or_else(|| not_found(&id.to_string()))?;
+        let api_key = self.kept_key(&p.tenant, &current.agent).await?;
+        let agent = self.recompiled(&p.tenant, &current.agent).await;
+        self.backend.forget_project(&p.tenant).await;
+        match self.backend.create(p, &current.mindsdb_name, &Self::spec(&agent, api_key)).await {
+            Ok(()) => {}
+            Err(err) if err.code == ErrorCode::AlreadyExists => {}
+            Err(err) => return Err(err.into()),
+        }
+        tx.commit().await.map_err(crate::store::db_err)?;
+        tracing::warn!(tenant = %p.tenant, agent_id = %id, "mindsdb agent was missing: restored from the registry");
+        Ok(())
+    }
+
     async fn create(&self, req: Request<CreateAgentRequest>) -> Result<Response<CreateAgentResponse>, Status> {
         let p = principal(&req)?;
         let agent = req.into_inner().agent.ok_or_else(|| Status::invalid_argument("agent is required"))?;
@@ -140,8 +186,9 @@ impl Registry {
 
         let id = Uuid::now_v7();
         let name = mindsdb_name(&id);
+        let kept_key = api_key.as_deref().map(|k| self.keys.store(p.tenant.as_str(), &id, k)).transpose()?;
         let mut tx = self.store.begin().await?;
-        let mut stored = self.store.insert_agent(&mut tx, &p.tenant, &agent, id, &name, &p.user).await?;
+        let mut stored = self.store.insert_agent(&mut tx, &p.tenant, &agent, id, &p.user, kept_key.as_ref()).await?;
         compile(&mut stored.agent, &skills);
         // MindsDB first, inside our transaction: if it refuses, the row is rolled back with it.
         self.backend.create(&p, &name, &Self::spec(&stored.agent, api_key)).await?;
@@ -217,9 +264,25 @@ impl Registry {
         // A stored key never goes to a host it was not given for.
         check_model_change(current.agent.model.as_ref(), merged.model.as_ref(), api_key.is_some())?;
         let skills = self.resolve_skills(&p.tenant, &merged.skills).await?;
-        let mut updated = self.store.update_agent(&mut tx, &p.tenant, &merged, api_key.is_some()).await?;
+        let kept_key = api_key.as_deref().map(|k| self.keys.store(p.tenant.as_str(), &id, k)).transpose()?;
+        let mut updated = self.store.update_agent(&mut tx, &p.tenant, &merged, kept_key.as_ref()).await?;
         compile(&mut updated.agent, &skills);
-        self.backend.update(&p, &updated.mindsdb_name, &Self::spec(&updated.agent, api_key)).await?;
+        let spec = Self::spec(&updated.agent, api_key.clone());
+        match self.backend.update(&p, &updated.mindsdb_name, &spec).await {
+            Ok(()) => {}
+            // MindsDB lost the agent (its storage was reset): the update provisions it again,
+            // with the key just given or the one the registry kept.
+            Err(err) if err.code == ErrorCode::NotFound => {
+                let api_key = match api_key {
+                    Some(key) => Some(key),
+                    None => self.kept_key(&p.tenant, &updated.agent).await?,
+                };
+                self.backend.forget_project(&p.tenant).await;
+                self.backend.create(&p, &updated.mindsdb_name, &Self::spec(&updated.agent, api_key)).await?;
+                tracing::warn!(tenant = %p.tenant, agent_id = %id, "mindsdb agent was missing: created again by an update");
+            }
+            Err(err) => return Err(err.into()),
+        }
         let event = new_envelope(
             &p.tenant,
             &p.user,
@@ -395,7 +458,14 @@ impl AgentRegistryService for Registry {
             _ => self.heartbeat,
         };
         let started = Instant::now();
-        let events = self.backend.query(&p, &stored.mindsdb_name, &req.messages).await?;
+        let events = match self.backend.query(&p, &stored.mindsdb_name, &req.messages).await {
+            Err(err) if err.code == ErrorCode::NotFound => {
+                tracing::warn!(tenant = %p.tenant, agent_id = %stored.agent.id, error = %err.message, "mindsdb has no such agent");
+                self.restore(&p, parse_id(&stored.agent.id)?).await?;
+                self.backend.query(&p, &stored.mindsdb_name, &req.messages).await?
+            }
+            events => events?,
+        };
         let agent = stored.agent;
         let stream = async_stream::stream! {
             let mut events = std::pin::pin!(events);

@@ -6,6 +6,7 @@
 mod backend;
 mod cache;
 mod grpc;
+mod keys;
 mod model;
 mod store;
 
@@ -52,6 +53,13 @@ pub struct RegistrySettings {
     /// Hosts a model's `base_url` may name although they are loopback, private or link-local
     /// (`app.egress.allow`); empty by default. `getlood dev` and the test kit allow loopback.
     pub egress: EgressConfig,
+    /// Secret the agents' API keys are encrypted with in the registry's table (32 bytes at
+    /// least; the chart passes the gateway's `accounts-key-encryption-key`). The registry keeps
+    /// them to put an agent back when MindsDB lost it (its storage reset under a kept Postgres).
+    /// Unset: stored unencrypted, with a warning at start; keys stored encrypted then cannot be
+    /// used to put agents back until it is set again.
+    #[serde(serialize_with = "getlood_config::serialize_secret_opt")]
+    pub key_encryption_key: Option<secrecy::SecretString>,
 }
 
 impl Default for RegistrySettings {
@@ -62,6 +70,7 @@ impl Default for RegistrySettings {
             query_heartbeat: Duration::from_secs(5),
             outbox_poll: Duration::from_secs(1),
             egress: EgressConfig::default(),
+            key_encryption_key: None,
         }
     }
 }
@@ -74,6 +83,9 @@ impl Validate for RegistrySettings {
             ("app.outbox_poll", self.outbox_poll),
         ])?;
         EgressPolicy::new(&self.egress).map_err(|e| ConfigError::invalid("app.egress.allow", e.to_string()))?;
+        if self.key_encryption_key.as_ref().is_some_and(|k| secrecy::ExposeSecret::expose_secret(k).len() < 32) {
+            return Err(ConfigError::invalid("app.key_encryption_key", "must be at least 32 bytes"));
+        }
         Ok(())
     }
 }
@@ -101,6 +113,10 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         .await
         .map_err(|e| Error::Serve(format!("nats subscribe: {e}")))?;
 
+    let keys = keys::KeyVault::new(config.app.key_encryption_key.as_ref());
+    if !keys.seals() {
+        tracing::warn!("app.key_encryption_key is not set: agents' api keys are stored unencrypted in postgres");
+    }
     let registry = grpc::Registry {
         store: store::Store::new(runtime.postgres()?),
         cache,
@@ -109,6 +125,7 @@ pub async fn run(config: Config, runtime: Runtime, listeners: Listeners) -> getl
         heartbeat: config.app.query_heartbeat,
         egress: EgressPolicy::new(&config.app.egress).map_err(|e| Error::Serve(format!("app.egress.allow: {e}")))?,
         tracker: runtime.tracker().clone(),
+        keys,
     };
     let grpc =
         tonic::service::Routes::new(runtime.authorize(GRPC_PERMISSIONS, AgentRegistryServiceServer::new(registry)));

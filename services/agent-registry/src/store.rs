@@ -9,6 +9,7 @@ use getlood_proto::agent_registry::v1::{Agent, AgentData, ModelConfig, Skill};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use crate::keys::StoredKey;
 use crate::model::metadata_json;
 
 /// Maps a database failure to the client: a unique violation is a conflict the client caused;
@@ -172,22 +173,23 @@ impl Store {
         tenant: &TenantId,
         agent: &Agent,
         id: Uuid,
-        mindsdb_name: &str,
         owner: &str,
+        api_key: Option<&StoredKey>,
     ) -> Result<StoredAgent, ApiError> {
         let model = agent.model.clone().unwrap_or_default();
         let data = agent.data.clone().unwrap_or_default();
         let sql = format!(
             "INSERT INTO agents (tenant_id, id, name, description, mindsdb_name, model_provider, model_name, \
-             model_base_url, has_api_key, skills, prompt_template, data_tables, data_kbs, metadata, owner) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) RETURNING {AGENT_COLUMNS}"
+             model_base_url, has_api_key, skills, prompt_template, data_tables, data_kbs, metadata, owner, \
+             api_key, api_key_sealed) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) RETURNING {AGENT_COLUMNS}"
         );
         let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(tenant.as_str())
             .bind(id)
             .bind(&agent.name)
             .bind(&agent.description)
-            .bind(mindsdb_name)
+            .bind(mindsdb_name(&id))
             .bind(&model.provider)
             .bind(&model.model_name)
             .bind(&model.base_url)
@@ -198,6 +200,8 @@ impl Store {
             .bind(&data.knowledge_bases)
             .bind(metadata_json(&agent.metadata))
             .bind(owner)
+            .bind(api_key.map(|k| &k.value))
+            .bind(api_key.is_some_and(|k| k.sealed))
             .fetch_one(&mut **tx)
             .await
             .map_err(|e| named_conflict(db_err(e), "agent", &agent.name))?;
@@ -253,7 +257,7 @@ impl Store {
         tx: &mut Transaction<'static, Postgres>,
         tenant: &TenantId,
         agent: &Agent,
-        api_key_given: bool,
+        api_key: Option<&StoredKey>,
     ) -> Result<StoredAgent, ApiError> {
         let model = agent.model.clone().unwrap_or_default();
         let data = agent.data.clone().unwrap_or_default();
@@ -261,7 +265,9 @@ impl Store {
         let sql = format!(
             "UPDATE agents SET name = $3, description = $4, model_provider = $5, model_name = $6, model_base_url = $7, \
              has_api_key = has_api_key OR $8, skills = $9, prompt_template = $10, data_tables = $11, data_kbs = $12, \
-             metadata = $13, version = version + 1, updated_at = now() \
+             metadata = $13, api_key = COALESCE($14, api_key), \
+             api_key_sealed = CASE WHEN $14 IS NULL THEN api_key_sealed ELSE $15 END, \
+             version = version + 1, updated_at = now() \
              WHERE tenant_id = $1 AND id = $2 RETURNING {AGENT_COLUMNS}"
         );
         let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -272,16 +278,31 @@ impl Store {
             .bind(&model.provider)
             .bind(&model.model_name)
             .bind(&model.base_url)
-            .bind(api_key_given)
+            .bind(api_key.is_some())
             .bind(&agent.skills)
             .bind(&agent.prompt_template)
             .bind(&data.tables)
             .bind(&data.knowledge_bases)
             .bind(metadata_json(&agent.metadata))
+            .bind(api_key.map(|k| &k.value))
+            .bind(api_key.is_some_and(|k| k.sealed))
             .fetch_one(&mut **tx)
             .await
             .map_err(|e| named_conflict(db_err(e), "agent", &agent.name))?;
         Ok(row.into())
+    }
+
+    /// The API key stored for agent `id`, read apart from the agent so that it never reaches
+    /// the cache: `None` when it has none, or was written before keys were kept here.
+    pub(crate) async fn api_key(&self, tenant: &TenantId, id: Uuid) -> Result<Option<StoredKey>, ApiError> {
+        let row: Option<(Option<String>, bool)> =
+            sqlx::query_as("SELECT api_key, api_key_sealed FROM agents WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(row.and_then(|(value, sealed)| value.map(|value| StoredKey { value, sealed })))
     }
 
     pub(crate) async fn delete_agent(
