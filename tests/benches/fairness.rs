@@ -19,7 +19,8 @@
 //! Each phase prints how busy the machine's cores were. Knobs: `FAIRNESS_SAMPLES` (300),
 //! `FAIRNESS_B_RATE` (8 chats a second; 0: back to back), `FAIRNESS_SLOWEST=1` prints each
 //! phase's eight slowest chats of B with when they were due (a stall shows as a run of
-//! consecutive ones), `FAIRNESS_BREAKDOWN=1` the mean time per request of every histogram.
+//! consecutive ones), `FAIRNESS_BREAKDOWN=1` the mean time per request of every histogram,
+//! `FAIRNESS_TENANT_PER_MINUTE` a tenant's chat rate limit instead of the gateway's default.
 //!
 //! Run: `make bench` (or `cargo bench -p getlood-tests --bench fairness`); MindsDB must be up.
 
@@ -61,6 +62,17 @@ const B_RATE: f64 = 8.0;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The gateway's settings: its defaults, but for `FAIRNESS_TENANT_MAX_CHATS` (32) and, when set,
+/// `FAIRNESS_TENANT_PER_MINUTE` (a tenant's chat rate limit, to see how B fares as A's admitted
+/// rate takes more or less of MindsDB).
+fn gateway_settings() -> serde_json::Value {
+    let mut settings = json!({"tenant_max_concurrent_chats": env_count("FAIRNESS_TENANT_MAX_CHATS", 32)});
+    if let Some(per_minute) = std::env::var("FAIRNESS_TENANT_PER_MINUTE").ok().and_then(|v| v.parse::<u64>().ok()) {
+        settings["tenant_rate_limit_per_minute"] = json!(per_minute);
+    }
+    settings
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -233,10 +245,7 @@ async fn run() -> anyhow::Result<()> {
         .service(Service::Workflow)
         .service(Service::Gateway)
         .app_settings(Service::Pipeline, json!({"intent_model": {"base_url": llm.base_url(), "api_key": "sk-bench"}}))
-        .app_settings(
-            Service::Gateway,
-            json!({"tenant_max_concurrent_chats": env_count("FAIRNESS_TENANT_MAX_CHATS", 32)}),
-        )
+        .app_settings(Service::Gateway, gateway_settings())
         // FAIRNESS_REGISTRY_SETTINGS: JSON merged into the agent-registry's settings (the
         // MindsDB client that runs the agents), to compare limiter settings in one build.
         .settings(
