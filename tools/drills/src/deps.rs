@@ -7,6 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -31,21 +32,42 @@ fn pg_bin() -> PathBuf {
     newest.map_or_else(|| Path::new(PG_LIB).join("15/bin"), |(_, bin)| bin)
 }
 
+/// The lowest port the kernel hands to outgoing connections (`ip_local_port_range`).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
 /// A free TCP port on every one of `ips` at once (replicas of a service share a port on
 /// different loopback addresses); with `next_too`, `port + 1` is free as well (MindsDB's
 /// MySQL API takes the port after its HTTP one).
+///
+/// Picked below the kernel's ephemeral range: a port the kernel chose (bind to port 0) can be
+/// handed to one of the platform's own outgoing connections between this check and the
+/// replica's bind, which failed a CI run (`cannot bind 127.0.0.11:37145: Address already in
+/// use`). Ports below that range are only ever taken by listeners, which the check sees.
 pub fn free_port(ips: &[Ipv4Addr], next_too: bool) -> anyhow::Result<u16> {
-    for _ in 0..200 {
-        let port = TcpListener::bind(SocketAddr::from((ips[0], 0)))?.local_addr()?.port();
-        let wanted = if next_too { vec![Some(port), port.checked_add(1)] } else { vec![Some(port)] };
-        let free = wanted
-            .iter()
-            .all(|p| p.is_some_and(|p| ips.iter().all(|ip| TcpListener::bind(SocketAddr::from((*ip, p))).is_ok())));
-        if free {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let high = ephemeral_low().saturating_sub(2).min(65_000);
+    if high <= LOW + 1_000 {
+        bail!("the ephemeral port range starts at {}: no room below it for the drills' ports", ephemeral_low());
+    }
+    let span = high - LOW;
+    // Runs on one machine start in different places of the range.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..2_000 {
+        // A prime stride walks the whole range (unless the span is a multiple of it).
+        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(7_919)) % span;
+        let port = u16::try_from(port).context("port out of range")?;
+        let wanted = if next_too { vec![port, port + 1] } else { vec![port] };
+        if wanted.iter().all(|p| ips.iter().all(|ip| TcpListener::bind(SocketAddr::from((*ip, *p))).is_ok())) {
             return Ok(port);
         }
     }
-    bail!("no port free on {ips:?} after 200 tries")
+    bail!("no port free on {ips:?} after 2,000 tries")
 }
 
 /// Runs `cmd` to completion; an error carries its output.
@@ -473,4 +495,21 @@ pub async fn check_private_hosts(hosts: &Path) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drill_ports_are_below_the_ephemeral_range_and_distinct() {
+        let ips = [Ipv4Addr::LOCALHOST];
+        let ports: Vec<u16> = (0..50).map(|_| free_port(&ips, true).unwrap()).collect();
+        for port in &ports {
+            assert!(u32::from(*port) + 1 < ephemeral_low(), "{port} is in the ephemeral range");
+            TcpListener::bind(SocketAddr::from((ips[0], *port))).unwrap();
+        }
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    }
 }
