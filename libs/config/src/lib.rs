@@ -60,6 +60,16 @@ pub fn require_positive<'a>(
     }
 }
 
+/// Refuses a key-encryption secret (`key`) shorter than 32 bytes: the sealing key is derived
+/// from it, so a short one is guessable. Unset is accepted (each service says what it does then).
+pub fn require_key_encryption_key(key: &str, secret: Option<&secrecy::SecretString>) -> Result<(), ConfigError> {
+    use secrecy::ExposeSecret as _;
+    match secret {
+        Some(s) if s.expose_secret().len() < 32 => Err(ConfigError::invalid(key, "must be at least 32 bytes")),
+        _ => Ok(()),
+    }
+}
+
 /// Serializes an optional secret setting as its value: settings are serialized only as
 /// figment's defaults layer, and the value must survive that round trip
 /// (`#[serde(serialize_with = "getlood_config::serialize_secret_opt")]`).

@@ -132,10 +132,15 @@ impl Backend {
         Ok(())
     }
 
-    /// Forgets that the tenant's project exists, so the next creation checks again: MindsDB lost
-    /// one of its agents, and may have lost the project with it.
-    pub(crate) async fn forget_project(&self, tenant: &TenantId) {
-        self.ensured.lock().await.remove(tenant);
+    /// Creates again an agent MindsDB lost (its storage reset under a kept Postgres). Its project
+    /// may have gone with it, so the project is checked again; an agent a concurrent request
+    /// already put back counts as created.
+    pub(crate) async fn recreate(&self, p: &Principal, name: &str, spec: &AgentSpec) -> Result<(), ApiError> {
+        self.ensured.lock().await.remove(&p.tenant);
+        match self.create(p, name, spec).await {
+            Err(err) if err.code != ErrorCode::AlreadyExists => Err(err),
+            _ => Ok(()),
+        }
     }
 
     /// Creates the caller's tenant project if absent (a new tenant's sign-up); returns its name.

@@ -160,18 +160,13 @@ impl Registry {
     /// Puts back the MindsDB agent of a registry agent MindsDB no longer has: its storage was
     /// reset under a kept Postgres (a new volume, a new MindsDB), so every question to it would
     /// fail. Rebuilt from the registry's row and skills under the row's lock, so it cannot race
-    /// an update or a delete; a concurrent restore that got there first counts as done.
+    /// an update or a delete.
     async fn restore(&self, p: &Principal, id: Uuid) -> Result<(), Status> {
         let mut tx = self.store.begin().await?;
         let current = self.store.lock_agent(&mut tx, &p.tenant, id).await?.ok_or_else(|| not_found(&id.to_string()))?;
         let api_key = self.kept_key(&p.tenant, &current.agent).await?;
         let agent = self.recompiled(&p.tenant, &current.agent).await;
-        self.backend.forget_project(&p.tenant).await;
-        match self.backend.create(p, &current.mindsdb_name, &Self::spec(&agent, api_key)).await {
-            Ok(()) => {}
-            Err(err) if err.code == ErrorCode::AlreadyExists => {}
-            Err(err) => return Err(err.into()),
-        }
+        self.backend.recreate(p, &current.mindsdb_name, &Self::spec(&agent, api_key)).await?;
         tx.commit().await.map_err(crate::store::db_err)?;
         tracing::warn!(tenant = %p.tenant, agent_id = %id, "mindsdb agent was missing: restored from the registry");
         Ok(())
@@ -277,8 +272,7 @@ impl Registry {
                     Some(key) => Some(key),
                     None => self.kept_key(&p.tenant, &updated.agent).await?,
                 };
-                self.backend.forget_project(&p.tenant).await;
-                self.backend.create(&p, &updated.mindsdb_name, &Self::spec(&updated.agent, api_key)).await?;
+                self.backend.recreate(&p, &updated.mindsdb_name, &Self::spec(&updated.agent, api_key)).await?;
                 tracing::warn!(tenant = %p.tenant, agent_id = %id, "mindsdb agent was missing: created again by an update");
             }
             Err(err) => return Err(err.into()),
@@ -460,7 +454,6 @@ impl AgentRegistryService for Registry {
         let started = Instant::now();
         let events = match self.backend.query(&p, &stored.mindsdb_name, &req.messages).await {
             Err(err) if err.code == ErrorCode::NotFound => {
-                tracing::warn!(tenant = %p.tenant, agent_id = %stored.agent.id, error = %err.message, "mindsdb has no such agent");
                 self.restore(&p, parse_id(&stored.agent.id)?).await?;
                 self.backend.query(&p, &stored.mindsdb_name, &req.messages).await?
             }

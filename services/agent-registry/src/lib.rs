@@ -83,10 +83,7 @@ impl Validate for RegistrySettings {
             ("app.outbox_poll", self.outbox_poll),
         ])?;
         EgressPolicy::new(&self.egress).map_err(|e| ConfigError::invalid("app.egress.allow", e.to_string()))?;
-        if self.key_encryption_key.as_ref().is_some_and(|k| secrecy::ExposeSecret::expose_secret(k).len() < 32) {
-            return Err(ConfigError::invalid("app.key_encryption_key", "must be at least 32 bytes"));
-        }
-        Ok(())
+        getlood_config::require_key_encryption_key("app.key_encryption_key", self.key_encryption_key.as_ref())
     }
 }
 

@@ -173,10 +173,7 @@ impl Validate for WorkflowSettings {
         if self.worker_concurrency == 0 {
             return Err(ConfigError::invalid("app.worker_concurrency", "must be at least 1"));
         }
-        if self.key_encryption_key.as_ref().is_some_and(|k| secrecy::ExposeSecret::expose_secret(k).len() < 32) {
-            return Err(ConfigError::invalid("app.key_encryption_key", "must be at least 32 bytes"));
-        }
-        Ok(())
+        getlood_config::require_key_encryption_key("app.key_encryption_key", self.key_encryption_key.as_ref())
     }
 }
 

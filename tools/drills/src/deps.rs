@@ -51,9 +51,10 @@ fn ephemeral_low() -> u32 {
 pub fn free_port(ips: &[Ipv4Addr], next_too: bool) -> anyhow::Result<u16> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LOW: u32 = 10_000;
-    let high = ephemeral_low().saturating_sub(2).min(65_000);
+    let ephemeral = ephemeral_low();
+    let high = ephemeral.saturating_sub(2).min(65_000);
     if high <= LOW + 1_000 {
-        bail!("the ephemeral port range starts at {}: no room below it for the drills' ports", ephemeral_low());
+        bail!("the ephemeral port range starts at {ephemeral}: no room below it for the drills' ports");
     }
     let span = high - LOW;
     // Runs on one machine start in different places of the range.

@@ -128,7 +128,6 @@ impl AccountsSettings {
     /// Checks the values, naming the key.
     pub(crate) fn validate(&self) -> Result<(), getlood_config::ConfigError> {
         use getlood_config::ConfigError;
-        use secrecy::ExposeSecret as _;
         if self.session_lifetime.is_zero() || self.session_lifetime > MAX_TOKEN_LIFETIME {
             return Err(ConfigError::invalid("app.accounts.session_lifetime", "must be between 1s and 24h"));
         }
@@ -141,9 +140,10 @@ impl AccountsSettings {
                 "sign-in limits must be at least 1 (per ip and per email)",
             ));
         }
-        if self.key_encryption_key.as_ref().is_some_and(|k| k.expose_secret().len() < 32) {
-            return Err(ConfigError::invalid("app.accounts.key_encryption_key", "must be at least 32 bytes"));
-        }
+        getlood_config::require_key_encryption_key(
+            "app.accounts.key_encryption_key",
+            self.key_encryption_key.as_ref(),
+        )?;
         if self.signing_key_rotation < Duration::from_secs(3600) {
             return Err(ConfigError::invalid("app.accounts.signing_key_rotation", "must be at least 1h"));
         }
