@@ -171,22 +171,28 @@ impl BLoad {
     }
 }
 
-/// One chat of tenant B, which must bring the agent's answer.
-async fn b_chat(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<()> {
+/// One chat of tenant B: whether it brought the agent's answer. A refusal (a 429 when B's
+/// chats pile up past its concurrent turns) is the platform failing B, not the bench: it is
+/// counted and ranks as slower than any answer, so the bench still prints its figures on a
+/// machine whose MindsDB serves less than A and B ask for.
+async fn b_chat(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<bool> {
     let (status, answered) = chat(http, base, token).await?;
-    anyhow::ensure!(status.is_success() && answered, "tenant B's chat answered {status} without the agent's answer");
-    Ok(())
+    Ok(status.is_success() && answered)
 }
 
-/// p50 and p99 (ms) of `load.samples` chats of tenant B, its users taking turns (one user alone
-/// would meet its own per-user limit of 100 a minute), and how busy the machine's cores were
-/// meanwhile (percent of all of them).
-async fn measure(
-    http: &reqwest::Client,
-    base: &str,
-    tokens: &[String],
-    load: BLoad,
-) -> anyhow::Result<(f64, f64, f64)> {
+/// One phase of tenant B: its p50 and p99 in ms (a chat without the agent's answer ranks as
+/// infinitely slow), how busy the machine's cores were (percent of all of them) and how many
+/// chats got no answer.
+struct Phase {
+    p50: f64,
+    p99: f64,
+    cpu: f64,
+    failed: usize,
+}
+
+/// [`Phase`] of `load.samples` chats of tenant B, its users taking turns (one user alone would
+/// meet its own per-user limit of 100 a minute).
+async fn measure(http: &reqwest::Client, base: &str, tokens: &[String], load: BLoad) -> anyhow::Result<Phase> {
     let cpu0 = cpu_jiffies();
     let mut v: Vec<f64> = if load.rate > 0.0 {
         let interval = Duration::from_secs_f64(1.0 / load.rate);
@@ -198,36 +204,43 @@ async fn measure(
             let (http, base, token) = (http.clone(), base.to_owned(), tokens[i % tokens.len()].clone());
             // Timed from when it was due, not when it was sent: a late send is the platform's
             // delay too (no coordinated omission).
-            chats.spawn(async move { b_chat(&http, &base, &token).await.map(|()| (at.elapsed(), at - start)) });
+            chats.spawn(async move {
+                b_chat(&http, &base, &token).await.map(|answered| (answered.then(|| at.elapsed()), at - start))
+            });
         }
         let mut timed = Vec::with_capacity(load.samples);
         while let Some(done) = chats.join_next().await {
             timed.push(done??);
         }
         if load.slowest {
-            timed.sort();
+            // Unanswered chats (None) sort last, so they lead the slowest.
+            timed.sort_by_key(|(took, due)| (took.is_none(), *took, *due));
             let slowest: Vec<String> = timed
                 .iter()
                 .rev()
                 .take(8)
-                .map(|(took, due)| format!("{:.0}ms@{:.3}s", took.as_secs_f64() * 1e3, due.as_secs_f64()))
+                .map(|(took, due)| match took {
+                    Some(took) => format!("{:.0}ms@{:.3}s", took.as_secs_f64() * 1e3, due.as_secs_f64()),
+                    None => format!("refused@{:.3}s", due.as_secs_f64()),
+                })
                 .collect();
             println!("  slowest: {}", slowest.join(" "));
         }
-        timed.iter().map(|(took, _)| took.as_secs_f64() * 1000.0).collect()
+        timed.iter().map(|(took, _)| took.map_or(f64::INFINITY, |t| t.as_secs_f64() * 1000.0)).collect()
     } else {
         let mut v = Vec::with_capacity(load.samples);
         for i in 0..load.samples {
             let started = Instant::now();
-            b_chat(http, base, &tokens[i % tokens.len()]).await?;
-            v.push(started.elapsed().as_secs_f64() * 1000.0);
+            let answered = b_chat(http, base, &tokens[i % tokens.len()]).await?;
+            v.push(if answered { started.elapsed().as_secs_f64() * 1000.0 } else { f64::INFINITY });
         }
         v
     };
     let cpu1 = cpu_jiffies();
-    let busy = (cpu1.0 - cpu0.0) as f64 * 100.0 / (cpu1.1 - cpu0.1).max(1) as f64;
+    let cpu = (cpu1.0 - cpu0.0) as f64 * 100.0 / (cpu1.1 - cpu0.1).max(1) as f64;
     v.sort_by(f64::total_cmp);
-    Ok((percentile(&v, 0.5), percentile(&v, 0.99), busy))
+    let failed = v.iter().filter(|ms| ms.is_infinite()).count();
+    Ok(Phase { p50: percentile(&v, 0.5), p99: percentile(&v, 0.99), cpu, failed })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -287,7 +300,7 @@ async fn run() -> anyhow::Result<()> {
     }
     let admin = platform.admin_url(Service::Gateway);
     let snap0 = histograms(&http, &admin).await?;
-    let (b50, b99, bcpu) = measure(&http, &base, &users_b, b_load).await?;
+    let alone = measure(&http, &base, &users_b, b_load).await?;
     let snap1 = histograms(&http, &admin).await?;
 
     // Tenant A saturates chat and runs while B is measured again.
@@ -349,7 +362,7 @@ async fn run() -> anyhow::Result<()> {
     // chats and what the platform serves.
     let burst_started = Instant::now();
     let snap2 = histograms(&http, &admin).await?;
-    let (l50, l99, lcpu) = measure(&http, &base, &users_b, b_load).await?;
+    let burst = measure(&http, &base, &users_b, b_load).await?;
     let snap3 = histograms(&http, &admin).await?;
     let burst_secs = burst_started.elapsed().as_secs_f64();
     let burst_counts: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
@@ -364,7 +377,7 @@ async fn run() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before_steady: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let steady_started = Instant::now();
-    let (s50, s99, scpu) = measure(&http, &base, &users_b, b_load).await?;
+    let steady_phase = measure(&http, &base, &users_b, b_load).await?;
     let steady_secs = steady_started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for task in load {
@@ -382,22 +395,32 @@ async fn run() -> anyhow::Result<()> {
         _ => "back to back".to_owned(),
     };
     println!("fair share: tenant B's chat, {} requests each, {sent} (OpenAI double behind MindsDB):", b_load.samples);
-    println!(
-        "  alone                                        p50 {b50:>7.1} ms  p99 {b99:>7.1} ms            cpu {bcpu:>3.0}%"
-    );
-    println!(
-        "  while tenant A spends its burst              p50 {l50:>7.1} ms  p99 {l99:>7.1} ms  ({:.2}x p99)  cpu {lcpu:>3.0}%",
-        l99 / b99.max(1e-9)
-    );
-    println!(
-        "  while tenant A saturates at its steady rate  p50 {s50:>7.1} ms  p99 {s99:>7.1} ms  ({:.2}x p99)  cpu {scpu:>3.0}%",
-        s99 / b99.max(1e-9)
-    );
+    let row = |label: &str, p: &Phase, ratio: Option<f64>| {
+        let ratio = ratio.map_or_else(|| " ".repeat(13), |r| format!("({r:.2}x p99)"));
+        let failed = if p.failed > 0 { format!("  {} not answered", p.failed) } else { String::new() };
+        println!("  {label:<44} p50 {:>7.1} ms  p99 {:>7.1} ms  {ratio}  cpu {:>3.0}%{failed}", p.p50, p.p99, p.cpu);
+    };
+    let ratio = |p: &Phase| p.p99 / alone.p99.max(1e-9);
+    row("alone", &alone, None);
+    row("while tenant A spends its burst", &burst, Some(ratio(&burst)));
+    row("while tenant A saturates at its steady rate", &steady_phase, Some(ratio(&steady_phase)));
     println!(
         "  loaded / alone p99: {:.2}x (target <= 2x; A saturating at its steady rate{})",
-        s99 / b99.max(1e-9),
+        ratio(&steady_phase),
         if at_steady { "" } else { ": NOT reached, A was never refused" }
     );
+    // What MindsDB served both tenants while A spent its burst: B's share of it says whether B
+    // is the light tenant this bench means (about a quarter on the first two machines in
+    // docs/capacity.md) or itself asks for half of what this machine's MindsDB serves, when its
+    // p99 must grow whatever the scheduling.
+    if b_load.rate > 0.0 {
+        let served = burst_counts[0] as f64 / burst_secs.max(1e-9) + b_load.rate;
+        println!(
+            "  MindsDB served {served:.1} chats/s to A and B during A's burst: B's {} a second is {:.0}% of it",
+            b_load.rate,
+            b_load.rate * 100.0 / served.max(1e-9)
+        );
+    }
     let line = |label: &str, secs: f64, c: &[u64]| {
         println!(
             "  tenant A {label} (~{secs:.0} s): {} chats answered ({:.1}/s), {} refused 429; {} runs started, {} refused 429",
