@@ -221,7 +221,7 @@ async fn measure(http: &reqwest::Client, base: &str, tokens: &[String], load: BL
                 .take(8)
                 .map(|(took, due)| match took {
                     Some(took) => format!("{:.0}ms@{:.3}s", took.as_secs_f64() * 1e3, due.as_secs_f64()),
-                    None => format!("refused@{:.3}s", due.as_secs_f64()),
+                    None => format!("unanswered@{:.3}s", due.as_secs_f64()),
                 })
                 .collect();
             println!("  slowest: {}", slowest.join(" "));
